@@ -1,0 +1,32 @@
+# The README's two commands: `make demo` and `make test`. Both set everything up first.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The demo always runs on the embedded default: SQLite and local files.
+DEMO_ENV := env -u DATABASE_URL -u AWS_STORAGE_BUCKET_NAME -u MEDIA_ROOT
+
+.PHONY: setup demo test bench clean
+
+$(BIN)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "fmr needs Python 3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	touch $@
+
+setup: $(BIN)/.installed
+
+demo: setup
+	$(DEMO_ENV) $(BIN)/python manage.py migrate --verbosity 0
+	$(DEMO_ENV) $(BIN)/python manage.py seed_demo_jobs --expired 3 --live 2
+	@echo "--- before the purge"
+	$(DEMO_ENV) $(BIN)/python manage.py list_jobs
+	@echo "--- the purge"
+	$(DEMO_ENV) $(BIN)/python manage.py purge_expired_jobs
+	@echo "--- after the purge"
+	$(DEMO_ENV) $(BIN)/python manage.py list_jobs
+
+test: setup
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) db.sqlite3 media .pytest_cache

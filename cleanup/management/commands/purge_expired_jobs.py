@@ -1,0 +1,50 @@
+import json
+from argparse import ArgumentTypeError
+
+from django.core.management.base import BaseCommand, CommandError
+
+from cleanup.models import PurgeRun
+from cleanup.report import format_result
+from cleanup.services import purge_expired_jobs
+
+
+def positive_int(value):
+    try:
+        number = int(value)
+    except ValueError:
+        raise ArgumentTypeError(f"expected a positive whole number, got {value!r}") from None
+    if number < 1:
+        raise ArgumentTypeError(f"expected a positive whole number, got {number}")
+    return number
+
+
+class Command(BaseCommand):
+    help = "Delete jobs past their expiry with every row and file attached to them."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--dry-run", action="store_true", help="Report what would be deleted; change nothing."
+        )
+        parser.add_argument(
+            "--batch-size", type=positive_int, default=None,
+            help="Jobs deleted per transaction (default: the CLEANUP_BATCH_SIZE setting).",
+        )
+        parser.add_argument(
+            "--limit", type=positive_int, default=None, help="Stop after this many jobs."
+        )
+        parser.add_argument("--json", action="store_true", help="Print the summary as JSON.")
+
+    def handle(self, *args, **options):
+        result = purge_expired_jobs(
+            batch_size=options["batch_size"],
+            limit=options["limit"],
+            dry_run=options["dry_run"],
+            trigger=PurgeRun.Trigger.COMMAND,
+        )
+        if options["json"]:
+            self.stdout.write(json.dumps(result.as_dict(), indent=2))
+        elif options["verbosity"] > 0:
+            self.stdout.write(format_result(result))
+        if not result.ok:
+            raise CommandError(result.error or f"purge ended with status {result.status}")
+

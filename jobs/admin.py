@@ -1,0 +1,51 @@
+from django.contrib import admin
+from django.utils import timezone
+
+from .models import (
+    Job,
+    JobFile,
+    Payment,
+    PaymentFailure,
+    PhoneVerificationAttempt,
+    Report,
+    SmsLog,
+)
+
+
+class ExpiryFilter(admin.SimpleListFilter):
+    title = "expiry"
+    parameter_name = "expiry"
+
+    def lookups(self, request, model_admin):
+        return [("expired", "Expired"), ("live", "Live")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "expired":
+            return queryset.expired(timezone.now())
+        if self.value() == "live":
+            return queryset.live(timezone.now())
+        return queryset
+
+
+class JobFileInline(admin.TabularInline):
+    model = JobFile
+    extra = 0
+    fields = ["kind", "file", "content_type", "size", "created_at"]
+    readonly_fields = fields
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    list_display = ["id", "status", "created_at", "expires_at", "is_expired_now"]
+    list_filter = [ExpiryFilter, "status"]
+    readonly_fields = ["id", "created_at", "expires_at", "updated_at"]
+    date_hierarchy = "created_at"
+    inlines = [JobFileInline]
+
+    @admin.display(boolean=True, description="expired")
+    def is_expired_now(self, job):
+        return job.is_expired()
+
+
+for model in (Payment, PaymentFailure, SmsLog, PhoneVerificationAttempt, Report):
+    admin.site.register(model, list_display=["id", "job"], raw_id_fields=["job"])

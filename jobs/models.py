@@ -1,0 +1,188 @@
+"""A user's job and everything attached to it. All of it expires together (see Job.expires_at)."""
+
+import uuid
+from pathlib import PurePosixPath
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+# Every job's files live under this prefix, so storage can be reconciled against the database.
+UPLOAD_PREFIX = "jobs"
+
+
+def expiry_for(created_at):
+    return created_at + settings.JOB_TTL
+
+
+class JobQuerySet(models.QuerySet):
+    # The one definition of "expired": strictly past expires_at. A job whose expiry is exactly
+    # now is still live, so the promise is never broken early.
+    def expired(self, now=None):
+        return self.filter(expires_at__lt=now or timezone.now())
+
+    def live(self, now=None):
+        return self.filter(expires_at__gte=now or timezone.now())
+
+    def bulk_create(self, objs, *args, **kwargs):
+        # bulk_create skips save(), which is where expiry is otherwise filled in.
+        for job in objs:
+            job.fill_expiry()
+        return super().bulk_create(objs, *args, **kwargs)
+
+
+class Job(models.Model):
+    class Status(models.TextChoices):
+        UPLOADED = "uploaded", "Photo uploaded"
+        GENERATING = "generating", "Generating AI images"
+        AWAITING_VERIFICATION = "awaiting_verification", "Awaiting phone verification"
+        AWAITING_PAYMENT = "awaiting_payment", "Awaiting payment"
+        PAID = "paid", "Paid"
+        REPORT_READY = "report_ready", "Report ready"
+        FAILED = "failed", "Failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    status = models.CharField(max_length=32, choices=Status.choices, default=Status.UPLOADED)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    expires_at = models.DateTimeField(db_index=True, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = JobQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"Job {self.pk}"
+
+    def fill_expiry(self):
+        if self.created_at is None:
+            self.created_at = timezone.now()
+        if self.expires_at is None:
+            self.expires_at = expiry_for(self.created_at)
+
+    def save(self, *args, **kwargs):
+        self.fill_expiry()
+        super().save(*args, **kwargs)
+
+    def is_expired(self, now=None):
+        return self.expires_at < (now or timezone.now())
+
+
+class Payment(models.Model):
+    class Provider(models.TextChoices):
+        TOSS = "toss", "Toss Payments"
+        KAKAOPAY = "kakaopay", "KakaoPay"
+        NAVERPAY = "naverpay", "Naver Pay"
+        CARD = "card", "Card"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        APPROVED = "approved", "Approved"
+        CANCELLED = "cancelled", "Cancelled"
+        REFUNDED = "refunded", "Refunded"
+
+    job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="payment")
+    provider = models.CharField(max_length=32, choices=Provider.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    amount = models.PositiveIntegerField(help_text="Amount in KRW (no minor unit).")
+    currency = models.CharField(max_length=3, default="KRW")
+    provider_transaction_id = models.CharField(max_length=128, blank=True)
+    approved_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self):
+        return f"Payment {self.pk} ({self.status})"
+
+
+class PaymentFailure(models.Model):
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="payment_failures")
+    provider = models.CharField(max_length=32, choices=Payment.Provider.choices)
+    amount = models.PositiveIntegerField()
+    code = models.CharField(max_length=64)
+    message = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self):
+        return f"PaymentFailure {self.pk} ({self.code})"
+
+
+def job_file_upload_to(instance, filename):
+    suffix = PurePosixPath(filename).suffix.lower()[:10]
+    # The user's file name is personal data: keep only its extension.
+    return f"{UPLOAD_PREFIX}/{instance.job_id}/{instance.kind}-{uuid.uuid4().hex}{suffix}"
+
+
+class JobFile(models.Model):
+    class Kind(models.TextChoices):
+        ORIGINAL = "original", "Original photo"
+        AI_GENERATED = "ai_generated", "AI generated"
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="files")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    # Indexed: storage deletes and the orphan reconciler look files up by name.
+    file = models.FileField(upload_to=job_file_upload_to, max_length=512, db_index=True)
+    content_type = models.CharField(max_length=100, blank=True)
+    size = models.PositiveBigIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self):
+        return f"JobFile {self.pk} ({self.kind})"
+
+
+class SmsLog(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SENT = "sent", "Sent"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="sms_logs")
+    phone_number = models.CharField(max_length=20)
+    message = models.TextField()
+    provider = models.CharField(max_length=32, default="aligo")
+    provider_message_id = models.CharField(max_length=128, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    sent_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self):
+        return f"SmsLog {self.pk} ({self.status})"
+
+
+class PhoneVerificationAttempt(models.Model):
+    job = models.ForeignKey(
+        Job, on_delete=models.CASCADE, related_name="phone_verification_attempts"
+    )
+    phone_number = models.CharField(max_length=20)
+    code = models.CharField(max_length=8)
+    verified = models.BooleanField(default=False)
+    attempt_count = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    verified_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"PhoneVerificationAttempt {self.pk}"
+
+
+class Report(models.Model):
+    job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="report")
+    title = models.CharField(max_length=200)
+    body = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self):
+        return f"Report {self.pk}"
+
+
+class ReportKnowledge(models.Model):
+    report = models.ForeignKey(Report, on_delete=models.CASCADE, related_name="knowledge")
+    position = models.PositiveSmallIntegerField(default=0)
+    topic = models.CharField(max_length=100)
+    content = models.TextField()
+    source = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["position"]
+
+    def __str__(self):
+        return f"ReportKnowledge {self.pk} ({self.topic})"

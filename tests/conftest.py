@@ -1,0 +1,109 @@
+import os
+import uuid
+
+import boto3
+import pytest
+from django.db import connection
+
+from tests.s3server import S3Server
+
+# CI sets this: a test that needs PostgreSQL or Redis then fails instead of skipping.
+REQUIRE_SERVICES = os.environ.get("FMR_REQUIRE_SERVICES") == "1"
+
+S3_CREDENTIALS = {"access_key": "testing", "secret_key": "testing", "region_name": "us-east-1"}
+
+
+def _unavailable(reason):
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{reason} (FMR_REQUIRE_SERVICES=1 forbids skipping)", pytrace=False)
+    pytest.skip(reason)
+
+
+def redis_reachable(url) -> str | None:
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except Exception as exc:  # noqa: BLE001
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+@pytest.fixture(autouse=True)
+def _required_services(request):
+    if request.node.get_closest_marker("postgres") and connection.vendor != "postgresql":
+        _unavailable(
+            "needs PostgreSQL: set DATABASE_URL=postgres://postgres@127.0.0.1:5432/fmr to run it"
+        )
+    if request.node.get_closest_marker("redis"):
+        from django.conf import settings
+
+        problem = redis_reachable(settings.CELERY_BROKER_URL)
+        if problem:
+            _unavailable(
+                f"needs Redis at CELERY_BROKER_URL={settings.CELERY_BROKER_URL} ({problem})"
+            )
+
+
+@pytest.fixture(autouse=True)
+def media_root(settings, tmp_path):
+    """Every test writes local files under its own temporary MEDIA_ROOT."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    }
+    return settings.MEDIA_ROOT
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    server = S3Server().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server, settings):
+    """A fresh bucket on the S3-compatible server, made the default storage for this test."""
+    bucket = f"fmr-test-{uuid.uuid4().hex[:12]}"
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_server.endpoint_url,
+        aws_access_key_id=S3_CREDENTIALS["access_key"],
+        aws_secret_access_key=S3_CREDENTIALS["secret_key"],
+        region_name=S3_CREDENTIALS["region_name"],
+    )
+    client.create_bucket(Bucket=bucket)
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": bucket,
+                "endpoint_url": s3_server.endpoint_url,
+                **S3_CREDENTIALS,
+            },
+        },
+    }
+    return Bucket(client, bucket)
+
+
+class Bucket:
+    def __init__(self, client, name):
+        self.client = client
+        self.name = name
+
+    def keys(self) -> set[str]:
+        keys = set()
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.name):
+            keys.update(obj["Key"] for obj in page.get("Contents", []))
+        return keys
+
+
+@pytest.fixture(params=["local", "s3"])
+def any_storage(request):
+    """Run a test once on local files and once on S3 over HTTP."""
+    if request.param == "s3":
+        request.getfixturevalue("s3_bucket")
+    return request.param

@@ -1,0 +1,53 @@
+from datetime import timedelta
+
+from django.core.files.storage import default_storage
+from django.utils import timezone
+
+from cleanup.services import cascade_paths
+from jobs.demo import create_full_job
+from jobs.models import Job, JobFile
+
+
+def rows_of(job_id) -> dict[str, int]:
+    """How many rows of each model belong to this job (all eight tables)."""
+    return {
+        model._meta.label: model._default_manager.filter(**{f"{path}pk": job_id}).count()
+        for model, path in cascade_paths()
+    }
+
+
+FULL_JOB_ROWS = {
+    "jobs.Job": 1,
+    "jobs.Payment": 1,
+    "jobs.JobFile": 4,
+    "jobs.SmsLog": 3,
+    "jobs.PhoneVerificationAttempt": 3,
+    "jobs.PaymentFailure": 1,
+    "jobs.Report": 1,
+    "jobs.ReportKnowledge": 5,
+}
+NO_ROWS = dict.fromkeys(FULL_JOB_ROWS, 0)
+
+
+def file_names(job) -> list[str]:
+    return list(JobFile.objects.filter(job=job).values_list("file", flat=True))
+
+
+def stored(names) -> list[str]:
+    return [name for name in names if default_storage.exists(name)]
+
+
+def expired_job(now=None, *, by=timedelta(minutes=5), **kwargs) -> Job:
+    now = now or timezone.now()
+    return create_full_job(created_at=now - job_ttl() - by, **kwargs)
+
+
+def live_job(now=None, *, remaining=timedelta(hours=1), **kwargs) -> Job:
+    now = now or timezone.now()
+    return create_full_job(created_at=now - job_ttl() + remaining, **kwargs)
+
+
+def job_ttl():
+    from django.conf import settings
+
+    return settings.JOB_TTL

@@ -1,0 +1,66 @@
+"""Real Celery workers and beats, run as subprocesses against the test database."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_database_url() -> str:
+    db = connection.settings_dict
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def child_env(**extra) -> dict:
+    """The environment a worker or beat needs to see what the test sees."""
+    env = {**os.environ, "DATABASE_URL": test_database_url()}
+    env["MEDIA_ROOT"] = str(settings.MEDIA_ROOT)
+    env["CELERY_BROKER_URL"] = settings.CELERY_BROKER_URL
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+@contextmanager
+def celery(*args, env=None, log_path=None):
+    """`celery -A fmr <args>` in its own process group, stopped (TERM, then KILL) on exit."""
+    log = open(log_path, "wb") if log_path else subprocess.DEVNULL
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "fmr", *args],
+        cwd=ROOT, env=env or child_env(), stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        yield process
+    finally:
+        stop(process)
+        if log_path:
+            log.close()
+
+
+def stop(process, timeout=20):
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout)
+
+
+def wait_until(predicate, timeout, interval=0.25, message="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
