@@ -5,10 +5,10 @@ from django.utils import timezone
 class PendingFileDeletionQuerySet(models.QuerySet):
     def record(self, names):
         """Add names in one INSERT; a name already pending keeps its attempt history."""
+        # No batch_size: one statement on PostgreSQL whatever the purge's batch size; backends
+        # that cap query parameters (SQLite) are split by Django to fit.
         self.bulk_create(
-            [PendingFileDeletion(name=name) for name in names],
-            batch_size=5000,
-            ignore_conflicts=True,
+            [PendingFileDeletion(name=name) for name in names], ignore_conflicts=True
         )
 
     def due(self, now=None):

@@ -6,12 +6,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from jobs.models import Job
 
 from . import storage
+from .deletion import delete_cascading
 from .models import PendingFileDeletion, PurgeRun
 from .receivers import file_fields, gathering_deleted_files, models_with_files
 
@@ -171,7 +172,9 @@ def _delete_expired(run, cutoff, batch_size, limit, progress, should_stop):
             if not ids:
                 break
             with gathering_deleted_files() as names:
-                _, per_model = Job.objects.filter(pk__in=ids).only("pk").delete()
+                # The ORM cascade, one DELETE per model (see cleanup/deletion.py); the collector
+                # reads nothing of Job but its key.
+                _, per_model = delete_cascading(Job.objects.filter(pk__in=ids).only("pk"))
             PendingFileDeletion.objects.record(names)
         progress.batches += 1
         progress.jobs += per_model.get(Job._meta.label, 0)
@@ -207,12 +210,10 @@ def delete_pending_files(*, names: list[str] | None = None) -> FileDeletion:
     result = FileDeletion()
     now = timezone.now()
     if names is not None:
-        for start in range(0, len(names), storage.S3_MAX_KEYS_PER_REQUEST):
-            result.add(_delete_chunk(names[start : start + storage.S3_MAX_KEYS_PER_REQUEST], now))
-            if result.unavailable:
-                result.failed += max(0, len(names) - start - storage.S3_MAX_KEYS_PER_REQUEST)
-                break
-        return result
+        # One pass for a whole purge batch: storage splits its own requests (1,000 keys per S3
+        # request, and stops at an outage), and the database side is one statement per step, so
+        # a batch's file work costs the same few queries whatever the batch size.
+        return _delete_chunk(names, now)
     while True:
         # Each pass deletes its names or pushes them past `now`, so this loop ends.
         chunk = list(
@@ -232,7 +233,9 @@ def _delete_chunk(names, now) -> FileDeletion:
     referenced = _still_referenced(names)
     outcome = storage.delete_names([n for n in names if n not in referenced])
     gone = outcome.deleted + list(referenced)
-    deleted, _ = PendingFileDeletion.objects.filter(name__in=gone).delete()
+    deleted = sum(
+        PendingFileDeletion.objects.filter(name__in=part).delete()[0] for part in _param_chunks(gone)
+    )
     result = FileDeletion(
         deleted=min(deleted, len(outcome.deleted)), failed=len(outcome.failed),
         requests=outcome.requests,
@@ -249,12 +252,19 @@ def _still_referenced(names) -> set[str]:
     referenced = set()
     for model in models_with_files():
         for f in file_fields(model):
-            referenced.update(
-                model._default_manager.filter(**{f"{f.name}__in": names}).values_list(
-                    f.name, flat=True
+            for part in _param_chunks(names):
+                referenced.update(
+                    model._default_manager.filter(**{f"{f.name}__in": part}).values_list(
+                        f.name, flat=True
+                    )
                 )
-            )
     return referenced
+
+
+def _param_chunks(values):
+    """`values` whole where the backend takes any number of query parameters (PostgreSQL)."""
+    size = connection.features.max_query_params or max(len(values), 1)
+    return [values[start : start + size] for start in range(0, len(values), size)]
 
 
 def _mark_failed(failed: dict[str, str], now, *, backoff: bool):
