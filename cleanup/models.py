@@ -1,12 +1,32 @@
-from django.db import models
+from django.db import connections, models
 from django.utils import timezone
 
 
 class PendingFileDeletionQuerySet(models.QuerySet):
     def record(self, names):
         """Add names in one INSERT; a name already pending keeps its attempt history."""
-        # No batch_size: one statement on PostgreSQL whatever the purge's batch size; backends
-        # that cap query parameters (SQLite) are split by Django to fit.
+        if not names:
+            return
+        connection = connections[self.db]
+        if connection.vendor == "postgresql":
+            # A purge batch records thousands of names: one array parameter, instead of a model
+            # instance and five placeholders per name (measured: that bulk_create was a quarter
+            # of the purge's time). Same columns and defaults as the model's.
+            now = timezone.now()
+            meta, quote = self.model._meta, connection.ops.quote_name
+            columns = ", ".join(
+                quote(meta.get_field(f).column)
+                for f in ("name", "created_at", "attempts", "last_error", "next_attempt_at")
+            )
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"INSERT INTO {quote(meta.db_table)} ({columns}) "
+                    "SELECT unnest(%s::text[]), %s, 0, '', %s "
+                    f"ON CONFLICT ({quote(meta.get_field('name').column)}) DO NOTHING",
+                    [list(names), now, now],
+                )
+            return
+        # Elsewhere Django splits the INSERT to fit the backend's parameter limit (SQLite).
         self.bulk_create(
             [PendingFileDeletion(name=name) for name in names], ignore_conflicts=True
         )

@@ -12,7 +12,7 @@ from django.utils import timezone
 from jobs.models import Job
 
 from . import storage
-from .deletion import delete_cascading
+from .deletion import among, delete_cascading
 from .models import PendingFileDeletion, PurgeRun
 from .receivers import file_fields, gathering_deleted_files, models_with_files
 
@@ -174,7 +174,7 @@ def _delete_expired(run, cutoff, batch_size, limit, progress, should_stop):
             with gathering_deleted_files() as names:
                 # The ORM cascade, one DELETE per model (see cleanup/deletion.py); the collector
                 # reads nothing of Job but its key.
-                _, per_model = delete_cascading(Job.objects.filter(pk__in=ids).only("pk"))
+                _, per_model = delete_cascading(Job.objects.filter(among("pk", ids)).only("pk"))
             PendingFileDeletion.objects.record(names)
         progress.batches += 1
         progress.jobs += per_model.get(Job._meta.label, 0)
@@ -234,7 +234,8 @@ def _delete_chunk(names, now) -> FileDeletion:
     outcome = storage.delete_names([n for n in names if n not in referenced])
     gone = outcome.deleted + list(referenced)
     deleted = sum(
-        PendingFileDeletion.objects.filter(name__in=part).delete()[0] for part in _param_chunks(gone)
+        PendingFileDeletion.objects.filter(among("name", part)).delete()[0]
+        for part in _param_chunks(gone)
     )
     result = FileDeletion(
         deleted=min(deleted, len(outcome.deleted)), failed=len(outcome.failed),
@@ -254,7 +255,7 @@ def _still_referenced(names) -> set[str]:
         for f in file_fields(model):
             for part in _param_chunks(names):
                 referenced.update(
-                    model._default_manager.filter(**{f"{f.name}__in": part}).values_list(
+                    model._default_manager.filter(among(f.attname, part)).values_list(
                         f.name, flat=True
                     )
                 )
