@@ -1,5 +1,6 @@
 """The purge: deleting expired jobs with everything attached, and their files from storage."""
 
+import itertools
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -233,10 +234,7 @@ def _delete_chunk(names, now) -> FileDeletion:
     referenced = _still_referenced(names)
     outcome = storage.delete_names([n for n in names if n not in referenced])
     gone = outcome.deleted + list(referenced)
-    deleted = sum(
-        PendingFileDeletion.objects.filter(among("name", part)).delete()[0]
-        for part in _param_chunks(gone)
-    )
+    deleted = sum(_forget_pending(part) for part in _param_chunks(gone))
     result = FileDeletion(
         deleted=min(deleted, len(outcome.deleted)), failed=len(outcome.failed),
         requests=outcome.requests,
@@ -246,6 +244,20 @@ def _delete_chunk(names, now) -> FileDeletion:
         result.errors = sorted(set(outcome.failed.values()))
         _mark_failed(outcome.failed, now, backoff=not outcome.unavailable)
     return result
+
+
+def _forget_pending(names) -> int:
+    # Purges running side by side can delete the same pending names (one's final sweep, the
+    # other's batch). Each forgets only rows no one else holds, so they neither wait on nor
+    # deadlock with each other, and each name is counted by exactly one of them.
+    with transaction.atomic():
+        mine = list(
+            PendingFileDeletion.objects.filter(among("name", names))
+            .select_for_update(skip_locked=True)
+            .order_by()
+            .values_list("pk", flat=True)
+        )
+        return PendingFileDeletion.objects.filter(among("pk", mine)).delete()[0]
 
 
 def _still_referenced(names) -> set[str]:
@@ -311,3 +323,103 @@ def _finish(run, progress, started, status, error) -> PurgeResult:
         result.duration_seconds * 1000,
     )
     return result
+
+
+# --- Parallel purge: a large backlog fanned out over Celery workers ---------------------------
+
+# A queued subtask older than this is pointless: the next hourly run plans afresh.
+SUBTASK_EXPIRES_SECONDS = 50 * 60
+
+
+@dataclass
+class PurgePlan:
+    cutoff: datetime
+    batch_size: int
+    # Expired jobs counted, up to one batch more than the subtasks allowed could take at once.
+    backlog: int
+    # Subtasks still purging (their runs are open and recent).
+    running: int
+    # Subtasks to start now. With `inline`, none: the scheduled run purges by itself.
+    subtasks: int
+
+    @property
+    def inline(self) -> bool:
+        return self.backlog <= self.batch_size
+
+    def chunk_kwargs(self) -> dict:
+        return {"cutoff": self.cutoff.isoformat(), "batch_size": self.batch_size}
+
+    def as_dict(self) -> dict:
+        return {
+            "fan_out": not self.inline, "cutoff": self.cutoff.isoformat(),
+            "batch_size": self.batch_size, "backlog_at_least": self.backlog,
+            "subtasks_running": self.running, "subtasks_started": self.subtasks,
+        }
+
+
+def plan_purge(
+    *, now: datetime | None = None, batch_size: int | None = None, max_parallel: int | None = None
+) -> PurgePlan:
+    """Decide whether a scheduled run purges by itself or fans out, and into how many subtasks.
+
+    A backlog one batch can take is purged inline. A larger one is split over at most
+    `max_parallel` subtasks, counting the ones still running from an earlier run, so a beat that
+    fires while the last purge is still going does not pile more workers on.
+    """
+    batch_size = settings.CLEANUP_BATCH_SIZE if batch_size is None else batch_size
+    max_parallel = settings.CLEANUP_MAX_PARALLEL if max_parallel is None else max_parallel
+    _check_positive("batch_size", batch_size)
+    _check_positive("max_parallel", max_parallel)
+    cutoff = now or timezone.now()
+    # Bounded: counting a million-job backlog exactly would cost more than the decision needs.
+    backlog = Job.objects.expired(cutoff)[: batch_size * max_parallel + 1].count()
+    plan = PurgePlan(cutoff=cutoff, batch_size=batch_size, backlog=backlog, running=0, subtasks=0)
+    if plan.inline:
+        return plan
+    plan.running = _running_subtasks()
+    wanted = -(-backlog // batch_size)
+    plan.subtasks = max(0, min(max_parallel - plan.running, wanted))
+    logger.info(
+        "purge.plan backlog_at_least=%s running=%s subtasks=%s", backlog, plan.running,
+        plan.subtasks,
+    )
+    return plan
+
+
+def _running_subtasks() -> int:
+    # A worker killed mid-run leaves its run open; after two subtask lengths it no longer counts.
+    stale = timedelta(seconds=2 * settings.CLEANUP_SUBTASK_SECONDS + 60)
+    return PurgeRun.objects.filter(
+        trigger=PurgeRun.Trigger.TASK, status=PurgeRun.Status.RUNNING,
+        started_at__gte=timezone.now() - stale,
+    ).count()
+
+
+@dataclass
+class ChunkResult:
+    result: PurgeResult
+    # Expired jobs remain and the subtask ran out of time: it should be enqueued again.
+    more: bool
+
+    def as_dict(self) -> dict:
+        return {**self.result.as_dict(), "more": self.more}
+
+
+def purge_expired_chunk(
+    *, cutoff: datetime, batch_size: int | None = None, seconds: float | None = None
+) -> ChunkResult:
+    """One subtask's share of a fanned-out purge: batches until `seconds` are used up.
+
+    Subtasks running side by side take disjoint batches (SKIP LOCKED). Each leaves its own run
+    record (trigger "task"), so a fanned-out purge's totals are the sum of its runs.
+    """
+    seconds = settings.CLEANUP_SUBTASK_SECONDS if seconds is None else seconds
+    deadline = time.monotonic() + seconds
+    checks = itertools.count()
+    result = purge_expired_jobs(
+        now=cutoff, batch_size=batch_size, trigger=PurgeRun.Trigger.TASK,
+        # Never before the first batch: every subtask makes progress, however small its budget.
+        should_stop=lambda: next(checks) > 0 and time.monotonic() >= deadline,
+    )
+    more = result.status == PurgeRun.Status.INTERRUPTED and Job.objects.expired(cutoff).exists()
+    return ChunkResult(result=result, more=more)

@@ -1,10 +1,38 @@
+from datetime import datetime
+
 from celery import shared_task
 
 from .models import PurgeRun
-from .services import purge_expired_jobs
+from .services import (
+    SUBTASK_EXPIRES_SECONDS, plan_purge, purge_expired_chunk, purge_expired_jobs,
+)
 
 
-@shared_task(name="delete_expired_jobs")
-def delete_expired_jobs(batch_size=None, limit=None, trigger=PurgeRun.Trigger.BEAT):
-    """Purge expired jobs; the return value is the run summary result backends and Flower show."""
+@shared_task(name="delete_expired_jobs", bind=True)
+def delete_expired_jobs(self, batch_size=None, limit=None, trigger=PurgeRun.Trigger.BEAT):
+    """Purge expired jobs, or fan a large backlog out; returns the run (or fan-out) summary."""
+    if limit is None:
+        plan = plan_purge(batch_size=batch_size)
+        if not plan.inline:
+            for _ in range(plan.subtasks):
+                _enqueue_chunk(self, plan.chunk_kwargs())
+            return plan.as_dict()
     return purge_expired_jobs(batch_size=batch_size, limit=limit, trigger=trigger).as_dict()
+
+
+@shared_task(name="delete_expired_jobs_chunk", bind=True)
+def delete_expired_jobs_chunk(self, cutoff, batch_size=None):
+    """One time-bounded share of a fanned-out purge; enqueues its successor while work remains."""
+    chunk = purge_expired_chunk(cutoff=datetime.fromisoformat(cutoff), batch_size=batch_size)
+    if chunk.more:
+        _enqueue_chunk(self, {"cutoff": cutoff, "batch_size": batch_size})
+    return chunk.as_dict()
+
+
+def _enqueue_chunk(task, kwargs):
+    # Subtasks stay on the queue the purge came from, so a purge routed to its own queue (and
+    # its own workers) stays there.
+    queue = (task.request.delivery_info or {}).get("routing_key")
+    delete_expired_jobs_chunk.apply_async(
+        kwargs=kwargs, expires=SUBTASK_EXPIRES_SECONDS, queue=queue
+    )

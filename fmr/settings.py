@@ -92,6 +92,10 @@ STORAGES = {
 JOB_TTL = env_seconds("JOB_TTL_SECONDS", timedelta(hours=24))
 # Jobs deleted per transaction by the purge.
 CLEANUP_BATCH_SIZE = env_int("CLEANUP_BATCH_SIZE", 2000, minimum=1)
+# A scheduled run with more than one batch of backlog fans out into at most this many Celery
+# subtasks; each purges for about CLEANUP_SUBTASK_SECONDS, then re-enqueues itself if needed.
+CLEANUP_MAX_PARALLEL = env_int("CLEANUP_MAX_PARALLEL", 4, minimum=1)
+CLEANUP_SUBTASK_SECONDS = env_int("CLEANUP_SUBTASK_SECONDS", 60, minimum=1)
 
 # --- Celery ---------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")

@@ -51,3 +51,40 @@ def job_ttl():
     from django.conf import settings
 
     return settings.JOB_TTL
+
+
+def bulk_expired_jobs(count, *, by=timedelta(minutes=5)) -> list:
+    """`count` expired jobs with the full fan-out (19 rows, 4 file names each), in bulk.
+
+    The file names are rows only, no stored objects: for tests about rows and query counts.
+    """
+    from jobs.models import (
+        Payment, PaymentFailure, PhoneVerificationAttempt, Report, ReportKnowledge, SmsLog,
+    )
+
+    created = timezone.now() - job_ttl() - by
+    jobs = Job.objects.bulk_create([
+        Job(created_at=created - timedelta(microseconds=i), status=Job.Status.REPORT_READY)
+        for i in range(count)
+    ])
+    JobFile.objects.bulk_create(
+        JobFile(job=job, kind=JobFile.Kind.AI_GENERATED, file=f"jobs/{job.pk}/{k}.png")
+        for job in jobs for k in range(4)
+    )
+    for model, extra in [
+        (SmsLog, {"phone_number": "010-0000-0000", "message": "code"}),
+        (PhoneVerificationAttempt, {"phone_number": "010-0000-0000", "code": "123456"}),
+    ]:
+        model.objects.bulk_create(model(job=job, **extra) for job in jobs for _ in range(3))
+    PaymentFailure.objects.bulk_create(
+        PaymentFailure(job=job, provider="toss", amount=9900, code="DECLINED") for job in jobs
+    )
+    Payment.objects.bulk_create(
+        Payment(job=job, provider="toss", amount=9900) for job in jobs
+    )
+    reports = Report.objects.bulk_create(Report(job=job, title="t", body="b") for job in jobs)
+    ReportKnowledge.objects.bulk_create(
+        ReportKnowledge(report=report, position=i, topic="t", content="c")
+        for report in reports for i in range(5)
+    )
+    return jobs

@@ -1,0 +1,167 @@
+"""Scale: the purge's cost per batch is fixed, and purges running side by side share the work."""
+
+import json
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.db.models.signals import post_delete
+from django.test.utils import CaptureQueriesContext
+
+from cleanup.deletion import delete_cascading
+from cleanup.models import PendingFileDeletion, PurgeRun
+from cleanup.services import plan_purge, purge_expired_chunk, purge_expired_jobs
+from cleanup.tasks import delete_expired_jobs
+from jobs.models import Job
+from tests.helpers import (
+    FULL_JOB_ROWS, NO_ROWS, bulk_expired_jobs, expired_job, file_names, live_job, rows_of, stored,
+)
+from tests.processes import ROOT, celery, child_env, wait_until
+
+
+def count_deleted_instances():
+    seen = Counter()
+
+    def receiver(sender, instance, **kwargs):
+        seen[sender._meta.label] += 1
+
+    post_delete.connect(receiver, weak=False, dispatch_uid="test_scale.count")
+    return seen
+
+
+@pytest.fixture
+def deleted_instances():
+    seen = count_deleted_instances()
+    yield seen
+    post_delete.disconnect(dispatch_uid="test_scale.count")
+
+
+@pytest.mark.django_db
+def test_the_purge_cascade_deletes_every_dependent_row_and_sends_every_post_delete(
+    deleted_instances,
+):
+    # 130 jobs: more than Django's 100-key delete chunks and, on SQLite, more file rows than
+    # one statement may carry parameters for.
+    jobs = bulk_expired_jobs(130)
+    kept = live_job()
+
+    total, per_model = delete_cascading(Job.objects.filter(pk__in=[j.pk for j in jobs]))
+
+    expected = {label: 130 * n for label, n in FULL_JOB_ROWS.items()}
+    assert per_model == expected and total == 130 * 19
+    assert dict(deleted_instances) == expected
+    assert all(rows_of(job.pk) == NO_ROWS for job in jobs)
+    assert rows_of(kept.pk) == FULL_JOB_ROWS
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+@pytest.mark.django_db
+def test_a_batch_costs_the_same_number_of_queries_whatever_its_size():
+    per_batch = {}
+    for size in (10, 100, 1000):
+        costs = []
+        for batches in (1, 2):
+            bulk_expired_jobs(batches * size)
+            with CaptureQueriesContext(connection) as queries:
+                result = purge_expired_jobs(batch_size=size)
+            assert result.batches == batches and not Job.objects.exists()
+            # Savepoints stand for the BEGIN/COMMIT of a real run; they are not the purge's work.
+            costs.append(sum(not q["sql"].startswith(("SAVEPOINT", "RELEASE")) for q in queries))
+        per_batch[size] = costs[1] - costs[0]
+    assert per_batch[10] == per_batch[100] == per_batch[1000], per_batch
+    assert per_batch[10] <= 16, per_batch
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_three_purges_side_by_side_delete_each_job_once(tmp_path):
+    with_files = [expired_job(by=timedelta(minutes=i + 1)) for i in range(12)]
+    names = [name for job in with_files for name in file_names(job)]
+    bulk_expired_jobs(288, by=timedelta(minutes=30))
+    kept = [live_job() for _ in range(3)]
+    kept_names = [name for job in kept for name in file_names(job)]
+    command = [sys.executable, "manage.py", "purge_expired_jobs", "--json", "--batch-size", "4"]
+
+    processes = [
+        subprocess.Popen(command, cwd=ROOT, env=child_env(), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    outputs = [p.communicate(timeout=300) for p in processes]
+
+    for process, (out, err) in zip(processes, outputs):
+        assert process.returncode == 0, err
+    results = [json.loads(out) for out, _ in outputs]
+    assert sum(r["jobs_deleted"] for r in results) == 300
+    assert sum(r["rows_total"] for r in results) == 300 * 19
+    assert sum(r["files_deleted"] for r in results) == 300 * 4
+    assert all(r["status"] == "succeeded" and not r["error"] for r in results)
+    assert Job.objects.count() == 3
+    assert all(rows_of(job.pk) == FULL_JOB_ROWS for job in kept)
+    assert stored(names) == [] and stored(kept_names) == kept_names
+    assert not PendingFileDeletion.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_backlog_beyond_one_batch_is_split_over_at_most_max_parallel_subtasks():
+    bulk_expired_jobs(23)
+    assert plan_purge(batch_size=30, max_parallel=3).inline
+
+    plan = plan_purge(batch_size=5, max_parallel=3)
+    assert not plan.inline and plan.subtasks == 3
+
+    assert plan_purge(batch_size=10, max_parallel=8).subtasks == 3  # 23 jobs: 3 batches' worth
+
+    # Two subtasks of an earlier run are still purging: only one more starts.
+    for _ in range(2):
+        PurgeRun.objects.create(trigger=PurgeRun.Trigger.TASK, cutoff=plan.cutoff, batch_size=5)
+    assert plan_purge(batch_size=5, max_parallel=3).subtasks == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_subtask_out_of_time_asks_to_continue_and_the_chain_finishes_the_backlog():
+    bulk_expired_jobs(7)
+    plan = plan_purge(batch_size=2, max_parallel=2)
+    chunks = []
+    while not chunks or chunks[-1].more:
+        # No time at all: each subtask still does one batch, then hands over.
+        chunks.append(purge_expired_chunk(cutoff=plan.cutoff, batch_size=2, seconds=0))
+        assert len(chunks) < 10
+    assert [c.result.jobs_deleted for c in chunks] == [2, 2, 2, 1]
+    assert not Job.objects.exists()
+    runs = PurgeRun.objects.filter(trigger=PurgeRun.Trigger.TASK)
+    assert sum(runs.values_list("jobs_deleted", flat=True)) == 7
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_fans_a_large_backlog_out_and_purges_all_of_it(tmp_path):
+    bulk_expired_jobs(120)
+    kept = live_job()
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    env = child_env(CLEANUP_BATCH_SIZE=5, CLEANUP_MAX_PARALLEL=3, CLEANUP_SUBTASK_SECONDS=1)
+
+    with celery("worker", "--concurrency=2", "-Q", queue, "--loglevel=INFO", env=env,
+                log_path=tmp_path / "worker.log"):
+        delete_expired_jobs.apply_async(queue=queue)
+        wait_until(lambda: Job.objects.count() == 1, 120, message="the fanned-out purge")
+        wait_until(
+            lambda: not PurgeRun.objects.filter(status=PurgeRun.Status.RUNNING).exists(), 60,
+            message="every subtask to finish",
+        )
+
+    assert rows_of(kept.pk) == FULL_JOB_ROWS
+    runs = PurgeRun.objects.filter(trigger=PurgeRun.Trigger.TASK)
+    assert runs.count() >= 3  # the three subtasks at least, more if they re-enqueued
+    assert sum(runs.values_list("jobs_deleted", flat=True)) == 120
+    assert not runs.filter(status=PurgeRun.Status.FAILED).exists()
+    log = (tmp_path / "worker.log").read_text()
+    assert "delete_expired_jobs_chunk" in log and "purge.plan" in log
