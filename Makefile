@@ -28,5 +28,11 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest
 
+# The purge against the original design and a raw-SQL floor (README, "Scale"). Needs
+# DATABASE_URL pointing at a PostgreSQL database whose name contains "bench": it is wiped.
+BENCH_JOBS ?= 100000
+bench: setup
+	$(BIN)/python bench/purge_bench.py --jobs $(BENCH_JOBS) --json bench/results/purge.json
+
 clean:
 	rm -rf $(VENV) db.sqlite3 media .pytest_cache
