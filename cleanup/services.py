@@ -250,14 +250,14 @@ def _forget_pending(names) -> int:
     # Purges running side by side can delete the same pending names (one's final sweep, the
     # other's batch). Each forgets only rows no one else holds, so they neither wait on nor
     # deadlock with each other, and each name is counted by exactly one of them.
-    with transaction.atomic():
-        mine = list(
-            PendingFileDeletion.objects.filter(among("name", names))
-            .select_for_update(skip_locked=True)
-            .order_by()
-            .values_list("pk", flat=True)
-        )
-        return PendingFileDeletion.objects.filter(among("pk", mine)).delete()[0]
+    # One statement: DELETE … WHERE id IN (SELECT id … FOR UPDATE SKIP LOCKED).
+    mine = (
+        PendingFileDeletion.objects.filter(among("name", names))
+        .select_for_update(skip_locked=True)
+        .order_by()
+        .values("pk")
+    )
+    return PendingFileDeletion.objects.filter(pk__in=mine).delete()[0]
 
 
 def _still_referenced(names) -> set[str]:
