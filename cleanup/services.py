@@ -85,12 +85,14 @@ def purge_expired_jobs(
     dry_run: bool = False,
     trigger: str = PurgeRun.Trigger.SHELL,
     should_stop=None,
+    on_batch=None,
 ) -> PurgeResult:
     """Delete jobs whose expires_at is before `now`, oldest first, `batch_size` per transaction.
 
     Every dependent row goes through the ORM cascade; every file is recorded as pending in the
     same transaction and deleted from storage after commit. `should_stop` is checked between
-    batches so an interrupted run never leaves a batch half done.
+    batches so an interrupted run never leaves a batch half done. `on_batch(jobs_deleted)` is
+    called after each batch with the run's total so far (for progress display).
     """
     batch_size = settings.CLEANUP_BATCH_SIZE if batch_size is None else batch_size
     _check_positive("batch_size", batch_size)
@@ -106,7 +108,7 @@ def purge_expired_jobs(
         if dry_run:
             _count_expired(cutoff, limit, progress)
         else:
-            _delete_expired(run, cutoff, batch_size, limit, progress, should_stop)
+            _delete_expired(run, cutoff, batch_size, limit, progress, should_stop, on_batch)
     except BaseException as exc:
         interrupted = isinstance(exc, KeyboardInterrupt)
         status = PurgeRun.Status.INTERRUPTED if interrupted else PurgeRun.Status.FAILED
@@ -157,7 +159,7 @@ def _count_expired(cutoff, limit, progress):
     progress.jobs = progress.rows[Job._meta.label]
 
 
-def _delete_expired(run, cutoff, batch_size, limit, progress, should_stop):
+def _delete_expired(run, cutoff, batch_size, limit, progress, should_stop, on_batch):
     while limit is None or progress.jobs < limit:
         if should_stop is not None and should_stop():
             progress.stopped = True
@@ -186,6 +188,8 @@ def _delete_expired(run, cutoff, batch_size, limit, progress, should_stop):
             sum(per_model.values()), files.deleted, files.failed,
             (time.monotonic() - batch_started) * 1000,
         )
+        if on_batch is not None:
+            on_batch(progress.jobs)
     if not progress.files.unavailable:
         # Names left by earlier failures or crashes: this run finishes them.
         progress.files.add(delete_pending_files())
@@ -300,3 +304,112 @@ def _finish(run, progress, started, status, error) -> PurgeResult:
         result.duration_seconds * 1000,
     )
     return result
+
+
+# --- What operators see: status, retries --------------------------------------------------------
+
+
+@dataclass
+class PurgeStatus:
+    """Is the 24-hour promise holding right now? Facts only, no personal data."""
+
+    checked_at: datetime
+    expired_jobs: int
+    # How long the most overdue job has been past its expires_at; None when none is expired.
+    most_overdue_seconds: float | None
+    pending_files: int
+    oldest_pending_seconds: float | None
+    last_success: dict | None
+    last_run: dict | None
+
+    def problems(self, *, max_overdue: timedelta) -> list[str]:
+        """Why the promise is at risk, given how late is too late; empty when it holds."""
+        limit = max_overdue.total_seconds()
+        found = []
+        if self.most_overdue_seconds is not None and self.most_overdue_seconds > limit:
+            found.append(
+                f"{self.expired_jobs} expired job(s) still present, the oldest "
+                f"{_minutes(self.most_overdue_seconds)} past its expiry"
+            )
+        if self.oldest_pending_seconds is not None and self.oldest_pending_seconds > limit:
+            found.append(
+                f"{self.pending_files} file deletion(s) pending, the oldest for "
+                f"{_minutes(self.oldest_pending_seconds)}"
+            )
+        return found
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        data["checked_at"] = self.checked_at.isoformat()
+        return data
+
+
+def purge_status(*, now: datetime | None = None) -> PurgeStatus:
+    """The facts a monitor needs: what is overdue, what is pending, when the purge last worked."""
+    now = now or timezone.now()
+    expired = Job.objects.expired(now)
+    oldest_expiry = expired.aggregate(oldest=models.Min("expires_at"))["oldest"]
+    pending = PendingFileDeletion.objects.aggregate(
+        count=models.Count("pk"), oldest=models.Min("created_at")
+    )
+    runs = PurgeRun.objects.filter(dry_run=False).order_by("-started_at", "-pk")
+    return PurgeStatus(
+        checked_at=now,
+        expired_jobs=expired.count(),
+        most_overdue_seconds=_age(now, oldest_expiry),
+        pending_files=pending["count"],
+        oldest_pending_seconds=_age(now, pending["oldest"]),
+        last_success=_run_facts(runs.filter(status=PurgeRun.Status.SUCCEEDED).first()),
+        last_run=_run_facts(runs.first()),
+    )
+
+
+def overdue_limit(minutes: str) -> timedelta:
+    """`--max-overdue` / `?max_overdue=`: minutes (0 or more, fractions allowed) as a timedelta."""
+    try:
+        value = float(minutes)
+    except (TypeError, ValueError):
+        value = -1.0
+    try:
+        if not 0 <= value < float("inf"):
+            raise OverflowError
+        return timedelta(minutes=value)
+    except OverflowError:
+        raise ValueError(f"expected a number of minutes, 0 or more, got {minutes!r}") from None
+
+
+def count_expired_jobs(*, now: datetime | None = None) -> int:
+    return Job.objects.expired(now or timezone.now()).count()
+
+
+def retry_pending_files(*, ids) -> FileDeletion:
+    """Make the chosen pending deletions due now and try them at once, whatever their backoff."""
+    now = timezone.now()
+    chosen = PendingFileDeletion.objects.filter(pk__in=ids)
+    chosen.update(next_attempt_at=now)
+    names = list(chosen.values_list("name", flat=True))
+    return delete_pending_files(names=names) if names else FileDeletion()
+
+
+def _age(now, moment) -> float | None:
+    return None if moment is None else round((now - moment).total_seconds(), 3)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min"
+
+
+def _run_facts(run: PurgeRun | None) -> dict | None:
+    if run is None:
+        return None
+    return {
+        "run_id": run.pk,
+        "trigger": run.trigger,
+        "status": run.status,
+        "started_at": run.started_at.isoformat(),
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "jobs_deleted": run.jobs_deleted,
+        "rows_deleted": dict(run.rows_deleted),
+        "files_deleted": run.files_deleted,
+        "files_pending": run.files_pending,
+    }

@@ -92,6 +92,8 @@ STORAGES = {
 JOB_TTL = env_seconds("JOB_TTL_SECONDS", timedelta(hours=24))
 # Jobs deleted per transaction by the purge.
 CLEANUP_BATCH_SIZE = env_int("CLEANUP_BATCH_SIZE", 2000, minimum=1)
+# Bearer token for monitors reading /cleanup/status/ without a staff session; unset: staff only.
+CLEANUP_STATUS_TOKEN = env_str("CLEANUP_STATUS_TOKEN")
 
 # --- Celery ---------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
