@@ -1,6 +1,7 @@
 """Submitting a Django admin form the way a browser would: every field as rendered."""
 
 from html.parser import HTMLParser
+from importlib import import_module
 
 
 class _FormFields(HTMLParser):
@@ -63,3 +64,11 @@ def form_data(html: str, form_id: str) -> dict[str, list[str]]:
     parser = _FormFields(form_id)
     parser.feed(html)
     return {name: values for name, values in parser.data.items() if values}
+
+
+def ensure_purge_schedule():
+    """The delete-expired-jobs row as `migrate` creates it (transactional tests flush it)."""
+    from django.apps import apps
+
+    migration = import_module("cleanup.migrations.0002_delete_expired_jobs_schedule")
+    migration.create_schedule(apps, None)

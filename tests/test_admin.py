@@ -15,11 +15,16 @@ from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from cleanup.models import PendingFileDeletion, PurgeRun
 from jobs.models import Job
-from tests.admin_forms import form_data
+from tests.admin_forms import ensure_purge_schedule, form_data
 from tests.helpers import NO_ROWS, expired_job, live_job, rows_of
 from tests.processes import celery, wait_until
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def purge_schedule(db):
+    ensure_purge_schedule()
 
 
 def schedule_url():

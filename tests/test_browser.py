@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
+from tests.admin_forms import ensure_purge_schedule
 from tests.conftest import REQUIRE_SERVICES
 
 CHROMIUM = "/usr/bin/chromium"
@@ -17,6 +18,11 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
+
+
+@pytest.fixture(autouse=True)
+def purge_schedule(db):
+    ensure_purge_schedule()
 
 
 @pytest.fixture
