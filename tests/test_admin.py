@@ -11,7 +11,7 @@ from django.contrib.messages import get_messages
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.utils import timezone
-from django_celery_beat.models import CrontabSchedule, PeriodicTask
+from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
 from cleanup.models import PendingFileDeletion, PurgeRun
 from jobs.models import Job
@@ -148,7 +148,8 @@ def test_retry_now_deletes_a_pending_file_whatever_its_backoff(staff_client):
         {"action": "retry_now", "_selected_action": [pending.pk]},
         follow=True,
     )
-    assert "Deleted 1 file(s) from storage." in [str(m) for m in get_messages(response.wsgi_request)]
+    said = [str(m) for m in get_messages(response.wsgi_request)]
+    assert "Deleted 1 file(s) from storage." in said
     assert not default_storage.exists(name)
     assert not PendingFileDeletion.objects.exists()
 
@@ -233,3 +234,29 @@ def test_purge_now_enqueues_the_task_and_a_real_worker_runs_it(client, staff, tm
         )
     assert rows_of(gone.pk) == NO_ROWS
     assert Job.objects.filter(pk=kept.pk).exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_running_beat_follows_an_admin_edit_without_a_restart(client, staff, tmp_path):
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    broker.delete("celery")
+    PeriodicTask.objects.filter(name="delete-expired-jobs").update(enabled=False)
+    every_two_seconds = IntervalSchedule.objects.create(every=2, period=IntervalSchedule.SECONDS)
+    log = tmp_path / "beat.log"
+    try:
+        with celery("beat", "--loglevel=INFO", "--pidfile=", log_path=log):
+            wait_until(lambda: "beat: Starting" in log.read_text(), 30, message="beat to start")
+            assert "Sending due task" not in log.read_text()
+            client.force_login(staff)
+            save_schedule(client, enabled="on", crontab="", interval=str(every_two_seconds.pk))
+            wait_until(
+                lambda: "Sending due task delete-expired-jobs" in log.read_text(), 45,
+                message="beat to send the task after the admin's edit",
+            )
+        [raw, *_] = broker.lrange("celery", 0, -1)
+        assert json.loads(raw)["headers"]["task"] == "delete_expired_jobs"
+    finally:
+        broker.delete("celery")
