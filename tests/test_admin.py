@@ -1,23 +1,23 @@
 """What staff see and do in Django admin, and what nobody else can."""
 
-import json
-import uuid
 from datetime import timedelta
 
 import pytest
-import redis
-from django.conf import settings
 from django.contrib.messages import get_messages
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.utils import timezone
-from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
+from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from cleanup.models import PendingFileDeletion, PurgeRun
 from jobs.models import Job
-from tests.admin_forms import ensure_purge_schedule, form_data
-from tests.helpers import NO_ROWS, expired_job, live_job, rows_of
-from tests.processes import celery, wait_until
+from tests.admin_helpers import (  # noqa: F401 - staff is a fixture
+    ensure_purge_schedule,
+    form_data,
+    save_schedule,
+    staff,
+)
+from tests.helpers import expired_job, live_job
 
 pytestmark = pytest.mark.django_db
 
@@ -47,13 +47,6 @@ PAGES = [
 
 def resolve(page):
     return page() if callable(page) else page
-
-
-@pytest.fixture
-def staff(django_user_model):
-    return django_user_model.objects.create_user(
-        "operator", password="operator-pass", is_staff=True, is_superuser=True
-    )
 
 
 @pytest.fixture
@@ -166,18 +159,6 @@ def test_retry_now_leaves_other_pending_files_alone(staff_client):
     assert list(PendingFileDeletion.objects.values_list("name", flat=True)) == [names[1]]
 
 
-def save_schedule(staff_client, **changes):
-    url = schedule_url()
-    data = form_data(staff_client.get(url).content.decode(), "periodictask_form")
-    data.update(changes)
-    for field in [name for name, value in changes.items() if value is None]:
-        data.pop(field)
-    response = staff_client.post(url, data)
-    errors = response.context["adminform"].form.errors if response.status_code == 200 else None
-    assert response.status_code == 302, errors
-    return PeriodicTask.objects.get(name="delete-expired-jobs")
-
-
 def test_an_admin_can_change_the_schedules_crontab(staff_client):
     nightly = CrontabSchedule.objects.create(minute="30", hour="3", timezone="Asia/Seoul")
     task = save_schedule(staff_client, crontab=str(nightly.pk))
@@ -201,62 +182,3 @@ def test_an_admin_can_edit_the_crontab_itself(staff_client):
     assert (task.crontab.minute, task.crontab.hour, str(task.crontab.timezone)) == (
         "15", "*", "Asia/Seoul",
     )
-
-
-@pytest.mark.postgres
-@pytest.mark.redis
-@pytest.mark.slow
-@pytest.mark.django_db(transaction=True)
-def test_purge_now_enqueues_the_task_and_a_real_worker_runs_it(client, staff, tmp_path):
-    # The default queue on this test run's own broker database (CELERY_BROKER_URL).
-    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
-    broker.delete("celery")
-    gone, kept = expired_job(), live_job()
-    client.force_login(staff)
-    response = client.post(
-        "/admin/jobs/job/",
-        {"action": "purge_expired_now", "_selected_action": [kept.pk]},
-        follow=True,
-    )
-    [message] = [str(m) for m in get_messages(response.wsgi_request)]
-    assert message.startswith("Enqueued delete_expired_jobs")
-    # The request only enqueued: the job is still there, the message waits in Redis.
-    assert Job.objects.filter(pk=gone.pk).exists()
-    [raw] = broker.lrange("celery", 0, -1)
-    assert json.loads(raw)["headers"]["task"] == "delete_expired_jobs"
-
-    with celery("worker", "--pool=solo", "--loglevel=INFO", log_path=tmp_path / "worker.log"):
-        wait_until(
-            lambda: PurgeRun.objects.filter(
-                trigger=PurgeRun.Trigger.ADMIN, status=PurgeRun.Status.SUCCEEDED
-            ).exists(),
-            60, message="the admin-triggered run",
-        )
-    assert rows_of(gone.pk) == NO_ROWS
-    assert Job.objects.filter(pk=kept.pk).exists()
-
-
-@pytest.mark.postgres
-@pytest.mark.redis
-@pytest.mark.slow
-@pytest.mark.django_db(transaction=True)
-def test_a_running_beat_follows_an_admin_edit_without_a_restart(client, staff, tmp_path):
-    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
-    broker.delete("celery")
-    PeriodicTask.objects.filter(name="delete-expired-jobs").update(enabled=False)
-    every_two_seconds = IntervalSchedule.objects.create(every=2, period=IntervalSchedule.SECONDS)
-    log = tmp_path / "beat.log"
-    try:
-        with celery("beat", "--loglevel=INFO", "--pidfile=", log_path=log):
-            wait_until(lambda: "beat: Starting" in log.read_text(), 30, message="beat to start")
-            assert "Sending due task" not in log.read_text()
-            client.force_login(staff)
-            save_schedule(client, enabled="on", crontab="", interval=str(every_two_seconds.pk))
-            wait_until(
-                lambda: "Sending due task delete-expired-jobs" in log.read_text(), 45,
-                message="beat to send the task after the admin's edit",
-            )
-        [raw, *_] = broker.lrange("celery", 0, -1)
-        assert json.loads(raw)["headers"]["task"] == "delete_expired_jobs"
-    finally:
-        broker.delete("celery")

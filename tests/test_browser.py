@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
-from tests.admin_forms import ensure_purge_schedule
+from tests.admin_helpers import ensure_purge_schedule, staff  # noqa: F401 - a fixture
 from tests.conftest import REQUIRE_SERVICES
 
 CHROMIUM = "/usr/bin/chromium"
@@ -54,12 +54,7 @@ def _browser():
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_staff_change_the_purge_crontab_in_a_real_browser(
-    chromium, live_server, django_user_model
-):
-    django_user_model.objects.create_user(
-        "operator", password="operator-pass", is_staff=True, is_superuser=True
-    )
+def test_staff_change_the_purge_crontab_in_a_real_browser(chromium, live_server, staff):
     task = PeriodicTask.objects.get(name="delete-expired-jobs")
     nightly = CrontabSchedule.objects.create(minute="30", hour="3", timezone="Asia/Seoul")
     change_url = f"{live_server.url}/admin/django_celery_beat/periodictask/{task.pk}/change/"

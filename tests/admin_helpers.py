@@ -1,7 +1,10 @@
-"""Submitting a Django admin form the way a browser would: every field as rendered."""
+"""Admin test helpers: a staff user, and submitting an admin form as a browser would."""
 
 from html.parser import HTMLParser
 from importlib import import_module
+
+import pytest
+from django_celery_beat.models import PeriodicTask
 
 
 class _FormFields(HTMLParser):
@@ -72,3 +75,24 @@ def ensure_purge_schedule():
 
     migration = import_module("cleanup.migrations.0002_delete_expired_jobs_schedule")
     migration.create_schedule(apps, None)
+
+
+@pytest.fixture
+def staff(django_user_model):
+    return django_user_model.objects.create_user(
+        "operator", password="operator-pass", is_staff=True, is_superuser=True
+    )
+
+
+def save_schedule(staff_client, **changes):
+    """Post the delete-expired-jobs form as shown, with `changes` (None: leave unticked)."""
+    task = PeriodicTask.objects.get(name="delete-expired-jobs")
+    url = f"/admin/django_celery_beat/periodictask/{task.pk}/change/"
+    data = form_data(staff_client.get(url).content.decode(), "periodictask_form")
+    data.update(changes)
+    for field in [name for name, value in changes.items() if value is None]:
+        data.pop(field)
+    response = staff_client.post(url, data)
+    errors = response.context["adminform"].form.errors if response.status_code == 200 else None
+    assert response.status_code == 302, errors
+    return PeriodicTask.objects.get(name="delete-expired-jobs")
