@@ -90,7 +90,7 @@ AWS_S3_MAX_ATTEMPTS = env_int("AWS_S3_MAX_ATTEMPTS", 3, minimum=1)
 AWS_S3_CLIENT_CONFIG = BotocoreConfig(
     connect_timeout=AWS_S3_CONNECT_TIMEOUT,
     read_timeout=AWS_S3_READ_TIMEOUT,
-    retries={"mode": "standard", "max_attempts": AWS_S3_MAX_ATTEMPTS},
+    retries={"mode": "standard", "total_max_attempts": AWS_S3_MAX_ATTEMPTS},
 )
 
 if AWS_STORAGE_BUCKET_NAME:
