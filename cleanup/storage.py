@@ -156,7 +156,8 @@ def _list_generic(storage, directory):
     dirs, files = storage.listdir(directory)
     for filename in files:
         name = f"{directory}/{filename}"
-        yield StoredObject(name=name, size=storage.size(name), modified=storage.get_modified_time(name))
+        modified = storage.get_modified_time(name)
+        yield StoredObject(name=name, size=storage.size(name), modified=modified)
     for sub in dirs:
         yield from _list_generic(storage, f"{directory}/{sub}")
 

@@ -85,8 +85,8 @@ AWS_S3_FILE_OVERWRITE = False
 AWS_S3_CONNECT_TIMEOUT = env_int("AWS_S3_CONNECT_TIMEOUT", 5, minimum=1)
 AWS_S3_READ_TIMEOUT = env_int("AWS_S3_READ_TIMEOUT", 30, minimum=1)
 AWS_S3_MAX_ATTEMPTS = env_int("AWS_S3_MAX_ATTEMPTS", 3, minimum=1)
-# Read by django-storages; it replaces (does not merge with) its own default Config, which only
-# carries settings this project leaves at botocore's defaults (addressing style, signature, proxies).
+# Read by django-storages. It replaces (does not merge with) its default Config, which only holds
+# what this project leaves at botocore's defaults (addressing style, signature, proxies).
 AWS_S3_CLIENT_CONFIG = BotocoreConfig(
     connect_timeout=AWS_S3_CONNECT_TIMEOUT,
     read_timeout=AWS_S3_READ_TIMEOUT,

@@ -43,7 +43,7 @@ class S3Server:
 
 
 def put_objects(client, bucket: str, keys, body: bytes = b"\x89PNG\r\n\x1a\n", threads: int = 8):
-    """Upload one small object per key, several at a time (thousands of PUTs, seconds not minutes)."""
+    """Upload one small object per key, several at a time: thousands of PUTs in seconds."""
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(threads) as pool:

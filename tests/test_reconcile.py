@@ -24,6 +24,7 @@ from fmr.celery import app
 from jobs.demo import create_full_job
 from jobs.models import UPLOAD_PREFIX, Job, JobFile
 from tests.helpers import file_names, live_job, stored
+from tests.s3proxy import ERROR, FORWARD
 from tests.test_schedule import rerun_schedule_migration
 
 pytestmark = pytest.mark.django_db
@@ -134,6 +135,32 @@ def test_a_negative_grace_is_refused():
         reconcile_storage(grace=timedelta(minutes=-1))
 
 
+@pytest.mark.parametrize("outage_at", ["listing", "delete"])
+def test_an_outage_fails_the_run_loudly_and_deletes_nothing_it_should_not(
+    s3_bucket, s3_proxy, outage_at
+):
+    orphans = [plant() for _ in range(3)]
+    keep = live_job()
+    later = timezone.now() + GRACE + timedelta(seconds=5)
+    if outage_at == "listing":
+        s3_proxy.set_mode(ERROR)
+    else:
+        client = default_storage.connection.meta.client
+        client.meta.events.register(
+            "before-call.s3.DeleteObjects", lambda **kw: s3_proxy.set_mode(ERROR)
+        )
+
+    result = reconcile_storage(delete=True, now=later)
+
+    assert not result.ok and "ServiceUnavailable" in result.error
+    assert result.deleted == 0
+    s3_proxy.set_mode(FORWARD)
+    assert stored(orphans) == orphans and stored(file_names(keep)) == file_names(keep)
+    with pytest.raises(CommandError, match="ServiceUnavailable"):
+        s3_proxy.set_mode(ERROR)
+        reconcile("--delete")
+
+
 # --- the command ----------------------------------------------------------------------------
 
 
@@ -219,4 +246,5 @@ def test_rerunning_the_migration_keeps_an_admins_edit_of_the_reconcile_schedule(
     rerun_schedule_migration()
 
     assert PeriodicTask.objects.filter(name="reconcile-storage").count() == 1
-    assert json.loads(PeriodicTask.objects.get(name="reconcile-storage").kwargs) == {"delete": False}
+    task = PeriodicTask.objects.get(name="reconcile-storage")
+    assert json.loads(task.kwargs) == {"delete": False}

@@ -10,12 +10,13 @@ from cleanup.services import RECONCILE_GRACE, reconcile_storage
 
 
 def minutes(value):
+    problem = f"expected a number of minutes (0 or more), got {value!r}"
     try:
         number = float(value)
     except ValueError:
-        raise ArgumentTypeError(f"expected a number of minutes (0 or more), got {value!r}") from None
+        raise ArgumentTypeError(problem) from None
     if not math.isfinite(number) or number < 0:
-        raise ArgumentTypeError(f"expected a number of minutes (0 or more), got {value!r}")
+        raise ArgumentTypeError(problem)
     return timedelta(minutes=number)
 
 
