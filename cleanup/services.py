@@ -389,6 +389,8 @@ class _StorageUnavailable(Exception):
 
 def _reconcile_chunk(chunk, result: ReconcileResult):
     names = [obj.name for obj in chunk]
+    # Rows first, then pending names: a purge that commits in between moves a name from the first
+    # to the second, so it is seen in one of them. The other order could miss it.
     held = _still_referenced(names)
     held.update(PendingFileDeletion.objects.filter(name__in=names).values_list("name", flat=True))
     orphans = [obj for obj in chunk if obj.name not in held]
