@@ -110,3 +110,24 @@ class ProgressBar:
         if self.drawn:
             self.out.write("", style_func=str)
             self.out.flush()
+
+
+def format_reconcile(result, *, examples=False) -> str:
+    cutoff = timezone.localtime(result.cutoff).strftime("%Y-%m-%d %H:%M:%S %Z")
+    lines = [
+        f"objects under the upload prefix: {result.scanned} ({result.scanned_bytes} bytes), "
+        f"{result.duration_seconds:.2f}s",
+        f"  newer than {cutoff}, left alone: {result.young}",
+        f"  named by a row or a pending deletion: {result.held}",
+        f"  orphans: {result.orphans} ({result.orphan_bytes} bytes)",
+    ]
+    if result.delete:
+        lines.append(
+            f"  orphans deleted: {result.deleted} ({result.deleted_bytes} bytes), "
+            f"not deleted: {result.failed}"
+        )
+    elif result.orphans:
+        lines.append("  nothing deleted (report only; --delete deletes them)")
+    if examples and result.examples:
+        lines.append("  some orphans: " + ", ".join(result.examples))
+    return "\n".join(lines)
