@@ -2,10 +2,12 @@ import json
 from argparse import ArgumentTypeError
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
 
 from cleanup.models import PurgeRun
 from cleanup.report import format_result
-from cleanup.services import purge_expired_jobs
+from cleanup.services import PurgeNotPossible, purge_expired_jobs
+from cleanup.storage import describe_error
 
 
 def positive_int(value):
@@ -35,12 +37,20 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print the summary as JSON.")
 
     def handle(self, *args, **options):
-        result = purge_expired_jobs(
-            batch_size=options["batch_size"],
-            limit=options["limit"],
-            dry_run=options["dry_run"],
-            trigger=PurgeRun.Trigger.COMMAND,
-        )
+        try:
+            result = purge_expired_jobs(
+                batch_size=options["batch_size"],
+                limit=options["limit"],
+                dry_run=options["dry_run"],
+                trigger=PurgeRun.Trigger.COMMAND,
+            )
+        except PurgeNotPossible as exc:
+            raise CommandError(str(exc)) from exc
+        except DatabaseError as exc:
+            raise CommandError(
+                f"the purge failed on the database: {describe_error(exc)}. Batches committed "
+                "before the failure stay purged, no job is half deleted; the next run continues."
+            ) from exc
         if options["json"]:
             self.stdout.write(json.dumps(result.as_dict(), indent=2))
         elif options["verbosity"] > 0:
