@@ -136,9 +136,16 @@ class _Progress:
     stopped: bool = False
 
 
+# PurgeRun keeps batch_size and limit in PositiveIntegerFields; anything larger could not even
+# be recorded, so it is refused before the run starts rather than failing inside it.
+MAX_SIZE = 2_147_483_647
+
+
 def _check_positive(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive whole number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SIZE:
+        raise ValueError(
+            f"{name} must be a positive whole number up to {MAX_SIZE}, got {value!r}"
+        )
 
 
 def _expired_ids(cutoff, size, *, lock):

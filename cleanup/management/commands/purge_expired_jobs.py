@@ -1,4 +1,5 @@
 import json
+import re
 from argparse import ArgumentTypeError
 
 from django.core.management.base import BaseCommand, CommandError
@@ -6,22 +7,26 @@ from django.db import DatabaseError
 
 from cleanup.models import PurgeRun
 from cleanup.report import format_result
-from cleanup.services import PurgeNotPossible, purge_expired_jobs
+from cleanup.services import MAX_SIZE, PurgeNotPossible, purge_expired_jobs
 from cleanup.storage import describe_error
 
 
 def positive_int(value):
-    try:
-        number = int(value)
-    except ValueError:
-        raise ArgumentTypeError(f"expected a positive whole number, got {value!r}") from None
-    if number < 1:
-        raise ArgumentTypeError(f"expected a positive whole number, got {number}")
-    return number
+    # Plain ASCII digits only: int() would also take "1_0", "+5" or non-Latin digits.
+    if not re.fullmatch(r"[0-9]+", value.strip()) or not 1 <= int(value) <= MAX_SIZE:
+        raise ArgumentTypeError(
+            f"expected a positive whole number up to {MAX_SIZE}, got {value!r}"
+        )
+    return int(value)
 
 
 class Command(BaseCommand):
     help = "Delete jobs past their expiry with every row and file attached to them."
+
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        # A mistyped flag must be refused, not read as an abbreviation (--force is not
+        # --force-color, --batch is not --batch-size).
+        return super().create_parser(prog_name, subcommand, allow_abbrev=False, **kwargs)
 
     def add_arguments(self, parser):
         parser.add_argument(
