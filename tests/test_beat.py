@@ -3,8 +3,10 @@ real `celery -A fmr worker` through Redis, and an admin changing the schedule wh
 
 import time
 from datetime import timedelta
+from importlib import import_module
 
 import pytest
+from django.apps import apps as django_apps
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
@@ -24,11 +26,21 @@ pytestmark = [
 PERIOD = 3  # seconds
 
 
+def the_migrated_schedule():
+    # Transactional tests flush every table, the data migration's schedule row included: put it
+    # back exactly as `migrate` makes it (hourly, Asia/Seoul).
+    migration = import_module("cleanup.migrations.0002_delete_expired_jobs_schedule")
+    migration.create_schedule(django_apps, None)
+    return PeriodicTask.objects.get(name=migration.TASK_NAME)
+
+
 def beat_runs():
     return PurgeRun.objects.filter(trigger=PurgeRun.Trigger.BEAT)
 
 
 def test_beat_follows_an_admin_schedule_change_and_the_worker_purges_on_time(tmp_path):
+    task = the_migrated_schedule()
+    assert task.crontab.minute == "0" and task.interval is None and task.enabled
     now = timezone.now()
     gone = [expired_job(now, by=timedelta(minutes=i + 1)) for i in range(3)]
     kept = live_job(now)
@@ -50,7 +62,7 @@ def test_beat_follows_an_admin_schedule_change_and_the_worker_purges_on_time(tmp
             assert not beat_runs().exists() and Job.objects.count() == 4
 
         # What Django admin does when an operator picks "every 3 seconds" and saves.
-        task = PeriodicTask.objects.get(name="delete-expired-jobs")
+        task = PeriodicTask.objects.get(pk=task.pk)
         task.interval, _ = IntervalSchedule.objects.get_or_create(
             every=PERIOD, period=IntervalSchedule.SECONDS
         )
