@@ -5,6 +5,8 @@ local storage slowed down (tests.slow_settings) so the purge is still busy when 
 strikes.
 """
 
+import random
+import time
 import uuid
 from datetime import timedelta
 from io import StringIO
@@ -54,6 +56,14 @@ def mid_run(expired_count):
     return 0 < left < expired_count and PendingFileDeletion.objects.exists()
 
 
+def assert_whole_after_a_crash(kept_names):
+    assert half_deleted_jobs() == []
+    assert stored(kept_names) == kept_names
+    # No orphan, ever: every file in storage belongs to a row or is recorded as pending.
+    pending = set(PendingFileDeletion.objects.values_list("name", flat=True))
+    assert stored_job_files() <= referenced_files() | pending
+
+
 def assert_nothing_lost_and_nothing_left(kept, kept_names):
     assert half_deleted_jobs() == []
     assert set(Job.objects.values_list("pk", flat=True)) == {job.pk for job in kept}
@@ -74,15 +84,32 @@ def test_a_purge_killed_mid_run_half_deletes_nothing_and_the_next_run_finishes()
     kill(purge)
 
     # Right after the crash: whole jobs or no job, live files untouched, the rest pending.
-    assert half_deleted_jobs() == []
+    assert_whole_after_a_crash(kept_names)
     assert 0 < Job.objects.expired().count() < len(gone)
-    assert stored(kept_names) == kept_names
     assert PendingFileDeletion.objects.exists()
     assert PurgeRun.objects.get().status == PurgeRun.Status.RUNNING  # it never got to finish
 
     result = purge_expired_jobs()
 
     assert result.ok and result.files_pending == 0
+    assert_nothing_lost_and_nothing_left(kept, kept_names)
+
+
+def test_a_purge_killed_again_and_again_at_random_moments_never_orphans_or_half_deletes():
+    gone, kept = backlog()
+    kept_names = names_of_jobs(kept)
+    rng = random.Random()
+
+    for _ in range(3):
+        purge = manage("purge_expired_jobs", "--batch-size", "5", env=child_env(**SLOW))
+        # Anywhere: starting up, inside a batch's transaction, deleting files, sweeping.
+        time.sleep(rng.uniform(0.5, 3.0))
+        kill(purge)
+        assert_whole_after_a_crash(kept_names)
+
+    result = purge_expired_jobs()
+
+    assert result.ok
     assert_nothing_lost_and_nothing_left(kept, kept_names)
 
 
