@@ -199,3 +199,32 @@ def test_a_job_file_with_an_empty_name_goes_with_its_row_and_deletes_nothing(any
     assert stored_job_files() == set(kept_names)
     assert not PendingFileDeletion.objects.exists()
     assert Job.objects.get() == kept
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_missing_bucket_configured_in_the_environment_exits_non_zero_and_loses_nothing(
+    s3_bucket, s3_server
+):
+    gone = expired_job()
+    kept = live_job()
+    gone_names = file_names(gone)
+    env = child_env(
+        AWS_STORAGE_BUCKET_NAME=f"fmr-missing-{uuid.uuid4().hex[:8]}",
+        AWS_S3_ENDPOINT_URL=s3_server.endpoint_url,
+        AWS_ACCESS_KEY_ID=S3_CREDENTIALS["access_key"],
+        AWS_SECRET_ACCESS_KEY=S3_CREDENTIALS["secret_key"],
+    )
+
+    done = subprocess.run(
+        [sys.executable, "manage.py", "purge_expired_jobs"], cwd=ROOT, env=env,
+        capture_output=True, text=True, timeout=120,
+    )
+
+    assert done.returncode == 1
+    assert "CommandError: 4 file(s) left pending" in done.stderr and "NoSuchBucket" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "files still pending: 4" in done.stdout
+    assert rows_of(gone.pk) == NO_ROWS and rows_of(kept.pk) == FULL_JOB_ROWS
+    assert set(PendingFileDeletion.objects.values_list("name", flat=True)) == set(gone_names)
+    assert s3_bucket.keys() >= set(gone_names)  # still there, to be deleted by a later run

@@ -1,8 +1,8 @@
 """The purge on its worst day: killed mid-run, its database connection cut, run twice at once.
 
-Each test runs the purge in real child processes against the test PostgreSQL database, with
-local storage slowed down (tests.slow_settings) so the purge is still busy when the test
-strikes.
+The purges run in real child processes (a command, a worker) against the test PostgreSQL
+database, with local storage slowed down (tests.slow_settings) so they are still busy when the
+test strikes.
 """
 
 import random
