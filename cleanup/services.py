@@ -6,7 +6,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import DatabaseError, connection, models, transaction
+from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from jobs.models import Job
@@ -98,6 +99,7 @@ def purge_expired_jobs(
     _check_positive("batch_size", batch_size)
     if limit is not None:
         _check_positive("limit", limit)
+    check_database_ready()
     cutoff = now or timezone.now()
     run = PurgeRun.objects.create(
         trigger=trigger, cutoff=cutoff, batch_size=batch_size, limit=limit, dry_run=dry_run
@@ -112,7 +114,7 @@ def purge_expired_jobs(
     except BaseException as exc:
         interrupted = isinstance(exc, KeyboardInterrupt)
         status = PurgeRun.Status.INTERRUPTED if interrupted else PurgeRun.Status.FAILED
-        _finish(run, progress, started, status, storage.describe_error(exc))
+        _record_failure(run, progress, started, status, storage.describe_error(exc))
         raise
     if progress.stopped:
         status = PurgeRun.Status.INTERRUPTED
@@ -136,9 +138,16 @@ class _Progress:
     stopped: bool = False
 
 
+# PurgeRun keeps batch_size and limit in PositiveIntegerFields; anything larger could not even
+# be recorded, so it is refused before the run starts rather than failing inside it.
+MAX_SIZE = 2_147_483_647
+
+
 def _check_positive(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive whole number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SIZE:
+        raise ValueError(
+            f"{name} must be a positive whole number up to {MAX_SIZE}, got {value!r}"
+        )
 
 
 def _expired_ids(cutoff, size, *, lock):
@@ -526,3 +535,48 @@ def _reconcile_chunk(chunk, result: ReconcileResult):
     if outcome.unavailable:
         # The rest would fail the same way; the next run finds them again.
         raise _StorageUnavailable
+
+
+# --- Failing clearly ----------------------------------------------------------------------------
+# A purge that cannot run, or whose database goes away mid-run, says so in words an operator can
+# act on, and still leaves a failed run record when the database lets it.
+
+PURGE_APPS = ("jobs", "cleanup")
+
+
+class PurgeNotPossible(Exception):
+    """The purge cannot run against this database at all; nothing was read or changed."""
+
+
+def check_database_ready():
+    """Refuse to start on a database that lacks the purge's tables (never migrated, or behind)."""
+    executor = MigrationExecutor(connection)
+    targets = [node for node in executor.loader.graph.leaf_nodes() if node[0] in PURGE_APPS]
+    missing = executor.migration_plan(targets)
+    if missing:
+        apps = ", ".join(sorted({migration.app_label for migration, _ in missing}))
+        raise PurgeNotPossible(
+            f"the database {connection.settings_dict['NAME']!s} is not migrated "
+            f"({len(missing)} migration(s) not applied, for {apps}); "
+            "run `python manage.py migrate` first. Nothing was deleted."
+        )
+
+
+def _record_failure(run, progress, started, status, error):
+    try:
+        _finish(run, progress, started, status, error)
+        return
+    except DatabaseError as exc:
+        if connection.in_atomic_block:
+            # A caller's transaction owns the connection; the record goes wherever it goes.
+            logger.error("purge.run run=%s could not record its failure: %s", run.pk,
+                         storage.describe_error(exc))
+            return
+    # The failure was the connection itself (terminated, server restarted): the record is worth
+    # one fresh connection.
+    connection.close()
+    try:
+        _finish(run, progress, started, status, error)
+    except DatabaseError as exc:
+        logger.error("purge.run run=%s could not record its failure: %s", run.pk,
+                     storage.describe_error(exc))

@@ -1,32 +1,39 @@
 import json
 import logging
+import re
 import signal
 import threading
 from argparse import ArgumentTypeError
 from contextlib import contextmanager
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
 
 from cleanup.models import PurgeRun
 from cleanup.report import ProgressBar, format_result
-from cleanup.services import count_expired_jobs, purge_expired_jobs
+from cleanup.services import MAX_SIZE, PurgeNotPossible, count_expired_jobs, purge_expired_jobs
+from cleanup.storage import describe_error
 
 # Exit status of a run stopped by Ctrl-C, as shells report a process ended by SIGINT.
 INTERRUPTED_EXIT = 130
 
 
 def positive_int(value):
-    try:
-        number = int(value)
-    except ValueError:
-        raise ArgumentTypeError(f"expected a positive whole number, got {value!r}") from None
-    if number < 1:
-        raise ArgumentTypeError(f"expected a positive whole number, got {number}")
-    return number
+    # Plain ASCII digits only: int() would also take "1_0", "+5" or non-Latin digits.
+    if not re.fullmatch(r"[0-9]+", value.strip()) or not 1 <= int(value) <= MAX_SIZE:
+        raise ArgumentTypeError(
+            f"expected a positive whole number up to {MAX_SIZE}, got {value!r}"
+        )
+    return int(value)
 
 
 class Command(BaseCommand):
     help = "Delete jobs past their expiry with every row and file attached to them."
+
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        # A mistyped flag must be refused, not read as an abbreviation (--force is not
+        # --force-color, --batch is not --batch-size).
+        return super().create_parser(prog_name, subcommand, allow_abbrev=False, **kwargs)
 
     def add_arguments(self, parser):
         parser.add_argument(
@@ -56,6 +63,14 @@ class Command(BaseCommand):
                     should_stop=stopping.is_set,
                     on_batch=bar.update if bar else None,
                 )
+            except PurgeNotPossible as exc:
+                raise CommandError(str(exc)) from exc
+            except DatabaseError as exc:
+                raise CommandError(
+                    f"the purge failed on the database: {describe_error(exc)}. Batches "
+                    "committed before the failure stay purged, no job is half deleted; the next "
+                    "run continues."
+                ) from exc
             finally:
                 if bar:
                     bar.close()
