@@ -7,7 +7,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, models, transaction
+from django.db import DatabaseError, connection, models, transaction
+from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from jobs.models import Job
@@ -87,17 +88,20 @@ def purge_expired_jobs(
     dry_run: bool = False,
     trigger: str = PurgeRun.Trigger.SHELL,
     should_stop=None,
+    on_batch=None,
 ) -> PurgeResult:
     """Delete jobs whose expires_at is before `now`, oldest first, `batch_size` per transaction.
 
     Every dependent row goes through the ORM cascade; every file is recorded as pending in the
     same transaction and deleted from storage after commit. `should_stop` is checked between
-    batches so an interrupted run never leaves a batch half done.
+    batches so an interrupted run never leaves a batch half done. `on_batch(jobs_deleted)` is
+    called after each batch with the run's total so far (for progress display).
     """
     batch_size = settings.CLEANUP_BATCH_SIZE if batch_size is None else batch_size
     _check_positive("batch_size", batch_size)
     if limit is not None:
         _check_positive("limit", limit)
+    check_database_ready()
     cutoff = now or timezone.now()
     run = PurgeRun.objects.create(
         trigger=trigger, cutoff=cutoff, batch_size=batch_size, limit=limit, dry_run=dry_run
@@ -108,11 +112,11 @@ def purge_expired_jobs(
         if dry_run:
             _count_expired(cutoff, limit, progress)
         else:
-            _delete_expired(run, cutoff, batch_size, limit, progress, should_stop)
+            _delete_expired(run, cutoff, batch_size, limit, progress, should_stop, on_batch)
     except BaseException as exc:
         interrupted = isinstance(exc, KeyboardInterrupt)
         status = PurgeRun.Status.INTERRUPTED if interrupted else PurgeRun.Status.FAILED
-        _finish(run, progress, started, status, storage.describe_error(exc))
+        _record_failure(run, progress, started, status, storage.describe_error(exc))
         raise
     if progress.stopped:
         status = PurgeRun.Status.INTERRUPTED
@@ -136,9 +140,16 @@ class _Progress:
     stopped: bool = False
 
 
+# PurgeRun keeps batch_size and limit in PositiveIntegerFields; anything larger could not even
+# be recorded, so it is refused before the run starts rather than failing inside it.
+MAX_SIZE = 2_147_483_647
+
+
 def _check_positive(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive whole number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SIZE:
+        raise ValueError(
+            f"{name} must be a positive whole number up to {MAX_SIZE}, got {value!r}"
+        )
 
 
 def _expired_ids(cutoff, size, *, lock):
@@ -159,7 +170,7 @@ def _count_expired(cutoff, limit, progress):
     progress.jobs = progress.rows[Job._meta.label]
 
 
-def _delete_expired(run, cutoff, batch_size, limit, progress, should_stop):
+def _delete_expired(run, cutoff, batch_size, limit, progress, should_stop, on_batch):
     while limit is None or progress.jobs < limit:
         if should_stop is not None and should_stop():
             progress.stopped = True
@@ -190,6 +201,8 @@ def _delete_expired(run, cutoff, batch_size, limit, progress, should_stop):
             sum(per_model.values()), files.deleted, files.failed,
             (time.monotonic() - batch_started) * 1000,
         )
+        if on_batch is not None:
+            on_batch(progress.jobs)
     if not progress.files.unavailable:
         # Names left by earlier failures or crashes: this run finishes them.
         progress.files.add(delete_pending_files())
@@ -423,3 +436,269 @@ def purge_expired_chunk(
     )
     more = result.status == PurgeRun.Status.INTERRUPTED and Job.objects.expired(cutoff).exists()
     return ChunkResult(result=result, more=more)
+
+# --- What operators see: status, retries --------------------------------------------------------
+
+
+@dataclass
+class PurgeStatus:
+    """Is the 24-hour promise holding right now? Facts only, no personal data."""
+
+    checked_at: datetime
+    expired_jobs: int
+    # How long the most overdue job has been past its expires_at; None when none is expired.
+    most_overdue_seconds: float | None
+    pending_files: int
+    oldest_pending_seconds: float | None
+    last_success: dict | None
+    last_run: dict | None
+
+    def problems(self, *, max_overdue: timedelta) -> list[str]:
+        """Why the promise is at risk, given how late is too late; empty when it holds."""
+        limit = max_overdue.total_seconds()
+        found = []
+        if self.most_overdue_seconds is not None and self.most_overdue_seconds > limit:
+            found.append(
+                f"{self.expired_jobs} expired job(s) still present, the oldest "
+                f"{_minutes(self.most_overdue_seconds)} past its expiry"
+            )
+        if self.oldest_pending_seconds is not None and self.oldest_pending_seconds > limit:
+            found.append(
+                f"{self.pending_files} file deletion(s) pending, the oldest for "
+                f"{_minutes(self.oldest_pending_seconds)}"
+            )
+        return found
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        data["checked_at"] = self.checked_at.isoformat()
+        return data
+
+
+def purge_status(*, now: datetime | None = None) -> PurgeStatus:
+    """The facts a monitor needs: what is overdue, what is pending, when the purge last worked."""
+    now = now or timezone.now()
+    expired = Job.objects.expired(now)
+    oldest_expiry = expired.aggregate(oldest=models.Min("expires_at"))["oldest"]
+    pending = PendingFileDeletion.objects.aggregate(
+        count=models.Count("pk"), oldest=models.Min("created_at")
+    )
+    runs = PurgeRun.objects.filter(dry_run=False).order_by("-started_at", "-pk")
+    return PurgeStatus(
+        checked_at=now,
+        expired_jobs=expired.count(),
+        most_overdue_seconds=_age(now, oldest_expiry),
+        pending_files=pending["count"],
+        oldest_pending_seconds=_age(now, pending["oldest"]),
+        last_success=_run_facts(runs.filter(status=PurgeRun.Status.SUCCEEDED).first()),
+        last_run=_run_facts(runs.first()),
+    )
+
+
+def overdue_limit(minutes: str) -> timedelta:
+    """`--max-overdue` / `?max_overdue=`: minutes (0 or more, fractions allowed) as a timedelta."""
+    try:
+        value = float(minutes)
+    except (TypeError, ValueError):
+        value = -1.0
+    try:
+        if not 0 <= value < float("inf"):
+            raise OverflowError
+        return timedelta(minutes=value)
+    except OverflowError:
+        raise ValueError(f"expected a number of minutes, 0 or more, got {minutes!r}") from None
+
+
+def count_expired_jobs(*, now: datetime | None = None) -> int:
+    return Job.objects.expired(now or timezone.now()).count()
+
+
+def retry_pending_files(*, ids) -> FileDeletion:
+    """Make the chosen pending deletions due now and try them at once, whatever their backoff."""
+    now = timezone.now()
+    chosen = PendingFileDeletion.objects.filter(pk__in=ids)
+    chosen.update(next_attempt_at=now)
+    names = list(chosen.values_list("name", flat=True))
+    return delete_pending_files(names=names) if names else FileDeletion()
+
+
+def _age(now, moment) -> float | None:
+    return None if moment is None else round((now - moment).total_seconds(), 3)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min"
+
+
+def _run_facts(run: PurgeRun | None) -> dict | None:
+    if run is None:
+        return None
+    return {
+        "run_id": run.pk,
+        "trigger": run.trigger,
+        "status": run.status,
+        "started_at": run.started_at.isoformat(),
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "jobs_deleted": run.jobs_deleted,
+        "rows_deleted": dict(run.rows_deleted),
+        "files_deleted": run.files_deleted,
+        "files_pending": run.files_pending,
+    }
+
+
+# --- Orphan reconciler ------------------------------------------------------------------------
+# The purge deletes every file a row or a pending deletion names. An object nothing names (an
+# upload whose transaction rolled back, a crash between writing a file and its row, a write
+# outside the ORM) would never expire; this finds those and, if asked, deletes them.
+
+RECONCILE_GRACE = timedelta(minutes=60)
+RECONCILE_EXAMPLES = 5
+
+
+@dataclass
+class ReconcileResult:
+    delete: bool
+    cutoff: datetime
+    scanned: int = 0  # objects under the upload prefix
+    scanned_bytes: int = 0
+    young: int = 0  # newer than the grace period: maybe an upload in flight, not looked at
+    held: int = 0  # named by a row or a pending deletion
+    orphans: int = 0
+    orphan_bytes: int = 0
+    deleted: int = 0
+    deleted_bytes: int = 0
+    failed: int = 0
+    requests: int = 0
+    error: str = ""
+    duration_seconds: float = 0.0
+    # A few orphan keys (job ids and random hex, nothing about the user) for --verbosity 2.
+    examples: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        data["cutoff"] = self.cutoff.isoformat()
+        del data["examples"]
+        return data
+
+
+def reconcile_storage(
+    *, delete: bool = False, grace: timedelta = RECONCILE_GRACE, now: datetime | None = None
+) -> ReconcileResult:
+    """Find objects under the jobs' upload prefix that nothing references; delete them if asked.
+
+    Streams the listing and checks it against the database 1,000 names at a time, so memory does
+    not grow with the bucket. Objects modified within `grace` of `now` are never touched.
+    """
+    from jobs.models import UPLOAD_PREFIX
+
+    if not isinstance(grace, timedelta) or grace < timedelta(0):
+        raise ValueError(f"grace must be a non-negative duration, got {grace!r}")
+    started = time.monotonic()
+    result = ReconcileResult(delete=delete, cutoff=(now or timezone.now()) - grace)
+    chunk: list[storage.StoredObject] = []
+    try:
+        for obj in storage.list_objects(UPLOAD_PREFIX):
+            result.scanned += 1
+            result.scanned_bytes += obj.size
+            if obj.modified > result.cutoff:
+                result.young += 1
+                continue
+            chunk.append(obj)
+            if len(chunk) == storage.S3_MAX_KEYS_PER_REQUEST:
+                _reconcile_chunk(chunk, result)
+                chunk = []
+        if chunk:
+            _reconcile_chunk(chunk, result)
+    except _StorageUnavailable:
+        pass
+    except Exception as exc:  # noqa: BLE001 - listing failed: report it, the next run starts over
+        result.error = storage.describe_error(exc)
+    result.duration_seconds = round(time.monotonic() - started, 3)
+    logger.info(
+        "reconcile.run delete=%s scanned=%s young=%s held=%s orphans=%s orphan_bytes=%s "
+        "deleted=%s failed=%s error=%s duration_ms=%d",
+        delete, result.scanned, result.young, result.held, result.orphans, result.orphan_bytes,
+        result.deleted, result.failed, bool(result.error), result.duration_seconds * 1000,
+    )
+    return result
+
+
+class _StorageUnavailable(Exception):
+    pass
+
+
+def _reconcile_chunk(chunk, result: ReconcileResult):
+    names = [obj.name for obj in chunk]
+    # Rows first, then pending names: a purge that commits in between moves a name from the first
+    # to the second, so it is seen in one of them. The other order could miss it.
+    held = _still_referenced(names)
+    held.update(PendingFileDeletion.objects.filter(name__in=names).values_list("name", flat=True))
+    orphans = [obj for obj in chunk if obj.name not in held]
+    result.held += len(chunk) - len(orphans)
+    result.orphans += len(orphans)
+    result.orphan_bytes += sum(obj.size for obj in orphans)
+    room = RECONCILE_EXAMPLES - len(result.examples)
+    result.examples.extend(obj.name for obj in orphans[:room])
+    if not (result.delete and orphans):
+        return
+    outcome = storage.delete_names([obj.name for obj in orphans])
+    sizes = {obj.name: obj.size for obj in orphans}
+    result.requests += outcome.requests
+    result.deleted += len(outcome.deleted)
+    result.deleted_bytes += sum(sizes[name] for name in outcome.deleted)
+    result.failed += len(outcome.failed)
+    if outcome.failed:
+        reasons = sorted(set(outcome.failed.values()))
+        result.error = f"{result.failed} orphan(s) not deleted: {'; '.join(reasons[:3])}"
+    if outcome.unavailable:
+        # The rest would fail the same way; the next run finds them again.
+        raise _StorageUnavailable
+
+
+# --- Failing clearly ----------------------------------------------------------------------------
+# A purge that cannot run, or whose database goes away mid-run, says so in words an operator can
+# act on, and still leaves a failed run record when the database lets it.
+
+PURGE_APPS = ("jobs", "cleanup")
+
+
+class PurgeNotPossible(Exception):
+    """The purge cannot run against this database at all; nothing was read or changed."""
+
+
+def check_database_ready():
+    """Refuse to start on a database that lacks the purge's tables (never migrated, or behind)."""
+    executor = MigrationExecutor(connection)
+    targets = [node for node in executor.loader.graph.leaf_nodes() if node[0] in PURGE_APPS]
+    missing = executor.migration_plan(targets)
+    if missing:
+        apps = ", ".join(sorted({migration.app_label for migration, _ in missing}))
+        raise PurgeNotPossible(
+            f"the database {connection.settings_dict['NAME']!s} is not migrated "
+            f"({len(missing)} migration(s) not applied, for {apps}); "
+            "run `python manage.py migrate` first. Nothing was deleted."
+        )
+
+
+def _record_failure(run, progress, started, status, error):
+    try:
+        _finish(run, progress, started, status, error)
+        return
+    except DatabaseError as exc:
+        if connection.in_atomic_block:
+            # A caller's transaction owns the connection; the record goes wherever it goes.
+            logger.error("purge.run run=%s could not record its failure: %s", run.pk,
+                         storage.describe_error(exc))
+            return
+    # The failure was the connection itself (terminated, server restarted): the record is worth
+    # one fresh connection.
+    connection.close()
+    try:
+        _finish(run, progress, started, status, error)
+    except DatabaseError as exc:
+        logger.error("purge.run run=%s could not record its failure: %s", run.pk,
+                     storage.describe_error(exc))

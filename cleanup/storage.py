@@ -5,9 +5,12 @@ slower); elsewhere, one storage.delete per name. Either way, a name that is alre
 as deleted, and each name that could not be deleted comes back with the reason.
 """
 
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
-from django.core.files.storage import storages
+from django.core.files.storage import FileSystemStorage, storages
 
 S3_MAX_KEYS_PER_REQUEST = 1000
 
@@ -81,12 +84,82 @@ def _delete_s3(storage, names):
         for error in response.get("Errors", []):
             if error.get("Code") == "NoSuchKey":
                 continue
-            errors[key_to_name.get(error["Key"], error["Key"])] = (
-                f"{error.get('Code', 'Error')}: {error.get('Message', '')}".strip()
-            )
+            reason = f"{error.get('Code', 'Error')}: {error.get('Message', '')}".strip()
+            if error.get("Key") not in key_to_name:
+                # An error we cannot pin to a key we sent: trust nothing in this answer.
+                errors = dict.fromkeys(chunk, reason)
+                break
+            errors[key_to_name[error["Key"]]] = reason
         outcome.failed.update(errors)
         outcome.deleted.extend(name for name in chunk if name not in errors)
     return outcome
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    name: str  # the storage name, as a FileField holds it
+    size: int
+    modified: datetime  # aware, UTC
+
+
+def list_objects(prefix: str) -> Iterator[StoredObject]:
+    """Every object whose name starts with `prefix/`, streamed: nothing holds the whole listing."""
+    storage = get_storage()
+    prefix = prefix.strip("/") + "/"
+    if is_s3(storage):
+        yield from _list_s3(storage, prefix)
+    elif isinstance(storage, FileSystemStorage):
+        yield from _list_local(storage, prefix)
+    else:
+        yield from _list_generic(storage, prefix.rstrip("/"))
+
+
+def _list_s3(storage, prefix):
+    from storages.utils import clean_name
+
+    client = storage.connection.meta.client
+    key_prefix = storage._normalize_name(clean_name(prefix))
+    # Keys come back with the storage's location in front; names in the database have none.
+    location = key_prefix[: len(key_prefix) - len(prefix)]
+    pages = client.get_paginator("list_objects_v2").paginate(
+        Bucket=storage.bucket_name, Prefix=key_prefix, PaginationConfig={"PageSize": 1000}
+    )
+    for page in pages:
+        for obj in page.get("Contents", []):
+            yield StoredObject(
+                name=obj["Key"][len(location) :], size=obj["Size"], modified=obj["LastModified"]
+            )
+
+
+def _list_local(storage, prefix):
+    root = storage.path("")
+    stack = [storage.path(prefix)]
+    while stack:
+        try:
+            entries = os.scandir(stack.pop())
+        except FileNotFoundError:
+            continue
+        with entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                elif entry.is_file(follow_symlinks=False):
+                    stat = entry.stat(follow_symlinks=False)
+                    yield StoredObject(
+                        name=os.path.relpath(entry.path, root).replace(os.sep, "/"),
+                        size=stat.st_size,
+                        modified=datetime.fromtimestamp(stat.st_mtime, tz=UTC),
+                    )
+
+
+def _list_generic(storage, directory):
+    dirs, files = storage.listdir(directory)
+    for filename in files:
+        name = f"{directory}/{filename}"
+        modified = storage.get_modified_time(name)
+        yield StoredObject(name=name, size=storage.size(name), modified=modified)
+    for sub in dirs:
+        yield from _list_generic(storage, f"{directory}/{sub}")
 
 
 def describe_error(exc: BaseException) -> str:

@@ -1,10 +1,11 @@
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from celery import shared_task
 
 from .models import PurgeRun
 from .services import (
-    SUBTASK_EXPIRES_SECONDS, plan_purge, purge_expired_chunk, purge_expired_jobs,
+    RECONCILE_GRACE, SUBTASK_EXPIRES_SECONDS, plan_purge, purge_expired_chunk, purge_expired_jobs,
+    reconcile_storage,
 )
 
 
@@ -36,3 +37,9 @@ def _enqueue_chunk(task, kwargs):
     delete_expired_jobs_chunk.apply_async(
         kwargs=kwargs, expires=SUBTASK_EXPIRES_SECONDS, queue=queue
     )
+
+@shared_task(name="reconcile_storage")
+def reconcile_storage_task(delete=False, grace_minutes=None):
+    """Find (and with delete=True remove) stored objects no row or pending deletion names."""
+    grace = RECONCILE_GRACE if grace_minutes is None else timedelta(minutes=grace_minutes)
+    return reconcile_storage(delete=delete, grace=grace).as_dict()

@@ -3,6 +3,8 @@
 from datetime import timedelta
 from pathlib import Path
 
+from botocore.config import Config as BotocoreConfig
+
 from .env import database_from_url, env_bool, env_int, env_list, env_seconds, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -77,6 +79,19 @@ AWS_S3_REGION_NAME = env_str("AWS_S3_REGION_NAME", "ap-northeast-2")
 AWS_DEFAULT_ACL = None
 AWS_QUERYSTRING_AUTH = True
 AWS_S3_FILE_OVERWRITE = False
+# Bounded waits, so an S3 outage costs a purge seconds, not botocore's default of 60 s per attempt
+# times 5 attempts: connect and read timeouts in seconds, and attempts per request (1 = no retry).
+# The purge stops calling S3 for the rest of a run once a request has failed this way.
+AWS_S3_CONNECT_TIMEOUT = env_int("AWS_S3_CONNECT_TIMEOUT", 5, minimum=1)
+AWS_S3_READ_TIMEOUT = env_int("AWS_S3_READ_TIMEOUT", 30, minimum=1)
+AWS_S3_MAX_ATTEMPTS = env_int("AWS_S3_MAX_ATTEMPTS", 3, minimum=1)
+# Read by django-storages. It replaces (does not merge with) its default Config, which only holds
+# what this project leaves at botocore's defaults (addressing style, signature, proxies).
+AWS_S3_CLIENT_CONFIG = BotocoreConfig(
+    connect_timeout=AWS_S3_CONNECT_TIMEOUT,
+    read_timeout=AWS_S3_READ_TIMEOUT,
+    retries={"mode": "standard", "total_max_attempts": AWS_S3_MAX_ATTEMPTS},
+)
 
 if AWS_STORAGE_BUCKET_NAME:
     _default_storage = {"BACKEND": "storages.backends.s3.S3Storage"}
@@ -97,6 +112,8 @@ CLEANUP_BATCH_SIZE = env_int("CLEANUP_BATCH_SIZE", 5000, minimum=1)
 # subtasks; each purges for about CLEANUP_SUBTASK_SECONDS, then re-enqueues itself if needed.
 CLEANUP_MAX_PARALLEL = env_int("CLEANUP_MAX_PARALLEL", 4, minimum=1)
 CLEANUP_SUBTASK_SECONDS = env_int("CLEANUP_SUBTASK_SECONDS", 60, minimum=1)
+# Bearer token for monitors reading /cleanup/status/ without a staff session; unset: staff only.
+CLEANUP_STATUS_TOKEN = env_str("CLEANUP_STATUS_TOKEN")
 
 # --- Celery ---------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")

@@ -1,6 +1,9 @@
 from django.contrib import admin
 from django.urls import path
 
+from cleanup import views as cleanup_views
+
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("cleanup/status/", cleanup_views.status, name="cleanup-status"),
 ]

@@ -5,6 +5,7 @@ import boto3
 import pytest
 from django.db import connection
 
+from tests.s3proxy import S3Proxy
 from tests.s3server import S3Server
 
 # CI sets this: a test that needs PostgreSQL or Redis then fails instead of skipping.
@@ -99,6 +100,18 @@ class Bucket:
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.name):
             keys.update(obj["Key"] for obj in page.get("Contents", []))
         return keys
+
+
+@pytest.fixture
+def s3_proxy(s3_server, s3_bucket, settings):
+    """The test's bucket, reached through a proxy the test can take down (tests/s3proxy.py)."""
+    with S3Proxy(s3_server.endpoint_url) as proxy:
+        options = {**settings.STORAGES["default"]["OPTIONS"], "endpoint_url": proxy.endpoint_url}
+        settings.STORAGES = {
+            **settings.STORAGES,
+            "default": {**settings.STORAGES["default"], "OPTIONS": options},
+        }
+        yield proxy
 
 
 @pytest.fixture(params=["local", "s3"])

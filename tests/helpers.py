@@ -88,3 +88,27 @@ def bulk_expired_jobs(count, *, by=timedelta(minutes=5)) -> list:
         for report in reports for i in range(5)
     )
     return jobs
+
+def stored_job_files() -> set[str]:
+    """Every object under the jobs prefix in the default storage, whatever the database says."""
+    from jobs.models import UPLOAD_PREFIX
+
+    def walk(path):
+        try:
+            dirs, files = default_storage.listdir(path)
+        except FileNotFoundError:  # local storage before the first upload
+            return
+        yield from (f"{path}/{name}" for name in files)
+        for name in dirs:
+            yield from walk(f"{path}/{name}")
+
+    return set(walk(UPLOAD_PREFIX))
+
+
+def referenced_files() -> set[str]:
+    return set(JobFile.objects.exclude(file="").values_list("file", flat=True))
+
+
+def half_deleted_jobs() -> list:
+    """Jobs still in the database that lost some of their rows: must always be empty."""
+    return [pk for pk in Job.objects.values_list("pk", flat=True) if rows_of(pk) != FULL_JOB_ROWS]

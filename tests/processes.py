@@ -64,3 +64,25 @@ def wait_until(predicate, timeout, interval=0.25, message="condition"):
             return
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+def manage(*args, env=None, stdout=subprocess.PIPE, stderr=subprocess.PIPE):
+    """`python manage.py <args>` in its own process group; the caller waits or kills it."""
+    return subprocess.Popen(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT, env=env or child_env(), stdout=stdout, stderr=stderr, text=True,
+        start_new_session=True,
+    )
+
+
+def kill(process):
+    """SIGKILL, as the OOM killer or a lost node would: no handler, no cleanup."""
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(20)
+
+
+def database_url_with(**options) -> str:
+    """The test database's URL with connection options, e.g. application_name, for a child."""
+    from urllib.parse import urlencode
+
+    return f"{test_database_url()}?{urlencode(options)}"

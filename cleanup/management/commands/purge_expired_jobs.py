@@ -1,25 +1,39 @@
 import json
+import logging
+import re
+import signal
+import threading
 from argparse import ArgumentTypeError
+from contextlib import contextmanager
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
 
 from cleanup.models import PurgeRun
-from cleanup.report import format_result
-from cleanup.services import purge_expired_jobs
+from cleanup.report import ProgressBar, format_result
+from cleanup.services import MAX_SIZE, PurgeNotPossible, count_expired_jobs, purge_expired_jobs
+from cleanup.storage import describe_error
+
+# Exit status of a run stopped by Ctrl-C, as shells report a process ended by SIGINT.
+INTERRUPTED_EXIT = 130
 
 
 def positive_int(value):
-    try:
-        number = int(value)
-    except ValueError:
-        raise ArgumentTypeError(f"expected a positive whole number, got {value!r}") from None
-    if number < 1:
-        raise ArgumentTypeError(f"expected a positive whole number, got {number}")
-    return number
+    # Plain ASCII digits only: int() would also take "1_0", "+5" or non-Latin digits.
+    if not re.fullmatch(r"[0-9]+", value.strip()) or not 1 <= int(value) <= MAX_SIZE:
+        raise ArgumentTypeError(
+            f"expected a positive whole number up to {MAX_SIZE}, got {value!r}"
+        )
+    return int(value)
 
 
 class Command(BaseCommand):
     help = "Delete jobs past their expiry with every row and file attached to them."
+
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        # A mistyped flag must be refused, not read as an abbreviation (--force is not
+        # --force-color, --batch is not --batch-size).
+        return super().create_parser(prog_name, subcommand, allow_abbrev=False, **kwargs)
 
     def add_arguments(self, parser):
         parser.add_argument(
@@ -35,16 +49,86 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print the summary as JSON.")
 
     def handle(self, *args, **options):
-        result = purge_expired_jobs(
-            batch_size=options["batch_size"],
-            limit=options["limit"],
-            dry_run=options["dry_run"],
-            trigger=PurgeRun.Trigger.COMMAND,
-        )
+        bar = self._progress_bar(options)
+        # The bar replaces the per-batch log lines on a terminal; -v 0 asks for silence.
+        # -v 2 keeps the log lines (and so shows no bar).
+        quiet = bar is not None or options["verbosity"] == 0
+        with stop_on_first_sigint(self.stderr) as stopping, logs_quieted(quiet):
+            try:
+                result = purge_expired_jobs(
+                    batch_size=options["batch_size"],
+                    limit=options["limit"],
+                    dry_run=options["dry_run"],
+                    trigger=PurgeRun.Trigger.COMMAND,
+                    should_stop=stopping.is_set,
+                    on_batch=bar.update if bar else None,
+                )
+            except PurgeNotPossible as exc:
+                raise CommandError(str(exc)) from exc
+            except DatabaseError as exc:
+                raise CommandError(
+                    f"the purge failed on the database: {describe_error(exc)}. Batches "
+                    "committed before the failure stay purged, no job is half deleted; the next "
+                    "run continues."
+                ) from exc
+            finally:
+                if bar:
+                    bar.close()
         if options["json"]:
             self.stdout.write(json.dumps(result.as_dict(), indent=2))
         elif options["verbosity"] > 0:
             self.stdout.write(format_result(result))
+        if result.status == PurgeRun.Status.INTERRUPTED:
+            raise CommandError(
+                f"interrupted after {result.jobs_deleted} job(s); every batch finished, "
+                f"run #{result.run_id} recorded as interrupted",
+                returncode=INTERRUPTED_EXIT,
+            )
         if not result.ok:
             raise CommandError(result.error or f"purge ended with status {result.status}")
 
+    def _progress_bar(self, options):
+        # For a person at a terminal only: never in pipes, logs, --json or -v 0 output.
+        if options["dry_run"] or options["json"] or options["verbosity"] != 1:
+            return None
+        if not self.stderr.isatty():
+            return None
+        total = count_expired_jobs()
+        if options["limit"] is not None:
+            total = min(total, options["limit"])
+        return ProgressBar(self.stderr, total) if total else None
+
+
+@contextmanager
+def logs_quieted(quiet):
+    logger = logging.getLogger("cleanup")
+    level = logger.level
+    if quiet:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+@contextmanager
+def stop_on_first_sigint(err):
+    """The first Ctrl-C asks the purge to stop after its current batch; a second one aborts.
+
+    An abort is still safe (the batch's transaction rolls back), just not tidy.
+    """
+    stopping = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stopping  # signal handlers can only be installed from the main thread
+        return
+
+    def first_interrupt(signum, frame):
+        stopping.set()
+        signal.signal(signal.SIGINT, previous)
+        err.write("\nStopping after the current batch (Ctrl-C again to abort it).")
+
+    previous = signal.signal(signal.SIGINT, first_interrupt)
+    try:
+        yield stopping
+    finally:
+        signal.signal(signal.SIGINT, previous)

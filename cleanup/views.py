@@ -1,0 +1,49 @@
+"""The purge status as JSON, for dashboards and monitors."""
+
+import hmac
+
+from django.conf import settings
+from django.http import JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from .services import overdue_limit, purge_status
+
+
+@never_cache
+@require_GET
+def status(request):
+    """The facts `manage.py purge_status --json` prints; staff session or bearer token.
+
+    With `?max_overdue=MINUTES` the answer is 503 when the promise is at risk, so a plain
+    HTTP check can alert on it.
+    """
+    if not _allowed(request):
+        if request.user.is_authenticated:
+            return JsonResponse({"error": "staff only"}, status=403)
+        response = JsonResponse({"error": "authentication required"}, status=401)
+        response["WWW-Authenticate"] = 'Bearer realm="cleanup"'
+        return response
+    max_overdue = request.GET.get("max_overdue")
+    if max_overdue is not None:
+        try:
+            max_overdue = overdue_limit(max_overdue)
+        except ValueError as exc:
+            return JsonResponse({"error": str(exc)}, status=400)
+    facts = purge_status()
+    data = facts.as_dict()
+    if max_overdue is None:
+        return JsonResponse(data)
+    data["problems"] = facts.problems(max_overdue=max_overdue)
+    return JsonResponse(data, status=503 if data["problems"] else 200)
+
+
+def _allowed(request) -> bool:
+    if request.user.is_active and request.user.is_staff:
+        return True
+    token = settings.CLEANUP_STATUS_TOKEN
+    scheme, _, offered = request.headers.get("Authorization", "").partition(" ")
+    if not token or scheme.lower() != "bearer" or not offered:
+        return False
+    return hmac.compare_digest(offered.strip().encode(), token.encode())
+

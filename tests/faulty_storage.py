@@ -1,0 +1,37 @@
+"""Local file storages that misbehave the way real ones do, for the resilience tests."""
+
+import os
+import time
+
+import psycopg
+from django.core.files.storage import FileSystemStorage
+from django.db import connection
+
+
+class SlowFileSystemStorage(FileSystemStorage):
+    """Takes its time deleting, so a test can catch a purge mid-run."""
+
+    delay = float(os.environ.get("FMR_TEST_STORAGE_DELAY", "0.05"))
+
+    def delete(self, name):
+        time.sleep(self.delay)
+        super().delete(name)
+
+
+class PartitionedStorage(FileSystemStorage):
+    """A network partition: storage unreachable, and the purge's database connection cut too.
+
+    The first delete has the server terminate the caller's PostgreSQL connection (from another
+    session, as a failover or a dropped link would), then every delete fails.
+    """
+
+    def delete(self, name):
+        if connection.connection is not None and not connection.connection.closed:
+            pid = connection.connection.info.backend_pid
+            db = connection.settings_dict
+            with psycopg.connect(
+                host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"],
+                password=db["PASSWORD"] or None, dbname=db["NAME"], autocommit=True,
+            ) as other:
+                other.execute("SELECT pg_terminate_backend(%s)", [pid])
+        raise OSError("network is unreachable")

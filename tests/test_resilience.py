@@ -1,0 +1,223 @@
+"""The purge on its worst day: killed mid-run, its database connection cut, run twice at once.
+
+The purges run in real child processes (a command, a worker) against the test PostgreSQL
+database, with local storage slowed down (tests.slow_settings) so they are still busy when the
+test strikes.
+"""
+
+import random
+import time
+import uuid
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+from django.utils import timezone
+
+from cleanup.models import PendingFileDeletion, PurgeRun
+from cleanup.services import purge_expired_jobs
+from jobs.models import Job
+from tests.helpers import (
+    expired_job,
+    file_names,
+    half_deleted_jobs,
+    live_job,
+    referenced_files,
+    stored,
+    stored_job_files,
+)
+from tests.processes import celery, child_env, database_url_with, kill, manage, wait_until
+
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.slow,
+    pytest.mark.django_db(transaction=True),
+]
+
+SLOW = {"DJANGO_SETTINGS_MODULE": "tests.slow_settings", "FMR_TEST_STORAGE_DELAY": "0.05"}
+
+
+def backlog(expired=40, live=3):
+    now = timezone.now()
+    gone = [expired_job(now, by=timedelta(minutes=i + 1)) for i in range(expired)]
+    kept = [live_job(now) for _ in range(live)]
+    return gone, kept
+
+
+def names_of_jobs(jobs) -> list[str]:
+    return [name for job in jobs for name in file_names(job)]
+
+
+def mid_run(expired_count):
+    """At least one batch committed, its files not all deleted yet, expired jobs still left."""
+    left = Job.objects.expired().count()
+    return 0 < left < expired_count and PendingFileDeletion.objects.exists()
+
+
+def assert_whole_after_a_crash(kept_names):
+    assert half_deleted_jobs() == []
+    assert stored(kept_names) == kept_names
+    # No orphan, ever: every file in storage belongs to a row or is recorded as pending.
+    pending = set(PendingFileDeletion.objects.values_list("name", flat=True))
+    assert stored_job_files() <= referenced_files() | pending
+
+
+def assert_nothing_lost_and_nothing_left(kept, kept_names):
+    assert half_deleted_jobs() == []
+    assert set(Job.objects.values_list("pk", flat=True)) == {job.pk for job in kept}
+    assert stored(kept_names) == kept_names
+    # No file of a deleted job is left anywhere in storage, and nothing waits to be deleted.
+    assert stored_job_files() == referenced_files() == set(kept_names)
+    assert not PendingFileDeletion.objects.exists()
+
+
+def test_a_purge_killed_mid_run_half_deletes_nothing_and_the_next_run_finishes():
+    gone, kept = backlog()
+    kept_names = names_of_jobs(kept)
+
+    purge = manage("purge_expired_jobs", "--batch-size", "5", env=child_env(**SLOW))
+    wait_until(lambda: purge.poll() is not None or mid_run(len(gone)), 90, interval=0.05,
+               message="the purge to be mid-run")
+    assert purge.poll() is None, "the purge finished before it could be killed"
+    kill(purge)
+
+    # Right after the crash: whole jobs or no job, live files untouched, the rest pending.
+    assert_whole_after_a_crash(kept_names)
+    assert 0 < Job.objects.expired().count() < len(gone)
+    assert PendingFileDeletion.objects.exists()
+    assert PurgeRun.objects.get().status == PurgeRun.Status.RUNNING  # it never got to finish
+
+    result = purge_expired_jobs()
+
+    assert result.ok and result.files_pending == 0
+    assert_nothing_lost_and_nothing_left(kept, kept_names)
+
+
+def test_a_purge_killed_again_and_again_at_random_moments_never_orphans_or_half_deletes():
+    gone, kept = backlog()
+    kept_names = names_of_jobs(kept)
+    rng = random.Random()
+
+    for _ in range(3):
+        purge = manage("purge_expired_jobs", "--batch-size", "5", env=child_env(**SLOW))
+        # Anywhere: starting up, inside a batch's transaction, deleting files, sweeping.
+        time.sleep(rng.uniform(0.5, 3.0))
+        kill(purge)
+        assert_whole_after_a_crash(kept_names)
+
+    result = purge_expired_jobs()
+
+    assert result.ok
+    assert_nothing_lost_and_nothing_left(kept, kept_names)
+
+
+def backend_pids(application_name) -> list[int]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s", [application_name]
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def terminate(pids):
+    with connection.cursor() as cursor:
+        for pid in pids:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+
+def test_a_purge_whose_database_connection_is_cut_fails_clearly_and_the_next_run_completes():
+    gone, kept = backlog()
+    kept_names = names_of_jobs(kept)
+    name = f"fmr-purge-{uuid.uuid4().hex[:8]}"
+    env = child_env(**SLOW, DATABASE_URL=database_url_with(application_name=name))
+
+    purge = manage("purge_expired_jobs", "--batch-size", "5", env=env)
+    wait_until(lambda: purge.poll() is not None or mid_run(len(gone)), 90, interval=0.05,
+               message="the purge to be mid-run")
+    pids = backend_pids(name)
+    assert purge.poll() is None and pids, "the purge finished before its connection was cut"
+    terminate(pids)
+    out, err = purge.communicate(timeout=60)
+
+    assert purge.returncode != 0
+    assert "the purge failed on the database" in err
+    assert "OperationalError: terminating connection" in err
+    assert "Traceback" not in err
+    run = PurgeRun.objects.get()
+    assert run.status == PurgeRun.Status.FAILED
+    assert run.finished_at is not None and "OperationalError" in run.error
+    assert 0 < run.jobs_deleted < len(gone)
+    assert half_deleted_jobs() == []
+    assert stored(kept_names) == kept_names
+
+    result = purge_expired_jobs()
+
+    assert result.ok
+    assert run.jobs_deleted + result.jobs_deleted == len(gone)
+    assert_nothing_lost_and_nothing_left(kept, kept_names)
+
+
+def test_a_purge_cut_off_from_storage_and_database_records_its_failure_and_reports_the_cause(
+    settings,
+):
+    gone, kept = backlog(expired=3, live=1)
+    kept_names, gone_names = names_of_jobs(kept), names_of_jobs(gone)
+    settings.STORAGES = {
+        **settings.STORAGES, "default": {"BACKEND": "tests.faulty_storage.PartitionedStorage"},
+    }
+
+    # The cause is the database connection, not the secondary "connection is closed".
+    with pytest.raises(CommandError, match="failed on the database: OperationalError: terminating"):
+        call_command("purge_expired_jobs", stdout=StringIO())
+
+    run = PurgeRun.objects.get()
+    assert run.status == PurgeRun.Status.FAILED and run.finished_at is not None
+    assert run.error.startswith("OperationalError: terminating connection")
+    assert run.jobs_deleted == len(gone)  # the batch had committed before the partition
+    assert half_deleted_jobs() == []
+    # The files of the purged rows wait, recorded, for the next run.
+    assert set(PendingFileDeletion.objects.values_list("name", flat=True)) == set(gone_names)
+    assert stored(gone_names) == gone_names
+
+    settings.STORAGES = {
+        **settings.STORAGES, "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    }
+    result = purge_expired_jobs()
+
+    assert result.ok and result.files_deleted == 4 * len(gone)
+    assert_nothing_lost_and_nothing_left(kept, kept_names)
+
+
+@pytest.mark.redis
+def test_two_copies_of_the_task_at_once_count_each_job_once(tmp_path):
+    gone, kept = backlog()
+    kept_names = names_of_jobs(kept)
+    gone_files = len(names_of_jobs(gone))
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    env = child_env(**{**SLOW, "FMR_TEST_STORAGE_DELAY": "0.03", "CLEANUP_BATCH_SIZE": "5"})
+    from cleanup.tasks import delete_expired_jobs
+
+    # Two child processes of one worker: the same task delivered twice (two beats, a
+    # redelivery) runs truly side by side.
+    with celery("worker", "--pool=prefork", "--concurrency=2", "-Q", queue, "--loglevel=INFO",
+                env=env, log_path=tmp_path / "worker.log") as worker:
+        for _ in range(2):
+            delete_expired_jobs.apply_async(queue=queue)
+        wait_until(
+            lambda: PurgeRun.objects.exclude(status=PurgeRun.Status.RUNNING).count() == 2
+            or worker.poll() is not None,
+            120, message="both runs to finish",
+        )
+
+    runs = list(PurgeRun.objects.all())
+    assert [run.status for run in runs] == [PurgeRun.Status.SUCCEEDED] * 2, [r.error for r in runs]
+    assert sum(run.jobs_deleted for run in runs) == len(gone)
+    assert sum(run.files_deleted for run in runs) == gone_files
+    # Both really worked on the backlog, side by side.
+    assert all(run.jobs_deleted > 0 for run in runs)
+    assert runs[0].started_at < runs[1].finished_at and runs[1].started_at < runs[0].finished_at
+    assert_nothing_lost_and_nothing_left(kept, kept_names)
+    log = (tmp_path / "worker.log").read_text()
+    assert "ERROR" not in log and "Traceback" not in log
