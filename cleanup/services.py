@@ -348,6 +348,7 @@ SUBTASK_EXPIRES_SECONDS = 50 * 60
 class PurgePlan:
     cutoff: datetime
     batch_size: int
+    max_parallel: int
     # Expired jobs counted, up to one batch more than the subtasks allowed could take at once.
     backlog: int
     # Subtasks still purging (their runs are open and recent).
@@ -357,7 +358,8 @@ class PurgePlan:
 
     @property
     def inline(self) -> bool:
-        return self.backlog <= self.batch_size
+        # One subtask at most is no parallelism: the scheduled run then purges by itself.
+        return self.backlog <= self.batch_size or self.max_parallel == 1
 
     def chunk_kwargs(self) -> dict:
         return {"cutoff": self.cutoff.isoformat(), "batch_size": self.batch_size}
@@ -375,7 +377,8 @@ def plan_purge(
 ) -> PurgePlan:
     """Decide whether a scheduled run purges by itself or fans out, and into how many subtasks.
 
-    A backlog one batch can take is purged inline. A larger one is split over at most
+    A backlog one batch can take is purged inline (any backlog, with `max_parallel` 1). A larger
+    one is split over at most
     `max_parallel` subtasks, counting the ones still running from an earlier run, so a beat that
     fires while the last purge is still going does not pile more workers on.
     """
@@ -386,7 +389,10 @@ def plan_purge(
     cutoff = now or timezone.now()
     # Bounded: counting a million-job backlog exactly would cost more than the decision needs.
     backlog = Job.objects.expired(cutoff)[: batch_size * max_parallel + 1].count()
-    plan = PurgePlan(cutoff=cutoff, batch_size=batch_size, backlog=backlog, running=0, subtasks=0)
+    plan = PurgePlan(
+        cutoff=cutoff, batch_size=batch_size, max_parallel=max_parallel, backlog=backlog,
+        running=0, subtasks=0,
+    )
     if plan.inline:
         return plan
     plan.running = _running_subtasks()

@@ -196,7 +196,9 @@ def test_two_copies_of_the_task_at_once_count_each_job_once(tmp_path):
     kept_names = names_of_jobs(kept)
     gone_files = len(names_of_jobs(gone))
     queue = f"test-{uuid.uuid4().hex[:8]}"
-    env = child_env(**{**SLOW, "FMR_TEST_STORAGE_DELAY": "0.03", "CLEANUP_BATCH_SIZE": "5"})
+    # CLEANUP_MAX_PARALLEL=1: each copy purges by itself instead of fanning out (test_scale.py).
+    env = child_env(**{**SLOW, "FMR_TEST_STORAGE_DELAY": "0.03", "CLEANUP_BATCH_SIZE": "5",
+                       "CLEANUP_MAX_PARALLEL": "1"})
     from cleanup.tasks import delete_expired_jobs
 
     # Two child processes of one worker: the same task delivered twice (two beats, a

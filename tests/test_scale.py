@@ -116,6 +116,7 @@ def test_a_backlog_beyond_one_batch_is_split_over_at_most_max_parallel_subtasks(
 
     plan = plan_purge(batch_size=5, max_parallel=3)
     assert not plan.inline and plan.subtasks == 3
+    assert plan_purge(batch_size=5, max_parallel=1).inline  # no parallelism: no fan-out
 
     assert plan_purge(batch_size=10, max_parallel=8).subtasks == 3  # 23 jobs: 3 batches' worth
 
