@@ -89,13 +89,15 @@ def purge_expired_jobs(
     trigger: str = PurgeRun.Trigger.SHELL,
     should_stop=None,
     on_batch=None,
+    stopped_status: str = PurgeRun.Status.INTERRUPTED,
 ) -> PurgeResult:
     """Delete jobs whose expires_at is before `now`, oldest first, `batch_size` per transaction.
 
     Every dependent row goes through the ORM cascade; every file is recorded as pending in the
     same transaction and deleted from storage after commit. `should_stop` is checked between
-    batches so an interrupted run never leaves a batch half done. `on_batch(jobs_deleted)` is
-    called after each batch with the run's total so far (for progress display).
+    batches so an interrupted run never leaves a batch half done; a run it stops is recorded with
+    `stopped_status`. `on_batch(jobs_deleted)` is called after each batch with the run's total so
+    far (for progress display).
     """
     batch_size = settings.CLEANUP_BATCH_SIZE if batch_size is None else batch_size
     _check_positive("batch_size", batch_size)
@@ -119,7 +121,7 @@ def purge_expired_jobs(
         _record_failure(run, progress, started, status, storage.describe_error(exc))
         raise
     if progress.stopped:
-        status = PurgeRun.Status.INTERRUPTED
+        status = stopped_status
     elif progress.files.failed:
         status = PurgeRun.Status.FILES_PENDING
     else:
@@ -203,6 +205,8 @@ def _delete_expired(run, cutoff, batch_size, limit, progress, should_stop, on_ba
         )
         if on_batch is not None:
             on_batch(progress.jobs)
+        if len(ids) < size:
+            break  # the backlog is done (or held by a purge beside this one): no empty SELECT
     if not progress.files.unavailable:
         # Names left by earlier failures or crashes: this run finishes them.
         progress.files.add(delete_pending_files())
@@ -439,8 +443,9 @@ def purge_expired_chunk(
         now=cutoff, batch_size=batch_size, trigger=PurgeRun.Trigger.TASK,
         # Never before the first batch: every subtask makes progress, however small its budget.
         should_stop=lambda: next(checks) > 0 and time.monotonic() >= deadline,
+        stopped_status=PurgeRun.Status.HANDED_OVER,
     )
-    more = result.status == PurgeRun.Status.INTERRUPTED and Job.objects.expired(cutoff).exists()
+    more = result.status == PurgeRun.Status.HANDED_OVER and Job.objects.expired(cutoff).exists()
     return ChunkResult(result=result, more=more)
 
 # --- What operators see: status, retries --------------------------------------------------------
