@@ -93,7 +93,10 @@ class Command(BaseCommand):
             return None
         if not self.stderr.isatty():
             return None
-        total = count_expired_jobs()
+        try:
+            total = count_expired_jobs()
+        except DatabaseError:
+            return None  # the purge itself then says what is wrong with the database
         if options["limit"] is not None:
             total = min(total, options["limit"])
         return ProgressBar(self.stderr, total) if total else None
