@@ -2,7 +2,6 @@ from datetime import timedelta
 
 import pytest
 from django.db import transaction
-from django.utils import timezone
 
 from cleanup.models import PendingFileDeletion, PurgeRun
 from cleanup.services import purge_expired_jobs

@@ -1,0 +1,124 @@
+"""Deleting pending files from storage and forgetting the names that are gone."""
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.db import connection
+from django.utils import timezone
+
+from .. import storage
+from ..deletion import among
+from ..models import PendingFileDeletion
+from ..receivers import file_fields, models_with_files
+
+# Per-key failures (a bad key, a permission) back off so they do not cost every run a request;
+# an outage of the whole endpoint does not: every name is retried as soon as a run comes.
+RETRY_BASE = timedelta(minutes=1)
+RETRY_MAX = timedelta(hours=1)
+
+
+@dataclass
+class FileDeletion:
+    deleted: int = 0
+    failed: int = 0
+    requests: int = 0
+    # Set when storage itself could not be reached, as opposed to some keys being refused.
+    unavailable: str = ""
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, other: "FileDeletion"):
+        self.deleted += other.deleted
+        self.failed += other.failed
+        self.requests += other.requests
+        self.unavailable = self.unavailable or other.unavailable
+        self.errors.extend(e for e in other.errors if e not in self.errors)
+
+
+def delete_pending_files(*, names: list[str] | None = None) -> FileDeletion:
+    """Delete pending files from storage and forget the ones that are gone.
+
+    With `names`, exactly those (just recorded by a delete); otherwise every pending name that
+    is due. A name that a row still references is never deleted from storage.
+    """
+    result = FileDeletion()
+    now = timezone.now()
+    if names is not None:
+        # One pass for a whole purge batch: storage splits its own requests (1,000 keys per S3
+        # request, and stops at an outage), and the database side is one statement per step, so
+        # a batch's file work costs the same few queries whatever the batch size.
+        return _delete_chunk(names, now)
+    while True:
+        # Each pass deletes its names or pushes them past `now`, so this loop ends.
+        chunk = list(
+            PendingFileDeletion.objects.due(now)
+            .order_by("next_attempt_at", "pk")
+            .values_list("name", flat=True)[: storage.S3_MAX_KEYS_PER_REQUEST]
+        )
+        if not chunk:
+            return result
+        outcome = _delete_chunk(chunk, now)
+        result.add(outcome)
+        if outcome.unavailable:
+            return result
+
+
+def _delete_chunk(names, now) -> FileDeletion:
+    referenced = referenced_names(names)
+    outcome = storage.delete_names([n for n in names if n not in referenced])
+    gone = outcome.deleted + list(referenced)
+    deleted = sum(_forget_pending(part) for part in _param_chunks(gone))
+    result = FileDeletion(
+        deleted=min(deleted, len(outcome.deleted)), failed=len(outcome.failed),
+        requests=outcome.requests,
+    )
+    if outcome.failed:
+        result.unavailable = outcome.unavailable
+        result.errors = sorted(set(outcome.failed.values()))
+        _mark_failed(outcome.failed, now, backoff=not outcome.unavailable)
+    return result
+
+
+def _forget_pending(names) -> int:
+    # Purges running side by side can delete the same pending names (one's final sweep, the
+    # other's batch). Each forgets only rows no one else holds, so they neither wait on nor
+    # deadlock with each other, and each name is counted by exactly one of them.
+    # One statement: DELETE … WHERE id IN (SELECT id … FOR UPDATE SKIP LOCKED).
+    mine = (
+        PendingFileDeletion.objects.filter(among("name", names))
+        .select_for_update(skip_locked=True)
+        .order_by()
+        .values("pk")
+    )
+    return PendingFileDeletion.objects.filter(pk__in=mine).delete()[0]
+
+
+def referenced_names(names) -> set[str]:
+    # A name a live row still points at is not garbage, whatever the pending table says.
+    referenced = set()
+    for model in models_with_files():
+        for f in file_fields(model):
+            for part in _param_chunks(names):
+                referenced.update(
+                    model._default_manager.filter(among(f.attname, part)).values_list(
+                        f.name, flat=True
+                    )
+                )
+    return referenced
+
+
+def _param_chunks(values):
+    """`values` whole where the backend takes any number of query parameters (PostgreSQL)."""
+    size = connection.features.max_query_params or max(len(values), 1)
+    return [values[start : start + size] for start in range(0, len(values), size)]
+
+
+def _mark_failed(failed: dict[str, str], now, *, backoff: bool):
+    rows = list(PendingFileDeletion.objects.filter(name__in=failed))
+    for row in rows:
+        row.attempts += 1
+        row.last_error = failed[row.name]
+        delay = min(RETRY_BASE * 2 ** (row.attempts - 1), RETRY_MAX) if backoff else timedelta(0)
+        row.next_attempt_at = now + delay
+    PendingFileDeletion.objects.bulk_update(
+        rows, ["attempts", "last_error", "next_attempt_at"], batch_size=500
+    )

@@ -1,0 +1,274 @@
+"""The purge: deleting expired jobs with everything attached, and their files from storage."""
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+
+from django.conf import settings
+from django.db import DatabaseError, connection, models, transaction
+from django.db.migrations.executor import MigrationExecutor
+from django.utils import timezone
+
+from jobs.models import Job
+
+from .. import storage
+from ..deletion import among, delete_cascading
+from ..models import PendingFileDeletion, PurgeRun
+from ..receivers import file_fields, gathering_deleted_files
+from .files import FileDeletion, delete_pending_files
+
+logger = logging.getLogger("cleanup")
+
+
+@dataclass
+class PurgeResult:
+    run_id: int | None
+    dry_run: bool
+    cutoff: datetime
+    status: str
+    jobs_deleted: int
+    rows_deleted: dict[str, int]
+    files_deleted: int
+    files_pending: int
+    batches: int
+    duration_seconds: float
+    error: str = ""
+
+    @property
+    def rows_total(self) -> int:
+        return sum(self.rows_deleted.values())
+
+    @property
+    def ok(self) -> bool:
+        return self.status == PurgeRun.Status.SUCCEEDED
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        data["cutoff"] = self.cutoff.isoformat()
+        data["rows_total"] = self.rows_total
+        return data
+
+
+def cascade_paths(model=Job, prefix=""):
+    """Every model a Job delete cascades to, with the lookup path back to the job."""
+    yield model, prefix
+    for rel in model._meta.related_objects:
+        if rel.on_delete is models.CASCADE:
+            yield from cascade_paths(rel.related_model, f"{rel.field.name}__{prefix}")
+
+
+def purge_expired_jobs(
+    *,
+    now: datetime | None = None,
+    batch_size: int | None = None,
+    limit: int | None = None,
+    dry_run: bool = False,
+    trigger: str = PurgeRun.Trigger.SHELL,
+    should_stop=None,
+    on_batch=None,
+    stopped_status: str = PurgeRun.Status.INTERRUPTED,
+) -> PurgeResult:
+    """Delete jobs whose expires_at is before `now`, oldest first, `batch_size` per transaction.
+
+    Every dependent row goes through the ORM cascade; every file is recorded as pending in the
+    same transaction and deleted from storage after commit. `should_stop` is checked between
+    batches so an interrupted run never leaves a batch half done; a run it stops is recorded with
+    `stopped_status`. `on_batch(jobs_deleted)` is called after each batch with the run's total so
+    far (for progress display).
+    """
+    batch_size = settings.CLEANUP_BATCH_SIZE if batch_size is None else batch_size
+    check_positive("batch_size", batch_size)
+    if limit is not None:
+        check_positive("limit", limit)
+    check_database_ready()
+    cutoff = now or timezone.now()
+    run = PurgeRun.objects.create(
+        trigger=trigger, cutoff=cutoff, batch_size=batch_size, limit=limit, dry_run=dry_run
+    )
+    started = time.monotonic()
+    progress = _Progress(rows=dict.fromkeys((m._meta.label for m, _ in cascade_paths()), 0))
+    try:
+        if dry_run:
+            _count_expired(cutoff, limit, progress)
+        else:
+            _delete_expired(run, cutoff, batch_size, limit, progress, should_stop, on_batch)
+    except BaseException as exc:
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        status = PurgeRun.Status.INTERRUPTED if interrupted else PurgeRun.Status.FAILED
+        _record_failure(run, progress, started, status, storage.describe_error(exc))
+        raise
+    if progress.stopped:
+        status = stopped_status
+    elif progress.files.failed:
+        status = PurgeRun.Status.FILES_PENDING
+    else:
+        status = PurgeRun.Status.SUCCEEDED
+    error = ""
+    if progress.files.failed:
+        error = f"{progress.files.failed} file(s) left pending: {'; '.join(progress.files.errors[:3])}"
+    return _finish(run, progress, started, status, error)
+
+
+@dataclass
+class _Progress:
+    rows: dict[str, int]
+    jobs: int = 0
+    batches: int = 0
+    files_to_delete: int = 0
+    files: FileDeletion = field(default_factory=FileDeletion)
+    stopped: bool = False
+
+
+# PurgeRun keeps batch_size and limit in PositiveIntegerFields; anything larger could not even
+# be recorded, so it is refused before the run starts rather than failing inside it.
+MAX_SIZE = 2_147_483_647
+
+
+def check_positive(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SIZE:
+        raise ValueError(
+            f"{name} must be a positive whole number up to {MAX_SIZE}, got {value!r}"
+        )
+
+
+def _expired_ids(cutoff, size, *, lock):
+    expired = Job.objects.expired(cutoff).order_by("expires_at")
+    if lock:
+        # Several purges can run side by side: each takes rows no other one holds.
+        expired = expired.select_for_update(skip_locked=True)
+    return expired.values_list("pk", flat=True)[:size]
+
+
+def _count_expired(cutoff, limit, progress):
+    chosen = _expired_ids(cutoff, limit, lock=False)
+    for model, path in cascade_paths():
+        rows = model._default_manager.filter(**{f"{path}pk__in": chosen})
+        progress.rows[model._meta.label] = rows.count()
+        for f in file_fields(model):
+            progress.files_to_delete += rows.exclude(**{f.name: ""}).count()
+    progress.jobs = progress.rows[Job._meta.label]
+
+
+def _delete_expired(run, cutoff, batch_size, limit, progress, should_stop, on_batch):
+    while limit is None or progress.jobs < limit:
+        if should_stop is not None and should_stop():
+            progress.stopped = True
+            return
+        size = batch_size if limit is None else min(batch_size, limit - progress.jobs)
+        batch_started = time.monotonic()
+        # durable: files are deleted right after this block, so it must really commit here,
+        # not inside a caller's transaction that could still roll back.
+        with transaction.atomic(durable=True):
+            ids = list(_expired_ids(cutoff, size, lock=True))
+            if not ids:
+                break
+            with gathering_deleted_files() as names:
+                # The ORM cascade, one DELETE per model (see cleanup/deletion.py); the collector
+                # reads nothing of Job but its key.
+                _, per_model = delete_cascading(Job.objects.filter(among("pk", ids)).only("pk"))
+            PendingFileDeletion.objects.record(names)
+        progress.batches += 1
+        progress.jobs += per_model.get(Job._meta.label, 0)
+        for label, count in per_model.items():
+            progress.rows[label] = progress.rows.get(label, 0) + count
+        files = _delete_batch_files(names, progress.files)
+        progress.files.add(files)
+        logger.info(
+            "purge.batch run=%s batch=%s jobs=%s rows=%s files_deleted=%s files_pending=%s "
+            "duration_ms=%d",
+            run.pk, progress.batches, per_model.get(Job._meta.label, 0),
+            sum(per_model.values()), files.deleted, files.failed,
+            (time.monotonic() - batch_started) * 1000,
+        )
+        if on_batch is not None:
+            on_batch(progress.jobs)
+        if len(ids) < size:
+            break  # the backlog is done (or held by a purge beside this one): no empty SELECT
+    if not progress.files.unavailable:
+        # Names left by earlier failures or crashes: this run finishes them.
+        progress.files.add(delete_pending_files())
+
+
+def _delete_batch_files(names, so_far: FileDeletion) -> FileDeletion:
+    if so_far.unavailable:
+        # Storage is down: don't spend every batch timing out. The names are safely pending.
+        return FileDeletion(failed=len(names), errors=[so_far.unavailable])
+    return delete_pending_files(names=names)
+
+
+def _finish(run, progress, started, status, error) -> PurgeResult:
+    run.finished_at = timezone.now()
+    run.status = status
+    run.batches = progress.batches
+    run.jobs_deleted = progress.jobs
+    run.rows_deleted = progress.rows
+    run.files_deleted = progress.files_to_delete if run.dry_run else progress.files.deleted
+    run.files_pending = progress.files.failed
+    run.error = error
+    run.save()
+    result = PurgeResult(
+        run_id=run.pk,
+        dry_run=run.dry_run,
+        cutoff=run.cutoff,
+        status=status,
+        jobs_deleted=run.jobs_deleted,
+        rows_deleted=dict(run.rows_deleted),
+        files_deleted=run.files_deleted,
+        files_pending=run.files_pending,
+        batches=run.batches,
+        duration_seconds=round(time.monotonic() - started, 3),
+        error=error,
+    )
+    logger.info(
+        "purge.run run=%s trigger=%s status=%s dry_run=%s jobs=%s rows=%s files_deleted=%s "
+        "files_pending=%s batches=%s duration_ms=%d",
+        run.pk, run.trigger, status, run.dry_run, result.jobs_deleted, result.rows_total,
+        result.files_deleted, result.files_pending, result.batches,
+        result.duration_seconds * 1000,
+    )
+    return result
+
+
+# A purge that cannot run, or whose database goes away mid-run, says so in words an operator can
+# act on, and still leaves a failed run record when the database lets it.
+
+PURGE_APPS = ("jobs", "cleanup")
+
+
+class PurgeNotPossible(Exception):
+    """The purge cannot run against this database at all; nothing was read or changed."""
+
+
+def check_database_ready():
+    """Refuse to start on a database that lacks the purge's tables (never migrated, or behind)."""
+    executor = MigrationExecutor(connection)
+    targets = [node for node in executor.loader.graph.leaf_nodes() if node[0] in PURGE_APPS]
+    missing = executor.migration_plan(targets)
+    if missing:
+        apps = ", ".join(sorted({migration.app_label for migration, _ in missing}))
+        raise PurgeNotPossible(
+            f"the database {connection.settings_dict['NAME']!s} is not migrated "
+            f"({len(missing)} migration(s) not applied, for {apps}); "
+            "run `python manage.py migrate` first. Nothing was deleted."
+        )
+
+
+def _record_failure(run, progress, started, status, error):
+    try:
+        _finish(run, progress, started, status, error)
+        return
+    except DatabaseError as exc:
+        if connection.in_atomic_block:
+            # A caller's transaction owns the connection; the record goes wherever it goes.
+            logger.error("purge.run run=%s could not record its failure: %s", run.pk,
+                         storage.describe_error(exc))
+            return
+    # The failure was the connection itself (terminated, server restarted): the record is worth
+    # one fresh connection.
+    connection.close()
+    try:
+        _finish(run, progress, started, status, error)
+    except DatabaseError as exc:
+        logger.error("purge.run run=%s could not record its failure: %s", run.pk,
+                     storage.describe_error(exc))

@@ -1,0 +1,118 @@
+"""What operators see: is the promise holding, and retrying pending files."""
+
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+
+from django.db import models
+from django.utils import timezone
+
+from jobs.models import Job
+
+from ..models import PendingFileDeletion, PurgeRun
+from .files import FileDeletion, delete_pending_files
+
+
+@dataclass
+class PurgeStatus:
+    """Is the 24-hour promise holding right now? Facts only, no personal data."""
+
+    checked_at: datetime
+    expired_jobs: int
+    # How long the most overdue job has been past its expires_at; None when none is expired.
+    most_overdue_seconds: float | None
+    pending_files: int
+    oldest_pending_seconds: float | None
+    last_success: dict | None
+    last_run: dict | None
+
+    def problems(self, *, max_overdue: timedelta) -> list[str]:
+        """Why the promise is at risk, given how late is too late; empty when it holds."""
+        limit = max_overdue.total_seconds()
+        found = []
+        if self.most_overdue_seconds is not None and self.most_overdue_seconds > limit:
+            found.append(
+                f"{self.expired_jobs} expired job(s) still present, the oldest "
+                f"{_minutes(self.most_overdue_seconds)} past its expiry"
+            )
+        if self.oldest_pending_seconds is not None and self.oldest_pending_seconds > limit:
+            found.append(
+                f"{self.pending_files} file deletion(s) pending, the oldest for "
+                f"{_minutes(self.oldest_pending_seconds)}"
+            )
+        return found
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        data["checked_at"] = self.checked_at.isoformat()
+        return data
+
+
+def purge_status(*, now: datetime | None = None) -> PurgeStatus:
+    """The facts a monitor needs: what is overdue, what is pending, when the purge last worked."""
+    now = now or timezone.now()
+    expired = Job.objects.expired(now)
+    oldest_expiry = expired.aggregate(oldest=models.Min("expires_at"))["oldest"]
+    pending = PendingFileDeletion.objects.aggregate(
+        count=models.Count("pk"), oldest=models.Min("created_at")
+    )
+    runs = PurgeRun.objects.filter(dry_run=False).order_by("-started_at", "-pk")
+    return PurgeStatus(
+        checked_at=now,
+        expired_jobs=expired.count(),
+        most_overdue_seconds=_age(now, oldest_expiry),
+        pending_files=pending["count"],
+        oldest_pending_seconds=_age(now, pending["oldest"]),
+        last_success=_run_facts(runs.filter(status=PurgeRun.Status.SUCCEEDED).first()),
+        last_run=_run_facts(runs.first()),
+    )
+
+
+def overdue_limit(minutes: str) -> timedelta:
+    """`--max-overdue` / `?max_overdue=`: minutes (0 or more, fractions allowed) as a timedelta."""
+    try:
+        value = float(minutes)
+    except (TypeError, ValueError):
+        value = -1.0
+    try:
+        if not 0 <= value < float("inf"):
+            raise OverflowError
+        return timedelta(minutes=value)
+    except OverflowError:
+        raise ValueError(f"expected a number of minutes, 0 or more, got {minutes!r}") from None
+
+
+def count_expired_jobs(*, now: datetime | None = None) -> int:
+    return Job.objects.expired(now or timezone.now()).count()
+
+
+def retry_pending_files(*, ids) -> FileDeletion:
+    """Make the chosen pending deletions due now and try them at once, whatever their backoff."""
+    now = timezone.now()
+    chosen = PendingFileDeletion.objects.filter(pk__in=ids)
+    chosen.update(next_attempt_at=now)
+    names = list(chosen.values_list("name", flat=True))
+    return delete_pending_files(names=names) if names else FileDeletion()
+
+
+def _age(now, moment) -> float | None:
+    return None if moment is None else round((now - moment).total_seconds(), 3)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min"
+
+
+def _run_facts(run: PurgeRun | None) -> dict | None:
+    if run is None:
+        return None
+    return {
+        "run_id": run.pk,
+        "trigger": run.trigger,
+        "status": run.status,
+        "started_at": run.started_at.isoformat(),
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "jobs_deleted": run.jobs_deleted,
+        "rows_deleted": dict(run.rows_deleted),
+        "files_deleted": run.files_deleted,
+        "files_pending": run.files_pending,
+    }
