@@ -76,9 +76,13 @@ class PurgeRun(models.Model):
         # A fan-out subtask that used its time budget and handed the rest to a successor: routine,
         # not a failure, so monitors that alert on failed or interrupted runs stay quiet.
         HANDED_OVER = "handed_over", "Time budget used, handed over"
+        # Its process died mid-run (nothing can record a SIGKILL); a later purge noticed.
+        ABANDONED = "abandoned", "Abandoned (process died)"
 
     started_at = models.DateTimeField(default=timezone.now, db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Bumped, with the counts so far, after every batch: a dead run shows how far it got.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     trigger = models.CharField(max_length=16, choices=Trigger.choices, default=Trigger.SHELL)
     status = models.CharField(
         max_length=16, choices=Status.choices, default=Status.RUNNING, db_index=True

@@ -4,7 +4,11 @@ from celery import shared_task
 
 from .models import PurgeRun
 from .services import (
-    RECONCILE_GRACE, SUBTASK_EXPIRES_SECONDS, plan_purge, purge_expired_chunk, purge_expired_jobs,
+    RECONCILE_GRACE,
+    SUBTASK_EXPIRES_SECONDS,
+    plan_purge,
+    purge_expired_chunk,
+    purge_expired_jobs,
     reconcile_storage,
 )
 

@@ -112,6 +112,9 @@ CLEANUP_BATCH_SIZE = env_int("CLEANUP_BATCH_SIZE", 5000, minimum=1)
 # subtasks; each purges for about CLEANUP_SUBTASK_SECONDS, then re-enqueues itself if needed.
 CLEANUP_MAX_PARALLEL = env_int("CLEANUP_MAX_PARALLEL", 4, minimum=1)
 CLEANUP_SUBTASK_SECONDS = env_int("CLEANUP_SUBTASK_SECONDS", 60, minimum=1)
+# A run still marked running with no batch finished for this long died (SIGKILL, OOM, lost host);
+# the next purge records it as abandoned. Far above any batch's duration, S3 retries included.
+CLEANUP_STALE_RUN = timedelta(minutes=env_int("CLEANUP_STALE_RUN_MINUTES", 30, minimum=1))
 # Bearer token for monitors reading /cleanup/status/ without a staff session; unset: staff only.
 CLEANUP_STATUS_TOKEN = env_str("CLEANUP_STATUS_TOKEN")
 

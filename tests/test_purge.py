@@ -2,6 +2,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import transaction
+from django.utils import timezone
 
 from cleanup.models import PendingFileDeletion, PurgeRun
 from cleanup.services import purge_expired_jobs
@@ -118,3 +119,40 @@ def test_the_purge_refuses_to_run_inside_a_callers_transaction(transactional_db)
     with pytest.raises(RuntimeError), transaction.atomic():
         purge_expired_jobs()
     assert Job.objects.count() == 1
+
+
+def test_a_run_whose_process_died_is_recorded_as_abandoned_but_a_live_one_is_left_alone(settings):
+    settings.CLEANUP_STALE_RUN = timedelta(minutes=30)
+    now = timezone.now()
+    dead = PurgeRun.objects.create(
+        cutoff=now, batch_size=10, started_at=now - timedelta(hours=2),
+        heartbeat_at=now - timedelta(minutes=31),
+    )
+    never_beat = PurgeRun.objects.create(
+        cutoff=now, batch_size=10, started_at=now - timedelta(minutes=31)
+    )
+    slow_but_alive = PurgeRun.objects.create(
+        cutoff=now, batch_size=10, started_at=now - timedelta(hours=2),
+        heartbeat_at=now - timedelta(minutes=5),
+    )
+    just_started = PurgeRun.objects.create(cutoff=now, batch_size=10, started_at=now)
+
+    purge_expired_jobs()
+
+    statuses = dict(PurgeRun.objects.values_list("pk", "status"))
+    assert statuses[dead.pk] == statuses[never_beat.pk] == PurgeRun.Status.ABANDONED
+    assert statuses[slow_but_alive.pk] == statuses[just_started.pk] == PurgeRun.Status.RUNNING
+
+
+def test_each_batch_leaves_a_sign_of_life_with_the_counts_so_far():
+    for i in range(3):
+        expired_job(by=timedelta(minutes=i + 1), with_files=False)
+    beats = []
+
+    def watch(jobs_so_far):
+        run = PurgeRun.objects.get(status=PurgeRun.Status.RUNNING)
+        beats.append((run.jobs_deleted, run.heartbeat_at is not None))
+
+    purge_expired_jobs(batch_size=1, on_batch=watch)
+
+    assert beats == [(1, True), (2, True), (3, True)]

@@ -73,7 +73,7 @@ def assert_nothing_lost_and_nothing_left(kept, kept_names):
     assert not PendingFileDeletion.objects.exists()
 
 
-def test_a_purge_killed_mid_run_half_deletes_nothing_and_the_next_run_finishes():
+def test_a_purge_killed_mid_run_half_deletes_nothing_and_the_next_run_finishes(settings):
     gone, kept = backlog()
     kept_names = names_of_jobs(kept)
 
@@ -87,12 +87,19 @@ def test_a_purge_killed_mid_run_half_deletes_nothing_and_the_next_run_finishes()
     assert_whole_after_a_crash(kept_names)
     assert 0 < Job.objects.expired().count() < len(gone)
     assert PendingFileDeletion.objects.exists()
-    assert PurgeRun.objects.get().status == PurgeRun.Status.RUNNING  # it never got to finish
+    killed = PurgeRun.objects.get()
+    assert killed.status == PurgeRun.Status.RUNNING  # it never got to finish
+    # Its record shows how far it got as of its last finished batch, never more than it did.
+    assert killed.jobs_deleted <= len(gone) - Job.objects.expired().count()
 
+    settings.CLEANUP_STALE_RUN = timedelta(seconds=1)  # its last sign of life is long enough ago
+    time.sleep(1.1)
     result = purge_expired_jobs()
 
     assert result.ok and result.files_pending == 0
     assert_nothing_lost_and_nothing_left(kept, kept_names)
+    killed.refresh_from_db()
+    assert killed.status == PurgeRun.Status.ABANDONED and killed.finished_at is not None
 
 
 def test_a_purge_killed_again_and_again_at_random_moments_never_orphans_or_half_deletes():

@@ -8,6 +8,7 @@ from datetime import datetime
 from django.conf import settings
 from django.db import DatabaseError, connection, models, transaction
 from django.db.migrations.executor import MigrationExecutor
+from django.db.models import Q
 from django.utils import timezone
 
 from jobs.models import Job
@@ -82,6 +83,7 @@ def purge_expired_jobs(
     if limit is not None:
         check_positive("limit", limit)
     check_database_ready()
+    _abandon_dead_runs()
     cutoff = now or timezone.now()
     run = PurgeRun.objects.create(
         trigger=trigger, cutoff=cutoff, batch_size=batch_size, limit=limit, dry_run=dry_run
@@ -181,6 +183,7 @@ def _delete_expired(run, cutoff, batch_size, limit, progress, should_stop, on_ba
             sum(per_model.values()), files.deleted, files.failed,
             (time.monotonic() - batch_started) * 1000,
         )
+        _heartbeat(run, progress)
         if on_batch is not None:
             on_batch(progress.jobs)
         if len(ids) < size:
@@ -188,6 +191,30 @@ def _delete_expired(run, cutoff, batch_size, limit, progress, should_stop, on_ba
     if not progress.files.unavailable:
         # Names left by earlier failures or crashes: this run finishes them.
         progress.files.add(delete_pending_files())
+
+
+def _heartbeat(run, progress):
+    PurgeRun.objects.filter(pk=run.pk).update(
+        heartbeat_at=timezone.now(), batches=progress.batches, jobs_deleted=progress.jobs,
+        rows_deleted=progress.rows, files_deleted=progress.files.deleted,
+    )
+
+
+def _abandon_dead_runs():
+    """Close the records of runs whose process died: killed runs cannot record themselves."""
+    now = timezone.now()
+    dead = PurgeRun.objects.filter(status=PurgeRun.Status.RUNNING).filter(
+        Q(heartbeat_at__lt=now - settings.CLEANUP_STALE_RUN)
+        | Q(heartbeat_at__isnull=True, started_at__lt=now - settings.CLEANUP_STALE_RUN)
+    )
+    minutes = int(settings.CLEANUP_STALE_RUN.total_seconds() // 60)
+    count = dead.update(
+        status=PurgeRun.Status.ABANDONED, finished_at=now,
+        error=f"no batch finished for over {minutes} min: the process died (killed, OOM, host "
+        "lost). Its committed batches stay purged; files it left pending go with later runs.",
+    )
+    if count:
+        logger.warning("purge.abandoned runs=%s", count)
 
 
 def _delete_batch_files(names, so_far: FileDeletion) -> FileDeletion:
