@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The demo always runs on the embedded default: SQLite and local files.
 DEMO_ENV := env -u DATABASE_URL -u AWS_STORAGE_BUCKET_NAME -u MEDIA_ROOT
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test lint bench clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "fmr needs Python 3.11")'
@@ -27,6 +27,14 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# What CI checks besides the tests: style, the import layering (pyproject.toml's import-linter
+# contracts) and that every model change has its migration.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(DEMO_ENV) $(BIN)/python manage.py makemigrations --check --dry-run
 
 # The purge against the original design and a raw-SQL floor (README, "Scale"). Needs
 # DATABASE_URL pointing at a PostgreSQL database whose name contains "bench": it is wiped.

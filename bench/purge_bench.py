@@ -9,6 +9,7 @@ is that way's own. The database is wiped: its name must contain "bench" (or pass
 """
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -17,26 +18,34 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fmr.settings")
 
-ROWS_PER_JOB = 19
-FILES_PER_JOB = 4
 FILE_BYTES = b"\x89PNG\r\n\x1a\n" + bytes(248)
 FLOOR_BATCH = 1000
 # Every seeded job expired before this; the purges run with now=CUTOFF.
-CUTOFF = datetime(2026, 1, 2, tzinfo=timezone.utc)
+CUTOFF = datetime(2026, 1, 2, tzinfo=UTC)
 CHILD_TABLES = [
-    "jobs_payment", "jobs_jobfile", "jobs_smslog", "jobs_phoneverificationattempt",
+    "jobs_payment",
+    "jobs_jobfile",
+    "jobs_smslog",
+    "jobs_phoneverificationattempt",
     "jobs_paymentfailure",
 ]
 
 
 # --- seeding (parent) --------------------------------------------------------------------------
+
+
+def files_per_job() -> int:
+    from jobs.demo import FILES_PER_JOB  # the seed SQL below makes jobs of exactly this shape
+
+    return FILES_PER_JOB
+
 
 def file_name(i, k):
     return f"bench/{i // 1000:04d}/{i}-{k}.png"
@@ -96,7 +105,7 @@ def seed(n, media_root: Path):
     for i in range(n):
         if i % 1000 == 0:
             (media_root / file_name(i, 0)).parent.mkdir(parents=True, exist_ok=True)
-        for k in range(FILES_PER_JOB):
+        for k in range(files_per_job()):
             (media_root / file_name(i, k)).write_bytes(FILE_BYTES)
     # Write back the seed (files and WAL) now, not while a way is being timed: measured, the
     # kernel flushing 400,000 new files during a run made every way 2-3x slower at 100,000 jobs.
@@ -120,6 +129,7 @@ def leftovers(media_root: Path) -> dict:
 
 
 # --- the three ways (each in a child process) --------------------------------------------------
+
 
 class QueryCounter:
     def __init__(self):
@@ -152,7 +162,7 @@ def run_project(batch_size, counter):
     result = purge_expired_jobs(now=CUTOFF, batch_size=batch_size)
     assert result.ok, result.error
     # Queries between two batch log lines: exactly one full batch (pick ids .. files deleted).
-    per_batch = [b - a for a, b in zip(marks, marks[1:])]
+    per_batch = [b - a for a, b in itertools.pairwise(marks)]
     return result.jobs_deleted, result.rows_total, result.batches, per_batch
 
 
@@ -183,7 +193,7 @@ def run_floor(batch_size, counter):
             )
             rows += cursor.rowcount
             for table in [*CHILD_TABLES, "jobs_report"]:
-                cursor.execute(f"DELETE FROM {table} WHERE job_id = ANY(%s)", [ids])  # noqa: S608
+                cursor.execute(f"DELETE FROM {table} WHERE job_id = ANY(%s)", [ids])
                 rows += cursor.rowcount
             cursor.execute("DELETE FROM jobs_job WHERE id = ANY(%s)", [ids])
             rows += cursor.rowcount
@@ -197,11 +207,15 @@ def run_floor(batch_size, counter):
 
 def run_original(batch_size, counter):
     from django.db import transaction
+    from django.db.models.signals import post_delete
 
-    from cleanup.receivers import disconnect_file_receivers
+    from cleanup.file_models import file_models
     from jobs.models import Job
 
-    disconnect_file_receivers()  # the original design deleted no files
+    for model in file_models():  # the original design deleted no files
+        post_delete.disconnect(
+            sender=model, dispatch_uid=f"cleanup.record_deleted_files.{model._meta.label}"
+        )
     jobs = rows = 0
     with transaction.atomic():
         for job in list(Job.objects.expired(CUTOFF)):
@@ -235,38 +249,59 @@ def child(way, batch_size):
         started = time.perf_counter()
         jobs, rows, batches, per_batch = WAYS[way](batch_size, counter)
         seconds = time.perf_counter() - started
-    print(json.dumps({
-        "jobs": jobs, "rows": rows, "batches": batches, "seconds": seconds,
-        "queries": counter.count, "queries_per_batch": per_batch,
-        "peak_rss_mb": peak_rss_mb(), "rss_after_setup_mb": rss_before,
-    }))
+    print(
+        json.dumps(
+            {
+                "jobs": jobs,
+                "rows": rows,
+                "batches": batches,
+                "seconds": seconds,
+                "queries": counter.count,
+                "queries_per_batch": per_batch,
+                "peak_rss_mb": peak_rss_mb(),
+                "rss_after_setup_mb": rss_before,
+            }
+        )
+    )
 
 
 # --- orchestration (parent) --------------------------------------------------------------------
+
 
 def measure(way, n, batch_size, media_root):
     seed(n, media_root)
     env = {**os.environ, "MEDIA_ROOT": str(media_root), "CLEANUP_LOG_LEVEL": "INFO"}
     done = subprocess.run(
         [sys.executable, __file__, "--child", way, "--batch-size", str(batch_size or 0)],
-        env=env, capture_output=True, text=True, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if done.returncode:
         sys.exit(f"{way} failed:\n{done.stderr[-3000:]}")
     data = json.loads(done.stdout.strip().splitlines()[-1])
     left = leftovers(media_root)
-    expected_files = 0 if way != "original" else n * FILES_PER_JOB
-    if data["jobs"] != n or left["rows_left"] or left["pending_left"] or (
-        left["files_left"] != expected_files
+    expected_files = 0 if way != "original" else n * files_per_job()
+    if (
+        data["jobs"] != n
+        or left["rows_left"]
+        or left["pending_left"]
+        or (left["files_left"] != expected_files)
     ):
         sys.exit(f"{way} did not do the whole job: {data} {left}")
     per_batch = data.pop("queries_per_batch")
     return {
-        "way": way, "jobs_seeded": n, "batch_size": batch_size, **data,
-        "jobs_per_s": data["jobs"] / data["seconds"], "rows_per_s": data["rows"] / data["seconds"],
+        "way": way,
+        "jobs_seeded": n,
+        "batch_size": batch_size,
+        **data,
+        "jobs_per_s": data["jobs"] / data["seconds"],
+        "rows_per_s": data["rows"] / data["seconds"],
         "queries_per_batch": (
             {"min": min(per_batch), "max": max(per_batch), "median": statistics.median(per_batch)}
-            if per_batch else None
+            if per_batch
+            else None
         ),
         "queries_per_job": data["queries"] / data["jobs"],
         "loadavg_after": os.getloadavg()[0],
@@ -275,8 +310,10 @@ def measure(way, n, batch_size, media_root):
 
 def row_text(r):
     qpb = r["queries_per_batch"]
-    qpb_text = f"{qpb['min']}-{qpb['max']}" if qpb and qpb["min"] != qpb["max"] else (
-        f"{qpb['min']}" if qpb else f"{r['queries_per_job']:.1f}/job"
+    qpb_text = (
+        f"{qpb['min']}-{qpb['max']}"
+        if qpb and qpb["min"] != qpb["max"]
+        else (f"{qpb['min']}" if qpb else f"{r['queries_per_job']:.1f}/job")
     )
     return (
         f"{r['way']:<9}{r['jobs']:>9}{r['batch_size'] or '-':>7}{r['seconds']:>9.1f}"
@@ -293,23 +330,40 @@ HEADER = (
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=100_000, help="backlog for the main ways")
-    parser.add_argument("--original-jobs", type=int, default=10_000,
-                        help="backlog for the original loop (~200 jobs/s), default 10,000")
-    parser.add_argument("--small-jobs", type=int, default=10_000,
-                        help="smaller backlog the project's purge also runs, to compare peak RSS")
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="the project's batch size (default: CLEANUP_BATCH_SIZE)")
-    parser.add_argument("--sweep", default="500,1000,2000,5000",
-                        help="batch sizes to measure the project's purge at ('' to skip)")
+    parser.add_argument(
+        "--original-jobs",
+        type=int,
+        default=10_000,
+        help="backlog for the original loop (~200 jobs/s), default 10,000",
+    )
+    parser.add_argument(
+        "--small-jobs",
+        type=int,
+        default=10_000,
+        help="smaller backlog the project's purge also runs, to compare peak RSS",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="the project's batch size (default: CLEANUP_BATCH_SIZE)",
+    )
+    parser.add_argument(
+        "--sweep",
+        default="500,1000,2000,5000",
+        help="batch sizes to measure the project's purge at ('' to skip)",
+    )
     parser.add_argument("--sweep-jobs", type=int, default=20_000)
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
-        "--media-parent", default="/dev/shm" if Path("/dev/shm").is_dir() else None,
+        "--media-parent",
+        default="/dev/shm" if Path("/dev/shm").is_dir() else None,
         help="where the temporary MEDIA_ROOT goes (default /dev/shm: a tmpfs, so that writing "
         "back 400,000 freshly seeded files to disk does not dominate every way's time)",
     )
-    parser.add_argument("--wipe", action="store_true",
-                        help="allow a database whose name does not contain 'bench'")
+    parser.add_argument(
+        "--wipe", action="store_true", help="allow a database whose name does not contain 'bench'"
+    )
     parser.add_argument("--child", choices=sorted(WAYS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -330,8 +384,10 @@ def main(argv=None):
     if connection.vendor != "postgresql":
         parser.error("the benchmark needs PostgreSQL: set DATABASE_URL=postgres://...")
     if "bench" not in connection.settings_dict["NAME"] and not args.wipe:
-        parser.error(f"refusing to wipe database {connection.settings_dict['NAME']!r}: use a "
-                     "database whose name contains 'bench', or pass --wipe")
+        parser.error(
+            f"refusing to wipe database {connection.settings_dict['NAME']!r}: use a "
+            "database whose name contains 'bench', or pass --wipe"
+        )
     call_command("migrate", verbosity=0)
     batch_size = args.batch_size or settings.CLEANUP_BATCH_SIZE
 
@@ -342,9 +398,12 @@ def main(argv=None):
         ("floor", args.jobs, FLOOR_BATCH),
         ("original", args.original_jobs, None),
     ]
-    started = datetime.now(timezone.utc)
-    print(f"{platform.node()}: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; "
-          f"PostgreSQL {connection.pg_version}; media in {media_root}", flush=True)
+    started = datetime.now(UTC)
+    print(
+        f"{platform.node()}: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; "
+        f"PostgreSQL {connection.pg_version}; media in {media_root}",
+        flush=True,
+    )
     print(HEADER, flush=True)
     results = []
     for way, n, size in plan:
@@ -365,11 +424,21 @@ def main(argv=None):
     )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({
-            "command": " ".join(["python", "bench/purge_bench.py", *sys.argv[1:]]),
-            "started": started.isoformat(), "cpus": os.cpu_count(), "media": str(media_root),
-            "postgresql": connection.pg_version, "results": results, "summary": summary,
-        }, indent=2) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {
+                    "command": " ".join(["python", "bench/purge_bench.py", *sys.argv[1:]]),
+                    "started": started.isoformat(),
+                    "cpus": os.cpu_count(),
+                    "media": str(media_root),
+                    "postgresql": connection.pg_version,
+                    "results": results,
+                    "summary": summary,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     connection.close()
     subprocess.run(["rm", "-rf", str(media_root)], check=False)
     return 0

@@ -25,7 +25,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keys", type=int, default=10_000, help="keys deleted in bulk")
     parser.add_argument(
-        "--one-by-one-keys", type=int, default=1_000,
+        "--one-by-one-keys",
+        type=int,
+        default=1_000,
         help="keys deleted one request each (slow; the rate is what matters)",
     )
     args = parser.parse_args()
@@ -36,9 +38,12 @@ def main():
     try:
         bucket = f"bench-{uuid.uuid4().hex[:12]}"
         os.environ.update(
-            DJANGO_SETTINGS_MODULE="fmr.settings", AWS_STORAGE_BUCKET_NAME=bucket,
-            AWS_S3_ENDPOINT_URL=server.endpoint_url, AWS_S3_REGION_NAME="us-east-1",
-            AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
+            DJANGO_SETTINGS_MODULE="fmr.settings",
+            AWS_STORAGE_BUCKET_NAME=bucket,
+            AWS_S3_ENDPOINT_URL=server.endpoint_url,
+            AWS_S3_REGION_NAME="us-east-1",
+            AWS_ACCESS_KEY_ID="bench",
+            AWS_SECRET_ACCESS_KEY="bench",
         )
         import django
 
@@ -72,15 +77,19 @@ def main():
         report("one DeleteObject per key", args.one_by_one_keys, len(sent), single)
         assert client.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
         bulk_rate, single_rate = args.keys / bulk, args.one_by_one_keys / single
-        print(f"bulk is {bulk_rate / single_rate:.0f}x faster; {args.keys} keys one by one would "
-              f"take ~{args.keys / single_rate:.1f}s and {args.keys} requests")
+        print(
+            f"bulk is {bulk_rate / single_rate:.0f}x faster; {args.keys} keys one by one would "
+            f"take ~{args.keys / single_rate:.1f}s and {args.keys} requests"
+        )
     finally:
         server.stop()
 
 
 def report(label, keys, requests, seconds):
-    print(f"{label:<40} keys={keys:>6}  requests={requests:>6}  seconds={seconds:7.2f}  "
-          f"keys/s={keys / seconds:>8.0f}")
+    print(
+        f"{label:<40} keys={keys:>6}  requests={requests:>6}  seconds={seconds:7.2f}  "
+        f"keys/s={keys / seconds:>8.0f}"
+    )
 
 
 if __name__ == "__main__":

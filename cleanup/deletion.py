@@ -3,18 +3,31 @@
 `QuerySet.delete()` collects everything a delete cascades to (the same `on_delete` handlers,
 the same signals), then `Collector.delete()` deletes the fetched instances of each model through
 `DeleteQuery.delete_batch`, which splits the primary keys into chunks of
-`GET_ITERATOR_CHUNK_SIZE` (100). For a batch of 2,000 jobs with 4 files each that is 80 DELETEs
-for the files, 20 for the reports and 20 for the jobs: the query count grows with the batch size
-and is most of the distance between the ORM and hand-written SQL. The purge already bounds its
-transaction by its own batch size, so here each model's collected rows go in one DELETE, split
-only where the backend limits the number of query parameters (SQLite). Collection, deletion
-order, fast deletes and pre/post_delete signals are Django's, unchanged.
+`GET_ITERATOR_CHUNK_SIZE` (100); see https://code.djangoproject.com/ticket/9519 ("Add
+QuerySet.bulk_delete() that issues only a single SQL query"), open since 2008. For a batch of
+2,000 jobs with 4 files each that is 80 DELETEs for the files, 20 for the reports and 20 for the
+jobs: the query count grows with the batch size and is most of the distance between the ORM and
+hand-written SQL. The purge already bounds its transaction by its own batch size, so here each
+model's collected rows go in one DELETE, split only where the backend limits the number of query
+parameters (SQLite). Collection, deletion order, fast deletes and pre/post_delete signals are
+Django's, unchanged.
+
+Copied from Django, and pinned by tests/test_upstream_pins.py (which fails, saying what to
+re-check, on a Django whose originals differ): `OneStatementCollector.delete` is
+`Collector.delete` without the chunking and without the paths this schema never takes (field
+updates: it defers to Django's own `delete` when there are any), and it
+calls the private `QuerySet._raw_delete`, as Django's does.
+
+The purge records the file names of its batch itself, from the instances the collector holds
+(`file_models`): such models are always fetched, never fast-deleted, and the deletes are marked
+(`records_its_own_files`) so the post_delete receivers for deletes outside the purge skip them.
 """
 
 from collections import Counter
+from dataclasses import dataclass, field
 from operator import attrgetter
 
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 from django.db.models import F, Lookup, Q, signals
 from django.db.models.deletion import Collector
 
@@ -46,15 +59,59 @@ def among(name, values, *, using=DEFAULT_DB_ALIAS):
     return Q(**{f"{name}__in": values})
 
 
-def delete_cascading(queryset) -> tuple[int, dict[str, int]]:
-    """`queryset.delete()`, the same cascade and signals, one DELETE per model."""
+def cascade_paths(model, prefix=""):
+    """Every model a delete of `model` cascades to, with the lookup path back to `model`."""
+    yield model, prefix
+    for rel in model._meta.related_objects:
+        if rel.on_delete is models.CASCADE:
+            yield from cascade_paths(rel.related_model, f"{rel.field.name}__{prefix}")
+
+
+# Set on the queryset a purge deletes, which Django passes as `origin` with every signal.
+_RECORDS_ITS_OWN_FILES = "cleanup_records_its_own_files"
+
+
+def records_its_own_files(origin) -> bool:
+    """Whether a delete's caller records its file names itself (the purge's batches do)."""
+    return getattr(origin, _RECORDS_ITS_OWN_FILES, False)
+
+
+@dataclass
+class Cascade:
+    total: int
+    per_model: dict[str, int]
+    # The deleted instances of each model in `file_models`, as the collector fetched them.
+    file_rows: dict[type, list] = field(default_factory=dict)
+
+
+def delete_cascading(queryset, *, file_models=()) -> Cascade:
+    """`queryset.delete()`, the same cascade and signals, one DELETE per model.
+
+    The instances of `file_models` are returned, so the caller can record their files in the
+    same transaction; it then owns that duty, and receivers see the delete as one that does.
+    """
     queryset = queryset.order_by()  # the delete does not need the model's default ordering
-    collector = OneStatementCollector(using=queryset.db, origin=queryset)
+    if file_models:
+        setattr(queryset, _RECORDS_ITS_OWN_FILES, True)
+    collector = OneStatementCollector(using=queryset.db, origin=queryset, file_models=file_models)
     collector.collect(queryset)
-    return collector.delete()
+    total, per_model = collector.delete()
+    rows = {model: collector.data.get(model, []) for model in file_models}
+    return Cascade(total=total, per_model=per_model, file_rows=rows)
 
 
 class OneStatementCollector(Collector):
+    def __init__(self, *args, file_models=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.file_models = frozenset(file_models)
+
+    def can_fast_delete(self, objs, from_field=None):
+        # A fast delete never fetches its rows, and the purge needs these rows' file names.
+        model = objs._meta.model if hasattr(objs, "_meta") else getattr(objs, "model", None)
+        if model in self.file_models:
+            return False
+        return super().can_fast_delete(objs, from_field)
+
     def delete(self):
         if self.field_updates:
             # SET_NULL / SET_DEFAULT relations: none in this schema; Django's path handles them.
@@ -88,10 +145,10 @@ class OneStatementCollector(Collector):
     def related_objects(self, related_model, related_fields, objs):
         if len(related_fields) != 1 or connections[self.using].vendor != "postgresql":
             return super().related_objects(related_model, related_fields, objs)
-        (field,) = related_fields
-        keys = [getattr(obj, field.target_field.attname) for obj in objs]
+        (fk,) = related_fields
+        keys = [getattr(obj, fk.target_field.attname) for obj in objs]
         return related_model._base_manager.using(self.using).filter(
-            among(field.attname, keys, using=self.using)
+            among(fk.attname, keys, using=self.using)
         )
 
     def _delete_rows(self, model, pks) -> int:
@@ -100,7 +157,8 @@ class OneStatementCollector(Collector):
         size = max(connections[self.using].ops.bulk_batch_size([pk], pks), 1)
         manager = model._base_manager.using(self.using)
         return sum(
-            manager.filter(among(pk.attname, pks[start : start + size], using=self.using))
-            ._raw_delete(using=self.using)
+            manager.filter(
+                among(pk.attname, pks[start : start + size], using=self.using)
+            )._raw_delete(using=self.using)
             for start in range(0, len(pks), size)
         )

@@ -27,9 +27,7 @@ class PendingFileDeletionQuerySet(models.QuerySet):
                 )
             return
         # Elsewhere Django splits the INSERT to fit the backend's parameter limit (SQLite).
-        self.bulk_create(
-            [PendingFileDeletion(name=name) for name in names], ignore_conflicts=True
-        )
+        self.bulk_create([PendingFileDeletion(name=name) for name in names], ignore_conflicts=True)
 
     def due(self, now=None):
         return self.filter(next_attempt_at__lte=now or timezone.now())
@@ -52,6 +50,7 @@ class PendingFileDeletion(models.Model):
 
     class Meta:
         ordering = ["created_at"]
+        permissions = [("retry_pending", "Can retry pending file deletions now")]
 
     def __str__(self):
         return self.name
@@ -100,6 +99,7 @@ class PurgeRun(models.Model):
 
     class Meta:
         ordering = ["-started_at"]
+        permissions = [("run_purge", "Can start a purge of expired jobs now")]
 
     def __str__(self):
         return f"Purge run {self.pk} ({self.status})"

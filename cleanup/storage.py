@@ -15,6 +15,10 @@ from django.core.files.storage import FileSystemStorage, storages
 S3_MAX_KEYS_PER_REQUEST = 1000
 
 
+class UnsupportedStorage(Exception):
+    """The default storage is of a kind this module cannot list."""
+
+
 @dataclass
 class DeleteOutcome:
     deleted: list[str] = field(default_factory=list)
@@ -75,9 +79,9 @@ def _delete_s3(storage, names):
             )
         except Exception as exc:  # noqa: BLE001 - endpoint down, 5xx, auth: every key stays pending
             outcome.unavailable = describe_error(exc)
-            outcome.failed.update({name: outcome.unavailable for name in chunk})
+            outcome.failed.update(dict.fromkeys(chunk, outcome.unavailable))
             # Later chunks would fail the same way; leave them pending untried.
-            outcome.failed.update({name: outcome.unavailable for name in names[start + len(chunk) :]})
+            outcome.failed.update(dict.fromkeys(names[start + len(chunk) :], outcome.unavailable))
             return outcome
         # A 200 answer can still carry per-key failures; only those keys stay pending.
         errors = {}
@@ -111,7 +115,10 @@ def list_objects(prefix: str) -> Iterator[StoredObject]:
     elif isinstance(storage, FileSystemStorage):
         yield from _list_local(storage, prefix)
     else:
-        yield from _list_generic(storage, prefix.rstrip("/"))
+        raise UnsupportedStorage(
+            f"cannot list {type(storage).__module__}.{type(storage).__qualname__}: only S3 and "
+            "local file storage are supported"
+        )
 
 
 def _list_s3(storage, prefix):
@@ -150,16 +157,6 @@ def _list_local(storage, prefix):
                         size=stat.st_size,
                         modified=datetime.fromtimestamp(stat.st_mtime, tz=UTC),
                     )
-
-
-def _list_generic(storage, directory):
-    dirs, files = storage.listdir(directory)
-    for filename in files:
-        name = f"{directory}/{filename}"
-        modified = storage.get_modified_time(name)
-        yield StoredObject(name=name, size=storage.size(name), modified=modified)
-    for sub in dirs:
-        yield from _list_generic(storage, f"{directory}/{sub}")
 
 
 def describe_error(exc: BaseException) -> str:

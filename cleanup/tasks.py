@@ -42,6 +42,7 @@ def _enqueue_chunk(task, kwargs):
         kwargs=kwargs, expires=SUBTASK_EXPIRES_SECONDS, queue=queue
     )
 
+
 @shared_task(name="reconcile_storage")
 def reconcile_storage_task(delete=False, grace_minutes=None):
     """Find (and with delete=True remove) stored objects no row or pending deletion names."""

@@ -46,4 +46,3 @@ def _allowed(request) -> bool:
     if not token or scheme.lower() != "bearer" or not offered:
         return False
     return hmac.compare_digest(offered.strip().encode(), token.encode())
-

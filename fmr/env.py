@@ -2,16 +2,12 @@
 
 import os
 from datetime import timedelta
-from urllib.parse import parse_qsl, unquote, urlsplit
 
+import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-_ENGINES = {
-    "postgres": "django.db.backends.postgresql",
-    "postgresql": "django.db.backends.postgresql",
-    "pgsql": "django.db.backends.postgresql",
-    "sqlite": "django.db.backends.sqlite3",
-}
+# The engines this project installs a driver for.
+_ENGINES = {"django.db.backends.postgresql", "django.db.backends.sqlite3"}
 
 
 def env_str(name, default=None):
@@ -28,6 +24,13 @@ def env_bool(name, default=False):
     if value.lower() in {"0", "false", "no", "off"}:
         return False
     raise ImproperlyConfigured(f"{name} must be true or false, got {value!r}")
+
+
+def env_choice(name, choices, default):
+    value = env_str(name, default)
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+    return value
 
 
 def env_int(name, default, *, minimum=None):
@@ -54,23 +57,31 @@ def env_seconds(name, default: timedelta) -> timedelta:
 
 
 def database_from_url(url: str) -> dict:
-    """Turn postgres://user:pass@host:port/name?opt=val or sqlite:///path into a DATABASES entry."""
-    parts = urlsplit(url)
-    engine = _ENGINES.get(parts.scheme)
-    if engine is None:
-        raise ImproperlyConfigured(
-            f"DATABASE_URL scheme {parts.scheme!r} is not supported; use postgres:// or sqlite:///"
+    """A DATABASES entry from postgres://user:pass@host:port/name or sqlite:///path.
+
+    Parsed by dj-database-url; refused here: engines this project does not ship a driver for,
+    and SQLite URLs that dj-database-url would quietly read as an in-memory database
+    (`sqlite://name`, `sqlite://`), where a purge or a reconcile would see no data at all.
+    """
+    try:
+        config = dj_database_url.parse(
+            url,
+            conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0, minimum=0),
+            conn_health_checks=env_bool("DATABASE_CONN_HEALTH_CHECKS", True),
         )
-    if engine.endswith("sqlite3"):
-        # sqlite:///relative.db and sqlite:////absolute.db, as dj-database-url reads them.
-        return {"ENGINE": engine, "NAME": unquote(parts.path[1:]) or ":memory:"}
-    options = dict(parse_qsl(parts.query))
-    return {
-        "ENGINE": engine,
-        "NAME": unquote(parts.path.lstrip("/")),
-        "USER": unquote(parts.username or ""),
-        "PASSWORD": unquote(parts.password or ""),
-        "HOST": unquote(parts.hostname or ""),
-        "PORT": str(parts.port or ""),
-        "OPTIONS": options,
-    }
+    except (ValueError, dj_database_url.UnknownSchemeError) as exc:
+        # The message never repeats the URL: it may hold a password.
+        reason = str(exc).split(". Following")[0]
+        raise ImproperlyConfigured(f"DATABASE_URL is not a usable database URL: {reason}") from None
+    if config["ENGINE"] not in _ENGINES:
+        raise ImproperlyConfigured(
+            f"DATABASE_URL names {config['ENGINE']}; use postgres://... or sqlite:///path"
+        )
+    if config["ENGINE"].endswith("sqlite3") and (
+        config.get("HOST") or config["NAME"] == ":memory:"
+    ):
+        raise ImproperlyConfigured(
+            "DATABASE_URL must name a SQLite file: sqlite:///relative/path.db or "
+            "sqlite:////absolute/path.db (three slashes, then the path)"
+        )
+    return config

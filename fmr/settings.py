@@ -5,7 +5,15 @@ from pathlib import Path
 
 from botocore.config import Config as BotocoreConfig
 
-from .env import database_from_url, env_bool, env_int, env_list, env_seconds, env_str
+from .env import (
+    database_from_url,
+    env_bool,
+    env_choice,
+    env_int,
+    env_list,
+    env_seconds,
+    env_str,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -81,16 +89,16 @@ AWS_QUERYSTRING_AUTH = True
 AWS_S3_FILE_OVERWRITE = False
 # Bounded waits, so an S3 outage costs a purge seconds, not botocore's default of 60 s per attempt
 # times 5 attempts: connect and read timeouts in seconds, and attempts per request (1 = no retry).
-# The purge stops calling S3 for the rest of a run once a request has failed this way.
-AWS_S3_CONNECT_TIMEOUT = env_int("AWS_S3_CONNECT_TIMEOUT", 5, minimum=1)
-AWS_S3_READ_TIMEOUT = env_int("AWS_S3_READ_TIMEOUT", 30, minimum=1)
-AWS_S3_MAX_ATTEMPTS = env_int("AWS_S3_MAX_ATTEMPTS", 3, minimum=1)
-# Read by django-storages. It replaces (does not merge with) its default Config, which only holds
-# what this project leaves at botocore's defaults (addressing style, signature, proxies).
+# The purge stops calling S3 for the rest of a run once a request has failed this way. This is
+# django-storages' own setting; it replaces (does not merge with) its default Config, which only
+# holds what this project leaves at botocore's defaults (addressing style, signature, proxies).
 AWS_S3_CLIENT_CONFIG = BotocoreConfig(
-    connect_timeout=AWS_S3_CONNECT_TIMEOUT,
-    read_timeout=AWS_S3_READ_TIMEOUT,
-    retries={"mode": "standard", "total_max_attempts": AWS_S3_MAX_ATTEMPTS},
+    connect_timeout=env_int("AWS_S3_CONNECT_TIMEOUT", 5, minimum=1),
+    read_timeout=env_int("AWS_S3_READ_TIMEOUT", 30, minimum=1),
+    retries={
+        "mode": "standard",
+        "total_max_attempts": env_int("AWS_S3_MAX_ATTEMPTS", 3, minimum=1),
+    },
 )
 
 if AWS_STORAGE_BUCKET_NAME:
@@ -115,6 +123,8 @@ CLEANUP_SUBTASK_SECONDS = env_int("CLEANUP_SUBTASK_SECONDS", 60, minimum=1)
 # A run still marked running with no batch finished for this long died (SIGKILL, OOM, lost host);
 # the next purge records it as abandoned. Far above any batch's duration, S3 retries included.
 CLEANUP_STALE_RUN = timedelta(minutes=env_int("CLEANUP_STALE_RUN_MINUTES", 30, minimum=1))
+# The models whose files the purge deletes (app_label.ModelName); see cleanup/file_models.py.
+CLEANUP_FILE_MODELS = env_list("CLEANUP_FILE_MODELS", ["jobs.JobFile"])
 # Bearer token for monitors reading /cleanup/status/ without a staff session; unset: staff only.
 CLEANUP_STATUS_TOKEN = env_str("CLEANUP_STATUS_TOKEN")
 
@@ -130,12 +140,23 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # The beat row carries its own crontab timezone; Django-celery-beat reads times in TIME_ZONE.
 DJANGO_CELERY_BEAT_TZ_AWARE = True
 
+# --- Logging --------------------------------------------------------------
+# One handler, on the root logger, so every line (the purge's, Django's, Celery's) is written
+# once; fmr/celery.py hands this configuration to the worker and beat instead of Celery's own.
+# The cleanup modules log under "cleanup.*" with their fields in `extra` (cleanup/logs.py).
+CLEANUP_LOG_FORMAT = env_choice("CLEANUP_LOG_FORMAT", ["plain", "json"], "plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"()": "cleanup.logs.KeyValueFormatter"},
+        "json": {"()": "cleanup.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": CLEANUP_LOG_FORMAT},
+    },
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
-        "cleanup": {"handlers": ["console"], "level": env_str("CLEANUP_LOG_LEVEL", "INFO")},
+        "cleanup": {"level": env_str("CLEANUP_LOG_LEVEL", "INFO")},
     },
 }

@@ -1,6 +1,4 @@
-import logging
-
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.utils import timezone
 
 from .models import (
@@ -12,9 +10,6 @@ from .models import (
     Report,
     SmsLog,
 )
-
-
-logger = logging.getLogger("cleanup")
 
 
 class ExpiryFilter(admin.SimpleListFilter):
@@ -46,42 +41,13 @@ class JobAdmin(admin.ModelAdmin):
     readonly_fields = ["id", "created_at", "expires_at", "updated_at"]
     date_hierarchy = "created_at"
     inlines = [JobFileInline]
-    actions = ["purge_expired_now"]
 
-    @admin.action(
-        description="Purge expired jobs now (all expired jobs, not only the selected ones)",
-        permissions=["view"],
-    )
-    def purge_expired_now(self, request, queryset):
-        # The purge runs on a worker; the request only enqueues it and returns.
-        from cleanup.models import PurgeRun
-        from cleanup.tasks import delete_expired_jobs
+    def get_queryset(self, request):
+        return super().get_queryset(request).with_expired_flag(timezone.now())
 
-        try:
-            sent = delete_expired_jobs.apply_async(
-                kwargs={"trigger": PurgeRun.Trigger.ADMIN},
-                retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 1},
-            )
-        except Exception as exc:  # noqa: BLE001 - any broker failure is reported, not raised
-            logger.warning("purge.enqueue failed error=%s", type(exc).__name__)
-            self.message_user(
-                request,
-                f"Could not enqueue the purge ({type(exc).__name__}: {exc}). "
-                "Is the Celery broker reachable?",
-                messages.ERROR,
-            )
-            return
-        self.message_user(
-            request,
-            f"Enqueued delete_expired_jobs (task {sent.id}): a Celery worker will purge every "
-            "expired job. Its run appears under Cleanup → Purge runs with trigger "
-            "“Django admin”.",
-            messages.SUCCESS,
-        )
-
-    @admin.display(boolean=True, description="expired")
+    @admin.display(boolean=True, description="expired", ordering="expires_at")
     def is_expired_now(self, job):
-        return job.is_expired()
+        return job.is_expired
 
 
 for model in (Payment, PaymentFailure, SmsLog, PhoneVerificationAttempt, Report):

@@ -56,16 +56,25 @@ def create_full_job(
                 provider_message_id=f"msg-{rng.getrandbits(48):012x}",
             )
             PhoneVerificationAttempt.objects.create(
-                job=job, phone_number=phone, code=code, verified=attempt == 2,
+                job=job,
+                phone_number=phone,
+                code=code,
+                verified=attempt == 2,
                 attempt_count=attempt + 1,
             )
         PaymentFailure.objects.create(
-            job=job, provider=Payment.Provider.TOSS, amount=9900, code="CARD_DECLINED",
+            job=job,
+            provider=Payment.Provider.TOSS,
+            amount=9900,
+            code="CARD_DECLINED",
             message="카드사에서 승인을 거절했습니다.",
         )
         Payment.objects.create(
-            job=job, provider=Payment.Provider.KAKAOPAY, status=Payment.Status.APPROVED,
-            amount=9900, provider_transaction_id=f"T{rng.getrandbits(64):016x}",
+            job=job,
+            provider=Payment.Provider.KAKAOPAY,
+            status=Payment.Status.APPROVED,
+            amount=9900,
+            provider_transaction_id=f"T{rng.getrandbits(64):016x}",
             approved_at=created_at,
         )
         report = Report.objects.create(job=job, title="나의 AI 리포트", body="분석 결과 ...")

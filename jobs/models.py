@@ -15,14 +15,26 @@ def expiry_for(created_at):
     return created_at + settings.JOB_TTL
 
 
-class JobQuerySet(models.QuerySet):
+def is_expired_at(now) -> models.Q:
     # The one definition of "expired": strictly past expires_at. A job whose expiry is exactly
     # now is still live, so the promise is never broken early.
+    return models.Q(expires_at__lt=now)
+
+
+class JobQuerySet(models.QuerySet):
     def expired(self, now=None):
-        return self.filter(expires_at__lt=now or timezone.now())
+        return self.filter(is_expired_at(now or timezone.now()))
 
     def live(self, now=None):
-        return self.filter(expires_at__gte=now or timezone.now())
+        return self.exclude(is_expired_at(now or timezone.now()))
+
+    def with_expired_flag(self, now=None):
+        """Each job with `is_expired`, computed by the database from the same definition."""
+        return self.annotate(
+            is_expired=models.ExpressionWrapper(
+                is_expired_at(now or timezone.now()), output_field=models.BooleanField()
+            )
+        )
 
     def bulk_create(self, objs, *args, **kwargs):
         # bulk_create skips save(), which is where expiry is otherwise filled in.
@@ -55,18 +67,15 @@ class Job(models.Model):
     def __str__(self):
         return f"Job {self.pk}"
 
+    def save(self, *args, **kwargs):
+        self.fill_expiry()
+        super().save(*args, **kwargs)
+
     def fill_expiry(self):
         if self.created_at is None:
             self.created_at = timezone.now()
         if self.expires_at is None:
             self.expires_at = expiry_for(self.created_at)
-
-    def save(self, *args, **kwargs):
-        self.fill_expiry()
-        super().save(*args, **kwargs)
-
-    def is_expired(self, now=None):
-        return self.expires_at < (now or timezone.now())
 
 
 class Payment(models.Model):

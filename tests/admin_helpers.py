@@ -3,7 +3,6 @@
 from html.parser import HTMLParser
 from importlib import import_module
 
-import pytest
 from django_celery_beat.models import PeriodicTask
 
 
@@ -75,13 +74,6 @@ def ensure_purge_schedule():
 
     migration = import_module("cleanup.migrations.0002_delete_expired_jobs_schedule")
     migration.create_schedule(apps, None)
-
-
-@pytest.fixture
-def staff(django_user_model):
-    return django_user_model.objects.create_user(
-        "operator", password="operator-pass", is_staff=True, is_superuser=True
-    )
 
 
 def save_schedule(staff_client, **changes):

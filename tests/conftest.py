@@ -57,6 +57,14 @@ def media_root(settings, tmp_path):
     return settings.MEDIA_ROOT
 
 
+@pytest.fixture
+def staff(django_user_model):
+    """A superuser who signs in to the admin."""
+    return django_user_model.objects.create_user(
+        "operator", password="operator-pass", is_staff=True, is_superuser=True
+    )
+
+
 @pytest.fixture(scope="session")
 def s3_server():
     server = S3Server().start()

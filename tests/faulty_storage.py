@@ -30,8 +30,12 @@ class PartitionedStorage(FileSystemStorage):
             pid = connection.connection.info.backend_pid
             db = connection.settings_dict
             with psycopg.connect(
-                host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"],
-                password=db["PASSWORD"] or None, dbname=db["NAME"], autocommit=True,
+                host=db["HOST"] or "127.0.0.1",
+                port=db["PORT"] or 5432,
+                user=db["USER"],
+                password=db["PASSWORD"] or None,
+                dbname=db["NAME"],
+                autocommit=True,
             ) as other:
                 other.execute("SELECT pg_terminate_backend(%s)", [pid])
         raise OSError("network is unreachable")

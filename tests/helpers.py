@@ -3,8 +3,8 @@ from datetime import timedelta
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
-from cleanup.services import cascade_paths
-from jobs.demo import create_full_job
+from cleanup.deletion import cascade_paths
+from jobs.demo import FILES_PER_JOB, ROWS_PER_JOB, create_full_job
 from jobs.models import Job, JobFile
 
 
@@ -12,7 +12,7 @@ def rows_of(job_id) -> dict[str, int]:
     """How many rows of each model belong to this job (all eight tables)."""
     return {
         model._meta.label: model._default_manager.filter(**{f"{path}pk": job_id}).count()
-        for model, path in cascade_paths()
+        for model, path in cascade_paths(Job)
     }
 
 
@@ -26,6 +26,8 @@ FULL_JOB_ROWS = {
     "jobs.Report": 1,
     "jobs.ReportKnowledge": 5,
 }
+assert sum(FULL_JOB_ROWS.values()) == ROWS_PER_JOB
+assert FULL_JOB_ROWS["jobs.JobFile"] == FILES_PER_JOB
 NO_ROWS = dict.fromkeys(FULL_JOB_ROWS, 0)
 
 
@@ -54,22 +56,30 @@ def job_ttl():
 
 
 def bulk_expired_jobs(count, *, by=timedelta(minutes=5)) -> list:
-    """`count` expired jobs with the full fan-out (19 rows, 4 file names each), in bulk.
+    """`count` expired jobs with the full fan-out (as create_full_job makes them), in bulk.
 
     The file names are rows only, no stored objects: for tests about rows and query counts.
     """
     from jobs.models import (
-        Payment, PaymentFailure, PhoneVerificationAttempt, Report, ReportKnowledge, SmsLog,
+        Payment,
+        PaymentFailure,
+        PhoneVerificationAttempt,
+        Report,
+        ReportKnowledge,
+        SmsLog,
     )
 
     created = timezone.now() - job_ttl() - by
-    jobs = Job.objects.bulk_create([
-        Job(created_at=created - timedelta(microseconds=i), status=Job.Status.REPORT_READY)
-        for i in range(count)
-    ])
+    jobs = Job.objects.bulk_create(
+        [
+            Job(created_at=created - timedelta(microseconds=i), status=Job.Status.REPORT_READY)
+            for i in range(count)
+        ]
+    )
     JobFile.objects.bulk_create(
         JobFile(job=job, kind=JobFile.Kind.AI_GENERATED, file=f"jobs/{job.pk}/{k}.png")
-        for job in jobs for k in range(4)
+        for job in jobs
+        for k in range(4)
     )
     for model, extra in [
         (SmsLog, {"phone_number": "010-0000-0000", "message": "code"}),
@@ -79,15 +89,15 @@ def bulk_expired_jobs(count, *, by=timedelta(minutes=5)) -> list:
     PaymentFailure.objects.bulk_create(
         PaymentFailure(job=job, provider="toss", amount=9900, code="DECLINED") for job in jobs
     )
-    Payment.objects.bulk_create(
-        Payment(job=job, provider="toss", amount=9900) for job in jobs
-    )
+    Payment.objects.bulk_create(Payment(job=job, provider="toss", amount=9900) for job in jobs)
     reports = Report.objects.bulk_create(Report(job=job, title="t", body="b") for job in jobs)
     ReportKnowledge.objects.bulk_create(
         ReportKnowledge(report=report, position=i, topic="t", content="c")
-        for report in reports for i in range(5)
+        for report in reports
+        for i in range(5)
     )
     return jobs
+
 
 def stored_job_files() -> set[str]:
     """Every object under the jobs prefix in the default storage, whatever the database says."""

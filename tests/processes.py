@@ -14,7 +14,7 @@ from django.db import connection
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_database_url() -> str:
+def child_database_url() -> str:
     db = connection.settings_dict
     auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
     return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
@@ -22,7 +22,7 @@ def test_database_url() -> str:
 
 def child_env(**extra) -> dict:
     """The environment a worker or beat needs to see what the test sees."""
-    env = {**os.environ, "DATABASE_URL": test_database_url()}
+    env = {**os.environ, "DATABASE_URL": child_database_url()}
     env["MEDIA_ROOT"] = str(settings.MEDIA_ROOT)
     env["CELERY_BROKER_URL"] = settings.CELERY_BROKER_URL
     env.update({k: str(v) for k, v in extra.items()})
@@ -35,7 +35,10 @@ def celery(*args, env=None, log_path=None):
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "fmr", *args],
-        cwd=ROOT, env=env or child_env(), stdout=log, stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env=env or child_env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     try:
@@ -70,7 +73,11 @@ def manage(*args, env=None, stdout=subprocess.PIPE, stderr=subprocess.PIPE):
     """`python manage.py <args>` in its own process group; the caller waits or kills it."""
     return subprocess.Popen(
         [sys.executable, "manage.py", *args],
-        cwd=ROOT, env=env or child_env(), stdout=stdout, stderr=stderr, text=True,
+        cwd=ROOT,
+        env=env or child_env(),
+        stdout=stdout,
+        stderr=stderr,
+        text=True,
         start_new_session=True,
     )
 
@@ -85,4 +92,4 @@ def database_url_with(**options) -> str:
     """The test database's URL with connection options, e.g. application_name, for a child."""
     from urllib.parse import urlencode
 
-    return f"{test_database_url()}?{urlencode(options)}"
+    return f"{child_database_url()}?{urlencode(options)}"

@@ -27,7 +27,9 @@ _ERROR_BODY = (
 )
 _ERROR_RESPONSE = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\n"
-    b"Content-Length: " + str(len(_ERROR_BODY)).encode() + b"\r\nConnection: close\r\n\r\n"
+    b"Content-Length: "
+    + str(len(_ERROR_BODY)).encode()
+    + b"\r\nConnection: close\r\n\r\n"
     + _ERROR_BODY
 )
 

@@ -3,19 +3,20 @@
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.test import Client
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from cleanup.models import PendingFileDeletion, PurgeRun
 from jobs.models import Job
-from tests.admin_helpers import (  # noqa: F401 - staff is a fixture
+from tests.admin_helpers import (
     ensure_purge_schedule,
     form_data,
     save_schedule,
-    staff,
 )
 from tests.helpers import expired_job, live_job
 
@@ -83,13 +84,44 @@ def test_users_who_are_not_staff_are_sent_to_the_login_page(customer_client, pag
     assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
 
 
+PURGE_NOW = "/admin/cleanup/purgerun/purge-now/"
+
+
 def test_non_staff_cannot_run_admin_actions(customer_client):
     job = expired_job(with_files=False)
+    response = customer_client.post(PURGE_NOW)
+    assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
+    pending = PendingFileDeletion.objects.create(name="jobs/x/original-1.png")
     response = customer_client.post(
-        "/admin/jobs/job/", {"action": "purge_expired_now", "_selected_action": [job.pk]}
+        "/admin/cleanup/pendingfiledeletion/",
+        {"action": "retry_now", "_selected_action": [pending.pk]},
     )
     assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
     assert Job.objects.filter(pk=job.pk).exists()
+    assert PendingFileDeletion.objects.filter(pk=pending.pk).exists()
+
+
+@pytest.fixture
+def viewer_client(django_user_model):
+    """Staff who may look at the purge's pages but hold neither action's permission."""
+    user = django_user_model.objects.create_user("viewer", password="x", is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(codename__startswith="view_"))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_purging_now_and_retrying_need_their_own_permissions(viewer_client, staff_client):
+    page = viewer_client.get("/admin/cleanup/purgerun/")
+    assert page.status_code == 200 and PURGE_NOW not in page.content.decode()
+    assert viewer_client.post(PURGE_NOW).status_code == 403
+    pending = PendingFileDeletion.objects.create(name="jobs/x/original-1.png")
+    page = viewer_client.get("/admin/cleanup/pendingfiledeletion/")
+    assert page.status_code == 200 and "retry_now" not in page.content.decode()
+    # Superusers hold both.
+    assert PURGE_NOW in staff_client.get("/admin/cleanup/purgerun/").content.decode()
+    assert "retry_now" in staff_client.get("/admin/cleanup/pendingfiledeletion/").content.decode()
+    assert PendingFileDeletion.objects.filter(pk=pending.pk).exists()
 
 
 def listed(response):
@@ -106,8 +138,12 @@ def test_the_jobs_list_filters_expired_and_live(staff_client):
 def test_purge_runs_are_listed_newest_first_and_filter_by_status(staff_client):
     now = timezone.now()
     old = PurgeRun.objects.create(
-        cutoff=now, batch_size=1, started_at=now - timedelta(hours=2), status="succeeded",
-        rows_deleted={"jobs.Job": 3, "jobs.SmsLog": 9}, jobs_deleted=3,
+        cutoff=now,
+        batch_size=1,
+        started_at=now - timedelta(hours=2),
+        status="succeeded",
+        rows_deleted={"jobs.Job": 3, "jobs.SmsLog": 9},
+        jobs_deleted=3,
     )
     new = PurgeRun.objects.create(cutoff=now, batch_size=1, started_at=now, status="failed")
     assert listed(staff_client.get("/admin/cleanup/purgerun/")) == [new, old]
@@ -119,9 +155,12 @@ def test_purge_runs_are_listed_newest_first_and_filter_by_status(staff_client):
 def test_purge_runs_cannot_be_added_changed_or_deleted_from_admin(staff_client):
     run = PurgeRun.objects.create(cutoff=timezone.now(), batch_size=1, status="succeeded")
     assert staff_client.get("/admin/cleanup/purgerun/add/").status_code == 403
-    assert staff_client.post(
-        f"/admin/cleanup/purgerun/{run.pk}/change/", {"status": "failed"}
-    ).status_code == 403
+    assert (
+        staff_client.post(
+            f"/admin/cleanup/purgerun/{run.pk}/change/", {"status": "failed"}
+        ).status_code
+        == 403
+    )
     assert staff_client.post(f"/admin/cleanup/purgerun/{run.pk}/delete/").status_code == 403
     run.refresh_from_db()
     assert run.status == "succeeded"
@@ -180,5 +219,7 @@ def test_an_admin_can_edit_the_crontab_itself(staff_client):
     assert staff_client.post(url, data).status_code == 302
     task = PeriodicTask.objects.get(name="delete-expired-jobs")
     assert (task.crontab.minute, task.crontab.hour, str(task.crontab.timezone)) == (
-        "15", "*", "Asia/Seoul",
+        "15",
+        "*",
+        "Asia/Seoul",
     )

@@ -10,10 +10,9 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from cleanup.models import PurgeRun
 from jobs.models import Job
-from tests.admin_helpers import (  # noqa: F401 - staff is a fixture
+from tests.admin_helpers import (
     ensure_purge_schedule,
     save_schedule,
-    staff,
 )
 from tests.helpers import NO_ROWS, expired_job, live_job, rows_of
 from tests.processes import celery, wait_until
@@ -32,7 +31,6 @@ def purge_schedule(transactional_db):
     ensure_purge_schedule()
 
 
-
 @pytest.fixture
 def default_queue():
     """Task names waiting in the default queue of this run's own broker database."""
@@ -47,11 +45,7 @@ def test_purge_now_enqueues_the_task_and_a_real_worker_runs_it(
 ):
     gone, kept = expired_job(), live_job()
     client.force_login(staff)
-    response = client.post(
-        "/admin/jobs/job/",
-        {"action": "purge_expired_now", "_selected_action": [kept.pk]},
-        follow=True,
-    )
+    response = client.post("/admin/cleanup/purgerun/purge-now/", follow=True)
     [message] = [str(m) for m in get_messages(response.wsgi_request)]
     assert message.startswith("Enqueued delete_expired_jobs")
     # The request only enqueued: the job is still there, the message waits in Redis.
@@ -63,7 +57,8 @@ def test_purge_now_enqueues_the_task_and_a_real_worker_runs_it(
             lambda: PurgeRun.objects.filter(
                 trigger=PurgeRun.Trigger.ADMIN, status=PurgeRun.Status.SUCCEEDED
             ).exists(),
-            60, message="the admin-triggered run",
+            60,
+            message="the admin-triggered run",
         )
     assert rows_of(gone.pk) == NO_ROWS
     assert Job.objects.filter(pk=kept.pk).exists()
@@ -81,8 +76,8 @@ def test_a_running_beat_follows_an_admin_edit_without_a_restart(
         client.force_login(staff)
         save_schedule(client, enabled="on", crontab="", interval=str(every_two_seconds.pk))
         wait_until(
-            lambda: "Sending due task delete-expired-jobs" in log.read_text(), 45,
+            lambda: "Sending due task delete-expired-jobs" in log.read_text(),
+            45,
             message="beat to send the task after the admin's edit",
         )
     assert default_queue()[0] == "delete_expired_jobs"
-

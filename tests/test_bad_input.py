@@ -82,7 +82,10 @@ def test_every_bad_flag_is_refused_clearly_and_deletes_nothing(args, message, ca
 def purge_command(database_url):
     return subprocess.run(
         [sys.executable, "manage.py", "purge_expired_jobs"],
-        cwd=ROOT, env=child_env(DATABASE_URL=database_url), capture_output=True, text=True,
+        cwd=ROOT,
+        env=child_env(DATABASE_URL=database_url),
+        capture_output=True,
+        text=True,
         timeout=120,
     )
 
@@ -109,8 +112,13 @@ def test_an_empty_sqlite_database_is_refused_with_a_hint_to_migrate(tmp_path):
 @pytest.mark.django_db
 def test_an_empty_postgresql_database_is_refused_with_a_hint_to_migrate():
     db = connection.settings_dict
-    server = dict(host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"],
-                  password=db["PASSWORD"] or None, autocommit=True)
+    server = {
+        "host": db["HOST"] or "127.0.0.1",
+        "port": db["PORT"] or 5432,
+        "user": db["USER"],
+        "password": db["PASSWORD"] or None,
+        "autocommit": True,
+    }
     name = f"{db['NAME']}_empty_{uuid.uuid4().hex[:6]}"
     with psycopg.connect(dbname="postgres", **server) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
@@ -217,8 +225,12 @@ def test_a_missing_bucket_configured_in_the_environment_exits_non_zero_and_loses
     )
 
     done = subprocess.run(
-        [sys.executable, "manage.py", "purge_expired_jobs"], cwd=ROOT, env=env,
-        capture_output=True, text=True, timeout=120,
+        [sys.executable, "manage.py", "purge_expired_jobs"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
     assert done.returncode == 1

@@ -51,8 +51,13 @@ def test_beat_follows_an_admin_schedule_change_and_the_worker_purges_on_time(tmp
 
     with (
         celery("worker", "--pool=solo", "--loglevel=INFO", log_path=worker_log) as worker,
-        celery("beat", "--loglevel=INFO", f"--pidfile={tmp_path / 'beat.pid'}",
-               f"--schedule={tmp_path / 'beat-schedule'}", log_path=beat_log) as beat,
+        celery(
+            "beat",
+            "--loglevel=INFO",
+            f"--pidfile={tmp_path / 'beat.pid'}",
+            f"--schedule={tmp_path / 'beat-schedule'}",
+            log_path=beat_log,
+        ) as beat,
     ):
         wait_until(lambda: "beat: Starting" in beat_log.read_text(), 60, message="beat to start")
         wait_until(lambda: "ready" in worker_log.read_text(), 60, message="the worker to start")
@@ -72,13 +77,22 @@ def test_beat_follows_an_admin_schedule_change_and_the_worker_purges_on_time(tmp
         # A job that is live now and expires shortly: a later period must take it.
         soon = live_job(remaining=timedelta(seconds=4))
 
-        wait_until(lambda: not Job.objects.filter(pk__in=[j.pk for j in gone]).exists(), 60,
-                   message="beat to purge the expired jobs")
+        wait_until(
+            lambda: not Job.objects.filter(pk__in=[j.pk for j in gone]).exists(),
+            60,
+            message="beat to purge the expired jobs",
+        )
         first_purge_after = time.monotonic() - changed
-        wait_until(lambda: not Job.objects.filter(pk=soon.pk).exists(), 60,
-                   message="the job that expired later to be purged")
-        wait_until(lambda: beat_runs().filter(status=PurgeRun.Status.SUCCEEDED).count() >= 3, 60,
-                   message="beat to keep running the purge every period")
+        wait_until(
+            lambda: not Job.objects.filter(pk=soon.pk).exists(),
+            60,
+            message="the job that expired later to be purged",
+        )
+        wait_until(
+            lambda: beat_runs().filter(status=PurgeRun.Status.SUCCEEDED).count() >= 3,
+            60,
+            message="beat to keep running the purge every period",
+        )
 
     # Both stopped on SIGTERM with a warm shutdown, not killed.
     assert worker.returncode == 0, worker_log.read_text()[-2000:]

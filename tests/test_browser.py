@@ -8,15 +8,21 @@ from pathlib import Path
 import pytest
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
-from tests.admin_helpers import ensure_purge_schedule, staff  # noqa: F401 - a fixture
+from tests.admin_helpers import ensure_purge_schedule
 from tests.conftest import REQUIRE_SERVICES
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 SCREENSHOT = ARTIFACTS / "admin-delete-expired-jobs-crontab.png"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 

@@ -7,6 +7,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from cleanup.models import PurgeRun
+from jobs.demo import ROWS_PER_JOB
 from jobs.models import Job
 from tests.helpers import expired_job, live_job
 
@@ -34,7 +35,7 @@ def test_json_output_is_the_result():
     data = json.loads(run("--json"))
     assert data["jobs_deleted"] == 1
     assert data["rows_deleted"]["jobs.SmsLog"] == 3
-    assert data["rows_total"] == 19
+    assert data["rows_total"] == ROWS_PER_JOB
     assert data["status"] == "succeeded"
     assert PurgeRun.objects.get(pk=data["run_id"]).trigger == PurgeRun.Trigger.COMMAND
 
@@ -55,8 +56,14 @@ def test_limit_and_batch_size_flags():
 
 
 @pytest.mark.parametrize(
-    "args", [["--batch-size", "0"], ["--batch-size", "-5"], ["--limit", "abc"], ["--limit", "0"],
-             ["--batch-size", "1.5"]],
+    "args",
+    [
+        ["--batch-size", "0"],
+        ["--batch-size", "-5"],
+        ["--limit", "abc"],
+        ["--limit", "0"],
+        ["--batch-size", "1.5"],
+    ],
 )
 def test_bad_arguments_are_refused_and_delete_nothing(args):
     expired_job(with_files=False)
@@ -68,7 +75,9 @@ def test_bad_arguments_are_refused_and_delete_nothing(args):
 def test_bad_arguments_exit_non_zero_with_a_clear_message():
     done = subprocess.run(
         [sys.executable, "manage.py", "purge_expired_jobs", "--batch-size", "zero"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode != 0
     assert "positive whole number" in done.stderr

@@ -89,3 +89,43 @@ def test_a_pending_name_that_a_live_row_still_uses_is_never_deleted():
 
     assert stored(names) == names
     assert not PendingFileDeletion.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_purge_takes_file_names_from_its_cascade_not_from_the_signal(settings):
+    """With the post_delete receivers gone (a deploy that disconnects them, a refactor that
+    loses them), the purge still records and deletes every file of the jobs it purges."""
+    from django.db.models.signals import post_delete
+
+    from jobs.models import JobFile
+
+    job, keep = expired_job(), live_job()
+    names, kept = file_names(job), file_names(keep)
+    uid = "cleanup.record_deleted_files.jobs.JobFile"
+    assert post_delete.disconnect(sender=JobFile, dispatch_uid=uid)
+    try:
+        result = purge_expired_jobs()
+    finally:
+        from cleanup.receivers import record_deleted_files
+
+        post_delete.connect(record_deleted_files, sender=JobFile, weak=False, dispatch_uid=uid)
+
+    assert result.files_deleted == 4 and rows_of(job.pk) == NO_ROWS
+    assert stored(names) == [] and stored(kept) == kept
+    assert not PendingFileDeletion.objects.exists()
+
+
+@pytest.mark.django_db
+def test_only_the_declared_file_models_have_their_files_deleted(settings):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from cleanup.file_models import file_models, validate_file_models
+    from jobs.models import JobFile
+
+    assert file_models() == [JobFile]
+    settings.CLEANUP_FILE_MODELS = ["jobs.Payment"]  # no FileField
+    with pytest.raises(ImproperlyConfigured, match="no FileField"):
+        validate_file_models()
+    settings.CLEANUP_FILE_MODELS = ["nosuch.Model"]
+    with pytest.raises(ImproperlyConfigured, match="not an installed model"):
+        validate_file_models()

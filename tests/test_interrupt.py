@@ -52,7 +52,11 @@ def test_a_terminal_gets_a_progress_bar_with_eta_then_the_summary():
     try:
         done = subprocess.run(
             [sys.executable, "manage.py", "purge_expired_jobs", "--batch-size", "1"],
-            cwd=ROOT, env=child_env(), stdout=subprocess.PIPE, stderr=secondary, timeout=60,
+            cwd=ROOT,
+            env=child_env(),
+            stdout=subprocess.PIPE,
+            stderr=secondary,
+            timeout=60,
         )
         os.close(secondary)
         terminal = read_all(primary)
@@ -88,7 +92,11 @@ def test_ctrl_c_stops_after_the_current_batch_and_leaves_no_job_half_deleted():
     jobs = [expired_job().pk for _ in range(BACKLOG)]
     process = subprocess.Popen(
         [sys.executable, "manage.py", "purge_expired_jobs", "--batch-size", "1"],
-        cwd=ROOT, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     seen = []
     for line in process.stderr:
@@ -114,4 +122,4 @@ def test_ctrl_c_stops_after_the_current_batch_and_leaves_no_job_half_deleted():
             assert rows_of(pk) == FULL_JOB_ROWS
         else:
             assert sum(rows_of(pk).values()) == 0
-    assert "run #%d: interrupted" % run.pk in out
+    assert f"run #{run.pk}: interrupted" in out

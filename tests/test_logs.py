@@ -1,19 +1,22 @@
 """The purge's logs: one structured line per batch and per run, counts only."""
 
+import json
+import logging
 import re
 
 import pytest
 
+from cleanup.logs import JsonFormatter, KeyValueFormatter, fields_of
 from cleanup.services import purge_expired_jobs
 from tests.helpers import expired_job, file_names
 
 pytestmark = pytest.mark.django_db
 
-LINE = re.compile(r"^purge\.(batch|run)( [a-z_]+=[\w.]+)+$")
+LINE = re.compile(r" purge\.(batch|run)( [a-z_]+=[\w.]+)+$")
 
 
-def fields(message) -> dict[str, str]:
-    return dict(pair.split("=", 1) for pair in message.split()[1:])
+def cleanup_records(caplog):
+    return [r for r in caplog.records if r.name.startswith("cleanup.")]
 
 
 def test_one_key_value_line_per_batch_and_one_per_run_without_personal_data(caplog):
@@ -25,15 +28,39 @@ def test_one_key_value_line_per_batch_and_one_per_run_without_personal_data(capl
 
     result = purge_expired_jobs(batch_size=2)
 
-    messages = [r.getMessage() for r in caplog.records if r.name == "cleanup"]
-    assert [m.split()[0] for m in messages] == ["purge.batch", "purge.batch", "purge.run"]
-    for message in messages:
-        assert LINE.match(message), message
-        assert not any(value in message for value in personal), message
-    batches = [fields(m) for m in messages[:2]]
-    run = fields(messages[2])
-    assert {b["run"] for b in batches} == {run["run"]} == {str(result.run_id)}
-    assert [b["jobs"] for b in batches] == ["2", "1"]
-    assert sum(int(b["rows"]) for b in batches) == int(run["rows"]) == 57
-    assert run["status"] == "succeeded" and run["files_deleted"] == "12"
+    records = cleanup_records(caplog)
+    assert [r.getMessage() for r in records] == ["purge.batch", "purge.batch", "purge.run"]
+    # Each module logs under its own name, below the app's logger.
+    assert {r.name for r in records} == {"cleanup.services.purge"}
+    for record in records:
+        line = KeyValueFormatter().format(record)
+        assert LINE.search(line), line
+        assert not any(value in line for value in personal), line
+    batches = [fields_of(r) for r in records[:2]]
+    run = fields_of(records[2])
+    assert {b["run"] for b in batches} == {run["run"]} == {result.run_id}
+    assert [b["jobs"] for b in batches] == [2, 1]
+    assert sum(b["rows"] for b in batches) == run["rows"] == 57
+    assert run["status"] == "succeeded" and run["files_deleted"] == 12
     assert all("duration_ms" in f for f in [*batches, run])
+
+
+def test_the_json_format_is_one_object_per_line_with_the_same_fields(caplog):
+    expired_job()
+    caplog.set_level("INFO", logger="cleanup")
+
+    purge_expired_jobs()
+
+    for record in cleanup_records(caplog):
+        line = JsonFormatter().format(record)
+        assert "\n" not in line
+        entry = json.loads(line)
+        assert entry["event"] == record.getMessage() and entry["logger"] == record.name
+        assert {k: entry[k] for k in fields_of(record)} == fields_of(record)
+
+
+def test_other_libraries_extras_are_not_repeated_as_fields():
+    record = logging.makeLogRecord(
+        {"msg": "Task succeeded", "data": {"id": "x", "return_value": "{...}"}, "runtime": 0.5}
+    )
+    assert KeyValueFormatter().format(record).endswith("Task succeeded runtime=0.5")

@@ -15,14 +15,21 @@ from cleanup.services import purge_expired_jobs
 from jobs.models import Job
 
 ZONES = [
-    "UTC", "Asia/Seoul", "America/Los_Angeles", "Europe/London", "Asia/Kathmandu",
-    "America/St_Johns", "Pacific/Chatham", "Pacific/Kiritimati", "Pacific/Pago_Pago",
+    "UTC",
+    "Asia/Seoul",
+    "America/Los_Angeles",
+    "Europe/London",
+    "Asia/Kathmandu",
+    "America/St_Johns",
+    "Pacific/Chatham",
+    "Pacific/Kiritimati",
+    "Pacific/Pago_Pago",
 ]
 zones = st.sampled_from(ZONES)
 # Mostly anywhere within 5 s of now, at microsecond resolution, and often right on the edge.
-offsets = st.one_of(
-    st.sampled_from([0, -1, 1]), st.integers(-5_000_000, 5_000_000)
-).map(lambda us: timedelta(microseconds=us))
+offsets = st.one_of(st.sampled_from([0, -1, 1]), st.integers(-5_000_000, 5_000_000)).map(
+    lambda us: timedelta(microseconds=us)
+)
 jobs_around_now = st.lists(st.tuples(offsets, zones), min_size=1, max_size=12)
 
 
@@ -50,7 +57,9 @@ class NeverTooEarly(TestCase):
         with timezone.override(purge_zone):
             result = purge_expired_jobs(now=now)
 
-        expected_kept = {job.pk for job, (offset, _) in zip(jobs, around) if offset >= timedelta(0)}
+        expected_kept = {
+            job.pk for job, (offset, _) in zip(jobs, around, strict=True) if offset >= timedelta(0)
+        }
         assert set(Job.objects.values_list("pk", flat=True)) == expected_kept
         assert result.jobs_deleted == len(jobs) - len(expected_kept)
 

@@ -125,14 +125,18 @@ def test_a_run_whose_process_died_is_recorded_as_abandoned_but_a_live_one_is_lef
     settings.CLEANUP_STALE_RUN = timedelta(minutes=30)
     now = timezone.now()
     dead = PurgeRun.objects.create(
-        cutoff=now, batch_size=10, started_at=now - timedelta(hours=2),
+        cutoff=now,
+        batch_size=10,
+        started_at=now - timedelta(hours=2),
         heartbeat_at=now - timedelta(minutes=31),
     )
     never_beat = PurgeRun.objects.create(
         cutoff=now, batch_size=10, started_at=now - timedelta(minutes=31)
     )
     slow_but_alive = PurgeRun.objects.create(
-        cutoff=now, batch_size=10, started_at=now - timedelta(hours=2),
+        cutoff=now,
+        batch_size=10,
+        started_at=now - timedelta(hours=2),
         heartbeat_at=now - timedelta(minutes=5),
     )
     just_started = PurgeRun.objects.create(cutoff=now, batch_size=10, started_at=now)

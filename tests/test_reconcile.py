@@ -54,7 +54,10 @@ def planted(any_storage):
     time.sleep(2.1)
     young_orphan = plant()
     return {
-        "held": held, "pending": pending, "old_orphan": old_orphan, "outside": outside,
+        "held": held,
+        "pending": pending,
+        "old_orphan": old_orphan,
+        "outside": outside,
         "young_orphan": young_orphan,
         # A clock at which the grace period ends between the old objects and the young one.
         "now": old_enough + timedelta(seconds=1) + GRACE,
@@ -62,8 +65,13 @@ def planted(any_storage):
 
 
 def everything(planted):
-    return [*planted["held"], planted["pending"], planted["old_orphan"], planted["outside"],
-            planted["young_orphan"]]
+    return [
+        *planted["held"],
+        planted["pending"],
+        planted["old_orphan"],
+        planted["outside"],
+        planted["young_orphan"],
+    ]
 
 
 def test_report_only_finds_the_old_orphan_and_deletes_nothing(planted):
@@ -200,7 +208,9 @@ def test_a_bad_grace_is_refused_and_deletes_nothing(grace):
 def test_a_bad_grace_exits_non_zero_with_a_clear_message():
     done = subprocess.run(
         [sys.executable, "manage.py", "reconcile_storage", "--grace", "-1"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode != 0
     assert "number of minutes (0 or more)" in done.stderr
@@ -231,7 +241,11 @@ def test_migrate_creates_the_daily_schedule_in_seoul_time_deleting_by_default():
     assert json.loads(task.kwargs) == {"delete": True, "grace_minutes": 60}
     cron = task.crontab
     assert (cron.minute, cron.hour, cron.day_of_month, cron.month_of_year, cron.day_of_week) == (
-        "30", "4", "*", "*", "*",
+        "30",
+        "4",
+        "*",
+        "*",
+        "*",
     )
     assert str(cron.timezone) == "Asia/Seoul"
 

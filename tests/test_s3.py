@@ -52,8 +52,10 @@ def seed_expired_jobs(bucket, jobs: int, files_per_job: int = 4) -> list[str]:
     batch = Job.objects.bulk_create([Job(created_at=created) for _ in range(jobs)])
     rows = [
         JobFile(
-            job=job, kind=JobFile.Kind.ORIGINAL if i == 0 else JobFile.Kind.AI_GENERATED,
-            file=f"{UPLOAD_PREFIX}/{job.pk}/file{i}-{uuid.uuid4().hex}.png", size=8,
+            job=job,
+            kind=JobFile.Kind.ORIGINAL if i == 0 else JobFile.Kind.AI_GENERATED,
+            file=f"{UPLOAD_PREFIX}/{job.pk}/file{i}-{uuid.uuid4().hex}.png",
+            size=8,
         )
         for job in batch
         for i in range(files_per_job)
@@ -66,13 +68,22 @@ def seed_expired_jobs(bucket, jobs: int, files_per_job: int = 4) -> list[str]:
 
 def deny_deletes(bucket, key):
     """A bucket policy that refuses deleting one key: S3 answers it in DeleteObjects' Errors."""
-    bucket.client.put_bucket_policy(Bucket=bucket.name, Policy=json.dumps({
-        "Version": "2012-10-17",
-        "Statement": [{
-            "Effect": "Deny", "Principal": "*", "Action": "s3:DeleteObject",
-            "Resource": f"arn:aws:s3:::{bucket.name}/{key}",
-        }],
-    }))
+    bucket.client.put_bucket_policy(
+        Bucket=bucket.name,
+        Policy=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Deny",
+                        "Principal": "*",
+                        "Action": "s3:DeleteObject",
+                        "Resource": f"arn:aws:s3:::{bucket.name}/{key}",
+                    }
+                ],
+            }
+        ),
+    )
 
 
 @pytest.mark.slow
@@ -181,15 +192,22 @@ def test_an_outage_costs_a_run_one_failed_request_not_one_per_batch(s3_bucket, s
     counter.close()
     assert result.jobs_deleted == 4 and result.files_pending == 16
     # Retries of that one request are bounded by AWS_S3_MAX_ATTEMPTS; no later batch tries.
-    assert counter.sent["DeleteObjects"] == settings.AWS_S3_MAX_ATTEMPTS
+    assert (
+        counter.sent["DeleteObjects"] == settings.AWS_S3_CLIENT_CONFIG.retries["total_max_attempts"]
+    )
     assert PendingFileDeletion.objects.count() == 16
 
 
 def test_the_storage_client_uses_the_bounded_timeouts_from_settings(s3_bucket, settings):
+    # AWS_S3_CONNECT_TIMEOUT, AWS_S3_READ_TIMEOUT and AWS_S3_MAX_ATTEMPTS (environment) feed
+    # django-storages' own AWS_S3_CLIENT_CONFIG; their defaults are 5 s, 30 s and 3 attempts.
     config = storage.get_storage().connection.meta.client.meta.config
-    assert config.connect_timeout == settings.AWS_S3_CONNECT_TIMEOUT
-    assert config.read_timeout == settings.AWS_S3_READ_TIMEOUT
-    assert config.retries["total_max_attempts"] == settings.AWS_S3_MAX_ATTEMPTS
+    assert (config.connect_timeout, config.read_timeout) == (5, 30)
+    assert config.retries["total_max_attempts"] == 3
+    assert (
+        config.retries["total_max_attempts"]
+        == (settings.AWS_S3_CLIENT_CONFIG.retries["total_max_attempts"])
+    )
 
 
 @pytest.mark.django_db(transaction=True)  # the purge runs in a thread: its own connection

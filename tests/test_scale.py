@@ -16,9 +16,17 @@ from cleanup.deletion import delete_cascading
 from cleanup.models import PendingFileDeletion, PurgeRun
 from cleanup.services import plan_purge, purge_expired_chunk, purge_expired_jobs
 from cleanup.tasks import delete_expired_jobs
+from jobs.demo import FILES_PER_JOB, ROWS_PER_JOB
 from jobs.models import Job
 from tests.helpers import (
-    FULL_JOB_ROWS, NO_ROWS, bulk_expired_jobs, expired_job, file_names, live_job, rows_of, stored,
+    FULL_JOB_ROWS,
+    NO_ROWS,
+    bulk_expired_jobs,
+    expired_job,
+    file_names,
+    live_job,
+    rows_of,
+    stored,
 )
 from tests.processes import ROOT, celery, child_env, wait_until
 
@@ -49,10 +57,10 @@ def test_the_purge_cascade_deletes_every_dependent_row_and_sends_every_post_dele
     jobs = bulk_expired_jobs(130)
     kept = live_job()
 
-    total, per_model = delete_cascading(Job.objects.filter(pk__in=[j.pk for j in jobs]))
+    cascade = delete_cascading(Job.objects.filter(pk__in=[j.pk for j in jobs]))
 
     expected = {label: 130 * n for label, n in FULL_JOB_ROWS.items()}
-    assert per_model == expected and total == 130 * 19
+    assert cascade.per_model == expected and cascade.total == 130 * ROWS_PER_JOB
     assert dict(deleted_instances) == expected
     assert all(rows_of(job.pk) == NO_ROWS for job in jobs)
     assert rows_of(kept.pk) == FULL_JOB_ROWS
@@ -89,19 +97,25 @@ def test_three_purges_side_by_side_delete_each_job_once(tmp_path):
     command = [sys.executable, "manage.py", "purge_expired_jobs", "--json", "--batch-size", "4"]
 
     processes = [
-        subprocess.Popen(command, cwd=ROOT, env=child_env(), stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=child_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(3)
     ]
     outputs = [p.communicate(timeout=300) for p in processes]
 
-    for process, (out, err) in zip(processes, outputs):
+    for process, (_, err) in zip(processes, outputs, strict=True):
         assert process.returncode == 0, err
     results = [json.loads(out) for out, _ in outputs]
     assert sum(r["jobs_deleted"] > 0 for r in results) >= 2  # they really purged side by side
     assert sum(r["jobs_deleted"] for r in results) == 300
-    assert sum(r["rows_total"] for r in results) == 300 * 19
-    assert sum(r["files_deleted"] for r in results) == 300 * 4
+    assert sum(r["rows_total"] for r in results) == 300 * ROWS_PER_JOB
+    assert sum(r["files_deleted"] for r in results) == 300 * FILES_PER_JOB
     assert all(r["status"] == "succeeded" and not r["error"] for r in results)
     assert Job.objects.count() == 3
     assert all(rows_of(job.pk) == FULL_JOB_ROWS for job in kept)
@@ -153,12 +167,20 @@ def test_a_real_worker_fans_a_large_backlog_out_and_purges_all_of_it(tmp_path):
     queue = f"test-{uuid.uuid4().hex[:8]}"
     env = child_env(CLEANUP_BATCH_SIZE=5, CLEANUP_MAX_PARALLEL=3, CLEANUP_SUBTASK_SECONDS=1)
 
-    with celery("worker", "--concurrency=2", "-Q", queue, "--loglevel=INFO", env=env,
-                log_path=tmp_path / "worker.log"):
+    with celery(
+        "worker",
+        "--concurrency=2",
+        "-Q",
+        queue,
+        "--loglevel=INFO",
+        env=env,
+        log_path=tmp_path / "worker.log",
+    ):
         delete_expired_jobs.apply_async(queue=queue)
         wait_until(lambda: Job.objects.count() == 1, 120, message="the fanned-out purge")
         wait_until(
-            lambda: not PurgeRun.objects.filter(status=PurgeRun.Status.RUNNING).exists(), 60,
+            lambda: not PurgeRun.objects.filter(status=PurgeRun.Status.RUNNING).exists(),
+            60,
             message="every subtask to finish",
         )
 

@@ -33,7 +33,11 @@ def test_migrate_creates_the_hourly_schedule_in_seoul_time():
     assert task.enabled
     cron = task.crontab
     assert (cron.minute, cron.hour, cron.day_of_month, cron.month_of_year, cron.day_of_week) == (
-        "0", "*", "*", "*", "*",
+        "0",
+        "*",
+        "*",
+        "*",
+        "*",
     )
     assert str(cron.timezone) == "Asia/Seoul"
 

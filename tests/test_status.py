@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from cleanup.models import PendingFileDeletion, PurgeRun
 from cleanup.services import purge_expired_jobs, purge_status
+from jobs.demo import FILES_PER_JOB, ROWS_PER_JOB
 from tests.helpers import expired_job, live_job
 from tests.processes import ROOT, child_env
 
@@ -72,7 +73,10 @@ def test_the_last_successful_run_and_its_counts_are_shown():
     assert facts.last_success["files_deleted"] == 4
     assert facts.last_run["status"] == "failed"
     output = status_command()
-    assert f"run #{done.run_id} (beat)" in output and "1 job(s), 19 row(s), 4 file(s)" in output
+    assert (
+        f"run #{done.run_id} (beat)" in output
+        and f"1 job(s), {ROWS_PER_JOB} row(s), {FILES_PER_JOB} file(s)" in output
+    )
 
 
 @pytest.mark.parametrize("bad", ["abc", "-5", "nan", "inf", "1e400"])
@@ -86,8 +90,12 @@ def test_a_bad_max_overdue_is_refused_clearly(bad):
 def test_exit_status_as_cron_or_kubernetes_sees_it():
     def run(*args):
         return subprocess.run(
-            [sys.executable, "manage.py", "purge_status", *args], cwd=ROOT, env=child_env(),
-            capture_output=True, text=True, timeout=60,
+            [sys.executable, "manage.py", "purge_status", *args],
+            cwd=ROOT,
+            env=child_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
 
     live_job(with_files=False)

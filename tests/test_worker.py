@@ -24,12 +24,14 @@ def test_a_real_worker_purges_expired_jobs_and_keeps_live_ones(tmp_path):
     gone_files, kept_files = file_names(gone), file_names(kept)
     queue = f"test-{uuid.uuid4().hex[:8]}"
 
-    with celery("worker", "--pool=solo", "-Q", queue, "--loglevel=INFO",
-                log_path=tmp_path / "worker.log"):
+    with celery(
+        "worker", "--pool=solo", "-Q", queue, "--loglevel=INFO", log_path=tmp_path / "worker.log"
+    ):
         delete_expired_jobs.apply_async(queue=queue)
         wait_until(lambda: not Job.objects.filter(pk=gone.pk).exists(), 60, message="the purge")
         wait_until(
-            lambda: PurgeRun.objects.filter(status=PurgeRun.Status.SUCCEEDED).exists(), 30,
+            lambda: PurgeRun.objects.filter(status=PurgeRun.Status.SUCCEEDED).exists(),
+            30,
             message="the run record",
         )
 

@@ -5,48 +5,92 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='PendingFileDeletion',
+            name="PendingFileDeletion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=512, unique=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('last_error', models.TextField(blank=True)),
-                ('next_attempt_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=512, unique=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("last_error", models.TextField(blank=True)),
+                (
+                    "next_attempt_at",
+                    models.DateTimeField(db_index=True, default=django.utils.timezone.now),
+                ),
             ],
             options={
-                'ordering': ['created_at'],
+                "ordering": ["created_at"],
             },
         ),
         migrations.CreateModel(
-            name='PurgeRun',
+            name="PurgeRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('started_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('trigger', models.CharField(choices=[('beat', 'Celery Beat'), ('task', 'Celery task'), ('command', 'Management command'), ('admin', 'Django admin'), ('shell', 'Python call')], default='shell', max_length=16)),
-                ('status', models.CharField(choices=[('running', 'Running'), ('succeeded', 'Succeeded'), ('files_pending', 'Rows purged, files pending'), ('failed', 'Failed'), ('interrupted', 'Interrupted')], db_index=True, default='running', max_length=16)),
-                ('dry_run', models.BooleanField(default=False)),
-                ('cutoff', models.DateTimeField(help_text='Jobs with expires_at before this were purged.')),
-                ('batch_size', models.PositiveIntegerField()),
-                ('limit', models.PositiveIntegerField(blank=True, null=True)),
-                ('batches', models.PositiveIntegerField(default=0)),
-                ('jobs_deleted', models.PositiveIntegerField(default=0)),
-                ('rows_deleted', models.JSONField(blank=True, default=dict)),
-                ('files_deleted', models.PositiveIntegerField(default=0)),
-                ('files_pending', models.PositiveIntegerField(default=0)),
-                ('error', models.TextField(blank=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "started_at",
+                    models.DateTimeField(db_index=True, default=django.utils.timezone.now),
+                ),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "trigger",
+                    models.CharField(
+                        choices=[
+                            ("beat", "Celery Beat"),
+                            ("task", "Celery task"),
+                            ("command", "Management command"),
+                            ("admin", "Django admin"),
+                            ("shell", "Python call"),
+                        ],
+                        default="shell",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("files_pending", "Rows purged, files pending"),
+                            ("failed", "Failed"),
+                            ("interrupted", "Interrupted"),
+                        ],
+                        db_index=True,
+                        default="running",
+                        max_length=16,
+                    ),
+                ),
+                ("dry_run", models.BooleanField(default=False)),
+                (
+                    "cutoff",
+                    models.DateTimeField(help_text="Jobs with expires_at before this were purged."),
+                ),
+                ("batch_size", models.PositiveIntegerField()),
+                ("limit", models.PositiveIntegerField(blank=True, null=True)),
+                ("batches", models.PositiveIntegerField(default=0)),
+                ("jobs_deleted", models.PositiveIntegerField(default=0)),
+                ("rows_deleted", models.JSONField(blank=True, default=dict)),
+                ("files_deleted", models.PositiveIntegerField(default=0)),
+                ("files_pending", models.PositiveIntegerField(default=0)),
+                ("error", models.TextField(blank=True)),
             ],
             options={
-                'ordering': ['-started_at'],
+                "ordering": ["-started_at"],
             },
         ),
     ]

@@ -20,7 +20,11 @@ def create_schedule(apps, schema_editor):
         return
     # 04:30 in Seoul: the quietest hour, and away from the hourly purge at minute 0.
     crontab, _ = CrontabSchedule.objects.get_or_create(
-        minute="30", hour="4", day_of_month="*", month_of_year="*", day_of_week="*",
+        minute="30",
+        hour="4",
+        day_of_month="*",
+        month_of_year="*",
+        day_of_week="*",
         timezone="Asia/Seoul",
     )
     PeriodicTask.objects.create(

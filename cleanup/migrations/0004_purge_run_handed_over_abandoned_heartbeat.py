@@ -4,20 +4,32 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('cleanup', '0003_reconcile_storage_schedule'),
+        ("cleanup", "0003_reconcile_storage_schedule"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='purgerun',
-            name='heartbeat_at',
+            model_name="purgerun",
+            name="heartbeat_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AlterField(
-            model_name='purgerun',
-            name='status',
-            field=models.CharField(choices=[('running', 'Running'), ('succeeded', 'Succeeded'), ('files_pending', 'Rows purged, files pending'), ('failed', 'Failed'), ('interrupted', 'Interrupted'), ('handed_over', 'Time budget used, handed over'), ('abandoned', 'Abandoned (process died)')], db_index=True, default='running', max_length=16),
+            model_name="purgerun",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("running", "Running"),
+                    ("succeeded", "Succeeded"),
+                    ("files_pending", "Rows purged, files pending"),
+                    ("failed", "Failed"),
+                    ("interrupted", "Interrupted"),
+                    ("handed_over", "Time budget used, handed over"),
+                    ("abandoned", "Abandoned (process died)"),
+                ],
+                db_index=True,
+                default="running",
+                max_length=16,
+            ),
         ),
     ]

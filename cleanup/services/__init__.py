@@ -7,14 +7,7 @@ reconcile: stored objects nothing names.
 
 from .fanout import SUBTASK_EXPIRES_SECONDS, ChunkResult, PurgePlan, plan_purge, purge_expired_chunk
 from .files import FileDeletion, delete_pending_files
-from .purge import (
-    MAX_SIZE,
-    PurgeNotPossible,
-    PurgeResult,
-    cascade_paths,
-    check_database_ready,
-    purge_expired_jobs,
-)
+from .purge import PurgeNotPossible, PurgeResult, purge_expired_jobs
 from .reconcile import RECONCILE_GRACE, ReconcileResult, reconcile_storage
 from .status import (
     PurgeStatus,
@@ -25,7 +18,6 @@ from .status import (
 )
 
 __all__ = [
-    "MAX_SIZE",
     "RECONCILE_GRACE",
     "SUBTASK_EXPIRES_SECONDS",
     "ChunkResult",
@@ -35,8 +27,6 @@ __all__ = [
     "PurgeResult",
     "PurgeStatus",
     "ReconcileResult",
-    "cascade_paths",
-    "check_database_ready",
     "count_expired_jobs",
     "delete_pending_files",
     "overdue_limit",

@@ -14,7 +14,7 @@ from jobs.models import Job
 from ..models import PurgeRun
 from .purge import PurgeResult, check_positive, purge_expired_jobs
 
-logger = logging.getLogger("cleanup")
+logger = logging.getLogger(__name__)
 
 # A queued subtask older than this is pointless: the next hourly run plans afresh.
 SUBTASK_EXPIRES_SECONDS = 50 * 60
@@ -42,9 +42,12 @@ class PurgePlan:
 
     def as_dict(self) -> dict:
         return {
-            "fan_out": not self.inline, "cutoff": self.cutoff.isoformat(),
-            "batch_size": self.batch_size, "backlog_at_least": self.backlog,
-            "subtasks_running": self.running, "subtasks_started": self.subtasks,
+            "fan_out": not self.inline,
+            "cutoff": self.cutoff.isoformat(),
+            "batch_size": self.batch_size,
+            "backlog_at_least": self.backlog,
+            "subtasks_running": self.running,
+            "subtasks_started": self.subtasks,
         }
 
 
@@ -66,8 +69,12 @@ def plan_purge(
     # Bounded: counting a million-job backlog exactly would cost more than the decision needs.
     backlog = Job.objects.expired(cutoff)[: batch_size * max_parallel + 1].count()
     plan = PurgePlan(
-        cutoff=cutoff, batch_size=batch_size, max_parallel=max_parallel, backlog=backlog,
-        running=0, subtasks=0,
+        cutoff=cutoff,
+        batch_size=batch_size,
+        max_parallel=max_parallel,
+        backlog=backlog,
+        running=0,
+        subtasks=0,
     )
     if plan.inline:
         return plan
@@ -75,8 +82,12 @@ def plan_purge(
     wanted = -(-backlog // batch_size)
     plan.subtasks = max(0, min(max_parallel - plan.running, wanted))
     logger.info(
-        "purge.plan backlog_at_least=%s running=%s subtasks=%s", backlog, plan.running,
-        plan.subtasks,
+        "purge.plan",
+        extra={
+            "backlog_at_least": backlog,
+            "running": plan.running,
+            "subtasks": plan.subtasks,
+        },
     )
     return plan
 
@@ -85,7 +96,8 @@ def _running_subtasks() -> int:
     # A worker killed mid-run leaves its run open; after two subtask lengths it no longer counts.
     stale = timedelta(seconds=2 * settings.CLEANUP_SUBTASK_SECONDS + 60)
     return PurgeRun.objects.filter(
-        trigger=PurgeRun.Trigger.TASK, status=PurgeRun.Status.RUNNING,
+        trigger=PurgeRun.Trigger.TASK,
+        status=PurgeRun.Status.RUNNING,
         started_at__gte=timezone.now() - stale,
     ).count()
 
@@ -112,7 +124,9 @@ def purge_expired_chunk(
     deadline = time.monotonic() + seconds
     checks = itertools.count()
     result = purge_expired_jobs(
-        now=cutoff, batch_size=batch_size, trigger=PurgeRun.Trigger.TASK,
+        now=cutoff,
+        batch_size=batch_size,
+        trigger=PurgeRun.Trigger.TASK,
         # Never before the first batch: every subtask makes progress, however small its budget.
         should_stop=lambda: next(checks) > 0 and time.monotonic() >= deadline,
         stopped_status=PurgeRun.Status.HANDED_OVER,

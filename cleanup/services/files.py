@@ -8,8 +8,8 @@ from django.utils import timezone
 
 from .. import storage
 from ..deletion import among
+from ..file_models import file_fields, file_models
 from ..models import PendingFileDeletion
-from ..receivers import file_fields, models_with_files
 
 # Per-key failures (a bad key, a permission) back off so they do not cost every run a request;
 # an outage of the whole endpoint does not: every name is retried as soon as a run comes.
@@ -68,7 +68,8 @@ def _delete_chunk(names, now) -> FileDeletion:
     gone = outcome.deleted + list(referenced)
     deleted = sum(_forget_pending(part) for part in _param_chunks(gone))
     result = FileDeletion(
-        deleted=min(deleted, len(outcome.deleted)), failed=len(outcome.failed),
+        deleted=min(deleted, len(outcome.deleted)),
+        failed=len(outcome.failed),
         requests=outcome.requests,
     )
     if outcome.failed:
@@ -95,7 +96,7 @@ def _forget_pending(names) -> int:
 def referenced_names(names) -> set[str]:
     # A name a live row still points at is not garbage, whatever the pending table says.
     referenced = set()
-    for model in models_with_files():
+    for model in file_models():
         for f in file_fields(model):
             for part in _param_chunks(names):
                 referenced.update(

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
 from django.conf import settings
-from django.db import DatabaseError, connection, models, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.db.models import Q
 from django.utils import timezone
@@ -14,12 +14,12 @@ from django.utils import timezone
 from jobs.models import Job
 
 from .. import storage
-from ..deletion import among, delete_cascading
+from ..deletion import among, cascade_paths, delete_cascading
+from ..file_models import file_fields, file_models, names_of
 from ..models import PendingFileDeletion, PurgeRun
-from ..receivers import file_fields, gathering_deleted_files
 from .files import FileDeletion, delete_pending_files
 
-logger = logging.getLogger("cleanup")
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -49,14 +49,6 @@ class PurgeResult:
         data["cutoff"] = self.cutoff.isoformat()
         data["rows_total"] = self.rows_total
         return data
-
-
-def cascade_paths(model=Job, prefix=""):
-    """Every model a Job delete cascades to, with the lookup path back to the job."""
-    yield model, prefix
-    for rel in model._meta.related_objects:
-        if rel.on_delete is models.CASCADE:
-            yield from cascade_paths(rel.related_model, f"{rel.field.name}__{prefix}")
 
 
 def purge_expired_jobs(
@@ -89,7 +81,7 @@ def purge_expired_jobs(
         trigger=trigger, cutoff=cutoff, batch_size=batch_size, limit=limit, dry_run=dry_run
     )
     started = time.monotonic()
-    progress = _Progress(rows=dict.fromkeys((m._meta.label for m, _ in cascade_paths()), 0))
+    progress = _Progress(rows=dict.fromkeys((m._meta.label for m, _ in cascade_paths(Job)), 0))
     try:
         if dry_run:
             _count_expired(cutoff, limit, progress)
@@ -108,7 +100,9 @@ def purge_expired_jobs(
         status = PurgeRun.Status.SUCCEEDED
     error = ""
     if progress.files.failed:
-        error = f"{progress.files.failed} file(s) left pending: {'; '.join(progress.files.errors[:3])}"
+        error = (
+            f"{progress.files.failed} file(s) left pending: {'; '.join(progress.files.errors[:3])}"
+        )
     return _finish(run, progress, started, status, error)
 
 
@@ -129,9 +123,7 @@ MAX_SIZE = 2_147_483_647
 
 def check_positive(name, value):
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SIZE:
-        raise ValueError(
-            f"{name} must be a positive whole number up to {MAX_SIZE}, got {value!r}"
-        )
+        raise ValueError(f"{name} must be a positive whole number up to {MAX_SIZE}, got {value!r}")
 
 
 def _expired_ids(cutoff, size, *, lock):
@@ -144,9 +136,11 @@ def _expired_ids(cutoff, size, *, lock):
 
 def _count_expired(cutoff, limit, progress):
     chosen = _expired_ids(cutoff, limit, lock=False)
-    for model, path in cascade_paths():
+    for model, path in cascade_paths(Job):
         rows = model._default_manager.filter(**{f"{path}pk__in": chosen})
         progress.rows[model._meta.label] = rows.count()
+        if model not in file_models():
+            continue
         for f in file_fields(model):
             progress.files_to_delete += rows.exclude(**{f.name: ""}).count()
     progress.jobs = progress.rows[Job._meta.label]
@@ -165,11 +159,19 @@ def _delete_expired(run, cutoff, batch_size, limit, progress, should_stop, on_ba
             ids = list(_expired_ids(cutoff, size, lock=True))
             if not ids:
                 break
-            with gathering_deleted_files() as names:
-                # The ORM cascade, one DELETE per model (see cleanup/deletion.py); the collector
-                # reads nothing of Job but its key.
-                _, per_model = delete_cascading(Job.objects.filter(among("pk", ids)).only("pk"))
+            # The ORM cascade, one DELETE per model (see cleanup/deletion.py); the collector reads
+            # nothing of Job but its key, and hands back the rows whose files must go.
+            cascade = delete_cascading(
+                Job.objects.filter(among("pk", ids)).only("pk"), file_models=file_models()
+            )
+            names = [
+                name
+                for rows in cascade.file_rows.values()
+                for row in rows
+                for name in names_of(row)
+            ]
             PendingFileDeletion.objects.record(names)
+            per_model = cascade.per_model
         progress.batches += 1
         progress.jobs += per_model.get(Job._meta.label, 0)
         for label, count in per_model.items():
@@ -177,11 +179,16 @@ def _delete_expired(run, cutoff, batch_size, limit, progress, should_stop, on_ba
         files = _delete_batch_files(names, progress.files)
         progress.files.add(files)
         logger.info(
-            "purge.batch run=%s batch=%s jobs=%s rows=%s files_deleted=%s files_pending=%s "
-            "duration_ms=%d",
-            run.pk, progress.batches, per_model.get(Job._meta.label, 0),
-            sum(per_model.values()), files.deleted, files.failed,
-            (time.monotonic() - batch_started) * 1000,
+            "purge.batch",
+            extra={
+                "run": run.pk,
+                "batch": progress.batches,
+                "jobs": per_model.get(Job._meta.label, 0),
+                "rows": sum(per_model.values()),
+                "files_deleted": files.deleted,
+                "files_pending": files.failed,
+                "duration_ms": int((time.monotonic() - batch_started) * 1000),
+            },
         )
         _heartbeat(run, progress)
         if on_batch is not None:
@@ -195,8 +202,11 @@ def _delete_expired(run, cutoff, batch_size, limit, progress, should_stop, on_ba
 
 def _heartbeat(run, progress):
     PurgeRun.objects.filter(pk=run.pk).update(
-        heartbeat_at=timezone.now(), batches=progress.batches, jobs_deleted=progress.jobs,
-        rows_deleted=progress.rows, files_deleted=progress.files.deleted,
+        heartbeat_at=timezone.now(),
+        batches=progress.batches,
+        jobs_deleted=progress.jobs,
+        rows_deleted=progress.rows,
+        files_deleted=progress.files.deleted,
     )
 
 
@@ -209,12 +219,13 @@ def _abandon_dead_runs():
     )
     minutes = int(settings.CLEANUP_STALE_RUN.total_seconds() // 60)
     count = dead.update(
-        status=PurgeRun.Status.ABANDONED, finished_at=now,
+        status=PurgeRun.Status.ABANDONED,
+        finished_at=now,
         error=f"no batch finished for over {minutes} min: the process died (killed, OOM, host "
         "lost). Its committed batches stay purged; files it left pending go with later runs.",
     )
     if count:
-        logger.warning("purge.abandoned runs=%s", count)
+        logger.warning("purge.abandoned", extra={"runs": count})
 
 
 def _delete_batch_files(names, so_far: FileDeletion) -> FileDeletion:
@@ -248,11 +259,19 @@ def _finish(run, progress, started, status, error) -> PurgeResult:
         error=error,
     )
     logger.info(
-        "purge.run run=%s trigger=%s status=%s dry_run=%s jobs=%s rows=%s files_deleted=%s "
-        "files_pending=%s batches=%s duration_ms=%d",
-        run.pk, run.trigger, status, run.dry_run, result.jobs_deleted, result.rows_total,
-        result.files_deleted, result.files_pending, result.batches,
-        result.duration_seconds * 1000,
+        "purge.run",
+        extra={
+            "run": run.pk,
+            "trigger": run.trigger,
+            "status": status,
+            "dry_run": run.dry_run,
+            "jobs": result.jobs_deleted,
+            "rows": result.rows_total,
+            "files_deleted": result.files_deleted,
+            "files_pending": result.files_pending,
+            "batches": result.batches,
+            "duration_ms": int(result.duration_seconds * 1000),
+        },
     )
     return result
 
@@ -288,8 +307,9 @@ def _record_failure(run, progress, started, status, error):
     except DatabaseError as exc:
         if connection.in_atomic_block:
             # A caller's transaction owns the connection; the record goes wherever it goes.
-            logger.error("purge.run run=%s could not record its failure: %s", run.pk,
-                         storage.describe_error(exc))
+            logger.error(
+                "purge.unrecorded", extra={"run": run.pk, "error": storage.describe_error(exc)}
+            )
             return
     # The failure was the connection itself (terminated, server restarted): the record is worth
     # one fresh connection.
@@ -297,5 +317,6 @@ def _record_failure(run, progress, started, status, error):
     try:
         _finish(run, progress, started, status, error)
     except DatabaseError as exc:
-        logger.error("purge.run run=%s could not record its failure: %s", run.pk,
-                     storage.describe_error(exc))
+        logger.error(
+            "purge.unrecorded", extra={"run": run.pk, "error": storage.describe_error(exc)}
+        )

@@ -7,11 +7,13 @@ from datetime import datetime, timedelta
 
 from django.utils import timezone
 
+from jobs.models import UPLOAD_PREFIX
+
 from .. import storage
 from ..models import PendingFileDeletion
 from .files import referenced_names
 
-logger = logging.getLogger("cleanup")
+logger = logging.getLogger(__name__)
 
 # The purge deletes every file a row or a pending deletion names. An object nothing names (an
 # upload whose transaction rolled back, a crash between writing a file and its row, a write
@@ -59,8 +61,6 @@ def reconcile_storage(
     Streams the listing and checks it against the database 1,000 names at a time, so memory does
     not grow with the bucket. Objects modified within `grace` of `now` are never touched.
     """
-    from jobs.models import UPLOAD_PREFIX
-
     if not isinstance(grace, timedelta) or grace < timedelta(0):
         raise ValueError(f"grace must be a non-negative duration, got {grace!r}")
     started = time.monotonic()
@@ -85,10 +85,19 @@ def reconcile_storage(
         result.error = storage.describe_error(exc)
     result.duration_seconds = round(time.monotonic() - started, 3)
     logger.info(
-        "reconcile.run delete=%s scanned=%s young=%s held=%s orphans=%s orphan_bytes=%s "
-        "deleted=%s failed=%s error=%s duration_ms=%d",
-        delete, result.scanned, result.young, result.held, result.orphans, result.orphan_bytes,
-        result.deleted, result.failed, bool(result.error), result.duration_seconds * 1000,
+        "reconcile.run",
+        extra={
+            "delete": delete,
+            "scanned": result.scanned,
+            "young": result.young,
+            "held": result.held,
+            "orphans": result.orphans,
+            "orphan_bytes": result.orphan_bytes,
+            "deleted": result.deleted,
+            "failed": result.failed,
+            "error": bool(result.error),
+            "duration_ms": int(result.duration_seconds * 1000),
+        },
     )
     return result
 

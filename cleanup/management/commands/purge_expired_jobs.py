@@ -11,7 +11,8 @@ from django.db import DatabaseError
 
 from cleanup.models import PurgeRun
 from cleanup.report import ProgressBar, format_result
-from cleanup.services import MAX_SIZE, PurgeNotPossible, count_expired_jobs, purge_expired_jobs
+from cleanup.services import PurgeNotPossible, count_expired_jobs, purge_expired_jobs
+from cleanup.services.purge import MAX_SIZE
 from cleanup.storage import describe_error
 
 # Exit status of a run stopped by Ctrl-C, as shells report a process ended by SIGINT.
@@ -21,9 +22,7 @@ INTERRUPTED_EXIT = 130
 def positive_int(value):
     # Plain ASCII digits only: int() would also take "1_0", "+5" or non-Latin digits.
     if not re.fullmatch(r"[0-9]+", value.strip()) or not 1 <= int(value) <= MAX_SIZE:
-        raise ArgumentTypeError(
-            f"expected a positive whole number up to {MAX_SIZE}, got {value!r}"
-        )
+        raise ArgumentTypeError(f"expected a positive whole number up to {MAX_SIZE}, got {value!r}")
     return int(value)
 
 
@@ -40,7 +39,9 @@ class Command(BaseCommand):
             "--dry-run", action="store_true", help="Report what would be deleted; change nothing."
         )
         parser.add_argument(
-            "--batch-size", type=positive_int, default=None,
+            "--batch-size",
+            type=positive_int,
+            default=None,
             help="Jobs deleted per transaction (default: the CLEANUP_BATCH_SIZE setting).",
         )
         parser.add_argument(
@@ -104,7 +105,7 @@ class Command(BaseCommand):
 
 @contextmanager
 def logs_quieted(quiet):
-    logger = logging.getLogger("cleanup")
+    logger = logging.getLogger(__name__.partition(".")[0])  # the cleanup app's, above its modules
     level = logger.level
     if quiet:
         logger.setLevel(logging.WARNING)

@@ -23,7 +23,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--json", action="store_true", help="Print the facts as JSON.")
         parser.add_argument(
-            "--max-overdue", type=minutes, default=None, metavar="MINUTES",
+            "--max-overdue",
+            type=minutes,
+            default=None,
+            metavar="MINUTES",
             help="Exit 1 when an expired job is still present this long after its expiry, "
             "or a file deletion has been pending this long.",
         )

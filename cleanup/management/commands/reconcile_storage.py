@@ -31,7 +31,10 @@ class Command(BaseCommand):
             "--delete", action="store_true", help="Delete the orphans (default: only report)."
         )
         parser.add_argument(
-            "--grace", type=minutes, default=RECONCILE_GRACE, metavar="MINUTES",
+            "--grace",
+            type=minutes,
+            default=RECONCILE_GRACE,
+            metavar="MINUTES",
             help="Leave objects younger than this alone, so uploads in flight are safe "
             f"(default: {RECONCILE_GRACE.total_seconds() / 60:.0f}).",
         )

@@ -1,0 +1,54 @@
+"""The models whose files the purge deletes: declared in CLEANUP_FILE_MODELS, never discovered.
+
+Declaring them (as django-cleanup's explicit model lists do) means a third-party app added later
+neither has its files deleted by the purge nor stops startup by using a storage of its own.
+Every declared model must have a FileField, and every such field must use the default storage:
+pending names carry no storage alias, they are deleted from the default storage.
+"""
+
+from django.apps import apps
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.files.storage import default_storage
+from django.db import models
+
+
+def file_models() -> list[type[models.Model]]:
+    # Resolved on every call (a dict lookup each), so an overridden setting takes effect.
+    return [_model(label) for label in settings.CLEANUP_FILE_MODELS]
+
+
+def file_fields(model) -> list[models.FileField]:
+    return [f for f in model._meta.concrete_fields if isinstance(f, models.FileField)]
+
+
+def names_of(instance) -> list[str]:
+    """The stored names an instance's file fields hold; empty fields hold none."""
+    names = (getattr(instance, f.attname).name for f in file_fields(type(instance)))
+    return [name for name in names if name]
+
+
+def validate_file_models():
+    """Refuse to start with a declaration the purge could not honour."""
+    for model in file_models():
+        fields = file_fields(model)
+        if not fields:
+            raise ImproperlyConfigured(
+                f"CLEANUP_FILE_MODELS names {model._meta.label}, which has no FileField"
+            )
+        for f in fields:
+            if f.storage is not default_storage:
+                raise ImproperlyConfigured(
+                    f"{model._meta.label}.{f.name} uses its own storage; the purge only deletes "
+                    "files from the default storage"
+                )
+
+
+def _model(label):
+    try:
+        return apps.get_model(label)
+    except (LookupError, ValueError):
+        raise ImproperlyConfigured(
+            f"CLEANUP_FILE_MODELS names {label!r}, which is not an installed model "
+            "(expected 'app_label.ModelName')"
+        ) from None

@@ -1,0 +1,52 @@
+"""Log lines for operators: an event name, then its fields (counts only) from `extra`.
+
+    logger.info("purge.batch", extra={"run": 8, "jobs": 2, "duration_ms": 186})
+
+renders as `... purge.batch run=8 jobs=2 duration_ms=186` with CLEANUP_LOG_FORMAT=plain, or as
+one JSON object per line with CLEANUP_LOG_FORMAT=json. Both formatters serve the root handler
+(fmr/settings.py), so the lines of Django, Celery and the purge look alike and each is written
+once, by one handler, in every process.
+"""
+
+import json
+import logging
+from datetime import UTC, datetime
+
+# Attributes every LogRecord has; anything else on a record came in through `extra`.
+_STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def fields_of(record: logging.LogRecord) -> dict:
+    # Scalars only: other libraries' extras (Celery passes its whole task context as `data`)
+    # would repeat their message, and a field of ours is always a count, a flag or a status.
+    return {
+        key: value
+        for key, value in vars(record).items()
+        if key not in _STANDARD and not key.startswith("_") and isinstance(value, _SCALARS)
+    }
+
+
+class KeyValueFormatter(logging.Formatter):
+    def __init__(self, fmt="%(asctime)s %(levelname)s %(name)s %(message)s", **kwargs):
+        super().__init__(fmt, **kwargs)
+
+    def formatMessage(self, record):
+        line = super().formatMessage(record)
+        return line + "".join(f" {key}={value}" for key, value in fields_of(record).items())
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record):
+        entry = {
+            "time": datetime.fromtimestamp(record.created, tz=UTC).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "event": record.getMessage(),
+            **fields_of(record),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str, ensure_ascii=False)
