@@ -2,7 +2,7 @@
 
 cleanup/deletion.py copies `Collector.delete` (one DELETE per model instead of chunks of 100,
 https://code.djangoproject.com/ticket/9519) and `Collector.related_objects`, and calls the
-private `QuerySet._raw_delete`; cleanup/storage.py turns names into S3 keys with django-storages'
+private `QuerySet._raw_delete`; cleanup/storage/s3.py turns names into S3 keys with django-storages'
 private `S3Storage._normalize_name` and `clean_name`. An upgrade can change any of them without
 a test of ours noticing; these fail instead, and say what to re-read.
 """
@@ -47,13 +47,13 @@ PINS = [
     (
         S3Storage._normalize_name,
         "db01f4b09871ca366097fe87159d1c8d8ede1ba24badc463ec93ac68a8da1ba4",
-        "cleanup/storage.py maps names to S3 keys with it: check names still map to the same "
+        "cleanup/storage/s3.py maps names to S3 keys with it: check names still map to the same "
         "keys (the location prefix, the path checks)",
     ),
     (
         storages_utils.clean_name,
         "9aadae1384acaa3bda8a51284a529e0970d14e7a37ef170d75df9c2465eaa5a4",
-        "cleanup/storage.py maps names to S3 keys with it: check names still map to the same "
+        "cleanup/storage/s3.py maps names to S3 keys with it: check names still map to the same "
         "keys (backslashes, '.', '..', trailing slashes)",
     ),
 ]
