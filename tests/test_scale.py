@@ -191,3 +191,45 @@ def test_a_real_worker_fans_a_large_backlog_out_and_purges_all_of_it(tmp_path):
     assert not runs.filter(status=PurgeRun.Status.FAILED).exists()
     log = (tmp_path / "worker.log").read_text()
     assert "delete_expired_jobs_chunk" in log and "purge.plan" in log
+
+
+def pending_table_stats() -> dict:
+    """Rows PostgreSQL has read from the pending-deletion table, and its planner statistics."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_force_next_flush()")
+    with connection.cursor() as cursor:  # a new statement: the flush happened in between
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute(
+            "SELECT s.seq_tup_read + coalesce(s.idx_tup_fetch, 0), c.reltuples, c.relpages "
+            "FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid "
+            "WHERE s.relname = %s",
+            [PendingFileDeletion._meta.db_table],
+        )
+        read, reltuples, relpages = cursor.fetchone()
+    return {"rows_read": read, "reltuples": reltuples, "relpages": relpages}
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_pending_table_analyzed_while_empty_still_costs_work_linear_in_its_names():
+    # A database with history: the outbox filled and emptied by earlier purges, then analyzed
+    # while empty but not truncated (as autovacuum's analyze does), so the planner believes it
+    # holds one row. On main this turned forgetting a batch's names into a nested loop that
+    # re-ran the locking subquery for every row: quadratic in the batch's files.
+    bulk_expired_jobs(100)
+    purge_expired_jobs()
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {PendingFileDeletion._meta.db_table}")
+    stats = pending_table_stats()
+    assert stats["reltuples"] == 0 and stats["relpages"] > 0
+
+    jobs = 500
+    bulk_expired_jobs(jobs)
+    result = purge_expired_jobs(batch_size=jobs)
+
+    names = jobs * FILES_PER_JOB
+    assert result.jobs_deleted == jobs and result.files_deleted == names
+    read = pending_table_stats()["rows_read"] - stats["rows_read"]
+    # Linear: a few reads per name (find, lock, delete). Quadratic would be ~names**2 / 2.
+    print(f"{read} rows read from the outbox to forget {names} names")
+    assert read <= 5 * names, f"{read} rows read from the outbox for {names} names"

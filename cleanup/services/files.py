@@ -3,7 +3,7 @@
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from .. import storage
@@ -83,14 +83,19 @@ def _forget_pending(names) -> int:
     # Purges running side by side can delete the same pending names (one's final sweep, the
     # other's batch). Each forgets only rows no one else holds, so they neither wait on nor
     # deadlock with each other, and each name is counted by exactly one of them.
-    # One statement: DELETE … WHERE id IN (SELECT id … FOR UPDATE SKIP LOCKED).
-    mine = (
-        PendingFileDeletion.objects.filter(among("name", names))
-        .select_for_update(skip_locked=True)
-        .order_by()
-        .values("pk")
-    )
-    return PendingFileDeletion.objects.filter(pk__in=mine).delete()[0]
+    # Two single-table statements, not DELETE … WHERE id IN (SELECT … SKIP LOCKED): with the
+    # table analyzed while empty (a database with history) the planner ran that as a nested
+    # loop re-running the locking subquery per row, quadratic in the names (measured: 2,000,000
+    # rows read to forget 2,000 names). Each statement below reads each name's row once,
+    # whatever the statistics say (tests/test_scale.py).
+    with transaction.atomic():
+        mine = list(
+            PendingFileDeletion.objects.filter(among("name", names))
+            .select_for_update(skip_locked=True)
+            .order_by()
+            .values_list("pk", flat=True)
+        )
+        return PendingFileDeletion.objects.filter(among("pk", mine)).delete()[0] if mine else 0
 
 
 def referenced_names(names) -> set[str]:
