@@ -1,11 +1,28 @@
-"""Benchmark the purge against the original design and a hand-written SQL floor.
+"""Benchmark the purge against a hand-written SQL floor and the original design, in steady state.
 
+    createdb fmr_bench
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/fmr_bench \\
-        python bench/purge_bench.py --jobs 100000 --json bench/results/purge.json
+        python bench/purge_bench.py --json bench/results/purge.json
 
-Every way runs on identical, freshly seeded data (N expired jobs with the full fan-out: 19 rows
-and 4 real files each, in a temporary MEDIA_ROOT) and in its own subprocess, so each peak RSS
-is that way's own. The database is wiped: its name must contain "bench" (or pass --wipe).
+Three scenarios, each on identical freshly seeded data (N expired jobs with the full fan-out:
+19 rows and 4 files each):
+
+- files: the files are real, in a temporary MEDIA_ROOT on tmpfs;
+- db:    the same rows, no stored objects (the storage deletes find nothing): database work;
+- s3:    the files are objects on moto's S3 server on loopback (both ways use DeleteObjects).
+
+The ways: `project` (cleanup.services.purge_expired_jobs), `floor` (hand-written SQL doing the
+same work: per batch, select expired ids with SKIP LOCKED, select their file names, delete
+children then jobs, commit, delete the files through cleanup.storage, as the project does), and
+`original` (the first design: load every expired job, job.delete() each, one transaction, no
+file work). Every way runs in its own subprocess, so each peak RSS is its own.
+
+Steady state: the database is never reset between rounds, only the seeded tables are refilled;
+the outbox keeps its history (emptied by DELETE, never TRUNCATE) and every seed ends with ANALYZE,
+so each purge meets a pending table analyzed while empty, as on a database in production. The
+rounds interleave the ways (rotating their order) and the median round is reported.
+
+The database is wiped: its name must contain "bench" (or pass --wipe).
 """
 
 import argparse
@@ -13,11 +30,13 @@ import itertools
 import json
 import os
 import platform
-import statistics
+import re
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,7 +45,6 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fmr.settings")
 
 FILE_BYTES = b"\x89PNG\r\n\x1a\n" + bytes(248)
-FLOOR_BATCH = 1000
 # Every seeded job expired before this; the purges run with now=CUTOFF.
 CUTOFF = datetime(2026, 1, 2, tzinfo=UTC)
 CHILD_TABLES = [
@@ -36,6 +54,11 @@ CHILD_TABLES = [
     "jobs_phoneverificationattempt",
     "jobs_paymentfailure",
 ]
+S3_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "bench",
+    "AWS_SECRET_ACCESS_KEY": "bench",
+    "AWS_S3_REGION_NAME": "us-east-1",
+}
 
 
 # --- seeding (parent) --------------------------------------------------------------------------
@@ -47,14 +70,23 @@ def files_per_job() -> int:
     return FILES_PER_JOB
 
 
+def job_id(i) -> str:
+    # The same as the seed SQL's md5('job' || i)::uuid.
+    import hashlib
+
+    return str(uuid.UUID(hashlib.md5(f"job{i}".encode()).hexdigest()))
+
+
 def file_name(i, k):
-    return f"bench/{i // 1000:04d}/{i}-{k}.png"
+    # Under the upload prefix, one directory per job, as jobs.models.job_file_upload_to makes.
+    return f"jobs/{job_id(i)}/{'original' if k == 0 else 'ai_generated'}-{k}.png"
 
 
 SEED_SQL = [
+    # Only the seeded tables are reset. The outbox and the run records keep their history.
     "TRUNCATE jobs_job, jobs_payment, jobs_jobfile, jobs_smslog, jobs_phoneverificationattempt, "
-    "jobs_paymentfailure, jobs_report, jobs_reportknowledge, cleanup_pendingfiledeletion, "
-    "cleanup_purgerun RESTART IDENTITY",
+    "jobs_paymentfailure, jobs_report, jobs_reportknowledge",
+    "DELETE FROM cleanup_pendingfiledeletion",
     # Job i expires i microseconds after the first: the same ids and order on every seed.
     """INSERT INTO jobs_job (id, status, created_at, expires_at, updated_at)
        SELECT md5('job' || i)::uuid, 'report_ready', %(base)s + i * interval '1 microsecond',
@@ -67,7 +99,8 @@ SEED_SQL = [
        FROM generate_series(0, %(n)s - 1) i""",
     """INSERT INTO jobs_jobfile (job_id, kind, file, content_type, size, created_at)
        SELECT md5('job' || i)::uuid, CASE WHEN k = 0 THEN 'original' ELSE 'ai_generated' END,
-              'bench/' || lpad((i / 1000)::text, 4, '0') || '/' || i || '-' || k || '.png',
+              'jobs/' || md5('job' || i)::uuid || '/'
+              || CASE WHEN k = 0 THEN 'original' ELSE 'ai_generated' END || '-' || k || '.png',
               'image/png', 256, %(base)s
        FROM generate_series(0, %(n)s - 1) i CROSS JOIN generate_series(0, 3) k""",
     """INSERT INTO jobs_smslog (job_id, phone_number, message, provider, provider_message_id,
@@ -91,56 +124,103 @@ SEED_SQL = [
     """INSERT INTO jobs_reportknowledge (report_id, position, topic, content, source)
        SELECT r.id, k, 'topic ' || k, '...', ''
        FROM jobs_report r CROSS JOIN generate_series(0, 4) k""",
+    # As autovacuum would: every table analyzed, the outbox while empty (but not truncated).
     "ANALYZE",
 ]
 
 
-def seed(n, media_root: Path):
-    from django.db import connection
+class Seeder:
+    """Fills the database, and the storage of one scenario, with N expired jobs."""
 
-    base = CUTOFF - timedelta(days=2)
-    with connection.cursor() as cursor:
-        for sql in SEED_SQL:
-            cursor.execute(sql, {"base": base, "n": n} if "%(" in sql else None)
-    for i in range(n):
-        if i % 1000 == 0:
-            (media_root / file_name(i, 0)).parent.mkdir(parents=True, exist_ok=True)
-        for k in range(files_per_job()):
-            (media_root / file_name(i, k)).write_bytes(FILE_BYTES)
-    # Write back the seed (files and WAL) now, not while a way is being timed: measured, the
-    # kernel flushing 400,000 new files during a run made every way 2-3x slower at 100,000 jobs.
-    with connection.cursor() as cursor:
-        cursor.execute("CHECKPOINT")
-    os.sync()
+    def __init__(self, scenario: str, media_root: Path, s3=None):
+        self.scenario = scenario
+        self.media_root = media_root
+        self.s3 = s3  # (client, bucket) for the s3 scenario
 
+    def seed(self, n):
+        from django.db import connection
 
-def leftovers(media_root: Path) -> dict:
-    from django.db import connection
+        base = CUTOFF - timedelta(days=2)
+        with connection.cursor() as cursor:
+            for sql in SEED_SQL:
+                cursor.execute(sql, {"base": base, "n": n} if "%(" in sql else None)
+        names = [file_name(i, k) for i in range(n) for k in range(files_per_job())]
+        if self.scenario == "files":
+            for i in range(n):
+                (self.media_root / file_name(i, 0)).parent.mkdir(parents=True, exist_ok=True)
+            for name in names:
+                (self.media_root / name).write_bytes(FILE_BYTES)
+        elif self.scenario == "s3":
+            from tests.s3server import put_objects
 
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT (SELECT count(*) FROM jobs_job) + (SELECT count(*) FROM jobs_jobfile) "
-            "+ (SELECT count(*) FROM jobs_reportknowledge), "
-            "(SELECT count(*) FROM cleanup_pendingfiledeletion)"
-        )
-        rows, pending = cursor.fetchone()
-    files = sum(len(names) for _, _, names in os.walk(media_root))
-    return {"rows_left": rows, "pending_left": pending, "files_left": files}
+            client, bucket = self.s3
+            put_objects(client, bucket, names, body=FILE_BYTES, threads=16)
+        # Write back the seed (files and WAL) now, not while a way is being timed: measured,
+        # the kernel flushing 400,000 new files during a run made every way 2-3x slower.
+        with connection.cursor() as cursor:
+            cursor.execute("CHECKPOINT")
+        os.sync()
+
+    def leftovers(self) -> dict:
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT (SELECT count(*) FROM jobs_job) + (SELECT count(*) FROM jobs_jobfile) "
+                "+ (SELECT count(*) FROM jobs_reportknowledge), "
+                "(SELECT count(*) FROM cleanup_pendingfiledeletion)"
+            )
+            rows, pending = cursor.fetchone()
+        if self.scenario == "s3":
+            client, bucket = self.s3
+            files = sum(
+                page.get("KeyCount", 0)
+                for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+            )
+            dirs = 0
+        else:
+            walked = list(os.walk(self.media_root))
+            files = sum(len(names) for _, _, names in walked)
+            kept = {str(self.media_root), str(self.media_root / "jobs")}
+            dirs = sum(
+                1 for path, sub, names in walked if not sub and not names and path not in kept
+            )
+        return {"rows_left": rows, "pending_left": pending, "files_left": files, "dirs": dirs}
 
 
 # --- the three ways (each in a child process) --------------------------------------------------
 
 
-class QueryCounter:
+class StatementTimer:
+    """Counts the queries a way sends and the time each kind of statement takes."""
+
+    # "DELETE FROM table", "SELECT ... FROM table", "INSERT INTO table": enough to tell them apart.
+    SHAPE = re.compile(r"^\s*(\w+)\b.*?\b(?:FROM|INTO|UPDATE)\s+\"?(\w+)", re.S | re.I)
+
     def __init__(self):
         self.count = 0
+        self.seconds = defaultdict(float)
+        self.calls = defaultdict(int)
 
     def __call__(self, execute, sql, params, many, context):
         self.count += 1
-        return execute(sql, params, many, context)
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            match = self.SHAPE.match(sql)
+            shape = f"{match[1].upper()} {match[2]}" if match else sql.split()[0].upper()
+            self.seconds[shape] += time.perf_counter() - started
+            self.calls[shape] += 1
+
+    def breakdown(self) -> list[dict]:
+        return [
+            {"statement": shape, "calls": self.calls[shape], "seconds": round(seconds, 4)}
+            for shape, seconds in sorted(self.seconds.items(), key=lambda kv: -kv[1])
+        ]
 
 
-def run_project(batch_size, counter):
+def run_project(batch_size, timer):
     import logging
 
     from cleanup.services import purge_expired_jobs
@@ -149,16 +229,13 @@ def run_project(batch_size, counter):
 
     class BatchMarks(logging.Handler):
         def emit(self, record):
-            if record.getMessage().startswith("purge.batch"):
-                marks.append(counter.count)
+            if record.getMessage() == "purge.batch":
+                marks.append(timer.count)
 
     logger = logging.getLogger("cleanup")
     logger.addHandler(BatchMarks())
     logger.setLevel(logging.INFO)
-    logger.propagate = False
-    for handler in list(logger.handlers):
-        if not isinstance(handler, BatchMarks):
-            logger.removeHandler(handler)  # one line per batch on stderr is not what we time
+    logger.propagate = False  # one line per batch on stderr is not what we time
     result = purge_expired_jobs(now=CUTOFF, batch_size=batch_size)
     assert result.ok, result.error
     # Queries between two batch log lines: exactly one full batch (pick ids .. files deleted).
@@ -166,7 +243,7 @@ def run_project(batch_size, counter):
     return result.jobs_deleted, result.rows_total, result.batches, per_batch
 
 
-def run_floor(batch_size, counter):
+def run_floor(batch_size, timer):
     from django.db import connection, transaction
 
     from cleanup import storage
@@ -174,7 +251,7 @@ def run_floor(batch_size, counter):
     jobs = rows = batches = 0
     per_batch = []
     while True:
-        before = counter.count
+        before = timer.count
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(
                 "SELECT id FROM jobs_job WHERE expires_at < %s ORDER BY expires_at LIMIT %s "
@@ -201,11 +278,13 @@ def run_floor(batch_size, counter):
         outcome = storage.delete_names(names)
         assert not outcome.failed, outcome.failed
         batches += 1
-        per_batch.append(counter.count - before)
+        per_batch.append(timer.count - before)
+        if len(ids) < batch_size:
+            break
     return jobs, rows, batches, per_batch
 
 
-def run_original(batch_size, counter):
+def run_original(batch_size, timer):
     from django.db import transaction
     from django.db.models.signals import post_delete
 
@@ -243,12 +322,14 @@ def child(way, batch_size):
     django.setup()
     from django.db import connection
 
-    counter = QueryCounter()
+    timer = StatementTimer()
     rss_before = peak_rss_mb()
-    with connection.execute_wrapper(counter):
+    with connection.execute_wrapper(timer):
         started = time.perf_counter()
-        jobs, rows, batches, per_batch = WAYS[way](batch_size, counter)
+        cpu_started = time.process_time()
+        jobs, rows, batches, per_batch = WAYS[way](batch_size, timer)
         seconds = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
     print(
         json.dumps(
             {
@@ -256,8 +337,10 @@ def child(way, batch_size):
                 "rows": rows,
                 "batches": batches,
                 "seconds": seconds,
-                "queries": counter.count,
+                "python_cpu_seconds": cpu,
+                "queries": timer.count,
                 "queries_per_batch": per_batch,
+                "statements": timer.breakdown(),
                 "peak_rss_mb": peak_rss_mb(),
                 "rss_after_setup_mb": rss_before,
             }
@@ -268,90 +351,140 @@ def child(way, batch_size):
 # --- orchestration (parent) --------------------------------------------------------------------
 
 
-def measure(way, n, batch_size, media_root):
-    seed(n, media_root)
-    env = {**os.environ, "MEDIA_ROOT": str(media_root), "CLEANUP_LOG_LEVEL": "INFO"}
-    done = subprocess.run(
-        [sys.executable, __file__, "--child", way, "--batch-size", str(batch_size or 0)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode:
-        sys.exit(f"{way} failed:\n{done.stderr[-3000:]}")
-    data = json.loads(done.stdout.strip().splitlines()[-1])
-    left = leftovers(media_root)
-    expected_files = 0 if way != "original" else n * files_per_job()
-    if (
-        data["jobs"] != n
-        or left["rows_left"]
-        or left["pending_left"]
-        or (left["files_left"] != expected_files)
-    ):
-        sys.exit(f"{way} did not do the whole job: {data} {left}")
-    per_batch = data.pop("queries_per_batch")
-    return {
-        "way": way,
-        "jobs_seeded": n,
-        "batch_size": batch_size,
-        **data,
-        "jobs_per_s": data["jobs"] / data["seconds"],
-        "rows_per_s": data["rows"] / data["seconds"],
-        "queries_per_batch": (
-            {"min": min(per_batch), "max": max(per_batch), "median": statistics.median(per_batch)}
-            if per_batch
-            else None
-        ),
-        "queries_per_job": data["queries"] / data["jobs"],
-        "loadavg_after": os.getloadavg()[0],
-    }
+class Bench:
+    def __init__(self, args, media_root: Path, s3=None):
+        self.args = args
+        self.media_root = media_root
+        self.s3 = s3
+        self.results = []
+
+    def env(self, scenario) -> dict:
+        env = {**os.environ, "MEDIA_ROOT": str(self.media_root), "CLEANUP_LOG_LEVEL": "INFO"}
+        if scenario == "s3":
+            client, bucket = self.s3
+            env.update(
+                AWS_STORAGE_BUCKET_NAME=bucket,
+                AWS_S3_ENDPOINT_URL=client.meta.endpoint_url,
+                **S3_CREDENTIALS,
+            )
+        else:
+            env.pop("AWS_STORAGE_BUCKET_NAME", None)
+        return env
+
+    def measure(self, scenario, way, n, batch_size, round_no):
+        seeder = Seeder(scenario, self.media_root, self.s3)
+        seeder.seed(n)
+        done = subprocess.run(
+            [sys.executable, __file__, "--child", way, "--batch-size", str(batch_size or 0)],
+            env=self.env(scenario),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode:
+            sys.exit(f"{scenario}/{way} failed:\n{done.stderr[-3000:]}")
+        data = json.loads(done.stdout.strip().splitlines()[-1])
+        left = seeder.leftovers()
+        if scenario == "db" or way == "original":
+            expected_files = n * files_per_job() if scenario != "db" else 0
+        else:
+            expected_files = 0
+        if (
+            data["jobs"] != n
+            or left["rows_left"]
+            or left["pending_left"]
+            or left["files_left"] != expected_files
+        ):
+            sys.exit(f"{scenario}/{way} did not do the whole job: {data['jobs']} jobs, {left}")
+        per_batch = data.pop("queries_per_batch")
+        result = {
+            "scenario": scenario,
+            "way": way,
+            "round": round_no,
+            "jobs_seeded": n,
+            "batch_size": batch_size,
+            **data,
+            "jobs_per_s": data["jobs"] / data["seconds"],
+            "rows_per_s": data["rows"] / data["seconds"],
+            "queries_per_batch": (
+                {"min": min(per_batch), "max": max(per_batch)} if per_batch else None
+            ),
+            "queries_per_job": data["queries"] / data["jobs"],
+            "empty_dirs_left": left["dirs"],
+            "loadavg_after": os.getloadavg()[0],
+        }
+        self.results.append(result)
+        print(row_text(result), flush=True)
+        self.clean_media()
+        return result
+
+    def clean_media(self):
+        for path in self.media_root.iterdir():
+            subprocess.run(["rm", "-rf", str(path)], check=False)
+
+    def median(self, scenario, way, n, batch_size=None) -> dict | None:
+        runs = [
+            r
+            for r in self.results
+            if (r["scenario"], r["way"], r["jobs_seeded"]) == (scenario, way, n)
+            and (batch_size is None or r["batch_size"] == batch_size)
+        ]
+        if not runs:
+            return None
+        runs.sort(key=lambda r: r["jobs_per_s"])
+        return runs[(len(runs) - 1) // 2]
 
 
 def row_text(r):
     qpb = r["queries_per_batch"]
-    qpb_text = (
-        f"{qpb['min']}-{qpb['max']}"
-        if qpb and qpb["min"] != qpb["max"]
-        else (f"{qpb['min']}" if qpb else f"{r['queries_per_job']:.1f}/job")
-    )
+    if qpb:
+        qpb_text = f"{qpb['min']}" if qpb["min"] == qpb["max"] else f"{qpb['min']}-{qpb['max']}"
+    else:
+        qpb_text = f"{r['queries_per_job']:.1f}/job"
     return (
-        f"{r['way']:<9}{r['jobs']:>9}{r['batch_size'] or '-':>7}{r['seconds']:>9.1f}"
-        f"{r['jobs_per_s']:>9.0f}{r['rows_per_s']:>10.0f}{r['peak_rss_mb']:>9.1f}{qpb_text:>12}"
+        f"{r['scenario']:<6}{r['way']:<9}{r['round']:>3}{r['jobs']:>8}"
+        f"{r['batch_size'] or '-':>7}{r['seconds']:>9.2f}{r['jobs_per_s']:>9.0f}"
+        f"{r['rows_per_s']:>10.0f}{r['peak_rss_mb']:>9.1f}{qpb_text:>10}"
     )
 
 
 HEADER = (
-    f"{'way':<9}{'jobs':>9}{'batch':>7}{'seconds':>9}{'jobs/s':>9}{'rows/s':>10}"
-    f"{'peak MB':>9}{'q/batch':>12}"
+    f"{'where':<6}{'way':<9}{'rnd':>3}{'jobs':>8}{'batch':>7}{'seconds':>9}{'jobs/s':>9}"
+    f"{'rows/s':>10}{'peak MB':>9}{'q/batch':>10}"
 )
 
 
+def sizes(text) -> list[int]:
+    values = [int(v) for v in text.split(",") if v.strip()]
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError("sizes must be positive")
+    return values
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=100_000, help="backlog for the main ways")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    parser.add_argument("--jobs", type=sizes, default=[5_000, 100_000], help="backlogs (files)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per backlog")
     parser.add_argument(
-        "--original-jobs",
+        "--original-rounds",
         type=int,
-        default=10_000,
-        help="backlog for the original loop (~200 jobs/s), default 10,000",
+        default=1,
+        help="rounds of the original loop above 10,000 jobs (it runs ~270 jobs/s: 6 minutes "
+        "per round at 100,000); below that it runs every round",
     )
+    parser.add_argument("--db-jobs", type=sizes, default=[5_000], help="backlogs (db only)")
+    parser.add_argument("--s3-jobs", type=sizes, default=[5_000], help="backlogs (S3; '' skips)")
     parser.add_argument(
         "--small-jobs",
         type=int,
         default=10_000,
-        help="smaller backlog the project's purge also runs, to compare peak RSS",
+        help="backlog the project also purges once, to compare peak RSS with the largest",
     )
     parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=None,
-        help="the project's batch size (default: CLEANUP_BATCH_SIZE)",
+        "--batch-size", type=int, default=None, help="batch size (default CLEANUP_BATCH_SIZE)"
     )
     parser.add_argument(
-        "--sweep",
-        default="500,1000,2000,5000",
-        help="batch sizes to measure the project's purge at ('' to skip)",
+        "--sweep", default="", help="batch sizes to also measure the project at, e.g. 1000,2000"
     )
     parser.add_argument("--sweep-jobs", type=int, default=20_000)
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -368,14 +501,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.child:
         return child(args.child, args.batch_size or None)
-    for name in ("jobs", "original_jobs", "small_jobs", "sweep_jobs"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be positive")
+    if args.rounds < 1 or args.original_rounds < 1 or args.small_jobs < 1:
+        parser.error("--rounds, --original-rounds and --small-jobs must be positive")
 
     import django
 
     media_root = Path(tempfile.mkdtemp(prefix="fmr-bench-", dir=args.media_parent))
     os.environ["MEDIA_ROOT"] = str(media_root)
+    os.environ.pop("AWS_STORAGE_BUCKET_NAME", None)
     django.setup()
     from django.conf import settings
     from django.core.management import call_command
@@ -391,37 +524,59 @@ def main(argv=None):
     call_command("migrate", verbosity=0)
     batch_size = args.batch_size or settings.CLEANUP_BATCH_SIZE
 
-    plan = [("project", args.sweep_jobs, int(b)) for b in args.sweep.split(",") if b]
-    plan += [
-        ("project", args.small_jobs, batch_size),
-        ("project", args.jobs, batch_size),
-        ("floor", args.jobs, FLOOR_BATCH),
-        ("original", args.original_jobs, None),
-    ]
+    server = s3 = None
+    if args.s3_jobs:
+        import boto3
+
+        from tests.s3server import S3Server
+
+        server = S3Server().start()
+        from botocore.config import Config
+
+        client = boto3.client(
+            "s3",
+            config=Config(max_pool_connections=32),  # the seed uploads from 16 threads
+            endpoint_url=server.endpoint_url,
+            aws_access_key_id=S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            region_name=S3_CREDENTIALS["AWS_S3_REGION_NAME"],
+        )
+        bucket = f"bench-{uuid.uuid4().hex[:12]}"
+        client.create_bucket(Bucket=bucket)
+        s3 = (client, bucket)
+
+    bench = Bench(args, media_root, s3)
     started = datetime.now(UTC)
     print(
         f"{platform.node()}: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; "
-        f"PostgreSQL {connection.pg_version}; media in {media_root}",
+        f"PostgreSQL {connection.pg_version}; media in {media_root}; "
+        f"{args.rounds} rounds, batch size {batch_size}",
         flush=True,
     )
     print(HEADER, flush=True)
-    results = []
-    for way, n, size in plan:
-        results.append(measure(way, n, size, media_root))
-        print(row_text(results[-1]), flush=True)
-
-    small_project, main_project, floor, original = results[-4:]
-    summary = {
-        "project_vs_floor": main_project["jobs_per_s"] / floor["jobs_per_s"],
-        "project_vs_original": main_project["jobs_per_s"] / original["jobs_per_s"],
-        "peak_rss_growth_mb": main_project["peak_rss_mb"] - small_project["peak_rss_mb"],
-    }
-    print(
-        f"\nproject / floor = {summary['project_vs_floor']:.2f}x   "
-        f"project / original = {summary['project_vs_original']:.1f}x   "
-        f"peak RSS {small_project['jobs']:,} -> {main_project['jobs']:,} jobs: "
-        f"{summary['peak_rss_growth_mb']:+.1f} MB"
-    )
+    try:
+        plan = [("files", n) for n in args.jobs]
+        plan += [("db", n) for n in args.db_jobs] + [("s3", n) for n in args.s3_jobs]
+        for round_no in range(1, args.rounds + 1):
+            for scenario, n in plan:
+                ways = ["project", "floor"]
+                if scenario == "files" and (n <= 10_000 or round_no <= args.original_rounds):
+                    ways.append("original")
+                # Rotate the order each round, so no way always runs first or last.
+                shift = (round_no - 1) % len(ways)
+                for way in ways[shift:] + ways[:shift]:
+                    bench.measure(
+                        scenario, way, n, None if way == "original" else batch_size, round_no
+                    )
+        # Memory: the project once at a small backlog, to compare with the largest one's peak.
+        bench.measure("files", "project", args.small_jobs, batch_size, 1)
+        for size in sizes(args.sweep):
+            bench.measure("files", "project", args.sweep_jobs, size, 1)
+    finally:
+        if server:
+            server.stop()
+    summary = summarize(bench, args, batch_size)
+    print_summary(summary)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(
@@ -430,9 +585,10 @@ def main(argv=None):
                     "command": " ".join(["python", "bench/purge_bench.py", *sys.argv[1:]]),
                     "started": started.isoformat(),
                     "cpus": os.cpu_count(),
+                    "loadavg_at_end": os.getloadavg(),
                     "media": str(media_root),
                     "postgresql": connection.pg_version,
-                    "results": results,
+                    "results": bench.results,
                     "summary": summary,
                 },
                 indent=2,
@@ -442,6 +598,84 @@ def main(argv=None):
     connection.close()
     subprocess.run(["rm", "-rf", str(media_root)], check=False)
     return 0
+
+
+def summarize(bench, args, batch_size) -> dict:
+    summary = {"median_of_rounds": args.rounds, "ratios": []}
+    for scenario, sizes_ in (("files", args.jobs), ("db", args.db_jobs), ("s3", args.s3_jobs)):
+        for n in sizes_:
+            project = bench.median(scenario, "project", n, batch_size)
+            floor = bench.median(scenario, "floor", n, batch_size)
+            original = bench.median(scenario, "original", n)
+            entry = {
+                "scenario": scenario,
+                "jobs": n,
+                "project_jobs_per_s": round(project["jobs_per_s"]),
+                "floor_jobs_per_s": round(floor["jobs_per_s"]),
+                "project_vs_floor": round(project["jobs_per_s"] / floor["jobs_per_s"], 3),
+                "queries_per_batch": project["queries_per_batch"],
+                "project_statements": project["statements"],
+                "floor_statements": floor["statements"],
+                "project_python_cpu_s": round(project["python_cpu_seconds"], 2),
+                "floor_python_cpu_s": round(floor["python_cpu_seconds"], 2),
+                "project_seconds": round(project["seconds"], 2),
+                "floor_seconds": round(floor["seconds"], 2),
+            }
+            if original:
+                entry["original_jobs_per_s"] = round(original["jobs_per_s"])
+                entry["project_vs_original"] = round(
+                    project["jobs_per_s"] / original["jobs_per_s"], 1
+                )
+            summary["ratios"].append(entry)
+    largest = max(args.jobs)
+    big = bench.median("files", "project", largest, batch_size)
+    small = [
+        r
+        for r in bench.results
+        if (r["scenario"], r["way"], r["jobs_seeded"]) == ("files", "project", args.small_jobs)
+    ]
+    if big and small:
+        summary["peak_rss_mb"] = {
+            "small_jobs": args.small_jobs,
+            "small": round(small[-1]["peak_rss_mb"], 1),
+            "largest_jobs": largest,
+            "largest": round(big["peak_rss_mb"], 1),
+            "growth": round(big["peak_rss_mb"] - small[-1]["peak_rss_mb"], 1),
+        }
+    return summary
+
+
+def print_summary(summary):
+    print(f"\nmedian of {summary['median_of_rounds']} interleaved rounds:")
+    for e in summary["ratios"]:
+        line = (
+            f"  {e['scenario']:<5} {e['jobs']:>7} jobs: project {e['project_jobs_per_s']:>6} "
+            f"jobs/s, floor {e['floor_jobs_per_s']:>6} -> {e['project_vs_floor']:.2f}x floor"
+        )
+        if "project_vs_original" in e:
+            line += (
+                f", original {e['original_jobs_per_s']} -> {e['project_vs_original']:.1f}x original"
+            )
+        print(line)
+    if "peak_rss_mb" in summary:
+        m = summary["peak_rss_mb"]
+        print(
+            f"  peak RSS {m['small_jobs']:,} -> {m['largest_jobs']:,} jobs: {m['small']} -> "
+            f"{m['largest']} MB ({m['growth']:+.1f} MB)"
+        )
+    for e in summary["ratios"]:
+        if e["scenario"] != "files":
+            continue
+        print(f"\nwhere the time goes, files, {e['jobs']} jobs (median round):")
+        for way in ("project", "floor"):
+            statements = e[f"{way}_statements"]
+            db = sum(s["seconds"] for s in statements)
+            print(
+                f"  {way}: {e[f'{way}_seconds']:.2f}s wall, {db:.2f}s in SQL, "
+                f"{e[f'{way}_python_cpu_s']:.2f}s Python CPU"
+            )
+            for s in statements[:6]:
+                print(f"    {s['seconds']:7.3f}s {s['calls']:>6}x  {s['statement']}")
 
 
 if __name__ == "__main__":
