@@ -1,14 +1,22 @@
 import logging
+from datetime import timedelta
 
 from celery import current_app
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import F
+from django.db.models.functions import Coalesce
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
-from .models import PendingFileDeletion, PurgeRun
-from .services import retry_pending_files
+from . import charts
+from .models import PendingFileDeletion, PurgeRun, Retention
+from .report import format_duration, retention_facts
+from .services import count_stuck_files, purge_status, retention_history, retry_pending_files
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +46,7 @@ class PurgeRunAdmin(ReadOnlyAdmin):
         "finished_at",
         "trigger",
         "status",
+        "fan_out",
         "dry_run",
         "jobs_deleted",
         "rows_per_model",
@@ -47,8 +56,67 @@ class PurgeRunAdmin(ReadOnlyAdmin):
     ]
     list_filter = ["status", "trigger", "dry_run"]
     date_hierarchy = "started_at"
-    ordering = ["-started_at", "-pk"]
+    # Newest purge first, and a fan-out's subtask runs right below their parent.
+    ordering = [
+        Coalesce("parent__started_at", "started_at").desc(),
+        Coalesce("parent_id", "id").desc(),
+        F("parent_id").asc(nulls_first=True),
+        "-started_at",
+        "-pk",
+    ]
+    list_select_related = ["parent"]
     change_list_template = "admin/cleanup/purgerun/change_list.html"
+    readonly_fields = [
+        "took",
+        "rows_table",
+        "would_delete_rows_table",
+        "fan_out_runs",
+        "oldest_expired_at_start",
+    ]
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is None:
+            return super().get_fieldsets(request, obj)
+        when = ["status", "trigger", "requested_by", "started_at", "finished_at", "took"]
+        sets = [
+            (None, {"fields": [*when, "heartbeat_at", "task_id"]}),
+            ("Fan-out", {"fields": ["fan_out_runs"]}) if obj.is_fan_out or obj.parent_id else None,
+        ]
+        if obj.dry_run:
+            sets.append(
+                (
+                    "Dry run: what it would have deleted (nothing was deleted)",
+                    {
+                        "fields": [
+                            "would_delete_jobs",
+                            "would_delete_rows_table",
+                            "would_delete_files",
+                        ]
+                    },
+                )
+            )
+        else:
+            sets.append(
+                (
+                    "What it deleted",
+                    {"fields": ["jobs_deleted", "rows_table", "files_deleted", "files_pending"]},
+                )
+            )
+        sets += [
+            ("How", {"fields": ["method", "cutoff", "batch_size", "limit", "batches"]}),
+            (
+                "Backlog",
+                {
+                    "fields": [
+                        "expired_at_start",
+                        "oldest_expired_at_start",
+                        "pending_files_at_end",
+                    ]
+                },
+            ),
+            ("Error", {"fields": ["error"]}),
+        ]
+        return [fieldset for fieldset in sets if fieldset]
 
     def get_urls(self):
         purge_now = self.admin_site.admin_view(self.purge_now_view)
@@ -70,7 +138,11 @@ class PurgeRunAdmin(ReadOnlyAdmin):
         try:
             sent = current_app.send_task(
                 PURGE_TASK,
-                kwargs={"trigger": PurgeRun.Trigger.ADMIN},
+                # Who asked goes into the run record (and the destruction ledger).
+                kwargs={
+                    "trigger": PurgeRun.Trigger.ADMIN,
+                    "requested_by": request.user.get_username(),
+                },
                 retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 1},
             )
         except Exception as exc:  # noqa: BLE001 - any broker failure is reported, not raised
@@ -98,6 +170,72 @@ class PurgeRunAdmin(ReadOnlyAdmin):
     @admin.display(description="error")
     def short_error(self, run):
         return Truncator(run.error).chars(80) or "-"
+
+    @admin.display(description="fan-out")
+    def fan_out(self, run):
+        if run.parent_id:
+            return format_html(
+                '↳ subtask of <a href="{}">#{}</a>', _run_url(run.parent_id), run.parent_id
+            )
+        if run.is_fan_out:
+            return format_html("fan-out: {} subtask(s) started", run.subtasks_started)
+        return "-"
+
+    @admin.display(description="took")
+    def took(self, run):
+        return format_duration(run.duration.total_seconds()) if run.duration else "-"
+
+    @admin.display(description="most overdue at start")
+    def oldest_expired_at_start(self, run):
+        seconds = run.oldest_expired_seconds_at_start
+        return "-" if seconds is None else f"{format_duration(seconds)} past its expiry"
+
+    @admin.display(description="rows per model")
+    def rows_table(self, run):
+        return _rows_table(run.rows_deleted)
+
+    @admin.display(description="rows per model")
+    def would_delete_rows_table(self, run):
+        return _rows_table(run.would_delete_rows)
+
+    @admin.display(description="runs")
+    def fan_out_runs(self, run):
+        if run.parent_id:
+            return format_html(
+                'A subtask of the fan-out <a href="{}">run #{}</a>, whose totals include '
+                "this run's.",
+                _run_url(run.parent_id),
+                run.parent_id,
+            )
+        subtasks = run.subtask_runs.order_by("started_at", "pk")
+        rows = format_html_join(
+            "",
+            '<tr><td><a href="{}">#{}</a></td><td>{}</td><td>{}</td><td>{}</td>'
+            '<td class="num">{}</td><td class="num">{}</td><td class="num">{}</td></tr>',
+            (
+                (
+                    _run_url(s.pk),
+                    s.pk,
+                    s.status,
+                    _local(s.started_at),
+                    _local(s.finished_at),
+                    s.jobs_deleted,
+                    s.files_deleted,
+                    s.files_pending,
+                )
+                for s in subtasks
+            ),
+        )
+        return format_html(
+            "<p>A fan-out: {} subtask(s) started, {} still to finish; its totals are the sum of "
+            "these runs.</p>"
+            '<table class="subtask-runs"><thead><tr><th>run</th><th>status</th><th>started</th>'
+            "<th>finished</th><th>jobs</th><th>files deleted</th><th>files pending</th></tr>"
+            "</thead><tbody>{}</tbody></table>",
+            run.subtasks_started,
+            run.subtasks_outstanding,
+            rows,
+        )
 
 
 @admin.register(PendingFileDeletion)
@@ -130,3 +268,103 @@ class PendingFileDeletionAdmin(ReadOnlyAdmin):
 
 def _can_run_purge(request) -> bool:
     return request.user.has_perm("cleanup.run_purge")
+
+
+def _run_url(run_id) -> str:
+    return reverse("admin:cleanup_purgerun_change", args=[run_id])
+
+
+def _local(moment) -> str:
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
+
+
+def _rows_table(rows) -> str:
+    rows = rows or {}
+    body = format_html_join(
+        "", '<tr><td>{}</td><td class="num">{}</td></tr>', sorted(rows.items(), key=_by_model)
+    )
+    return format_html(
+        '<table class="rows-per-model"><thead><tr><th>model</th><th>rows</th></tr></thead>'
+        '<tbody>{}</tbody><tfoot><tr><th>total</th><th class="num">{}</th></tr></tfoot></table>',
+        body,
+        sum(rows.values()),
+    )
+
+
+def _by_model(item):
+    # The job first, then its dependents as the cascade reaches them (the record keeps order).
+    return 0 if item[0] == "jobs.Job" else 1
+
+
+@admin.register(Retention)
+class RetentionAdmin(admin.ModelAdmin):
+    """Cleanup → Retention: is the promise holding, and seven days of the purge, for staff."""
+
+    def has_module_permission(self, request):
+        return request.user.is_active and request.user.is_staff
+
+    def has_view_permission(self, request, obj=None):
+        # Counts only, no personal data: every staff member may look, as at /cleanup/status/.
+        return request.user.is_active and request.user.is_staff
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.changelist_view)
+        return [path("", view, name="cleanup_retention_changelist")]
+
+    def changelist_view(self, request, extra_context=None):
+        status = purge_status()
+        history = retention_history(now=status.checked_at)
+        plots = [
+            (
+                "Jobs purged per hour",
+                "Expired jobs deleted, by the hour their run reported them.",
+                {"points": history.purged_per_hour, "kind": "bars", "step": timedelta(hours=1)},
+            ),
+            (
+                "Expired jobs waiting (at each run's start)",
+                "The backlog each run found when it started.",
+                {"points": [(at, expired) for at, expired, _ in history.backlog], "kind": "line"},
+            ),
+            (
+                "Oldest expired job's age (at each run's start)",
+                "How long past its expiry the most overdue job was; the promise allows about "
+                "an hour (the hourly schedule).",
+                {
+                    "points": [(at, oldest or 0) for at, _, oldest in history.backlog],
+                    "kind": "line",
+                    "label": format_duration,
+                    "ceiling": charts.nice_duration_ceiling,
+                },
+            ),
+            (
+                "Pending file deletions (at each run's end)",
+                "Files whose rows are gone and whose delete storage has not confirmed yet.",
+                {"points": history.pending, "kind": "line"},
+            ),
+        ]
+        span = {"since": history.since, "until": history.until}
+        plots = [
+            {"title": title, "note": note, "svg": charts.time_series(title=title, **span, **kw)}
+            for title, note, kw in plots
+        ]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Retention",
+            "subtitle": None,
+            "opts": self.opts,
+            "facts": retention_facts(status, stuck_files=count_stuck_files()),
+            "plots": plots,
+            "checked_at": status.checked_at,
+            "since": history.since,
+            **(extra_context or {}),
+        }
+        return TemplateResponse(request, "admin/cleanup/retention.html", context)

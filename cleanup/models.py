@@ -77,12 +77,35 @@ class PurgeRun(models.Model):
         HANDED_OVER = "handed_over", "Time budget used, handed over"
         # Its process died mid-run (nothing can record a SIGKILL); a later purge noticed.
         ABANDONED = "abandoned", "Abandoned (process died)"
+        # A fan-out parent while its subtasks purge; it takes their outcome once they are done.
+        FANNED_OUT = "fanned_out", "Fanned out, subtasks running"
+        # A dry run that completed: it counted, deleted nothing, and is never a successful purge.
+        DRY_RUN = "dry_run", "Dry run (nothing deleted)"
 
     started_at = models.DateTimeField(default=timezone.now, db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    # Bumped, with the counts so far, after every batch: a dead run shows how far it got.
+    # Bumped, with the counts so far, after every batch: a dead run shows how far it got. A
+    # fan-out parent's is bumped whenever one of its subtasks starts or finishes.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     trigger = models.CharField(max_length=16, choices=Trigger.choices, default=Trigger.SHELL)
+    # Who asked, for runs started from the admin (the staff user's username); blank otherwise.
+    requested_by = models.CharField(max_length=150, blank=True)
+    # The Celery task that ran it, to find it in Flower or a result backend; blank otherwise.
+    task_id = models.CharField(max_length=255, blank=True)
+    # A fan-out subtask's run points at the fan-out's own run, whose totals are its subtasks'.
+    # Runs are a ledger and never deleted: PROTECT keeps a parent from vanishing under them.
+    parent = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="subtask_runs",
+    )
+    # A fan-out parent: subtasks it started, and those (successors included) not finished yet.
+    subtasks_started = models.PositiveIntegerField(default=0)
+    subtasks_outstanding = models.PositiveIntegerField(default=0)
+    # How data was destroyed (database and storage), for the destruction ledger.
+    method = models.CharField(max_length=300, blank=True)
     status = models.CharField(
         max_length=16, choices=Status.choices, default=Status.RUNNING, db_index=True
     )
@@ -95,6 +118,15 @@ class PurgeRun(models.Model):
     rows_deleted = models.JSONField(default=dict, blank=True)
     files_deleted = models.PositiveIntegerField(default=0)
     files_pending = models.PositiveIntegerField(default=0)
+    # A dry run's prediction; the *_deleted counts of a dry run stay 0, as nothing was deleted.
+    would_delete_jobs = models.PositiveIntegerField(default=0)
+    would_delete_rows = models.JSONField(default=dict, blank=True)
+    would_delete_files = models.PositiveIntegerField(default=0)
+    # The Retention page's history, which cannot be recomputed later: the expired backlog when
+    # the run started, and every pending file deletion when it ended (None: not measured).
+    expired_at_start = models.PositiveIntegerField(null=True, blank=True)
+    oldest_expired_seconds_at_start = models.FloatField(null=True, blank=True)
+    pending_files_at_end = models.PositiveIntegerField(null=True, blank=True)
     error = models.TextField(blank=True)
 
     class Meta:
@@ -105,5 +137,20 @@ class PurgeRun(models.Model):
         return f"Purge run {self.pk} ({self.status})"
 
     @property
+    def is_fan_out(self) -> bool:
+        return self.subtasks_started > 0
+
+    @property
     def duration(self):
         return (self.finished_at - self.started_at) if self.finished_at else None
+
+
+class Retention(PurgeRun):
+    """The admin's Retention page (status and seven days of plots); no data of its own."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "retention"
+        verbose_name_plural = "retention"
+        # Any staff member may look (cleanup/admin.py); nothing to add, change or delete.
+        default_permissions = ()

@@ -7,12 +7,12 @@ from django.utils import timezone
 
 
 def format_result(result) -> str:
-    verb = "would delete" if result.dry_run else "deleted"
     cutoff = timezone.localtime(result.cutoff).strftime("%Y-%m-%d %H:%M:%S %Z")
+    if result.dry_run:
+        return _format_dry_run(result, cutoff)
     lines = [
-        f"{'Dry run: ' if result.dry_run else ''}jobs expired before {cutoff}: "
-        f"{verb} {result.jobs_deleted} job(s) in {result.batches or 1} batch(es), "
-        f"{result.duration_seconds:.2f}s",
+        f"jobs expired before {cutoff}: deleted {result.jobs_deleted} job(s) in "
+        f"{result.batches or 1} batch(es), {result.duration_seconds:.2f}s",
         "",
         f"  {'model':<34}{'rows':>10}",
     ]
@@ -20,11 +20,36 @@ def format_result(result) -> str:
         lines.append(f"  {label:<34}{count:>10}")
     lines.append(f"  {'total':<34}{result.rows_total:>10}")
     lines.append("")
-    lines.append(f"  files {verb}: {result.files_deleted}")
-    if not result.dry_run:
-        lines.append(f"  files still pending: {result.files_pending}")
+    lines.append(f"  files deleted: {result.files_deleted}")
+    lines.append(f"  files still pending: {result.files_pending}")
     lines.append(f"  run #{result.run_id}: {result.status}")
     return "\n".join(lines)
+
+
+def _format_dry_run(result, cutoff) -> str:
+    lines = [
+        f"Dry run (nothing deleted): jobs expired before {cutoff}: would delete "
+        f"{result.would_delete_jobs} job(s), {result.duration_seconds:.2f}s",
+        "",
+        f"  {'model':<34}{'rows':>10}",
+    ]
+    for label, count in result.would_delete_rows.items():
+        lines.append(f"  {label:<34}{count:>10}")
+    lines.append(f"  {'total':<34}{result.would_delete_rows_total:>10}")
+    lines.append("")
+    lines.append(f"  would delete {result.would_delete_files} file(s) from storage")
+    lines.append(f"  run #{result.run_id}: {result.status}")
+    return "\n".join(lines)
+
+
+def summarize_run(result) -> str:
+    """One line for a failed task's error: which run, how it ended, what it did, and why."""
+    line = (
+        f"purge run #{result.run_id} ended {result.status}: {result.jobs_deleted} job(s), "
+        f"{result.rows_total} row(s), {result.files_deleted} file(s) deleted, "
+        f"{result.files_pending} file(s) pending"
+    )
+    return f"{line}. {result.error}" if result.error else line
 
 
 def format_duration(seconds: float) -> str:
@@ -65,6 +90,7 @@ def format_status(status) -> str:
             f"  {'last successful purge:':<30}run #{success['run_id']} ({success['trigger']}), "
             f"finished {_local(success['finished_at'])}"
         )
+        lines.extend(_subtask_lines(success))
         lines.append(
             f"  {'':<30}{success['jobs_deleted']} job(s), "
             f"{sum(success['rows_deleted'].values())} row(s), "
@@ -76,7 +102,23 @@ def format_status(status) -> str:
             f"  {'latest run:':<30}run #{last['run_id']} ({last['trigger']}) {last['status']}, "
             f"started {_local(last['started_at'])}"
         )
+        lines.extend(_subtask_lines(last))
+        if last["status"] == "fanned_out":
+            lines.append(
+                f"  {'':<30}so far {last['jobs_deleted']} job(s), "
+                f"{last['files_deleted']} file(s) deleted, "
+                f"{last['subtasks_outstanding']} subtask(s) still to finish"
+            )
     return "\n".join(lines)
+
+
+def _subtask_lines(run) -> list[str]:
+    subtasks = run.get("subtasks") or []
+    if not subtasks:
+        return []
+    ids = [s["run_id"] for s in subtasks]
+    shown = ", ".join(f"#{i}" for i in ids[:6]) + (", ..." if len(ids) > 6 else "")
+    return [f"  {'':<30}fan-out over {len(ids)} subtask run(s): {shown}"]
 
 
 class ProgressBar:
@@ -131,3 +173,83 @@ def format_reconcile(result, *, examples=False) -> str:
     if examples and result.examples:
         lines.append("  some orphans: " + ", ".join(result.examples))
     return "\n".join(lines)
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
+
+
+def retention_facts(status, *, stuck_files: int) -> list[dict]:
+    """The status in sentences for the Retention page: heading, text and the run it names."""
+    facts = []
+    if status.expired_jobs:
+        facts.append(
+            {
+                "heading": "Expired jobs",
+                "text": f"{_plural(status.expired_jobs, 'expired job')} still present; the most "
+                f"overdue is {format_duration(status.most_overdue_seconds or 0)} past its "
+                "expiry.",
+            }
+        )
+    else:
+        facts.append(
+            {"heading": "Expired jobs", "text": "none present: every job past its expiry is gone."}
+        )
+    if status.pending_files:
+        facts.append(
+            {
+                "heading": "Pending file deletions",
+                "text": f"{status.pending_files:,}, the oldest pending for "
+                f"{format_duration(status.oldest_pending_seconds or 0)}.",
+            }
+        )
+    else:
+        facts.append({"heading": "Pending file deletions", "text": "none."})
+    facts.append(
+        {
+            "heading": "Stuck file deletions",
+            "text": f"{stuck_files:,}"
+            + (
+                " (storage keeps refusing them: see Pending file deletions)."
+                if stuck_files
+                else "."
+            ),
+        }
+    )
+    success = status.last_success
+    if success is None:
+        facts.append({"heading": "Last successful purge", "text": "none recorded."})
+    else:
+        facts.append(
+            {
+                "heading": "Last successful purge",
+                "run_id": success["run_id"],
+                "text": _run_sentence(success, finished=True),
+            }
+        )
+    last = status.last_run
+    if last is not None and last != success:
+        facts.append(
+            {
+                "heading": "Latest run",
+                "run_id": last["run_id"],
+                "text": _run_sentence(last, finished=False),
+            }
+        )
+    return facts
+
+
+def _run_sentence(run, *, finished: bool) -> str:
+    when = _local(run["finished_at"] if finished else run["started_at"])
+    rows = sum(run["rows_deleted"].values())
+    text = (
+        f"run #{run['run_id']} ({run['trigger']}), {run['status']}, "
+        f"{'finished' if finished else 'started'} {when}: "
+        f"{_plural(run['jobs_deleted'], 'job')}, {_plural(rows, 'row')} and "
+        f"{_plural(run['files_deleted'], 'file')} deleted"
+    )
+    if run["files_pending"]:
+        text += f", {run['files_pending']:,} file(s) left pending"
+    if run.get("subtask_runs"):
+        text += f"; a fan-out over {_plural(run['subtask_runs'], 'subtask run')}"
+    return text + "."

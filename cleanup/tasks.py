@@ -1,8 +1,17 @@
+"""Celery tasks: thin wrappers around cleanup.services that tell Celery the truth.
+
+A run that ends `failed` or `files_pending` ends its task in FAILURE (after the run is
+recorded), with the run's summary as the error, so Flower and result-based monitors see it.
+A failed task is still acknowledged (task_acks_on_failure_or_timeout, Celery's default, set
+explicitly in settings): acks_late redelivers only when a worker dies mid-task.
+"""
+
 from datetime import datetime, timedelta
 
 from celery import shared_task
 
 from .models import PurgeRun
+from .report import summarize_run
 from .services import (
     RECONCILE_GRACE,
     SUBTASK_EXPIRES_SECONDS,
@@ -10,28 +19,102 @@ from .services import (
     purge_expired_chunk,
     purge_expired_jobs,
     reconcile_storage,
+    release_subtask,
+    start_fan_out,
 )
+from .storage import describe_error
+
+# How a run may end and still be a successful task. handed_over is a fan-out subtask passing the
+# rest to its successor: routine.
+SUCCESSFUL_ENDINGS = {
+    PurgeRun.Status.SUCCEEDED,
+    PurgeRun.Status.HANDED_OVER,
+    PurgeRun.Status.DRY_RUN,
+}
+
+
+class PurgeRunFailed(Exception):
+    """The run is recorded and ended failed or with files pending; args: (summary, result)."""
+
+    def __init__(self, summary, result=None):
+        super().__init__(summary, result or {})
+
+    def __str__(self):
+        return str(self.args[0])
 
 
 @shared_task(name="delete_expired_jobs", bind=True)
-def delete_expired_jobs(self, batch_size=None, limit=None, trigger=PurgeRun.Trigger.BEAT):
+def delete_expired_jobs(
+    self, batch_size=None, limit=None, trigger=PurgeRun.Trigger.BEAT, requested_by=""
+):
     """Purge expired jobs, or fan a large backlog out; returns the run (or fan-out) summary."""
     if limit is None:
         plan = plan_purge(batch_size=batch_size)
         if not plan.inline:
-            for _ in range(plan.subtasks):
-                _enqueue_chunk(self, plan.chunk_kwargs())
-            return plan.as_dict()
-    return purge_expired_jobs(batch_size=batch_size, limit=limit, trigger=trigger).as_dict()
+            if not plan.subtasks:
+                # An earlier fan-out's subtasks hold every slot and will take this backlog too.
+                return plan.as_dict()
+            fan_out = start_fan_out(
+                plan=plan, trigger=trigger, requested_by=requested_by, task_id=_task_id(self)
+            )
+            _enqueue_subtasks(self, fan_out)
+            return fan_out.as_dict()
+    try:
+        result = purge_expired_jobs(
+            batch_size=batch_size,
+            limit=limit,
+            trigger=trigger,
+            requested_by=requested_by,
+            task_id=_task_id(self),
+        )
+    except Exception as exc:
+        failure = _recorded(exc)
+        if failure is None:
+            raise
+        raise failure from exc
+    return _succeeded(result, result.as_dict())
 
 
 @shared_task(name="delete_expired_jobs_chunk", bind=True)
-def delete_expired_jobs_chunk(self, cutoff, batch_size=None):
+def delete_expired_jobs_chunk(self, cutoff, batch_size=None, parent_run_id=None):
     """One time-bounded share of a fanned-out purge; enqueues its successor while work remains."""
-    chunk = purge_expired_chunk(cutoff=datetime.fromisoformat(cutoff), batch_size=batch_size)
+    try:
+        chunk = purge_expired_chunk(
+            cutoff=datetime.fromisoformat(cutoff),
+            batch_size=batch_size,
+            parent_id=parent_run_id,
+            task_id=_task_id(self),
+        )
+    except Exception as exc:
+        failure = _recorded(exc)
+        if failure is None:
+            raise
+        raise failure from exc
     if chunk.more:
-        _enqueue_chunk(self, {"cutoff": cutoff, "batch_size": batch_size})
-    return chunk.as_dict()
+        kwargs = {"cutoff": cutoff, "batch_size": batch_size, "parent_run_id": parent_run_id}
+        try:
+            _enqueue_chunk(self, kwargs)
+        except Exception as exc:
+            if parent_run_id is not None:
+                release_subtask(parent_id=parent_run_id, error=describe_error(exc))
+            raise
+    return _succeeded(chunk.result, chunk.as_dict())
+
+
+def _enqueue_subtasks(task, fan_out):
+    sent = 0
+    try:
+        for _ in range(fan_out.plan.subtasks):
+            _enqueue_chunk(task, fan_out.chunk_kwargs())
+            sent += 1
+    except Exception as exc:
+        # The fan-out waits only for the subtasks that were sent.
+        release_subtask(
+            parent_id=fan_out.run_id,
+            error=describe_error(exc),
+            count=fan_out.plan.subtasks - sent,
+        )
+        raise
 
 
 def _enqueue_chunk(task, kwargs):
@@ -41,6 +124,25 @@ def _enqueue_chunk(task, kwargs):
     delete_expired_jobs_chunk.apply_async(
         kwargs=kwargs, expires=SUBTASK_EXPIRES_SECONDS, queue=queue
     )
+
+
+def _task_id(task) -> str:
+    return task.request.id or ""
+
+
+def _succeeded(result, summary: dict) -> dict:
+    """The summary for Celery's result, or FAILURE with it when the run did not succeed."""
+    if result.status not in SUCCESSFUL_ENDINGS:
+        raise PurgeRunFailed(summarize_run(result), summary)
+    return summary
+
+
+def _recorded(exc) -> PurgeRunFailed | None:
+    # The run recorded its failure before re-raising; the task's error carries that record.
+    result = getattr(exc, "purge_result", None)
+    if result is None:
+        return None
+    return PurgeRunFailed(summarize_run(result), result.as_dict())
 
 
 @shared_task(name="reconcile_storage")

@@ -1,13 +1,14 @@
-"""The purge status as JSON, for dashboards and monitors."""
+"""The purge status for dashboards and monitors: JSON, and the Prometheus text format."""
 
 import hmac
 
 from django.conf import settings
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from .services import overdue_limit, purge_status
+from .metrics import CONTENT_TYPE, render_metrics
+from .services import count_stuck_files, overdue_limit, purge_status, run_totals
 
 
 @never_cache
@@ -19,11 +20,7 @@ def status(request):
     HTTP check can alert on it.
     """
     if not _allowed(request):
-        if request.user.is_authenticated:
-            return JsonResponse({"error": "staff only"}, status=403)
-        response = JsonResponse({"error": "authentication required"}, status=401)
-        response["WWW-Authenticate"] = 'Bearer realm="cleanup"'
-        return response
+        return _refused(request)
     max_overdue = request.GET.get("max_overdue")
     if max_overdue is not None:
         try:
@@ -36,6 +33,26 @@ def status(request):
         return JsonResponse(data)
     data["problems"] = facts.problems(max_overdue=max_overdue)
     return JsonResponse(data, status=503 if data["problems"] else 200)
+
+
+@never_cache
+@require_GET
+def metrics(request):
+    """Gauges of the status and counters of the run history, for Prometheus; same auth."""
+    if not _allowed(request):
+        return _refused(request)
+    body = render_metrics(
+        status=purge_status(), stuck_files=count_stuck_files(), totals=run_totals()
+    )
+    return HttpResponse(body, content_type=CONTENT_TYPE)
+
+
+def _refused(request):
+    if request.user.is_authenticated:
+        return JsonResponse({"error": "staff only"}, status=403)
+    response = JsonResponse({"error": "authentication required"}, status=401)
+    response["WWW-Authenticate"] = 'Bearer realm="cleanup"'
+    return response
 
 
 def _allowed(request) -> bool:

@@ -135,6 +135,10 @@ CELERY_TIMEZONE = "Asia/Seoul"
 CELERY_ENABLE_UTC = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_ACKS_LATE = True
+# A task that ends in FAILURE (a run that failed or left files pending) is still acknowledged,
+# so acks_late never redelivers it in a loop; only a worker lost mid-task leaves its message
+# for redelivery. (Celery's default, stated because the purge relies on it.)
+CELERY_TASK_ACKS_ON_FAILURE_OR_TIMEOUT = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # The beat row carries its own crontab timezone; Django-celery-beat reads times in TIME_ZONE.

@@ -202,7 +202,7 @@ def test_a_job_file_with_an_empty_name_goes_with_its_row_and_deletes_nothing(any
     assert result.ok and result.error == ""
     assert rows_of(odd.pk) == rows_of(other.pk) == NO_ROWS
     assert result.rows_deleted["jobs.JobFile"] == 9
-    assert predicted.files_deleted == result.files_deleted == 8
+    assert predicted.would_delete_files == result.files_deleted == 8
     assert stored(kept_names) == kept_names
     assert stored_job_files() == set(kept_names)
     assert not PendingFileDeletion.objects.exists()

@@ -43,7 +43,7 @@ def test_json_output_is_the_result():
 def test_dry_run_flag_changes_nothing():
     expired_job()
     data = json.loads(run("--dry-run", "--json"))
-    assert data["dry_run"] is True and data["jobs_deleted"] == 1
+    assert data["dry_run"] is True and data["would_delete_jobs"] == 1
     assert Job.objects.count() == 1
 
 

@@ -62,9 +62,11 @@ def test_dry_run_deletes_nothing_and_predicts_the_real_run():
     assert all(rows_of(job.pk) == FULL_JOB_ROWS for job in jobs)
     assert stored(names) == names
     actual = purge_expired_jobs()
-    assert predicted.jobs_deleted == actual.jobs_deleted == 3
-    assert predicted.rows_deleted == actual.rows_deleted
-    assert predicted.files_deleted == actual.files_deleted == 12
+    # A dry run's prediction is under its own name; it deleted nothing and says so.
+    assert predicted.would_delete_jobs == actual.jobs_deleted == 3
+    assert predicted.would_delete_rows == actual.rows_deleted
+    assert predicted.would_delete_files == actual.files_deleted == 12
+    assert predicted.jobs_deleted == predicted.files_deleted == 0
     assert PurgeRun.objects.filter(dry_run=True).count() == 1
 
 

@@ -1,17 +1,30 @@
 """The cleanup app's business logic. Commands, tasks, views and admin call only these.
 
 purge: deleting expired jobs (the purge itself); files: storage deletes of pending names;
-fanout: splitting a large backlog over Celery workers; status: what operators see;
-reconcile: stored objects nothing names.
+fanout: splitting a large backlog over Celery workers; runs: run records (fan-out parents,
+dead runs, the backlog a run starts with); status: what operators see; history: the purge's
+past, for plots and counters; ledger: the destruction ledger; reconcile: stored objects
+nothing names.
 """
 
-from .fanout import SUBTASK_EXPIRES_SECONDS, ChunkResult, PurgePlan, plan_purge, purge_expired_chunk
+from .fanout import (
+    ChunkResult,
+    FanOut,
+    PurgePlan,
+    plan_purge,
+    purge_expired_chunk,
+    start_fan_out,
+)
 from .files import FileDeletion, delete_pending_files
+from .history import RetentionHistory, RunTotals, retention_history, run_totals
+from .ledger import LedgerEntry, ledger_models, purge_log
 from .purge import PurgeNotPossible, PurgeResult, purge_expired_jobs
 from .reconcile import RECONCILE_GRACE, ReconcileResult, reconcile_storage
+from .runs import SUBTASK_EXPIRES_SECONDS, release_subtask
 from .status import (
     PurgeStatus,
     count_expired_jobs,
+    count_stuck_files,
     overdue_limit,
     purge_status,
     retry_pending_files,
@@ -21,19 +34,30 @@ __all__ = [
     "RECONCILE_GRACE",
     "SUBTASK_EXPIRES_SECONDS",
     "ChunkResult",
+    "FanOut",
     "FileDeletion",
+    "LedgerEntry",
     "PurgeNotPossible",
     "PurgePlan",
     "PurgeResult",
     "PurgeStatus",
     "ReconcileResult",
+    "RetentionHistory",
+    "RunTotals",
     "count_expired_jobs",
+    "count_stuck_files",
     "delete_pending_files",
+    "ledger_models",
     "overdue_limit",
     "plan_purge",
     "purge_expired_chunk",
     "purge_expired_jobs",
+    "purge_log",
     "purge_status",
     "reconcile_storage",
+    "release_subtask",
+    "retention_history",
     "retry_pending_files",
+    "run_totals",
+    "start_fan_out",
 ]

@@ -1,4 +1,8 @@
-"""Parallel purge: a large backlog fanned out over Celery workers."""
+"""Parallel purge: a large backlog fanned out over Celery workers.
+
+A fan-out leaves one run record of its own (the parent, with the trigger that was asked for)
+and one per subtask, pointing at it; see runs.py for how the parent keeps up with them.
+"""
 
 import itertools
 import logging
@@ -12,12 +16,16 @@ from django.utils import timezone
 from jobs.models import Job
 
 from ..models import PurgeRun
+from .ledger import destruction_method
 from .purge import PurgeResult, check_positive, purge_expired_jobs
+from .runs import (
+    measure_backlog,
+    settle_fan_out,
+    settle_fan_out_quietly,
+    start_subtask,
+)
 
 logger = logging.getLogger(__name__)
-
-# A queued subtask older than this is pointless: the next hourly run plans afresh.
-SUBTASK_EXPIRES_SECONDS = 50 * 60
 
 
 @dataclass
@@ -92,6 +100,46 @@ def plan_purge(
     return plan
 
 
+@dataclass
+class FanOut:
+    """A fan-out's own run record, made before its subtasks are enqueued."""
+
+    run_id: int
+    plan: PurgePlan
+
+    def chunk_kwargs(self) -> dict:
+        return {**self.plan.chunk_kwargs(), "parent_run_id": self.run_id}
+
+    def as_dict(self) -> dict:
+        return {**self.plan.as_dict(), "run_id": self.run_id}
+
+
+def start_fan_out(
+    *, plan: PurgePlan, trigger: str, requested_by: str = "", task_id: str = ""
+) -> FanOut:
+    """Record the run of a fan-out about to start `plan.subtasks` subtasks; they report to it."""
+    backlog = measure_backlog(now=plan.cutoff)
+    run = PurgeRun.objects.create(
+        trigger=trigger,
+        requested_by=requested_by,
+        task_id=task_id or "",
+        status=PurgeRun.Status.FANNED_OUT,
+        cutoff=plan.cutoff,
+        batch_size=plan.batch_size,
+        heartbeat_at=timezone.now(),
+        subtasks_started=plan.subtasks,
+        subtasks_outstanding=plan.subtasks,
+        method=destruction_method(dry_run=False),
+        expired_at_start=backlog.expired,
+        oldest_expired_seconds_at_start=backlog.oldest_seconds,
+    )
+    logger.info(
+        "purge.fan_out",
+        extra={"run": run.pk, "trigger": trigger, "subtasks": plan.subtasks},
+    )
+    return FanOut(run_id=run.pk, plan=plan)
+
+
 def _running_subtasks() -> int:
     # A worker killed mid-run leaves its run open; after two subtask lengths it no longer counts.
     stale = timedelta(seconds=2 * settings.CLEANUP_SUBTASK_SECONDS + 60)
@@ -113,23 +161,44 @@ class ChunkResult:
 
 
 def purge_expired_chunk(
-    *, cutoff: datetime, batch_size: int | None = None, seconds: float | None = None
+    *,
+    cutoff: datetime,
+    batch_size: int | None = None,
+    seconds: float | None = None,
+    parent_id: int | None = None,
+    task_id: str = "",
 ) -> ChunkResult:
     """One subtask's share of a fanned-out purge: batches until `seconds` are used up.
 
     Subtasks running side by side take disjoint batches (SKIP LOCKED). Each leaves its own run
-    record (trigger "task"), so a fanned-out purge's totals are the sum of its runs.
+    record (trigger "task", pointing at its fan-out's run `parent_id`), and the fan-out's run is
+    brought up to date when it ends. With `more`, the caller enqueues the successor, which takes
+    this subtask's place in the fan-out (or calls `release_subtask` if it cannot).
     """
     seconds = settings.CLEANUP_SUBTASK_SECONDS if seconds is None else seconds
     deadline = time.monotonic() + seconds
     checks = itertools.count()
-    result = purge_expired_jobs(
-        now=cutoff,
-        batch_size=batch_size,
-        trigger=PurgeRun.Trigger.TASK,
-        # Never before the first batch: every subtask makes progress, however small its budget.
-        should_stop=lambda: next(checks) > 0 and time.monotonic() >= deadline,
-        stopped_status=PurgeRun.Status.HANDED_OVER,
-    )
+    if parent_id is not None:
+        start_subtask(parent_id=parent_id)
+    try:
+        result = purge_expired_jobs(
+            now=cutoff,
+            batch_size=batch_size,
+            trigger=PurgeRun.Trigger.TASK,
+            parent_id=parent_id,
+            task_id=task_id,
+            # Never before the first batch: every subtask makes progress, however small its
+            # budget.
+            should_stop=lambda: next(checks) > 0 and time.monotonic() >= deadline,
+            stopped_status=PurgeRun.Status.HANDED_OVER,
+        )
+    except Exception:
+        # Ended by an error (its run is recorded): no successor. A BaseException (the worker
+        # shutting down) is not settled: the message goes back to the broker and runs again.
+        if parent_id is not None:
+            settle_fan_out_quietly(parent_id=parent_id, finished=1)
+        raise
     more = result.status == PurgeRun.Status.HANDED_OVER and Job.objects.expired(cutoff).exists()
+    if parent_id is not None:
+        settle_fan_out(parent_id=parent_id, finished=0 if more else 1)
     return ChunkResult(result=result, more=more)

@@ -1,7 +1,7 @@
 """Deleting pending files from storage and forgetting the names that are gone."""
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -34,14 +34,18 @@ class FileDeletion:
         self.errors.extend(e for e in other.errors if e not in self.errors)
 
 
-def delete_pending_files(*, names: list[str] | None = None) -> FileDeletion:
+def delete_pending_files(
+    *, names: list[str] | None = None, due_before: datetime | None = None
+) -> FileDeletion:
     """Delete pending files from storage and forget the ones that are gone.
 
     With `names`, exactly those (just recorded by a delete); otherwise every pending name that
-    is due. A name that a row still references is never deleted from storage.
+    is due (its next attempt at or before `due_before`, default now). A name that a row still
+    references is never deleted from storage.
     """
     result = FileDeletion()
     now = timezone.now()
+    due_before = due_before or now
     if names is not None:
         # One pass for a whole purge batch: storage splits its own requests (1,000 keys per S3
         # request, and stops at an outage), and the database side is one statement per step, so
@@ -50,7 +54,7 @@ def delete_pending_files(*, names: list[str] | None = None) -> FileDeletion:
     while True:
         # Each pass deletes its names or pushes them past `now`, so this loop ends.
         chunk = list(
-            PendingFileDeletion.objects.due(now)
+            PendingFileDeletion.objects.due(due_before)
             .order_by("next_attempt_at", "pk")
             .values_list("name", flat=True)[: storage.S3_MAX_KEYS_PER_REQUEST]
         )

@@ -1,5 +1,6 @@
 """The purge: deleting expired jobs with everything attached, and their files from storage."""
 
+import contextlib
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -8,7 +9,6 @@ from datetime import datetime
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
-from django.db.models import Q
 from django.utils import timezone
 
 from jobs.models import Job
@@ -18,12 +18,17 @@ from ..deletion import among, cascade_paths, delete_cascading
 from ..file_models import file_fields, file_models, names_of
 from ..models import PendingFileDeletion, PurgeRun
 from .files import FileDeletion, delete_pending_files
+from .ledger import destruction_method
+from .runs import abandon_dead_runs, measure_backlog
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class PurgeResult:
+    """What a run did. A dry run deletes nothing: its *_deleted counts are 0 and its prediction
+    is in would_delete_jobs / would_delete_rows / would_delete_files (0 and {} for real runs)."""
+
     run_id: int | None
     dry_run: bool
     cutoff: datetime
@@ -35,19 +40,30 @@ class PurgeResult:
     batches: int
     duration_seconds: float
     error: str = ""
+    would_delete_jobs: int = 0
+    would_delete_rows: dict[str, int] = field(default_factory=dict)
+    would_delete_files: int = 0
+    trigger: str = ""
+    parent_run_id: int | None = None
 
     @property
     def rows_total(self) -> int:
         return sum(self.rows_deleted.values())
 
     @property
+    def would_delete_rows_total(self) -> int:
+        return sum(self.would_delete_rows.values())
+
+    @property
     def ok(self) -> bool:
-        return self.status == PurgeRun.Status.SUCCEEDED
+        """It did all it set out to: purged everything (or, for a dry run, counted it)."""
+        return self.status in (PurgeRun.Status.SUCCEEDED, PurgeRun.Status.DRY_RUN)
 
     def as_dict(self) -> dict:
         data = asdict(self)
         data["cutoff"] = self.cutoff.isoformat()
         data["rows_total"] = self.rows_total
+        data["would_delete_rows_total"] = self.would_delete_rows_total
         return data
 
 
@@ -58,6 +74,9 @@ def purge_expired_jobs(
     limit: int | None = None,
     dry_run: bool = False,
     trigger: str = PurgeRun.Trigger.SHELL,
+    requested_by: str = "",
+    parent_id: int | None = None,
+    task_id: str = "",
     should_stop=None,
     on_batch=None,
     stopped_status: str = PurgeRun.Status.INTERRUPTED,
@@ -68,17 +87,35 @@ def purge_expired_jobs(
     same transaction and deleted from storage after commit. `should_stop` is checked between
     batches so an interrupted run never leaves a batch half done; a run it stops is recorded with
     `stopped_status`. `on_batch(jobs_deleted)` is called after each batch with the run's total so
-    far (for progress display).
+    far (for progress display). `requested_by` (admin runs), `parent_id` (a fan-out's subtask)
+    and `task_id` (Celery) go into the run record.
+
+    An exception that ends the run is re-raised after the run is recorded, carrying the
+    recorded run as `purge_result` (None if the record could not be written).
     """
     batch_size = settings.CLEANUP_BATCH_SIZE if batch_size is None else batch_size
     check_positive("batch_size", batch_size)
     if limit is not None:
         check_positive("limit", limit)
     check_database_ready()
-    _abandon_dead_runs()
-    cutoff = now or timezone.now()
+    abandon_dead_runs()
+    # Names pending since before this moment are the final sweep's; names this run records come
+    # later, and each of them is counted by the batch that recorded it.
+    sweep_due_before = timezone.now()
+    cutoff = now or sweep_due_before
+    backlog = measure_backlog(now=cutoff)
     run = PurgeRun.objects.create(
-        trigger=trigger, cutoff=cutoff, batch_size=batch_size, limit=limit, dry_run=dry_run
+        trigger=trigger,
+        requested_by=requested_by,
+        parent_id=parent_id,
+        task_id=task_id or "",
+        cutoff=cutoff,
+        batch_size=batch_size,
+        limit=limit,
+        dry_run=dry_run,
+        method=destruction_method(dry_run=dry_run),
+        expired_at_start=backlog.expired,
+        oldest_expired_seconds_at_start=backlog.oldest_seconds,
     )
     started = time.monotonic()
     progress = _Progress(rows=dict.fromkeys((m._meta.label for m, _ in cascade_paths(Job)), 0))
@@ -86,13 +123,19 @@ def purge_expired_jobs(
         if dry_run:
             _count_expired(cutoff, limit, progress)
         else:
-            _delete_expired(run, cutoff, batch_size, limit, progress, should_stop, on_batch)
+            _delete_expired(
+                run, cutoff, batch_size, limit, progress, should_stop, on_batch, sweep_due_before
+            )
     except BaseException as exc:
         interrupted = isinstance(exc, KeyboardInterrupt)
         status = PurgeRun.Status.INTERRUPTED if interrupted else PurgeRun.Status.FAILED
-        _record_failure(run, progress, started, status, storage.describe_error(exc))
+        recorded = _record_failure(run, progress, started, status, storage.describe_error(exc))
+        with contextlib.suppress(AttributeError):  # an exception that takes no attributes
+            exc.purge_result = recorded
         raise
-    if progress.stopped:
+    if dry_run:
+        status = PurgeRun.Status.DRY_RUN
+    elif progress.stopped:
         status = stopped_status
     elif progress.files.failed:
         status = PurgeRun.Status.FILES_PENDING
@@ -146,7 +189,9 @@ def _count_expired(cutoff, limit, progress):
     progress.jobs = progress.rows[Job._meta.label]
 
 
-def _delete_expired(run, cutoff, batch_size, limit, progress, should_stop, on_batch):
+def _delete_expired(
+    run, cutoff, batch_size, limit, progress, should_stop, on_batch, sweep_due_before
+):
     while limit is None or progress.jobs < limit:
         if should_stop is not None and should_stop():
             progress.stopped = True
@@ -197,7 +242,12 @@ def _delete_expired(run, cutoff, batch_size, limit, progress, should_stop, on_ba
             break  # the backlog is done (or held by a purge beside this one): no empty SELECT
     if not progress.files.unavailable:
         # Names left by earlier failures or crashes: this run finishes them.
-        progress.files.add(delete_pending_files())
+        progress.files.add(delete_pending_files(due_before=sweep_due_before))
+    if progress.files.unavailable:
+        # Storage is down, so the sweep stopped at its first failing chunk or never started: the
+        # due names it did not get to are left pending by this run too. (The ones it tried were
+        # pushed past `sweep_due_before` when they failed, so none is counted twice.)
+        progress.files.failed += PendingFileDeletion.objects.due(sweep_due_before).count()
 
 
 def _heartbeat(run, progress):
@@ -207,25 +257,8 @@ def _heartbeat(run, progress):
         jobs_deleted=progress.jobs,
         rows_deleted=progress.rows,
         files_deleted=progress.files.deleted,
+        files_pending=progress.files.failed,
     )
-
-
-def _abandon_dead_runs():
-    """Close the records of runs whose process died: killed runs cannot record themselves."""
-    now = timezone.now()
-    dead = PurgeRun.objects.filter(status=PurgeRun.Status.RUNNING).filter(
-        Q(heartbeat_at__lt=now - settings.CLEANUP_STALE_RUN)
-        | Q(heartbeat_at__isnull=True, started_at__lt=now - settings.CLEANUP_STALE_RUN)
-    )
-    minutes = int(settings.CLEANUP_STALE_RUN.total_seconds() // 60)
-    count = dead.update(
-        status=PurgeRun.Status.ABANDONED,
-        finished_at=now,
-        error=f"no batch finished for over {minutes} min: the process died (killed, OOM, host "
-        "lost). Its committed batches stay purged; files it left pending go with later runs.",
-    )
-    if count:
-        logger.warning("purge.abandoned", extra={"runs": count})
 
 
 def _delete_batch_files(names, so_far: FileDeletion) -> FileDeletion:
@@ -239,10 +272,18 @@ def _finish(run, progress, started, status, error) -> PurgeResult:
     run.finished_at = timezone.now()
     run.status = status
     run.batches = progress.batches
-    run.jobs_deleted = progress.jobs
-    run.rows_deleted = progress.rows
-    run.files_deleted = progress.files_to_delete if run.dry_run else progress.files.deleted
-    run.files_pending = progress.files.failed
+    if run.dry_run:
+        # Nothing was deleted, and the record says so; the prediction has its own fields.
+        run.would_delete_jobs = progress.jobs
+        run.would_delete_rows = progress.rows
+        run.would_delete_files = progress.files_to_delete
+        run.rows_deleted = dict.fromkeys(progress.rows, 0)
+    else:
+        run.jobs_deleted = progress.jobs
+        run.rows_deleted = progress.rows
+        run.files_deleted = progress.files.deleted
+        run.files_pending = progress.files.failed
+    run.pending_files_at_end = PendingFileDeletion.objects.count()
     run.error = error
     run.save()
     result = PurgeResult(
@@ -257,22 +298,31 @@ def _finish(run, progress, started, status, error) -> PurgeResult:
         batches=run.batches,
         duration_seconds=round(time.monotonic() - started, 3),
         error=error,
+        would_delete_jobs=run.would_delete_jobs,
+        would_delete_rows=dict(run.would_delete_rows),
+        would_delete_files=run.would_delete_files,
+        trigger=run.trigger,
+        parent_run_id=run.parent_id,
     )
-    logger.info(
-        "purge.run",
-        extra={
-            "run": run.pk,
-            "trigger": run.trigger,
-            "status": status,
-            "dry_run": run.dry_run,
-            "jobs": result.jobs_deleted,
-            "rows": result.rows_total,
-            "files_deleted": result.files_deleted,
-            "files_pending": result.files_pending,
-            "batches": result.batches,
-            "duration_ms": int(result.duration_seconds * 1000),
-        },
-    )
+    fields = {"run": run.pk, "trigger": run.trigger, "status": status, "dry_run": run.dry_run}
+    if run.dry_run:
+        fields.update(
+            would_delete_jobs=result.would_delete_jobs,
+            would_delete_rows=result.would_delete_rows_total,
+            would_delete_files=result.would_delete_files,
+        )
+    else:
+        fields.update(
+            jobs=result.jobs_deleted,
+            rows=result.rows_total,
+            files_deleted=result.files_deleted,
+            files_pending=result.files_pending,
+            batches=result.batches,
+        )
+    if run.parent_id:
+        fields["parent"] = run.parent_id
+    fields["duration_ms"] = int(result.duration_seconds * 1000)
+    logger.info("purge.run", extra=fields)
     return result
 
 
@@ -300,23 +350,23 @@ def check_database_ready():
         )
 
 
-def _record_failure(run, progress, started, status, error):
+def _record_failure(run, progress, started, status, error) -> PurgeResult | None:
     try:
-        _finish(run, progress, started, status, error)
-        return
+        return _finish(run, progress, started, status, error)
     except DatabaseError as exc:
         if connection.in_atomic_block:
             # A caller's transaction owns the connection; the record goes wherever it goes.
             logger.error(
                 "purge.unrecorded", extra={"run": run.pk, "error": storage.describe_error(exc)}
             )
-            return
+            return None
     # The failure was the connection itself (terminated, server restarted): the record is worth
     # one fresh connection.
     connection.close()
     try:
-        _finish(run, progress, started, status, error)
+        return _finish(run, progress, started, status, error)
     except DatabaseError as exc:
         logger.error(
             "purge.unrecorded", extra={"run": run.pk, "error": storage.describe_error(exc)}
         )
+        return None

@@ -3,6 +3,7 @@
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -55,7 +56,11 @@ def purge_status(*, now: datetime | None = None) -> PurgeStatus:
     pending = PendingFileDeletion.objects.aggregate(
         count=models.Count("pk"), oldest=models.Min("created_at")
     )
-    runs = PurgeRun.objects.filter(dry_run=False).order_by("-started_at", "-pk")
+    # Whole purges only: a fan-out's subtask is part of its parent's run, never a purge of its own
+    # (the last one of a fan-out usually finds nothing left). Dry runs delete nothing.
+    runs = PurgeRun.objects.filter(dry_run=False, parent__isnull=True).order_by(
+        "-started_at", "-pk"
+    )
     return PurgeStatus(
         checked_at=now,
         expired_jobs=expired.count(),
@@ -85,6 +90,12 @@ def count_expired_jobs(*, now: datetime | None = None) -> int:
     return Job.objects.expired(now or timezone.now()).count()
 
 
+def count_stuck_files() -> int:
+    """Pending deletions storage has refused CLEANUP_STUCK_AFTER_ATTEMPTS times (default 10)."""
+    attempts = getattr(settings, "CLEANUP_STUCK_AFTER_ATTEMPTS", 10)
+    return PendingFileDeletion.objects.filter(attempts__gte=attempts).count()
+
+
 def retry_pending_files(*, ids) -> FileDeletion:
     """Make the chosen pending deletions due now and try them at once, whatever their backoff."""
     now = timezone.now()
@@ -105,14 +116,33 @@ def _minutes(seconds: float) -> str:
 def _run_facts(run: PurgeRun | None) -> dict | None:
     if run is None:
         return None
-    return {
+    facts = {
         "run_id": run.pk,
         "trigger": run.trigger,
+        "requested_by": run.requested_by,
         "status": run.status,
         "started_at": run.started_at.isoformat(),
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
         "jobs_deleted": run.jobs_deleted,
         "rows_deleted": dict(run.rows_deleted),
+        "files_deleted": run.files_deleted,
+        "files_pending": run.files_pending,
+    }
+    # A fan-out: its totals above are the sum of these runs; none for a plain run.
+    runs = list(run.subtask_runs.order_by("started_at", "pk")) if run.is_fan_out else []
+    facts["subtask_runs"] = len(runs)
+    facts["subtasks_outstanding"] = run.subtasks_outstanding
+    facts["subtasks"] = [_subtask_facts(subtask) for subtask in runs]
+    return facts
+
+
+def _subtask_facts(run: PurgeRun) -> dict:
+    return {
+        "run_id": run.pk,
+        "status": run.status,
+        "started_at": run.started_at.isoformat(),
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "jobs_deleted": run.jobs_deleted,
         "files_deleted": run.files_deleted,
         "files_pending": run.files_pending,
     }

@@ -1,0 +1,143 @@
+"""Small time-series plots as inline SVG, drawn on the server for the admin's Retention page.
+
+No JavaScript and no plotting library: a few rectangles, a polyline and text. Colours come from
+the admin's own CSS variables (`--link-fg`, `--hairline-color`, `--body-fg`) and text and axes
+use `currentColor`, so the plots follow the admin's light or dark theme (prefers-color-scheme,
+or the theme switch) with no colours of their own.
+"""
+
+import math
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+
+from django.utils import timezone
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
+
+WIDTH, HEIGHT = 760, 190
+LEFT, RIGHT, TOP, BOTTOM = 64, 12, 12, 26
+PLOT_W, PLOT_H = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+
+
+def nice_ceiling(value: float) -> float:
+    """The smallest 1, 2 or 5 times a power of ten at or above `value` (at least 1)."""
+    if value <= 1:
+        return 1.0
+    power = 10 ** math.floor(math.log10(value))
+    for step in (1, 2, 5, 10):
+        if value <= step * power:
+            return float(step * power)
+    return float(10 * power)
+
+
+# Round durations for a plot's top: minutes, hours, days.
+_DURATIONS = [60, 300, 600, 1800, 3600, 2 * 3600, 4 * 3600, 6 * 3600, 12 * 3600, 86400]
+
+
+def nice_duration_ceiling(seconds: float) -> float:
+    """The smallest round duration (seconds) at or above `seconds`: 1 min ... 1 day, then days."""
+    for step in _DURATIONS:
+        if seconds <= step:
+            return float(step)
+    return float(86400 * math.ceil(seconds / 86400))
+
+
+def time_series(
+    *,
+    title: str,
+    since: datetime,
+    until: datetime,
+    points: Sequence[tuple[datetime, float]],
+    kind: str,
+    label: Callable[[float], str] = lambda v: f"{v:,.0f}",
+    ceiling: Callable[[float], float] = nice_ceiling,
+    step: timedelta | None = None,
+) -> SafeString:
+    """A plot of `points` between `since` and `until`: `kind` "bars" (one bar per `step`) or
+    "line" (a polyline through the samples, with a dot on each). The y axis runs from 0 to
+    `ceiling(largest value)`, labelled with `label`."""
+    span = (until - since).total_seconds() or 1.0
+
+    def x(moment):
+        return LEFT + max(0.0, min(1.0, (moment - since).total_seconds() / span)) * PLOT_W
+
+    top = ceiling(max((v for _, v in points), default=0))
+
+    def y(value):
+        return TOP + PLOT_H - (value / top) * PLOT_H
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{escape(title)}" '
+        f'viewBox="0 0 {WIDTH} {HEIGHT}" class="retention-plot" '
+        'style="width:100%;max-width:760px;height:auto;color:var(--body-fg, currentColor)">',
+        f"<title>{escape(title)}</title>",
+    ]
+    for fraction in (0, 0.5, 1):
+        level = TOP + PLOT_H - fraction * PLOT_H
+        parts.append(
+            f'<line x1="{LEFT}" x2="{LEFT + PLOT_W}" y1="{level:.1f}" y2="{level:.1f}" '
+            'style="stroke:var(--hairline-color, currentColor)" stroke-width="1"/>'
+        )
+        parts.append(
+            f'<text x="{LEFT - 6}" y="{level + 4:.1f}" text-anchor="end" font-size="11" '
+            f'fill="currentColor">{escape(label(top * fraction))}</text>'
+        )
+    parts.extend(_day_ticks(since, until, x))
+    if not points or not any(v for _, v in points):
+        parts.append(
+            f'<text x="{LEFT + PLOT_W / 2}" y="{TOP + PLOT_H / 2}" text-anchor="middle" '
+            'font-size="12" fill="currentColor" opacity="0.7">nothing recorded in this period'
+            "</text>"
+        )
+    if kind == "bars":
+        width = max(PLOT_W * (step.total_seconds() / span) - 0.6, 0.8) if step else 2
+        for moment, value in points:
+            if value:
+                parts.append(
+                    f'<rect x="{x(moment):.1f}" y="{y(value):.1f}" width="{width:.1f}" '
+                    f'height="{TOP + PLOT_H - y(value):.1f}" '
+                    'style="fill:var(--link-fg, currentColor)">'
+                    f"<title>{escape(_when(moment))}: {escape(label(value))}</title></rect>"
+                )
+    elif points:
+        path = " ".join(f"{x(m):.1f},{y(v):.1f}" for m, v in points)
+        parts.append(
+            f'<polyline points="{path}" fill="none" stroke-width="2" '
+            'style="stroke:var(--link-fg, currentColor)"/>'
+        )
+        for moment, value in points:
+            parts.append(
+                f'<circle cx="{x(moment):.1f}" cy="{y(value):.1f}" r="2.2" '
+                'style="fill:var(--link-fg, currentColor)">'
+                f"<title>{escape(_when(moment))}: {escape(label(value))}</title></circle>"
+            )
+    parts.append(
+        f'<line x1="{LEFT}" x2="{LEFT + PLOT_W}" y1="{TOP + PLOT_H}" y2="{TOP + PLOT_H}" '
+        'stroke="currentColor" stroke-width="1"/>'
+    )
+    parts.append("</svg>")
+    # Safe: every text that comes from outside this function went through escape() above.
+    return mark_safe("".join(parts))
+
+
+def _day_ticks(since, until, x):
+    """A tick and a date at each local midnight."""
+    day = timezone.localtime(since).replace(hour=0, minute=0, second=0, microsecond=0)
+    day += timedelta(days=1)
+    ticks = []
+    while day <= until:
+        at = x(day)
+        ticks.append(
+            f'<line x1="{at:.1f}" x2="{at:.1f}" y1="{TOP + PLOT_H}" y2="{TOP + PLOT_H + 4}" '
+            'stroke="currentColor" stroke-width="1"/>'
+        )
+        ticks.append(
+            f'<text x="{at:.1f}" y="{HEIGHT - 6}" text-anchor="middle" font-size="11" '
+            f'fill="currentColor">{day:%m-%d}</text>'
+        )
+        day += timedelta(days=1)
+    return ticks
+
+
+def _when(moment: datetime) -> str:
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M %Z")

@@ -1,0 +1,79 @@
+"""The purge's facts in the Prometheus text format, for GET /cleanup/metrics.
+
+A fresh CollectorRegistry per request, filled from the database: every web worker (gunicorn
+runs several processes) answers the same truth, and nothing lives in one process's memory that
+a restart would lose. Counters come from the run records (services/history.py says why they
+never go down).
+"""
+
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+# The classic text format (version 0.0.4), which every Prometheus reads.
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+
+
+class _Snapshot:
+    """A collector that hands out metric families computed before the request's scrape."""
+
+    def __init__(self, families):
+        self.families = families
+
+    def collect(self):
+        return iter(self.families)
+
+
+def render_metrics(*, status, stuck_files: int, totals) -> bytes:
+    """`status`: a PurgeStatus; `totals`: RunTotals per status (finished runs)."""
+    last = status.last_success
+    last_finished = 0.0
+    if last and last["finished_at"]:
+        last_finished = datetime.fromisoformat(last["finished_at"]).timestamp()
+    gauges = [
+        (
+            "fmr_cleanup_expired_jobs",
+            "Expired jobs still present (expires_at before now).",
+            status.expired_jobs,
+        ),
+        (
+            "fmr_cleanup_oldest_expired_seconds",
+            "Seconds the most overdue expired job has been past its expiry; 0 when none.",
+            status.most_overdue_seconds or 0.0,
+        ),
+        (
+            "fmr_cleanup_pending_files",
+            "Storage deletions recorded and not yet confirmed.",
+            status.pending_files,
+        ),
+        (
+            "fmr_cleanup_stuck_files",
+            "Pending deletions storage refused CLEANUP_STUCK_AFTER_ATTEMPTS times or more.",
+            stuck_files,
+        ),
+        (
+            "fmr_cleanup_last_success_timestamp_seconds",
+            "Unix time the last successful purge finished (a whole fan-out counts once); "
+            "0 when none is recorded.",
+            last_finished,
+        ),
+    ]
+    families = [
+        GaugeMetricFamily(name, help_text, value=value) for name, help_text, value in gauges
+    ]
+    counters = [
+        ("fmr_cleanup_runs", "Finished purge runs (plain runs and fan-out subtasks).", "runs"),
+        ("fmr_cleanup_jobs_deleted", "Expired jobs deleted by finished runs.", "jobs"),
+        ("fmr_cleanup_rows_deleted", "Rows deleted by finished runs, all models.", "rows"),
+        ("fmr_cleanup_files_deleted", "Files deleted from storage by finished runs.", "files"),
+    ]
+    for name, help_text, attribute in counters:
+        family = CounterMetricFamily(name, help_text, labels=["status"])
+        for total in totals:
+            family.add_metric([total.status], getattr(total, attribute))
+        families.append(family)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Snapshot(families))
+    return generate_latest(registry)

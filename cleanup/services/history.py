@@ -1,0 +1,110 @@
+"""The purge's past, from its run records: counters for monitors and a week for the plots.
+
+Counters count finished runs only, and only the runs that did the deleting: plain runs and
+fan-out subtasks, never a fan-out's parent (its totals are its subtasks', counted already).
+A finished run's counts never change, and run records are kept (the admin cannot delete them,
+nothing prunes them), so the counters never go down. Deleting run records by hand would lower
+them; Prometheus reads that as a counter reset.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db.models import BigIntegerField, Count, Q, Sum
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast, Coalesce
+from django.utils import timezone
+
+from ..models import PurgeRun
+from .ledger import ledger_models
+
+UNFINISHED = (PurgeRun.Status.RUNNING, PurgeRun.Status.FANNED_OUT)
+
+
+@dataclass
+class RunTotals:
+    status: str
+    runs: int
+    jobs: int
+    rows: int
+    files: int
+
+
+def _counted_runs():
+    return PurgeRun.objects.exclude(status__in=UNFINISHED).filter(subtasks_started=0)
+
+
+def run_totals() -> list[RunTotals]:
+    """Per status: finished runs, and the jobs, rows and files they deleted (one query)."""
+    rows = {
+        label: Sum(Cast(KeyTextTransform(label, "rows_deleted"), BigIntegerField()))
+        for label in ledger_models()
+    }
+    aliases = {f"rows_{i}": aggregate for i, aggregate in enumerate(rows.values())}
+    totals = (
+        _counted_runs()
+        .values("status")
+        .order_by("status")
+        .annotate(runs=Count("pk"), jobs=Sum("jobs_deleted"), files=Sum("files_deleted"), **aliases)
+    )
+    return [
+        RunTotals(
+            status=row["status"],
+            runs=row["runs"],
+            jobs=row["jobs"] or 0,
+            rows=sum(row[alias] or 0 for alias in aliases),
+            files=row["files"] or 0,
+        )
+        for row in totals
+    ]
+
+
+@dataclass
+class RetentionHistory:
+    """A week of the purge, for the Retention page; times are aware (UTC), counts only."""
+
+    since: datetime
+    until: datetime
+    # Jobs deleted in each hour of the week (every hour, zeros included), oldest first.
+    purged_per_hour: list[tuple[datetime, int]]
+    # At each run's start: expired jobs present and how overdue the oldest was (seconds).
+    backlog: list[tuple[datetime, int, float | None]]
+    # At each run's end: every pending file deletion.
+    pending: list[tuple[datetime, int]]
+
+
+def retention_history(*, now: datetime | None = None, days: int = 7) -> RetentionHistory:
+    now = now or timezone.now()
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    since = hour - timedelta(days=days) + timedelta(hours=1)
+    per_hour = dict.fromkeys((since + timedelta(hours=h) for h in range(days * 24)), 0)
+    # A run's jobs count in the hour it last reported them (finished, or its last heartbeat).
+    purged = (
+        _counted_runs()
+        .filter(dry_run=False, jobs_deleted__gt=0)
+        .annotate(at=Coalesce("finished_at", "heartbeat_at", "started_at"))
+        .filter(at__gte=since)
+        .values_list("at", "jobs_deleted")
+    )
+    for at, jobs in purged:
+        bucket = at.replace(minute=0, second=0, microsecond=0)
+        if bucket in per_hour:
+            per_hour[bucket] += jobs
+    runs = PurgeRun.objects.filter(started_at__gte=since).order_by("started_at", "pk")
+    backlog = list(
+        runs.filter(expired_at_start__isnull=False).values_list(
+            "started_at", "expired_at_start", "oldest_expired_seconds_at_start"
+        )
+    )
+    pending = list(
+        runs.filter(Q(pending_files_at_end__isnull=False) & Q(finished_at__isnull=False))
+        .order_by("finished_at", "pk")
+        .values_list("finished_at", "pending_files_at_end")
+    )
+    return RetentionHistory(
+        since=since,
+        until=now,
+        purged_per_hour=sorted(per_hour.items()),
+        backlog=backlog,
+        pending=pending,
+    )

@@ -1,0 +1,61 @@
+"""The real browser for admin pages: Debian's chromium driven by Playwright (never a download)."""
+
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REQUIRE_SERVICES
+
+CHROMIUM = "/usr/bin/chromium"
+# Screenshots are kept as CI artifacts.
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def chromium():
+    """Opens the browser; use it as a `with` block and touch the ORM only outside it.
+
+    Playwright's sync API runs an event loop in this thread, and Django refuses ORM calls
+    while one is running.
+    """
+    if not (os.path.exists(CHROMIUM) and shutil.which(CHROMIUM)):
+        reason = f"needs Debian's chromium at {CHROMIUM} (apt-get install -y chromium)"
+        if REQUIRE_SERVICES:
+            pytest.fail(f"{reason} (FMR_REQUIRE_SERVICES=1 forbids skipping)", pytrace=False)
+        pytest.skip(reason)
+    ARTIFACTS.mkdir(exist_ok=True)
+    return _browser
+
+
+@contextmanager
+def _browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def log_in(page, base_url, then, username="operator", password="operator-pass"):
+    """Open `then`; the admin asks for a login first, and comes back to it."""
+    page.goto(then)
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("input[type=submit]")
+    page.wait_for_url(then)

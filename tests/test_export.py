@@ -1,0 +1,191 @@
+"""export_purge_log: the destruction ledger a privacy audit asks for, one line per run."""
+
+import csv
+import json
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from io import StringIO
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from cleanup.models import PurgeRun
+from cleanup.services import plan_purge, purge_expired_chunk, purge_expired_jobs, start_fan_out
+from jobs.demo import FILES_PER_JOB
+from tests.helpers import bulk_expired_jobs, expired_job, file_names
+from tests.processes import ROOT, child_env
+
+pytestmark = pytest.mark.django_db
+
+SEOUL = ZoneInfo("Asia/Seoul")
+
+
+def export(*args):
+    out = StringIO()
+    call_command("export_purge_log", *args, stdout=out)
+    return out.getvalue()
+
+
+def at(day, hour=12, minute=0):
+    return datetime.fromisoformat(f"{day}T{hour:02d}:{minute:02d}:00").replace(tzinfo=SEOUL)
+
+
+def move(run_id, started):
+    PurgeRun.objects.filter(pk=run_id).update(
+        started_at=started, finished_at=started + timedelta(seconds=3)
+    )
+
+
+def test_one_csv_line_per_run_in_the_range_with_what_an_audit_asks():
+    jobs = [expired_job() for _ in range(2)]
+    personal = [sms.phone_number for job in jobs for sms in job.sms_logs.all()]
+    personal += [name for job in jobs for name in file_names(job)] + [str(j.pk) for j in jobs]
+    done = purge_expired_jobs(trigger=PurgeRun.Trigger.COMMAND)
+    move(done.run_id, at("2026-11-20", 0, 5))  # just after midnight in Seoul
+    before = purge_expired_jobs()
+    move(before.run_id, at("2026-11-19", 23, 59))
+    after = purge_expired_jobs()
+    move(after.run_id, at("2026-11-21", 0, 0))
+
+    text = export("--since", "2026-11-20", "--until", "2026-11-20")
+
+    lines = list(csv.DictReader(StringIO(text)))
+    assert [int(line["run_id"]) for line in lines] == [done.run_id]
+    [line] = lines
+    assert line["started_at"].startswith("2026-11-20T00:05:00") and "+09:00" in line["started_at"]
+    assert line["finished_at"].startswith("2026-11-20T00:05:03")
+    assert line["trigger"] == "command" and line["status"] == "succeeded"
+    assert line["requested_by"] == ""
+    assert int(line["jobs.SmsLog"]) == 6 and int(line["jobs.Job"]) == 2
+    assert int(line["files_deleted"]) == 2 * FILES_PER_JOB and int(line["files_pending"]) == 0
+    assert "ORM cascade" in line["method"] and "storage" in line["method"].lower()
+    assert not any(value in text for value in personal)
+
+
+def test_until_is_inclusive_and_json_is_one_object_per_line():
+    runs = []
+    for day in ("2026-11-01", "2026-11-15", "2026-11-30"):
+        expired_job(with_files=False)
+        result = purge_expired_jobs()
+        move(result.run_id, at(day, 23, 30))
+        runs.append(result.run_id)
+
+    text = export("--since", "2026-11-01", "--until", "2026-11-30", "--format", "json")
+
+    entries = [json.loads(line) for line in text.splitlines()]
+    assert sorted(e["run_id"] for e in entries) == sorted(runs)
+    entry = entries[0]
+    for key in [
+        "started_at",
+        "finished_at",
+        "trigger",
+        "requested_by",
+        "rows_deleted",
+        "files_deleted",
+        "files_pending",
+        "status",
+        "method",
+    ]:
+        assert key in entry, key
+    assert entry["rows_deleted"]["jobs.Job"] == 1
+    assert export("--since", "2026-11-02", "--until", "2026-11-14") == export(
+        "--since", "2026-11-02", "--until", "2026-11-14"
+    )
+    assert "run_id" in export("--since", "2026-11-02", "--until", "2026-11-14")  # header only
+
+
+def test_admin_runs_say_who_asked_and_fan_outs_list_parent_and_subtasks():
+    expired_job(with_files=False)
+    by_admin = purge_expired_jobs(trigger=PurgeRun.Trigger.ADMIN, requested_by="operator")
+    bulk_expired_jobs(4)
+    plan = plan_purge(batch_size=2, max_parallel=2)
+    fan_out = start_fan_out(plan=plan, trigger=PurgeRun.Trigger.ADMIN, requested_by="operator")
+    for _ in range(plan.subtasks):
+        purge_expired_chunk(cutoff=plan.cutoff, batch_size=2, parent_id=fan_out.run_id, seconds=60)
+    dry = purge_expired_jobs(dry_run=True)
+    today = datetime.now(SEOUL).date().isoformat()
+
+    lines = {
+        int(line["run_id"]): line
+        for line in csv.DictReader(StringIO(export("--since", today, "--until", today)))
+    }
+
+    assert lines[by_admin.run_id]["requested_by"] == "operator"
+    assert lines[fan_out.run_id]["requested_by"] == "operator"
+    assert int(lines[fan_out.run_id]["jobs.Job"]) == 4
+    subtasks = PurgeRun.objects.filter(parent_id=fan_out.run_id)
+    for subtask in subtasks:
+        assert int(lines[subtask.pk]["parent_run_id"]) == fan_out.run_id
+    assert lines[dry.run_id]["status"] == "dry_run"
+    assert int(lines[dry.run_id]["files_deleted"]) == 0
+    assert "nothing" in lines[dry.run_id]["method"].lower()
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--since", "2026-11-31", "--until", "2026-12-01"], "2026-11-31"),
+        (["--since", "yesterday", "--until", "2026-12-01"], "YYYY-MM-DD"),
+        (["--since", "2026/11/01", "--until", "2026-12-01"], "YYYY-MM-DD"),
+        (["--since", "20261101", "--until", "2026-12-01"], "YYYY-MM-DD"),
+        (["--since", "2026-12-02", "--until", "2026-12-01"], "after"),
+        (["--since", "2026-11-01"], "--until"),
+        (["--since", "2026-11-01", "--until", "2026-11-02", "--format", "xml"], "xml"),
+        (["--sin", "2026-11-01", "--until", "2026-11-02"], "--sin"),
+        (["--since", "2026-11-01", "--unt", "2026-11-02"], "--unt"),
+        (["--since", "2026-11-01", "--until", "2026-11-02", "--form", "json"], "--form"),
+    ],
+)
+def test_bad_dates_ranges_and_abbreviated_flags_are_refused_clearly(args, says):
+    with pytest.raises(CommandError, match=None) as refused:
+        export(*args)
+    assert says in str(refused.value)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_in_a_shell_bad_input_exits_non_zero_without_a_traceback():
+    def run(*args):
+        return subprocess.run(
+            [sys.executable, "manage.py", "export_purge_log", *args],
+            cwd=ROOT,
+            env=child_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    for args in (
+        ["--since", "2026-02-30", "--until", "2026-03-01"],
+        ["--since", "2026-03-02", "--until", "2026-03-01"],
+        ["--since", "2026-03-01", "--unt", "2026-03-02"],
+    ):
+        done = run(*args)
+        assert done.returncode != 0, args
+        assert "Traceback" not in done.stderr and done.stderr.strip(), args
+        assert done.stdout == ""
+    ok = run("--since", "2026-03-01", "--until", "2026-03-02", "--format", "csv")
+    assert ok.returncode == 0 and ok.stdout.startswith("run_id,")
+    assert "--until" in run("--help").stdout and "Asia/Seoul" in run("--help").stdout
+
+
+@pytest.mark.redis
+def test_purge_now_in_the_admin_sends_who_asked_with_the_task(client, staff, settings):
+    import base64
+
+    import redis
+
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    broker.delete("celery")
+    client.force_login(staff)
+    try:
+        client.post("/admin/cleanup/purgerun/purge-now/")
+        [raw] = broker.lrange("celery", 0, -1)
+    finally:
+        broker.delete("celery")
+    message = json.loads(raw)
+    _, kwargs, _ = json.loads(base64.b64decode(message["body"]))
+    assert message["headers"]["task"] == "delete_expired_jobs"
+    assert kwargs == {"trigger": "admin", "requested_by": "operator"}
