@@ -2,12 +2,14 @@
 
 purge: deleting expired jobs (the purge itself); files: storage deletes of pending names;
 fanout: splitting a large backlog over Celery workers; status: what operators see;
-reconcile: stored objects nothing names.
+reconcile: stored objects nothing names; readiness: storage and schedules in place (the system
+checks).
 """
 
 from .fanout import SUBTASK_EXPIRES_SECONDS, ChunkResult, PurgePlan, plan_purge, purge_expired_chunk
 from .files import FileDeletion, delete_pending_files
 from .purge import PurgeNotPossible, PurgeResult, purge_expired_jobs
+from .readiness import SCHEDULES, Schedule, ScheduleState, check_schedules, check_storage
 from .reconcile import RECONCILE_GRACE, ReconcileResult, reconcile_storage
 from .status import (
     PurgeStatus,
@@ -19,6 +21,7 @@ from .status import (
 
 __all__ = [
     "RECONCILE_GRACE",
+    "SCHEDULES",
     "SUBTASK_EXPIRES_SECONDS",
     "ChunkResult",
     "FileDeletion",
@@ -27,6 +30,10 @@ __all__ = [
     "PurgeResult",
     "PurgeStatus",
     "ReconcileResult",
+    "Schedule",
+    "ScheduleState",
+    "check_schedules",
+    "check_storage",
     "count_expired_jobs",
     "delete_pending_files",
     "overdue_limit",
