@@ -145,6 +145,8 @@ DJANGO_CELERY_BEAT_TZ_AWARE = True
 # once; fmr/celery.py hands this configuration to the worker and beat instead of Celery's own.
 # The cleanup modules log under "cleanup.*" with their fields in `extra` (cleanup/logs.py).
 CLEANUP_LOG_FORMAT = env_choice("CLEANUP_LOG_FORMAT", ["plain", "json"], "plain")
+# dictConfig, and Python warnings through the same handler (fmr/logconfig.py).
+LOGGING_CONFIG = "fmr.logconfig.configure"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
