@@ -2,8 +2,9 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
-# The demo always runs on the embedded default: SQLite and local files.
-DEMO_ENV := env -u DATABASE_URL -u AWS_STORAGE_BUCKET_NAME -u MEDIA_ROOT
+# The demo always runs on the embedded default: SQLite and local files, in development mode
+# (DJANGO_DEBUG=true: no secret key needed, no HTTPS).
+DEMO_ENV := env -u DATABASE_URL -u AWS_STORAGE_BUCKET_NAME -u MEDIA_ROOT DJANGO_DEBUG=true
 
 .PHONY: setup demo test lint bench clean
 
@@ -25,6 +26,7 @@ demo: setup
 	@echo "--- after the purge"
 	$(DEMO_ENV) $(BIN)/python manage.py list_jobs
 
+# The tests give themselves a test-only secret key (tests/settings.py).
 test: setup
 	$(BIN)/python -m pytest
 

@@ -43,6 +43,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fmr.settings")
+# A benchmark, not a site: production settings (DEBUG off) with a throwaway key.
+os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-key-not-secret")
 
 FILE_BYTES = b"\x89PNG\r\n\x1a\n" + bytes(248)
 # Every seeded job expired before this; the purges run with now=CUTOFF.

@@ -39,6 +39,8 @@ def main():
         bucket = f"bench-{uuid.uuid4().hex[:12]}"
         os.environ.update(
             DJANGO_SETTINGS_MODULE="fmr.settings",
+            # A benchmark, not a site: production settings (DEBUG off) with a throwaway key.
+            DJANGO_SECRET_KEY=os.environ.get("DJANGO_SECRET_KEY", "bench-only-key-not-secret"),
             AWS_STORAGE_BUCKET_NAME=bucket,
             AWS_S3_ENDPOINT_URL=server.endpoint_url,
             AWS_S3_REGION_NAME="us-east-1",

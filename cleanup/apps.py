@@ -6,6 +6,6 @@ class CleanupConfig(AppConfig):
     verbose_name = "Cleanup"
 
     def ready(self):
-        from . import receivers
+        from . import checks, receivers  # noqa: F401 - checks registers the system checks
 
         receivers.connect_file_receivers()

@@ -1,4 +1,4 @@
-import logging.config
+import logging
 import os
 
 from celery import Celery
@@ -18,6 +18,8 @@ def use_django_logging(loglevel=None, **kwargs):
     # still sets the root level.
     from django.conf import settings
 
-    logging.config.dictConfig(settings.LOGGING)
+    from .logconfig import configure
+
+    configure(settings.LOGGING)
     if loglevel:
         logging.getLogger().setLevel(loglevel)

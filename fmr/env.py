@@ -1,6 +1,7 @@
 """Reading settings from the environment, failing loudly on values that make no sense."""
 
 import os
+import re
 from datetime import timedelta
 
 import dj_database_url
@@ -49,6 +50,31 @@ def env_int(name, default, *, minimum=None):
 def env_list(name, default):
     value = env_str(name)
     return default if value is None else [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_origins(name):
+    """Comma-separated origins, each with its scheme (https://admin.example), as Django wants."""
+    origins = env_list(name, [])
+    for origin in origins:
+        if not re.fullmatch(r"https?://[^/\s]+", origin):
+            raise ImproperlyConfigured(
+                f"{name} must list origins such as https://admin.example (scheme and host, no "
+                f"path), got {origin!r}"
+            )
+    return origins
+
+
+def env_proxy_ssl_header(name):
+    """X-Forwarded-Proto -> ("HTTP_X_FORWARDED_PROTO", "https"): the request header a TLS proxy
+    sets to "https", as SECURE_PROXY_SSL_HEADER wants it; None when unset."""
+    header = env_str(name)
+    if header is None:
+        return None
+    if not re.fullmatch(r"[A-Za-z0-9]+(-[A-Za-z0-9]+)*", header):
+        raise ImproperlyConfigured(
+            f"{name} must be a header name such as X-Forwarded-Proto, got {header!r}"
+        )
+    return ("HTTP_" + header.upper().replace("-", "_"), "https")
 
 
 def env_seconds(name, default: timedelta) -> timedelta:

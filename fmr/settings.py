@@ -4,6 +4,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from botocore.config import Config as BotocoreConfig
+from django.core.exceptions import ImproperlyConfigured
 
 from .env import (
     database_from_url,
@@ -11,16 +12,44 @@ from .env import (
     env_choice,
     env_int,
     env_list,
+    env_origins,
+    env_proxy_ssl_header,
     env_seconds,
     env_str,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-# Local development works out of the box; production sets DJANGO_SECRET_KEY.
-SECRET_KEY = env_str("DJANGO_SECRET_KEY", "insecure-local-development-key-change-me")
 DEBUG = env_bool("DJANGO_DEBUG", False)
+# The key signs sessions and password-reset links: anyone who knows it can forge an admin's
+# session. This development key was once the silent default, so it is public; without DEBUG
+# (that is, in production) every process refuses to start on it or on no key at all.
+DEVELOPMENT_SECRET_KEY = "insecure-local-development-key-change-me"
+SECRET_KEY = (env_str("DJANGO_SECRET_KEY") or "").strip() or DEVELOPMENT_SECRET_KEY
+if SECRET_KEY == DEVELOPMENT_SECRET_KEY and not DEBUG:
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY is not set (or is the public development key): set it to 50 or more "
+        "random characters, e.g. the output of python3 -c 'import secrets; "
+        "print(secrets.token_urlsafe(50))', and keep it secret. DJANGO_DEBUG=true runs without "
+        "one, for local development only."
+    )
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+
+# --- HTTPS ----------------------------------------------------------------
+# Without DEBUG the site is HTTPS-only unless the environment says otherwise: plain HTTP is
+# redirected and the session and CSRF cookies never travel over it.
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("DJANGO_CSRF_COOKIE_SECURE", not DEBUG)
+# HSTS is opt-in: browsers that saw it refuse plain HTTP to the host (and, with subdomains, to
+# every host below it) until it expires, and it cannot be withdrawn before then.
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", True)
+# Behind a proxy that terminates TLS: the header it sets to "https" (X-Forwarded-Proto). Only
+# when the proxy also strips that header from clients' requests, or anyone could claim HTTPS.
+SECURE_PROXY_SSL_HEADER = env_proxy_ssl_header("DJANGO_SECURE_PROXY_SSL_HEADER")
+CSRF_TRUSTED_ORIGINS = env_origins("DJANGO_CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -36,6 +65,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # The admin's CSS and JS, from STATIC_ROOT after `collectstatic`, with DEBUG off too.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -75,7 +106,7 @@ USE_TZ = True
 TIME_ZONE = "Asia/Seoul"
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "media")))
 
@@ -107,7 +138,9 @@ else:
     _default_storage = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
 STORAGES = {
     "default": _default_storage,
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    # Compressed copies next to each file at collectstatic; no manifest of hashed names, so pages
+    # render (in tests too) whether or not collectstatic has run.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 
 # --- Retention ------------------------------------------------------------
@@ -149,6 +182,8 @@ DJANGO_CELERY_BEAT_TZ_AWARE = True
 # once; fmr/celery.py hands this configuration to the worker and beat instead of Celery's own.
 # The cleanup modules log under "cleanup.*" with their fields in `extra` (cleanup/logs.py).
 CLEANUP_LOG_FORMAT = env_choice("CLEANUP_LOG_FORMAT", ["plain", "json"], "plain")
+# dictConfig, and Python warnings through the same handler (fmr/logconfig.py).
+LOGGING_CONFIG = "fmr.logconfig.configure"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

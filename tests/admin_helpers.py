@@ -76,6 +76,14 @@ def ensure_purge_schedule():
     migration.create_schedule(apps, None)
 
 
+def ensure_reconcile_schedule():
+    """The reconcile-storage row as `migrate` creates it."""
+    from django.apps import apps
+
+    migration = import_module("cleanup.migrations.0003_reconcile_storage_schedule")
+    migration.create_schedule(apps, None)
+
+
 def save_schedule(staff_client, **changes):
     """Post the delete-expired-jobs form as shown, with `changes` (None: leave unticked)."""
     task = PeriodicTask.objects.get(name="delete-expired-jobs")

@@ -1,5 +1,6 @@
 """An S3-compatible server (moto's server mode) in its own process, spoken to over HTTP."""
 
+import os
 import socket
 import subprocess
 import sys
@@ -14,7 +15,9 @@ def free_port() -> int:
 
 
 class S3Server:
-    def __init__(self):
+    def __init__(self, env=None):
+        # env: extra environment for moto, e.g. INITIAL_NO_AUTH_ACTION_COUNT=0 to check credentials.
+        self.env = {**os.environ, **(env or {})}
         self.port = free_port()
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
         self.process = None
@@ -24,6 +27,7 @@ class S3Server:
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            env=self.env,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

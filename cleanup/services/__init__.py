@@ -4,7 +4,7 @@ purge: deleting expired jobs (the purge itself); files: storage deletes of pendi
 fanout: splitting a large backlog over Celery workers; runs: run records (fan-out parents,
 dead runs, the backlog a run starts with); status: what operators see; history: the purge's
 past, for plots and counters; ledger: the destruction ledger; reconcile: stored objects
-nothing names.
+nothing names; readiness: storage and schedules in place (the system checks).
 """
 
 from .fanout import (
@@ -19,6 +19,7 @@ from .files import FileDeletion, delete_pending_files
 from .history import RetentionHistory, RunTotals, retention_history, run_totals
 from .ledger import LedgerEntry, ledger_models, purge_log
 from .purge import PurgeNotPossible, PurgeResult, purge_expired_jobs
+from .readiness import SCHEDULES, Schedule, ScheduleState, check_schedules, check_storage
 from .reconcile import RECONCILE_GRACE, ReconcileResult, reconcile_storage
 from .runs import SUBTASK_EXPIRES_SECONDS, release_subtask
 from .status import (
@@ -32,6 +33,7 @@ from .status import (
 
 __all__ = [
     "RECONCILE_GRACE",
+    "SCHEDULES",
     "SUBTASK_EXPIRES_SECONDS",
     "ChunkResult",
     "FanOut",
@@ -44,6 +46,10 @@ __all__ = [
     "ReconcileResult",
     "RetentionHistory",
     "RunTotals",
+    "Schedule",
+    "ScheduleState",
+    "check_schedules",
+    "check_storage",
     "count_expired_jobs",
     "count_stuck_files",
     "delete_pending_files",

@@ -13,11 +13,13 @@ from django.core.files.storage import FileSystemStorage, storages
 
 from . import local, s3
 from .outcome import DeleteOutcome, StoredObject, UnsupportedStorage, describe_error
+from .probe import StorageProbe, probe_s3
 from .s3 import S3_MAX_KEYS_PER_REQUEST, is_s3
 
 __all__ = [
     "S3_MAX_KEYS_PER_REQUEST",
     "DeleteOutcome",
+    "StorageProbe",
     "StoredObject",
     "UnsupportedStorage",
     "delete_names",
@@ -25,6 +27,7 @@ __all__ = [
     "get_storage",
     "is_s3",
     "list_objects",
+    "probe_s3",
 ]
 
 

@@ -1,7 +1,9 @@
 import random
 from datetime import timedelta
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
+from django.core.files.storage import default_storage
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
@@ -22,8 +24,36 @@ class Command(BaseCommand):
         rng = random.Random(seed)
         now = timezone.now()
         ttl = settings.JOB_TTL
-        for i in range(expired):
-            create_full_job(created_at=now - ttl - timedelta(minutes=10 * (i + 1)), rng=rng)
-        for i in range(live):
-            create_full_job(created_at=now - ttl + timedelta(hours=i + 1), rng=rng)
+        created_at = [now - ttl - timedelta(minutes=10 * (i + 1)) for i in range(expired)]
+        created_at += [now - ttl + timedelta(hours=i + 1) for i in range(live)]
+        for done, moment in enumerate(created_at):
+            try:
+                create_full_job(created_at=moment, rng=rng)
+            except (ClientError, BotoCoreError, OSError) as exc:
+                # Each job is saved in one transaction: the failed one left no row.
+                raise CommandError(
+                    f"could not store a demo file in {storage_description()}: "
+                    f"{storage_error(exc)}. {done} of {len(created_at)} job(s) created. "
+                    "Create the bucket first (README, 'Running it in production') or fix the "
+                    "storage settings; `python manage.py check` tests the storage."
+                ) from None
         self.stdout.write(f"Created {expired} expired and {live} live demo job(s).")
+
+
+def storage_description() -> str:
+    bucket = getattr(default_storage, "bucket_name", None)
+    if bucket:
+        endpoint = getattr(default_storage, "endpoint_url", None) or "AWS S3"
+        return f"bucket '{bucket}' at {endpoint}"
+    return f"local storage at {getattr(default_storage, 'location', settings.MEDIA_ROOT)}"
+
+
+def storage_error(exc) -> str:
+    # Codes and types only: botocore's messages and OSError's filename carry the object's key,
+    # which holds the job's id.
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        return f"{error.get('Code', 'Error')} ({exc.operation_name}): {error.get('Message', '')}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{type(exc).__name__}: {exc.strerror}"
+    return type(exc).__name__

@@ -1,0 +1,189 @@
+"""System checks (`manage.py check`) for what would make the first purge fail, each with the fix.
+
+- storage: the bucket exists (E001), accepts the credentials (E002), answers at all (E003), is
+  in the configured region (E008), or what else it said (E009); its versioning state (I001,
+  informational).
+- the beat schedule: the rows delete-expired-jobs and reconcile-storage exist (E004), are
+  enabled (E005), run their task (E006), and can be read at all (E007: database not migrated or
+  not reachable).
+
+They reach S3 and the database, so they run only when a person asks for checks: `manage.py
+check` (with or without --deploy, or `--tag cleanup`), whose command this app extends
+(cleanup/management/commands/check.py) to turn them on. The implicit checks every other command
+runs first (`migrate`, `runserver`, `purge_status`, ...) and the ones a Celery worker runs when
+it starts skip them, so none of those waits on S3 or fails for a bucket it does not use. The S3
+requests are bounded by the client's timeouts (AWS_S3_CONNECT_TIMEOUT, AWS_S3_READ_TIMEOUT,
+AWS_S3_MAX_ATTEMPTS).
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+from django.core.checks import Error, Info, register
+from django.db import DatabaseError
+
+from . import services
+from .storage import describe_error
+from .storage.probe import MISSING, REFUSED, UNREACHABLE, WRONG_REGION
+
+TAG = "cleanup"
+_requested: ContextVar[bool] = ContextVar("cleanup_checks_requested", default=False)
+
+
+@contextmanager
+def reaching_services() -> Iterator[None]:
+    """Within this block the cleanup checks run (the `check` command opens it)."""
+    token = _requested.set(True)
+    try:
+        yield
+    finally:
+        _requested.reset(token)
+
+
+def _wanted(app_configs) -> bool:
+    if not _requested.get():
+        return False
+    return app_configs is None or any(config.label == "cleanup" for config in app_configs)
+
+
+@register(TAG)
+def storage_check(app_configs=None, **kwargs):
+    if not _wanted(app_configs):
+        return []
+    probe = services.check_storage()
+    if probe is None:  # local files: nothing to reach
+        return []
+    where = f"'{probe.bucket}' at {probe.endpoint}"
+    if probe.problem == MISSING:
+        return [
+            Error(
+                f"The storage bucket {where} does not exist ({probe.reason}): every upload and "
+                "every file delete of the purge would fail.",
+                hint=(
+                    f"Create the bucket before anything uses it, e.g. `aws s3 mb "
+                    f"s3://{probe.bucket} --region {probe.region}` (README, 'Running it in "
+                    "production'), or set AWS_STORAGE_BUCKET_NAME to the bucket that holds "
+                    "the files."
+                ),
+                id="cleanup.E001",
+            )
+        ]
+    if probe.problem == REFUSED:
+        return [
+            Error(
+                f"The storage refused these credentials for bucket {where} ({probe.reason}).",
+                hint=(
+                    "Check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the machine's "
+                    "role): valid for this endpoint, and allowed s3:ListBucket, s3:GetObject, "
+                    "s3:PutObject and s3:DeleteObject on the bucket."
+                ),
+                id="cleanup.E002",
+            )
+        ]
+    if probe.problem == UNREACHABLE:
+        return [
+            Error(
+                f"The storage endpoint {probe.endpoint} could not be reached for bucket "
+                f"'{probe.bucket}' ({probe.reason}).",
+                hint=(
+                    "Check AWS_S3_ENDPOINT_URL (leave it unset for AWS itself), "
+                    "AWS_S3_REGION_NAME, and the network path from this machine. Each attempt "
+                    "waited at most AWS_S3_CONNECT_TIMEOUT + AWS_S3_READ_TIMEOUT seconds."
+                ),
+                id="cleanup.E003",
+            )
+        ]
+    if probe.problem == WRONG_REGION:
+        return [
+            Error(
+                f"The storage bucket {where} is not in region '{probe.region}' ({probe.reason}).",
+                hint="Set AWS_S3_REGION_NAME to the bucket's region.",
+                id="cleanup.E008",
+            )
+        ]
+    if probe.problem:
+        return [
+            Error(
+                f"The storage bucket {where} answered with an error ({probe.reason}).",
+                hint="Check the bucket's settings and permissions; run the check again.",
+                id="cleanup.E009",
+            )
+        ]
+    return [Info(_versioning(probe), id="cleanup.I001")]
+
+
+def _versioning(probe) -> str:
+    bucket = f"Bucket '{probe.bucket}'"
+    if probe.versioning is None:
+        return (
+            f"{bucket}: versioning state could not be read ({probe.versioning_reason}); allow "
+            "s3:GetBucketVersioning to see it here."
+        )
+    if probe.versioning == "":
+        return f"{bucket}: versioning has never been enabled; a deleted object is gone at once."
+    return (
+        f"{bucket}: versioning is {probe.versioning}; objects can have older versions and "
+        "delete markers, which must go too for a photo to be gone."
+    )
+
+
+@register(TAG)
+def schedule_check(app_configs=None, **kwargs):
+    if not _wanted(app_configs):
+        return []
+    try:
+        states = services.check_schedules()
+    except DatabaseError as exc:
+        return [
+            Error(
+                f"The beat schedule could not be read from the database ({describe_error(exc)}).",
+                hint=(
+                    "On a new database run `python manage.py migrate`: it creates the tables "
+                    "and the schedule rows. Otherwise check DATABASE_URL."
+                ),
+                id="cleanup.E007",
+            )
+        ]
+    messages = []
+    for state in states:
+        schedule = state.schedule
+        row = f"The beat schedule row '{schedule.name}'"
+        if not state.exists:
+            messages.append(
+                Error(
+                    f"{row} does not exist, so beat never runs {schedule.task}: "
+                    f"{schedule.purpose}.",
+                    hint=(
+                        "`python manage.py migrate` creates it on a new database. If it was "
+                        "deleted, add it again in Django admin -> Periodic tasks: name "
+                        f"'{schedule.name}', task '{schedule.task}', crontab "
+                        f"'{schedule.crontab}' in Asia/Seoul, keyword arguments "
+                        f"{schedule.kwargs}, enabled."
+                    ),
+                    id="cleanup.E004",
+                )
+            )
+        elif not state.enabled:
+            messages.append(
+                Error(
+                    f"{row} is disabled, so beat does not run {schedule.task}: {schedule.purpose}.",
+                    hint=(
+                        f"Tick 'Enabled' in Django admin -> Periodic tasks -> {schedule.name}; "
+                        "a running beat picks it up without a restart."
+                    ),
+                    id="cleanup.E005",
+                )
+            )
+        if state.exists and state.runs != schedule.task:
+            messages.append(
+                Error(
+                    f"{row} runs '{state.runs}', not '{schedule.task}': {schedule.purpose}.",
+                    hint=(
+                        f"Pick '{schedule.task}' as its task in Django admin -> Periodic tasks "
+                        f"-> {schedule.name}."
+                    ),
+                    id="cleanup.E006",
+                )
+            )
+    return messages
