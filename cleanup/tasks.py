@@ -1,4 +1,4 @@
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from celery import shared_task
 
@@ -6,6 +6,7 @@ from .models import PurgeRun
 from .services import (
     RECONCILE_GRACE,
     SUBTASK_EXPIRES_SECONDS,
+    parse_cutoff,
     plan_purge,
     purge_expired_chunk,
     purge_expired_jobs,
@@ -27,8 +28,12 @@ def delete_expired_jobs(self, batch_size=None, limit=None, trigger=PurgeRun.Trig
 
 @shared_task(name="delete_expired_jobs_chunk", bind=True)
 def delete_expired_jobs_chunk(self, cutoff, batch_size=None):
-    """One time-bounded share of a fanned-out purge; enqueues its successor while work remains."""
-    chunk = purge_expired_chunk(cutoff=datetime.fromisoformat(cutoff), batch_size=batch_size)
+    """One time-bounded share of a fanned-out purge; enqueues its successor while work remains.
+
+    `cutoff` is an ISO 8601 time with its UTC offset, never ahead of the database's clock: any
+    other is refused (CutoffRefused, a ValueError) before anything is deleted.
+    """
+    chunk = purge_expired_chunk(cutoff=parse_cutoff(cutoff), batch_size=batch_size)
     if chunk.more:
         _enqueue_chunk(self, {"cutoff": cutoff, "batch_size": batch_size})
     return chunk.as_dict()

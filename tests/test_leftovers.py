@@ -59,7 +59,7 @@ def test_a_directory_with_anything_else_in_it_stays(media_root):
     assert [p.name for p in folder.iterdir()] == ["not-a-job-file.txt"]
 
 
-def test_a_finished_run_keeps_its_heartbeat():
+def test_a_finished_run_keeps_its_heartbeat(any_storage):
     for i in range(3):
         expired_job(by=timedelta(minutes=i + 1))
 
@@ -72,7 +72,6 @@ def test_a_finished_run_keeps_its_heartbeat():
 
 
 @pytest.mark.postgres
-@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_run_killed_in_its_file_step_shows_the_batches_it_committed():
     bulk_expired_jobs(6)

@@ -27,9 +27,11 @@ CHANGELIST = "/admin/cleanup/pendingfiledeletion/"
 
 def undeletable(media_root, kind) -> str:
     """A storage name that local storage cannot delete, for a reason of that one name."""
+    folder = f"{UPLOAD_PREFIX}/{uuid.uuid4()}"
     if kind == "too long":
-        return f"{UPLOAD_PREFIX}/{uuid.uuid4()}/{'x' * 300}.png"  # one component > NAME_MAX
-    name = f"{UPLOAD_PREFIX}/{uuid.uuid4()}/photo.png"
+        (media_root / folder).mkdir(parents=True)  # else the missing folder answers first
+        return f"{folder}/{'x' * 300}.png"  # one component longer than NAME_MAX
+    name = f"{folder}/photo.png"
     directory = media_root / name  # a directory where the file should be, and not empty
     directory.mkdir(parents=True)
     (directory / "inside").write_bytes(b"x")

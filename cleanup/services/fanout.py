@@ -12,6 +12,7 @@ from django.utils import timezone
 from jobs.models import Job
 
 from ..models import PurgeRun
+from .clock import purge_cutoff
 from .purge import PurgeResult, check_positive, purge_expired_jobs
 
 logger = logging.getLogger(__name__)
@@ -65,7 +66,8 @@ def plan_purge(
     max_parallel = settings.CLEANUP_MAX_PARALLEL if max_parallel is None else max_parallel
     check_positive("batch_size", batch_size)
     check_positive("max_parallel", max_parallel)
-    cutoff = now or timezone.now()
+    # The subtasks purge up to this cutoff, each checking it against the database clock again.
+    cutoff = purge_cutoff(now)
     # Bounded: counting a million-job backlog exactly would cost more than the decision needs.
     backlog = Job.objects.expired(cutoff)[: batch_size * max_parallel + 1].count()
     plan = PurgePlan(
@@ -118,7 +120,8 @@ def purge_expired_chunk(
     """One subtask's share of a fanned-out purge: batches until `seconds` are used up.
 
     Subtasks running side by side take disjoint batches (SKIP LOCKED). Each leaves its own run
-    record (trigger "task"), so a fanned-out purge's totals are the sum of its runs.
+    record (trigger "task"), so a fanned-out purge's totals are the sum of its runs. A naive
+    cutoff, or one ahead of the database's clock, is refused before anything is deleted.
     """
     seconds = settings.CLEANUP_SUBTASK_SECONDS if seconds is None else seconds
     deadline = time.monotonic() + seconds

@@ -8,7 +8,8 @@ from datetime import datetime
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
-from django.db.models import Q
+from django.db.models import Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from jobs.models import Job
@@ -17,6 +18,7 @@ from .. import storage
 from ..deletion import among, cascade_paths, delete_cascading
 from ..file_models import file_fields, file_models, names_of
 from ..models import PendingFileDeletion, PurgeRun
+from .clock import purge_cutoff
 from .files import FileDeletion, delete_pending_files
 
 logger = logging.getLogger(__name__)
@@ -35,6 +37,9 @@ class PurgeResult:
     batches: int
     duration_seconds: float
     error: str = ""
+    # Files storage refused again that are stuck (purge_status alerts on them): not pending
+    # above, and not a failure of this run.
+    files_stuck: int = 0
 
     @property
     def rows_total(self) -> int:
@@ -69,14 +74,19 @@ def purge_expired_jobs(
     batches so an interrupted run never leaves a batch half done; a run it stops is recorded with
     `stopped_status`. `on_batch(jobs_deleted)` is called after each batch with the run's total so
     far (for progress display).
+
+    The cutoff is never ahead of the database's clock (services/clock.py): without `now`, the
+    earlier of the database's and this process's clock; a naive `now`, or one more than a second
+    ahead of the database, raises CutoffRefused (a ValueError) before anything is deleted.
     """
     batch_size = settings.CLEANUP_BATCH_SIZE if batch_size is None else batch_size
     check_positive("batch_size", batch_size)
     if limit is not None:
         check_positive("limit", limit)
     check_database_ready()
+    cutoff = purge_cutoff(now)
+    session = storage.open_session()
     _abandon_dead_runs()
-    cutoff = now or timezone.now()
     run = PurgeRun.objects.create(
         trigger=trigger, cutoff=cutoff, batch_size=batch_size, limit=limit, dry_run=dry_run
     )
@@ -86,23 +96,29 @@ def purge_expired_jobs(
         if dry_run:
             _count_expired(cutoff, limit, progress)
         else:
-            _delete_expired(run, cutoff, batch_size, limit, progress, should_stop, on_batch)
+            _delete_expired(
+                run, cutoff, batch_size, limit, progress, should_stop, on_batch, session
+            )
     except BaseException as exc:
         interrupted = isinstance(exc, KeyboardInterrupt)
         status = PurgeRun.Status.INTERRUPTED if interrupted else PurgeRun.Status.FAILED
         _record_failure(run, progress, started, status, storage.describe_error(exc))
         raise
+    pending = progress.files.failed - progress.files.stuck
     if progress.stopped:
         status = stopped_status
-    elif progress.files.failed:
+    elif pending:
         status = PurgeRun.Status.FILES_PENDING
     else:
+        # Deleted everything it could: stuck names are purge_status's alert, not a failed run.
         status = PurgeRun.Status.SUCCEEDED
-    error = ""
-    if progress.files.failed:
-        error = (
-            f"{progress.files.failed} file(s) left pending: {'; '.join(progress.files.errors[:3])}"
-        )
+    reasons = "; ".join(progress.files.errors[:3])
+    if pending:
+        error = f"{pending} file(s) left pending: {reasons}"
+    elif progress.files.stuck:
+        error = f"{progress.files.stuck} stuck file(s) still refused by storage: {reasons}"
+    else:
+        error = ""
     return _finish(run, progress, started, status, error)
 
 
@@ -114,6 +130,21 @@ class _Progress:
     files_to_delete: int = 0
     files: FileDeletion = field(default_factory=FileDeletion)
     stopped: bool = False
+
+    def with_batch(self, per_model: dict[str, int]) -> "_Progress":
+        """The counts once this batch commits; this progress changes only after it has."""
+        rows = dict(self.rows)
+        for label, count in per_model.items():
+            rows[label] = rows.get(label, 0) + count
+        return _Progress(
+            rows=rows,
+            jobs=self.jobs + per_model.get(Job._meta.label, 0),
+            batches=self.batches + 1,
+            files=self.files,
+        )
+
+    def add_batch(self, after: "_Progress"):
+        self.rows, self.jobs, self.batches = after.rows, after.jobs, after.batches
 
 
 # PurgeRun keeps batch_size and limit in PositiveIntegerFields; anything larger could not even
@@ -146,7 +177,7 @@ def _count_expired(cutoff, limit, progress):
     progress.jobs = progress.rows[Job._meta.label]
 
 
-def _delete_expired(run, cutoff, batch_size, limit, progress, should_stop, on_batch):
+def _delete_expired(run, cutoff, batch_size, limit, progress, should_stop, on_batch, session):
     while limit is None or progress.jobs < limit:
         if should_stop is not None and should_stop():
             progress.stopped = True
@@ -172,11 +203,12 @@ def _delete_expired(run, cutoff, batch_size, limit, progress, should_stop, on_ba
             ]
             PendingFileDeletion.objects.record(names)
             per_model = cascade.per_model
-        progress.batches += 1
-        progress.jobs += per_model.get(Job._meta.label, 0)
-        for label, count in per_model.items():
-            progress.rows[label] = progress.rows.get(label, 0) + count
-        files = _delete_batch_files(names, progress.files)
+            after = progress.with_batch(per_model)
+            # The run's record commits with the batch: if the process dies in the file step
+            # below, the record still shows exactly what was purged.
+            _heartbeat(run, after)
+        progress.add_batch(after)
+        files = _delete_batch_files(names, progress.files, session)
         progress.files.add(files)
         logger.info(
             "purge.batch",
@@ -190,14 +222,13 @@ def _delete_expired(run, cutoff, batch_size, limit, progress, should_stop, on_ba
                 "duration_ms": int((time.monotonic() - batch_started) * 1000),
             },
         )
-        _heartbeat(run, progress)
         if on_batch is not None:
             on_batch(progress.jobs)
         if len(ids) < size:
             break  # the backlog is done (or held by a purge beside this one): no empty SELECT
     if not progress.files.unavailable:
         # Names left by earlier failures or crashes: this run finishes them.
-        progress.files.add(delete_pending_files())
+        progress.files.add(delete_pending_files(session=session))
 
 
 def _heartbeat(run, progress):
@@ -228,11 +259,11 @@ def _abandon_dead_runs():
         logger.warning("purge.abandoned", extra={"runs": count})
 
 
-def _delete_batch_files(names, so_far: FileDeletion) -> FileDeletion:
+def _delete_batch_files(names, so_far: FileDeletion, session) -> FileDeletion:
     if so_far.unavailable:
         # Storage is down: don't spend every batch timing out. The names are safely pending.
         return FileDeletion(failed=len(names), errors=[so_far.unavailable])
-    return delete_pending_files(names=names)
+    return delete_pending_files(names=names, session=session)
 
 
 def _finish(run, progress, started, status, error) -> PurgeResult:
@@ -242,9 +273,24 @@ def _finish(run, progress, started, status, error) -> PurgeResult:
     run.jobs_deleted = progress.jobs
     run.rows_deleted = progress.rows
     run.files_deleted = progress.files_to_delete if run.dry_run else progress.files.deleted
-    run.files_pending = progress.files.failed
+    run.files_pending = progress.files.failed - progress.files.stuck
     run.error = error
-    run.save()
+    fields = [
+        "finished_at",
+        "status",
+        "batches",
+        "jobs_deleted",
+        "rows_deleted",
+        "files_deleted",
+        "files_pending",
+        "error",
+    ]
+    # The last heartbeat stays (a run that never finished a batch gets its end as its last sign
+    # of life); this instance never saw the heartbeats, so it must not write that column.
+    PurgeRun.objects.filter(pk=run.pk).update(
+        heartbeat_at=Coalesce("heartbeat_at", Value(run.finished_at)),
+        **{name: getattr(run, name) for name in fields},
+    )
     result = PurgeResult(
         run_id=run.pk,
         dry_run=run.dry_run,
@@ -257,6 +303,7 @@ def _finish(run, progress, started, status, error) -> PurgeResult:
         batches=run.batches,
         duration_seconds=round(time.monotonic() - started, 3),
         error=error,
+        files_stuck=progress.files.stuck,
     )
     logger.info(
         "purge.run",
@@ -269,6 +316,7 @@ def _finish(run, progress, started, status, error) -> PurgeResult:
             "rows": result.rows_total,
             "files_deleted": result.files_deleted,
             "files_pending": result.files_pending,
+            "files_stuck": result.files_stuck,
             "batches": result.batches,
             "duration_ms": int(result.duration_seconds * 1000),
         },
