@@ -17,6 +17,7 @@ halves until the keys it can take are deleted and the ones it cannot are failed 
 """
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -30,6 +31,8 @@ from .outcome import DeleteOutcome, StoredObject, describe_error
 S3_MAX_KEYS_PER_REQUEST = 1000
 
 VERSIONED_STATES = ("Enabled", "Suspended")  # Suspended keeps every version made before
+# Version listings of a batch run this many at a time (botocore's connection pool holds 10).
+LISTING_THREADS = 8
 
 # Answers about the bucket or the credentials, not about what a request carried: every request
 # would get the same, so they mean storage is unavailable to this run.
@@ -71,10 +74,16 @@ class S3Session:
         self.storage = storage
         self.bucket = storage.bucket_name
         self._versioned = None
+        self._client = None
 
     @property
     def client(self):
-        return self.storage.connection.meta.client
+        # The storage keeps one connection per thread; the session keeps the one of the thread
+        # that first used it and shares it with its listing threads (boto3 clients are
+        # thread-safe), rather than building a boto3 session in each of them.
+        if self._client is None:
+            self._client = self.storage.connection.meta.client
+        return self._client
 
     # --- deleting -------------------------------------------------------------------------------
 
@@ -164,26 +173,42 @@ class S3Session:
         folders: dict[str, list[str]] = {}
         for key in sorted(keys):
             folders.setdefault(key[: key.rfind("/") + 1], []).append(key)
-        objects = []
+        plans = []
         for folder, members in folders.items():
             # A job's files share a folder: one listing for all of them. A single key, or keys
             # at the top of the bucket, are listed by their own name.
-            plans = (
-                [(folder, members)] if folder and len(members) > 1 else [(k, [k]) for k in members]
-            )
-            for prefix, wanted in plans:
-                try:
-                    objects += self._list_versions(prefix, wanted, outcome)
-                except _RequestRejected as exc:
-                    if len(wanted) == 1:
-                        failed[wanted[0]] = str(exc)
-                        continue
-                    for key in wanted:  # the folder listing was refused: try each key alone
-                        try:
-                            objects += self._list_versions(key, [key], outcome)
-                        except _RequestRejected as one:
-                            failed[key] = str(one)
+            if folder and len(members) > 1:
+                plans.append((folder, members))
+            else:
+                plans.extend((key, [key]) for key in members)
+        self.client  # noqa: B018 - resolved here, in the run's thread, for the listing threads
+        # One listing per folder is one round trip per job: several at once, so a batch of
+        # thousands of jobs does not wait for them one after another.
+        with ThreadPoolExecutor(LISTING_THREADS) as pool:
+            listed = list(pool.map(self._list_plan, plans))
+        objects = []
+        for found, refused, requests in listed:
+            objects += found
+            failed.update(refused)
+            outcome.requests += requests
         return objects
+
+    def _list_plan(self, plan) -> tuple[list[dict], dict[str, str], int]:
+        prefix, wanted = plan
+        counted = DeleteOutcome()  # this thread's own request count
+        refused = {}
+        try:
+            found = self._list_versions(prefix, wanted, counted)
+        except _RequestRejected as exc:
+            if len(wanted) == 1:
+                return [], {wanted[0]: str(exc)}, counted.requests
+            found = []
+            for key in wanted:  # the folder listing was refused: list each key alone
+                try:
+                    found += self._list_versions(key, [key], counted)
+                except _RequestRejected as one:
+                    refused[key] = str(one)
+        return found, refused, counted.requests
 
     def _list_versions(self, prefix, wanted, outcome) -> list[dict]:
         wanted_set, last = set(wanted), max(wanted)
