@@ -16,7 +16,13 @@ from django.utils.text import Truncator
 from . import charts
 from .models import PendingFileDeletion, PurgeRun, Retention
 from .report import format_duration, retention_facts
-from .services import count_stuck_files, purge_status, retention_history, retry_pending_files
+from .services import (
+    count_stuck_files,
+    purge_status,
+    resolve_stuck_files,
+    retention_history,
+    retry_pending_files,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -238,14 +244,39 @@ class PurgeRunAdmin(ReadOnlyAdmin):
         )
 
 
+class PendingStateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return [("pending", "pending"), ("stuck", "stuck"), ("resolved", "resolved")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "pending":
+            return queryset.filter(pk__in=PendingFileDeletion.objects.not_stuck().values("pk"))
+        if self.value() == "stuck":
+            return queryset.filter(pk__in=PendingFileDeletion.objects.stuck().values("pk"))
+        if self.value() == "resolved":
+            return queryset.filter(resolved_at__isnull=False)
+        return queryset
+
+
 @admin.register(PendingFileDeletion)
 class PendingFileDeletionAdmin(ReadOnlyAdmin):
-    list_display = ["name", "created_at", "attempts", "next_attempt_at", "last_error"]
+    list_display = ["name", "state", "created_at", "attempts", "next_attempt_at", "last_error"]
+    list_filter = [PendingStateFilter]
     ordering = ["next_attempt_at", "pk"]
-    actions = ["retry_now"]
+    actions = ["retry_now", "mark_resolved"]
 
     def has_retry_permission(self, request):
         return request.user.has_perm("cleanup.retry_pending")
+
+    @admin.display(description="state")
+    def state(self, pending):
+        if pending.resolved_at is not None:
+            when = pending.resolved_at.strftime("%Y-%m-%d %H:%M")
+            return f"resolved by {pending.resolved_by or '?'}, {when}"
+        return "STUCK" if pending.stuck else "pending"
 
     @admin.action(
         description="Retry now: delete the selected files from storage", permissions=["retry"]
@@ -264,6 +295,29 @@ class PendingFileDeletionAdmin(ReadOnlyAdmin):
             )
         if not outcome.deleted and not outcome.failed:
             self.message_user(request, "Nothing was left to delete.", messages.INFO)
+
+    @admin.action(
+        description="Mark resolved: a person has dealt with these stuck files",
+        permissions=["retry"],
+    )
+    def mark_resolved(self, request, queryset):
+        chosen = list(queryset.values_list("pk", flat=True))
+        resolved = resolve_stuck_files(ids=chosen, by=request.user.get_username())
+        if resolved:
+            logger.info("pending.resolved", extra={"files": resolved})
+            self.message_user(
+                request,
+                f"Marked {resolved} stuck file(s) resolved: kept as a record, no longer tried "
+                "or alerted on.",
+                messages.SUCCESS,
+            )
+        if len(chosen) > resolved:
+            self.message_user(
+                request,
+                f"{len(chosen) - resolved} file(s) not stuck (or already resolved): left as they "
+                "were; the purge keeps trying them.",
+                messages.WARNING,
+            )
 
 
 def _can_run_purge(request) -> bool:

@@ -1,10 +1,15 @@
+from django.conf import settings
 from django.db import connections, models
 from django.utils import timezone
 
 
 class PendingFileDeletionQuerySet(models.QuerySet):
     def record(self, names):
-        """Add names in one INSERT; a name already pending keeps its attempt history."""
+        """Add names in one INSERT; a name already pending keeps its attempt history.
+
+        A name a person marked resolved that is recorded again (the same object deleted again) is
+        pending again, from scratch.
+        """
         if not names:
             return
         connection = connections[self.db]
@@ -14,23 +19,60 @@ class PendingFileDeletionQuerySet(models.QuerySet):
             # of the purge's time). Same columns and defaults as the model's.
             now = timezone.now()
             meta, quote = self.model._meta, connection.ops.quote_name
-            columns = ", ".join(
-                quote(meta.get_field(f).column)
-                for f in ("name", "created_at", "attempts", "last_error", "next_attempt_at")
+            column = {
+                f: quote(meta.get_field(f).column)
+                for f in (
+                    "name",
+                    "created_at",
+                    "attempts",
+                    "last_error",
+                    "next_attempt_at",
+                    "resolved_at",
+                    "resolved_by",
+                )
+            }
+            columns = ", ".join(column.values())
+            # Only a conflict with a resolved row updates (and so locks) it; an unresolved one is
+            # left as it is, as with DO NOTHING.
+            reopen = ", ".join(
+                f"{column[f]} = EXCLUDED.{column[f]}"
+                for f in ("created_at", "attempts", "last_error", "next_attempt_at")
             )
             with connection.cursor() as cursor:
                 cursor.execute(
-                    f"INSERT INTO {quote(meta.db_table)} ({columns}) "
-                    "SELECT unnest(%s::text[]), %s, 0, '', %s "
-                    f"ON CONFLICT ({quote(meta.get_field('name').column)}) DO NOTHING",
+                    f"INSERT INTO {quote(meta.db_table)} AS pending ({columns}) "
+                    "SELECT unnest(%s::text[]), %s, 0, '', %s, NULL, '' "
+                    f"ON CONFLICT ({column['name']}) DO UPDATE SET {reopen}, "
+                    f"{column['resolved_at']} = NULL, {column['resolved_by']} = '' "
+                    f"WHERE pending.{column['resolved_at']} IS NOT NULL",
                     [list(names), now, now],
                 )
             return
         # Elsewhere Django splits the INSERT to fit the backend's parameter limit (SQLite).
         self.bulk_create([PendingFileDeletion(name=name) for name in names], ignore_conflicts=True)
+        now = timezone.now()
+        for start in range(0, len(names), 500):
+            self.filter(name__in=names[start : start + 500], resolved_at__isnull=False).update(
+                created_at=now,
+                attempts=0,
+                last_error="",
+                next_attempt_at=now,
+                resolved_at=None,
+                resolved_by="",
+            )
+
+    def unresolved(self):
+        return self.filter(resolved_at__isnull=True)
 
     def due(self, now=None):
-        return self.filter(next_attempt_at__lte=now or timezone.now())
+        return self.unresolved().filter(next_attempt_at__lte=now or timezone.now())
+
+    def stuck(self):
+        """Names storage has refused CLEANUP_STUCK_AFTER_ATTEMPTS times: a person must look."""
+        return self.unresolved().filter(attempts__gte=settings.CLEANUP_STUCK_AFTER_ATTEMPTS)
+
+    def not_stuck(self):
+        return self.unresolved().filter(attempts__lt=settings.CLEANUP_STUCK_AFTER_ATTEMPTS)
 
 
 class PendingFileDeletion(models.Model):
@@ -45,6 +87,10 @@ class PendingFileDeletion(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
     next_attempt_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # A person dealt with a stuck name (deleted it by hand, or found it must stay): it no longer
+    # counts as pending or stuck, and is no longer tried, but stays here as the record of that.
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.CharField(max_length=150, blank=True)
 
     objects = PendingFileDeletionQuerySet.as_manager()
 
@@ -54,6 +100,10 @@ class PendingFileDeletion(models.Model):
 
     def __str__(self):
         return self.name
+
+    @property
+    def stuck(self) -> bool:
+        return self.resolved_at is None and self.attempts >= settings.CLEANUP_STUCK_AFTER_ATTEMPTS
 
 
 class PurgeRun(models.Model):

@@ -22,6 +22,8 @@ def format_result(result) -> str:
     lines.append("")
     lines.append(f"  files deleted: {result.files_deleted}")
     lines.append(f"  files still pending: {result.files_pending}")
+    if result.files_stuck:
+        lines.append(f"  files stuck (refused again; see purge_status): {result.files_stuck}")
     lines.append(f"  run #{result.run_id}: {result.status}")
     return "\n".join(lines)
 
@@ -82,6 +84,16 @@ def format_status(status) -> str:
         f"  {'expired jobs still present:':<30}{status.expired_jobs}{overdue}",
         f"  {'pending file deletions:':<30}{status.pending_files}{pending}",
     ]
+    for reason in status.pending_reasons[:3]:
+        lines.append(f"  {'':<30}last error: {reason}")
+    if status.stuck_files:
+        oldest = format_duration(status.oldest_stuck_seconds or 0)
+        lines.append(
+            f"  {'stuck file deletions:':<30}{status.stuck_files} (oldest: pending for {oldest}; "
+            "a person must look, then mark them resolved in the admin)"
+        )
+        for reason in status.stuck_reasons[:3]:
+            lines.append(f"  {'':<30}reason: {reason}")
     success = status.last_success
     if success is None:
         lines.append(f"  {'last successful purge:':<30}none recorded")

@@ -6,7 +6,7 @@ A failed task is still acknowledged (task_acks_on_failure_or_timeout, Celery's d
 explicitly in settings): acks_late redelivers only when a worker dies mid-task.
 """
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from celery import shared_task
 
@@ -15,6 +15,7 @@ from .report import summarize_run
 from .services import (
     RECONCILE_GRACE,
     SUBTASK_EXPIRES_SECONDS,
+    parse_cutoff,
     plan_purge,
     purge_expired_chunk,
     purge_expired_jobs,
@@ -77,10 +78,14 @@ def delete_expired_jobs(
 
 @shared_task(name="delete_expired_jobs_chunk", bind=True)
 def delete_expired_jobs_chunk(self, cutoff, batch_size=None, parent_run_id=None):
-    """One time-bounded share of a fanned-out purge; enqueues its successor while work remains."""
+    """One time-bounded share of a fanned-out purge; enqueues its successor while work remains.
+
+    `cutoff` is an ISO 8601 time with its UTC offset, never ahead of the database's clock: any
+    other is refused (CutoffRefused, a ValueError) before anything is deleted.
+    """
     try:
         chunk = purge_expired_chunk(
-            cutoff=datetime.fromisoformat(cutoff),
+            cutoff=parse_cutoff(cutoff),
             batch_size=batch_size,
             parent_id=parent_run_id,
             task_id=_task_id(self),

@@ -156,6 +156,9 @@ CLEANUP_SUBTASK_SECONDS = env_int("CLEANUP_SUBTASK_SECONDS", 60, minimum=1)
 # A run still marked running with no batch finished for this long died (SIGKILL, OOM, lost host);
 # the next purge records it as abandoned. Far above any batch's duration, S3 retries included.
 CLEANUP_STALE_RUN = timedelta(minutes=env_int("CLEANUP_STALE_RUN_MINUTES", 30, minimum=1))
+# A file deletion storage has refused this many times is "stuck": shown and alerted by
+# purge_status, still retried, but no longer failing every run; a person resolves it in the admin.
+CLEANUP_STUCK_AFTER_ATTEMPTS = env_int("CLEANUP_STUCK_AFTER_ATTEMPTS", 10, minimum=1)
 # The models whose files the purge deletes (app_label.ModelName); see cleanup/file_models.py.
 CLEANUP_FILE_MODELS = env_list("CLEANUP_FILE_MODELS", ["jobs.JobFile"])
 # Bearer token for monitors reading /cleanup/status/ without a staff session; unset: staff only.

@@ -53,22 +53,23 @@ def server_clock_zone(request):
 
 
 def test_a_job_created_at_2330_kst_expires_at_2330_kst_the_next_day(server_clock_zone):
-    created = datetime(2026, 11, 26, 23, 30, tzinfo=SEOUL)
+    # In the past: a purge's `now` may never be ahead of the database's clock.
+    created = datetime(2025, 11, 26, 23, 30, tzinfo=SEOUL)
     job = create_full_job(created_at=created, with_files=False)
     job.refresh_from_db()
 
-    assert job.expires_at == datetime(2026, 11, 27, 23, 30, tzinfo=SEOUL)
+    assert job.expires_at == datetime(2025, 11, 27, 23, 30, tzinfo=SEOUL)
     assert job.expires_at.astimezone(ZoneInfo("UTC")) == datetime(
-        2026, 11, 27, 14, 30, tzinfo=ZoneInfo("UTC")
+        2025, 11, 27, 14, 30, tzinfo=ZoneInfo("UTC")
     )
 
     # One second before, and at, 23:30 KST the next day: kept.
-    purge_expired_jobs(now=datetime(2026, 11, 27, 23, 29, 59, tzinfo=SEOUL))
-    purge_expired_jobs(now=datetime(2026, 11, 27, 14, 30, tzinfo=ZoneInfo("UTC")))
+    purge_expired_jobs(now=datetime(2025, 11, 27, 23, 29, 59, tzinfo=SEOUL))
+    purge_expired_jobs(now=datetime(2025, 11, 27, 14, 30, tzinfo=ZoneInfo("UTC")))
     assert Job.objects.filter(pk=job.pk).exists()
 
     # Just after, expressed in another zone: gone.
-    purge_expired_jobs(now=datetime(2026, 11, 27, 14, 30, 1, tzinfo=ZoneInfo("Europe/London")))
+    purge_expired_jobs(now=datetime(2025, 11, 27, 14, 30, 1, tzinfo=ZoneInfo("Europe/London")))
     assert not Job.objects.filter(pk=job.pk).exists()
 
 

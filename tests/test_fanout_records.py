@@ -129,8 +129,8 @@ def test_a_parent_is_not_succeeded_while_a_subtask_failed_or_left_files_pending(
     plan = plan_purge(batch_size=2, max_parallel=2)
     fan_out = start_fan_out(plan=plan, trigger=PurgeRun.Trigger.BEAT)
     working = settings.STORAGES
-    # The first subtask's storage is one the purge does not support: its run fails after its
-    # first batch committed.
+    # The first subtask's storage is one the purge does not support: its run fails before it
+    # deletes anything.
     settings.STORAGES = {
         **working,
         "default": {"BACKEND": "django.core.files.storage.InMemoryStorage"},

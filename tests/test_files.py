@@ -1,5 +1,7 @@
 """Files go with their rows, durably: never before commit, never lost on failure."""
 
+import errno
+
 import pytest
 from django.core.files.storage import FileSystemStorage
 from django.db import transaction
@@ -11,10 +13,11 @@ from tests.helpers import NO_ROWS, expired_job, file_names, live_job, rows_of, s
 
 
 class BrokenStorage(FileSystemStorage):
-    """Local storage whose deletes fail, as a full disk or a lost mount would."""
+    """Local storage whose deletes fail, as a lost mount would: an error of the file system
+    itself (EIO), not of one name."""
 
     def delete(self, name):
-        raise OSError("storage is unavailable")
+        raise OSError(errno.EIO, "storage is unavailable")
 
 
 def break_storage(settings):

@@ -4,9 +4,11 @@ purge: deleting expired jobs (the purge itself); files: storage deletes of pendi
 fanout: splitting a large backlog over Celery workers; runs: run records (fan-out parents,
 dead runs, the backlog a run starts with); status: what operators see; history: the purge's
 past, for plots and counters; ledger: the destruction ledger; reconcile: stored objects
-nothing names; readiness: storage and schedules in place (the system checks).
+nothing names; readiness: storage and schedules in place (the system checks); clock: whose
+clock decides what has expired.
 """
 
+from .clock import CutoffRefused, database_now, parse_cutoff, purge_cutoff
 from .fanout import (
     ChunkResult,
     FanOut,
@@ -28,6 +30,7 @@ from .status import (
     count_stuck_files,
     overdue_limit,
     purge_status,
+    resolve_stuck_files,
     retry_pending_files,
 )
 
@@ -37,6 +40,7 @@ __all__ = [
     "SUBTASK_EXPIRES_SECONDS",
     "ChunkResult",
     "FanOut",
+    "CutoffRefused",
     "FileDeletion",
     "LedgerEntry",
     "PurgeNotPossible",
@@ -52,17 +56,21 @@ __all__ = [
     "check_storage",
     "count_expired_jobs",
     "count_stuck_files",
+    "database_now",
     "delete_pending_files",
     "ledger_models",
     "overdue_limit",
+    "parse_cutoff",
     "plan_purge",
     "purge_expired_chunk",
+    "purge_cutoff",
     "purge_expired_jobs",
     "purge_log",
     "purge_status",
     "reconcile_storage",
     "release_subtask",
     "retention_history",
+    "resolve_stuck_files",
     "retry_pending_files",
     "run_totals",
     "start_fan_out",

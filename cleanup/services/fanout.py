@@ -16,6 +16,7 @@ from django.utils import timezone
 from jobs.models import Job
 
 from ..models import PurgeRun
+from .clock import purge_cutoff
 from .ledger import destruction_method
 from .purge import PurgeResult, check_positive, purge_expired_jobs
 from .runs import (
@@ -73,7 +74,8 @@ def plan_purge(
     max_parallel = settings.CLEANUP_MAX_PARALLEL if max_parallel is None else max_parallel
     check_positive("batch_size", batch_size)
     check_positive("max_parallel", max_parallel)
-    cutoff = now or timezone.now()
+    # The subtasks purge up to this cutoff, each checking it against the database clock again.
+    cutoff = purge_cutoff(now)
     # Bounded: counting a million-job backlog exactly would cost more than the decision needs.
     backlog = Job.objects.expired(cutoff)[: batch_size * max_parallel + 1].count()
     plan = PurgePlan(
@@ -173,7 +175,8 @@ def purge_expired_chunk(
     Subtasks running side by side take disjoint batches (SKIP LOCKED). Each leaves its own run
     record (trigger "task", pointing at its fan-out's run `parent_id`), and the fan-out's run is
     brought up to date when it ends. With `more`, the caller enqueues the successor, which takes
-    this subtask's place in the fan-out (or calls `release_subtask` if it cannot).
+    this subtask's place in the fan-out (or calls `release_subtask` if it cannot). A naive
+    cutoff, or one ahead of the database's clock, is refused before anything is deleted.
     """
     seconds = settings.CLEANUP_SUBTASK_SECONDS if seconds is None else seconds
     deadline = time.monotonic() + seconds

@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -21,6 +22,9 @@ RETRY_MAX = timedelta(hours=1)
 class FileDeletion:
     deleted: int = 0
     failed: int = 0
+    # Of the failed, those storage has now refused CLEANUP_STUCK_AFTER_ATTEMPTS times or more:
+    # still pending and retried, but alerted by purge_status instead of failing every run.
+    stuck: int = 0
     requests: int = 0
     # Set when storage itself could not be reached, as opposed to some keys being refused.
     unavailable: str = ""
@@ -29,30 +33,34 @@ class FileDeletion:
     def add(self, other: "FileDeletion"):
         self.deleted += other.deleted
         self.failed += other.failed
+        self.stuck += other.stuck
         self.requests += other.requests
         self.unavailable = self.unavailable or other.unavailable
         self.errors.extend(e for e in other.errors if e not in self.errors)
 
 
 def delete_pending_files(
-    *, names: list[str] | None = None, due_before: datetime | None = None
+    *, names: list[str] | None = None, due_before: datetime | None = None, session=None
 ) -> FileDeletion:
     """Delete pending files from storage and forget the ones that are gone.
 
     With `names`, exactly those (just recorded by a delete); otherwise every pending name that
-    is due (its next attempt at or before `due_before`, default now). A name that a row still
-    references is never deleted from storage.
+    is due (its next attempt at or before `due_before`, default now; a name a person marked
+    resolved is not). A name that a row still references is never deleted from storage.
+    `session` is the run's storage session (storage.open_session()).
     """
     result = FileDeletion()
     now = timezone.now()
     due_before = due_before or now
+    session = session or storage.open_session()
     if names is not None:
         # One pass for a whole purge batch: storage splits its own requests (1,000 keys per S3
         # request, and stops at an outage), and the database side is one statement per step, so
         # a batch's file work costs the same few queries whatever the batch size.
-        return _delete_chunk(names, now)
+        return _delete_chunk(names, now, session)
     while True:
-        # Each pass deletes its names or pushes them past `now`, so this loop ends.
+        # Each pass deletes its names or pushes them past `now`, so this loop ends. A chunk whose
+        # names all fail does not stop it: only storage itself being unavailable does.
         chunk = list(
             PendingFileDeletion.objects.due(due_before)
             .order_by("next_attempt_at", "pk")
@@ -60,15 +68,20 @@ def delete_pending_files(
         )
         if not chunk:
             return result
-        outcome = _delete_chunk(chunk, now)
+        outcome = _delete_chunk(chunk, now, session)
         result.add(outcome)
         if outcome.unavailable:
             return result
 
 
-def _delete_chunk(names, now) -> FileDeletion:
+def _delete_chunk(names, now, session) -> FileDeletion:
     referenced = referenced_names(names)
-    outcome = storage.delete_names([n for n in names if n not in referenced])
+    unreferenced = [n for n in names if n not in referenced]
+    try:
+        outcome = storage.delete_names(unreferenced, session=session)
+    except Exception as exc:  # noqa: BLE001 - a chunk that fails this way fails alone
+        reason = storage.describe_error(exc)
+        outcome = storage.DeleteOutcome(failed=dict.fromkeys(unreferenced, reason))
     gone = outcome.deleted + list(referenced)
     deleted = sum(_forget_pending(part) for part in _param_chunks(gone))
     result = FileDeletion(
@@ -79,7 +92,7 @@ def _delete_chunk(names, now) -> FileDeletion:
     if outcome.failed:
         result.unavailable = outcome.unavailable
         result.errors = sorted(set(outcome.failed.values()))
-        _mark_failed(outcome.failed, now, backoff=not outcome.unavailable)
+        result.stuck = _mark_failed(outcome.failed, now, storage_failed=bool(outcome.unavailable))
     return result
 
 
@@ -122,13 +135,22 @@ def _param_chunks(values):
     return [values[start : start + size] for start in range(0, len(values), size)]
 
 
-def _mark_failed(failed: dict[str, str], now, *, backoff: bool):
+def _mark_failed(failed: dict[str, str], now, *, storage_failed: bool) -> int:
+    """Record the failures; returns how many of these names are now stuck.
+
+    When storage itself failed, the names were not refused: that does not count as an attempt
+    (an outage does not make names stuck), and they are retried as soon as a run comes.
+    """
     rows = list(PendingFileDeletion.objects.filter(name__in=failed))
     for row in rows:
-        row.attempts += 1
         row.last_error = failed[row.name]
-        delay = min(RETRY_BASE * 2 ** (row.attempts - 1), RETRY_MAX) if backoff else timedelta(0)
-        row.next_attempt_at = now + delay
+        if storage_failed:
+            row.next_attempt_at = now
+            continue
+        row.attempts += 1
+        row.next_attempt_at = now + min(RETRY_BASE * 2 ** (row.attempts - 1), RETRY_MAX)
     PendingFileDeletion.objects.bulk_update(
         rows, ["attempts", "last_error", "next_attempt_at"], batch_size=500
     )
+    threshold = settings.CLEANUP_STUCK_AFTER_ATTEMPTS
+    return sum(1 for row in rows if row.resolved_at is None and row.attempts >= threshold)

@@ -9,6 +9,8 @@ from datetime import datetime
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
+from django.db.models import Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from jobs.models import Job
@@ -17,6 +19,7 @@ from .. import storage
 from ..deletion import among, cascade_paths, delete_cascading
 from ..file_models import file_fields, file_models, names_of
 from ..models import PendingFileDeletion, PurgeRun
+from .clock import purge_cutoff
 from .files import FileDeletion, delete_pending_files
 from .ledger import destruction_method
 from .runs import abandon_dead_runs, measure_backlog
@@ -45,6 +48,9 @@ class PurgeResult:
     would_delete_files: int = 0
     trigger: str = ""
     parent_run_id: int | None = None
+    # Files storage refused again that are stuck (purge_status alerts on them): not pending
+    # above, and not a failure of this run.
+    files_stuck: int = 0
 
     @property
     def rows_total(self) -> int:
@@ -92,17 +98,21 @@ def purge_expired_jobs(
 
     An exception that ends the run is re-raised after the run is recorded, carrying the
     recorded run as `purge_result` (None if the record could not be written).
+
+    The cutoff is never ahead of the database's clock (services/clock.py): without `now`, the
+    earlier of the database's and this process's clock; a naive `now`, or one more than a second
+    ahead of the database, raises CutoffRefused (a ValueError) before anything is deleted.
     """
     batch_size = settings.CLEANUP_BATCH_SIZE if batch_size is None else batch_size
     check_positive("batch_size", batch_size)
     if limit is not None:
         check_positive("limit", limit)
     check_database_ready()
+    cutoff = purge_cutoff(now)
     abandon_dead_runs()
     # Names pending since before this moment are the final sweep's; names this run records come
     # later, and each of them is counted by the batch that recorded it.
     sweep_due_before = timezone.now()
-    cutoff = now or sweep_due_before
     backlog = measure_backlog(now=cutoff)
     run = PurgeRun.objects.create(
         trigger=trigger,
@@ -123,8 +133,19 @@ def purge_expired_jobs(
         if dry_run:
             _count_expired(cutoff, limit, progress)
         else:
+            # Before the first batch: a storage the purge cannot delete from (an unsupported
+            # backend) fails the run while every row is still there.
+            session = storage.open_session()
             _delete_expired(
-                run, cutoff, batch_size, limit, progress, should_stop, on_batch, sweep_due_before
+                run,
+                cutoff,
+                batch_size,
+                limit,
+                progress,
+                should_stop,
+                on_batch,
+                sweep_due_before,
+                session,
             )
     except BaseException as exc:
         interrupted = isinstance(exc, KeyboardInterrupt)
@@ -133,19 +154,23 @@ def purge_expired_jobs(
         with contextlib.suppress(AttributeError):  # an exception that takes no attributes
             exc.purge_result = recorded
         raise
+    pending = progress.files.failed - progress.files.stuck
     if dry_run:
         status = PurgeRun.Status.DRY_RUN
     elif progress.stopped:
         status = stopped_status
-    elif progress.files.failed:
+    elif pending:
         status = PurgeRun.Status.FILES_PENDING
     else:
+        # Deleted everything it could: stuck names are purge_status's alert, not a failed run.
         status = PurgeRun.Status.SUCCEEDED
-    error = ""
-    if progress.files.failed:
-        error = (
-            f"{progress.files.failed} file(s) left pending: {'; '.join(progress.files.errors[:3])}"
-        )
+    reasons = "; ".join(progress.files.errors[:3])
+    if pending:
+        error = f"{pending} file(s) left pending: {reasons}"
+    elif progress.files.stuck:
+        error = f"{progress.files.stuck} stuck file(s) still refused by storage: {reasons}"
+    else:
+        error = ""
     return _finish(run, progress, started, status, error)
 
 
@@ -157,6 +182,21 @@ class _Progress:
     files_to_delete: int = 0
     files: FileDeletion = field(default_factory=FileDeletion)
     stopped: bool = False
+
+    def with_batch(self, per_model: dict[str, int]) -> "_Progress":
+        """The counts once this batch commits; this progress changes only after it has."""
+        rows = dict(self.rows)
+        for label, count in per_model.items():
+            rows[label] = rows.get(label, 0) + count
+        return _Progress(
+            rows=rows,
+            jobs=self.jobs + per_model.get(Job._meta.label, 0),
+            batches=self.batches + 1,
+            files=self.files,
+        )
+
+    def add_batch(self, after: "_Progress"):
+        self.rows, self.jobs, self.batches = after.rows, after.jobs, after.batches
 
 
 # PurgeRun keeps batch_size and limit in PositiveIntegerFields; anything larger could not even
@@ -190,7 +230,7 @@ def _count_expired(cutoff, limit, progress):
 
 
 def _delete_expired(
-    run, cutoff, batch_size, limit, progress, should_stop, on_batch, sweep_due_before
+    run, cutoff, batch_size, limit, progress, should_stop, on_batch, sweep_due_before, session
 ):
     while limit is None or progress.jobs < limit:
         if should_stop is not None and should_stop():
@@ -217,11 +257,12 @@ def _delete_expired(
             ]
             PendingFileDeletion.objects.record(names)
             per_model = cascade.per_model
-        progress.batches += 1
-        progress.jobs += per_model.get(Job._meta.label, 0)
-        for label, count in per_model.items():
-            progress.rows[label] = progress.rows.get(label, 0) + count
-        files = _delete_batch_files(names, progress.files)
+            after = progress.with_batch(per_model)
+            # The run's record commits with the batch: if the process dies in the file step
+            # below, the record still shows exactly what was purged.
+            _heartbeat(run, after)
+        progress.add_batch(after)
+        files = _delete_batch_files(names, progress.files, session)
         progress.files.add(files)
         logger.info(
             "purge.batch",
@@ -235,14 +276,13 @@ def _delete_expired(
                 "duration_ms": int((time.monotonic() - batch_started) * 1000),
             },
         )
-        _heartbeat(run, progress)
         if on_batch is not None:
             on_batch(progress.jobs)
         if len(ids) < size:
             break  # the backlog is done (or held by a purge beside this one): no empty SELECT
     if not progress.files.unavailable:
         # Names left by earlier failures or crashes: this run finishes them.
-        progress.files.add(delete_pending_files(due_before=sweep_due_before))
+        progress.files.add(delete_pending_files(due_before=sweep_due_before, session=session))
     if progress.files.unavailable:
         # Storage is down, so the sweep stopped at its first failing chunk or never started: the
         # due names it did not get to are left pending by this run too. (The ones it tried were
@@ -261,11 +301,11 @@ def _heartbeat(run, progress):
     )
 
 
-def _delete_batch_files(names, so_far: FileDeletion) -> FileDeletion:
+def _delete_batch_files(names, so_far: FileDeletion, session) -> FileDeletion:
     if so_far.unavailable:
         # Storage is down: don't spend every batch timing out. The names are safely pending.
         return FileDeletion(failed=len(names), errors=[so_far.unavailable])
-    return delete_pending_files(names=names)
+    return delete_pending_files(names=names, session=session)
 
 
 def _finish(run, progress, started, status, error) -> PurgeResult:
@@ -282,10 +322,30 @@ def _finish(run, progress, started, status, error) -> PurgeResult:
         run.jobs_deleted = progress.jobs
         run.rows_deleted = progress.rows
         run.files_deleted = progress.files.deleted
-        run.files_pending = progress.files.failed
-    run.pending_files_at_end = PendingFileDeletion.objects.count()
+        # Stuck names are purge_status's alert, not this run's failure (see the status above).
+        run.files_pending = progress.files.failed - progress.files.stuck
+    run.pending_files_at_end = PendingFileDeletion.objects.unresolved().count()
     run.error = error
-    run.save()
+    fields = [
+        "finished_at",
+        "status",
+        "batches",
+        "jobs_deleted",
+        "rows_deleted",
+        "files_deleted",
+        "files_pending",
+        "would_delete_jobs",
+        "would_delete_rows",
+        "would_delete_files",
+        "pending_files_at_end",
+        "error",
+    ]
+    # The last heartbeat stays (a run that never finished a batch gets its end as its last sign
+    # of life); this instance never saw the heartbeats, so it must not write that column.
+    PurgeRun.objects.filter(pk=run.pk).update(
+        heartbeat_at=Coalesce("heartbeat_at", Value(run.finished_at)),
+        **{name: getattr(run, name) for name in fields},
+    )
     result = PurgeResult(
         run_id=run.pk,
         dry_run=run.dry_run,
@@ -303,6 +363,7 @@ def _finish(run, progress, started, status, error) -> PurgeResult:
         would_delete_files=run.would_delete_files,
         trigger=run.trigger,
         parent_run_id=run.parent_id,
+        files_stuck=progress.files.stuck,
     )
     fields = {"run": run.pk, "trigger": run.trigger, "status": status, "dry_run": run.dry_run}
     if run.dry_run:
@@ -317,6 +378,7 @@ def _finish(run, progress, started, status, error) -> PurgeResult:
             rows=result.rows_total,
             files_deleted=result.files_deleted,
             files_pending=result.files_pending,
+            files_stuck=result.files_stuck,
             batches=result.batches,
         )
     if run.parent_id:

@@ -67,7 +67,10 @@ def reconcile_storage(
     result = ReconcileResult(delete=delete, cutoff=(now or timezone.now()) - grace)
     chunk: list[storage.StoredObject] = []
     try:
-        for obj in storage.list_objects(UPLOAD_PREFIX):
+        # One session: a versioned bucket is listed by its versions (an orphan whose current
+        # version is a delete marker still holds data) and its orphans lose every version.
+        session = storage.open_session()
+        for obj in storage.list_objects(UPLOAD_PREFIX, session=session):
             result.scanned += 1
             result.scanned_bytes += obj.size
             if obj.modified > result.cutoff:
@@ -75,10 +78,10 @@ def reconcile_storage(
                 continue
             chunk.append(obj)
             if len(chunk) == storage.S3_MAX_KEYS_PER_REQUEST:
-                _reconcile_chunk(chunk, result)
+                _reconcile_chunk(chunk, result, session)
                 chunk = []
         if chunk:
-            _reconcile_chunk(chunk, result)
+            _reconcile_chunk(chunk, result, session)
     except _StorageUnavailable:
         pass
     except Exception as exc:  # noqa: BLE001 - listing failed: report it, the next run starts over
@@ -106,7 +109,7 @@ class _StorageUnavailable(Exception):
     pass
 
 
-def _reconcile_chunk(chunk, result: ReconcileResult):
+def _reconcile_chunk(chunk, result: ReconcileResult, session):
     names = [obj.name for obj in chunk]
     # Rows first, then pending names: a purge that commits in between moves a name from the first
     # to the second, so it is seen in one of them. The other order could miss it.
@@ -120,7 +123,7 @@ def _reconcile_chunk(chunk, result: ReconcileResult):
     result.examples.extend(obj.name for obj in orphans[:room])
     if not (result.delete and orphans):
         return
-    outcome = storage.delete_names([obj.name for obj in orphans])
+    outcome = storage.delete_names([obj.name for obj in orphans], session=session)
     sizes = {obj.name: obj.size for obj in orphans}
     result.requests += outcome.requests
     result.deleted += len(outcome.deleted)

@@ -1,9 +1,8 @@
 """What operators see: is the promise holding, and retrying pending files."""
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -25,6 +24,14 @@ class PurgeStatus:
     oldest_pending_seconds: float | None
     last_success: dict | None
     last_run: dict | None
+    # Why pending names failed so far (distinct last errors, most frequent first), e.g. a
+    # version Object Lock keeps. Names that never failed yet have none.
+    pending_reasons: list[str] = field(default_factory=list)
+    # Names storage refused CLEANUP_STUCK_AFTER_ATTEMPTS times: not in pending_files; an alert
+    # of their own until they go or a person marks them resolved in the admin.
+    stuck_files: int = 0
+    oldest_stuck_seconds: float | None = None
+    stuck_reasons: list[str] = field(default_factory=list)
 
     def problems(self, *, max_overdue: timedelta) -> list[str]:
         """Why the promise is at risk, given how late is too late; empty when it holds."""
@@ -40,6 +47,12 @@ class PurgeStatus:
                 f"{self.pending_files} file deletion(s) pending, the oldest for "
                 f"{_minutes(self.oldest_pending_seconds)}"
             )
+        if self.stuck_files:
+            # Stuck means storage refused it again and again: at risk now, whatever the limit.
+            found.append(
+                f"{self.stuck_files} file deletion(s) stuck, the oldest pending for "
+                f"{_minutes(self.oldest_stuck_seconds or 0)}: {'; '.join(self.stuck_reasons[:3])}"
+            )
         return found
 
     def as_dict(self) -> dict:
@@ -53,9 +66,10 @@ def purge_status(*, now: datetime | None = None) -> PurgeStatus:
     now = now or timezone.now()
     expired = Job.objects.expired(now)
     oldest_expiry = expired.aggregate(oldest=models.Min("expires_at"))["oldest"]
-    pending = PendingFileDeletion.objects.aggregate(
-        count=models.Count("pk"), oldest=models.Min("created_at")
-    )
+    not_stuck = PendingFileDeletion.objects.not_stuck()
+    stuck = PendingFileDeletion.objects.stuck()
+    pending = not_stuck.aggregate(count=models.Count("pk"), oldest=models.Min("created_at"))
+    stuck_facts = stuck.aggregate(count=models.Count("pk"), oldest=models.Min("created_at"))
     # Whole purges only: a fan-out's subtask is part of its parent's run, never a purge of its own
     # (the last one of a fan-out usually finds nothing left). Dry runs delete nothing.
     runs = PurgeRun.objects.filter(dry_run=False, parent__isnull=True).order_by(
@@ -67,8 +81,13 @@ def purge_status(*, now: datetime | None = None) -> PurgeStatus:
         most_overdue_seconds=_age(now, oldest_expiry),
         pending_files=pending["count"],
         oldest_pending_seconds=_age(now, pending["oldest"]),
+        # A run that deleted everything it could; stuck names it could not are alerted below.
         last_success=_run_facts(runs.filter(status=PurgeRun.Status.SUCCEEDED).first()),
         last_run=_run_facts(runs.first()),
+        pending_reasons=_reasons(not_stuck),
+        stuck_files=stuck_facts["count"],
+        oldest_stuck_seconds=_age(now, stuck_facts["oldest"]),
+        stuck_reasons=_reasons(stuck),
     )
 
 
@@ -91,9 +110,32 @@ def count_expired_jobs(*, now: datetime | None = None) -> int:
 
 
 def count_stuck_files() -> int:
-    """Pending deletions storage has refused CLEANUP_STUCK_AFTER_ATTEMPTS times (default 10)."""
-    attempts = getattr(settings, "CLEANUP_STUCK_AFTER_ATTEMPTS", 10)
-    return PendingFileDeletion.objects.filter(attempts__gte=attempts).count()
+    """Pending deletions storage has refused CLEANUP_STUCK_AFTER_ATTEMPTS times, unresolved."""
+    return PendingFileDeletion.objects.stuck().count()
+
+
+def _reasons(pending, limit=5) -> list[str]:
+    """The distinct last errors of these pending names, most frequent first (no names)."""
+    return list(
+        pending.exclude(last_error="")
+        .values("last_error")
+        .annotate(n=models.Count("pk"))
+        .order_by("-n", "last_error")
+        .values_list("last_error", flat=True)[:limit]
+    )
+
+
+def resolve_stuck_files(*, ids, by: str) -> int:
+    """Record that a person dealt with these stuck names; returns how many were stuck.
+
+    They stay as a record (who, when) and are no longer tried or counted; a name recorded again
+    later is pending again. Names that are not stuck are left pending: the purge still owns them.
+    """
+    return (
+        PendingFileDeletion.objects.stuck()
+        .filter(pk__in=ids)
+        .update(resolved_at=timezone.now(), resolved_by=by)
+    )
 
 
 def retry_pending_files(*, ids) -> FileDeletion:

@@ -2,9 +2,13 @@
 the database.
 
 On S3 names go out in DeleteObjects requests of up to 1,000 keys (one request per key is ~80x
-slower; s3.py); on local files, one delete per name (local.py). Either way, a name that is
-already gone counts as deleted, and each name that could not be deleted comes back with the
-reason. Only S3 and local file storage are supported; anything else is refused.
+slower; s3.py), every version of them on a versioned bucket; on local files, one delete per name
+(local.py). Either way, a name that is already gone counts as deleted, each name that could not be
+deleted comes back with the reason, and only the storage's own failure (not one name's) marks it
+unavailable. Only S3 and local file storage are supported; anything else is refused.
+
+A run opens one session (`open_session()`) and passes it to every call: what the session learns
+of the storage (whether an S3 bucket is versioned) is asked once per run, not per batch.
 """
 
 from collections.abc import Iterator
@@ -14,12 +18,13 @@ from django.core.files.storage import FileSystemStorage, storages
 from . import local, s3
 from .outcome import DeleteOutcome, StoredObject, UnsupportedStorage, describe_error
 from .probe import StorageProbe, probe_s3
-from .s3 import S3_MAX_KEYS_PER_REQUEST, is_s3
+from .s3 import S3_MAX_KEYS_PER_REQUEST, StorageUnavailable, is_s3
 
 __all__ = [
     "S3_MAX_KEYS_PER_REQUEST",
     "DeleteOutcome",
     "StorageProbe",
+    "StorageUnavailable",
     "StoredObject",
     "UnsupportedStorage",
     "delete_names",
@@ -28,6 +33,7 @@ __all__ = [
     "is_s3",
     "list_objects",
     "probe_s3",
+    "open_session",
 ]
 
 
@@ -36,25 +42,28 @@ def get_storage():
     return storages["default"]
 
 
-def delete_names(names: list[str]) -> DeleteOutcome:
+def open_session():
+    """One run's handle on the default storage (see the module docstring)."""
     storage = get_storage()
     if is_s3(storage):
-        return s3.delete_names(storage, names)
+        return s3.S3Session(storage)
     if isinstance(storage, FileSystemStorage):
-        return local.delete_names(storage, names)
+        return local.LocalSession(storage)
     raise UnsupportedStorage(_unsupported(storage))
 
 
-def list_objects(prefix: str) -> Iterator[StoredObject]:
-    """Every object whose name starts with `prefix/`, streamed: nothing holds the whole listing."""
-    storage = get_storage()
+def delete_names(names: list[str], *, session=None) -> DeleteOutcome:
+    return (session or open_session()).delete_names(list(names))
+
+
+def list_objects(prefix: str, *, session=None) -> Iterator[StoredObject]:
+    """Every object whose name starts with `prefix/`, streamed: nothing holds the whole listing.
+
+    On a versioned bucket, every key that still has any version or delete marker, with the bytes
+    all its versions hold and its newest change.
+    """
     prefix = prefix.strip("/") + "/"
-    if is_s3(storage):
-        yield from s3.list_objects(storage, prefix)
-    elif isinstance(storage, FileSystemStorage):
-        yield from local.list_objects(storage, prefix)
-    else:
-        raise UnsupportedStorage(_unsupported(storage))
+    yield from (session or open_session()).list_objects(prefix)
 
 
 def _unsupported(storage) -> str:

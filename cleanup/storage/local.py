@@ -1,24 +1,94 @@
-"""Local file storage (FileSystemStorage under MEDIA_ROOT): one delete per name."""
+"""Local file storage (FileSystemStorage under MEDIA_ROOT): one delete per name.
 
+A name that cannot be deleted (a directory in its place, a name too long, a permission) fails
+alone; only an error of the file system itself (read-only, I/O error, a lost network mount) makes
+storage unavailable. A job's directory goes with its last file, so a purge leaves no empty
+directories behind; MEDIA_ROOT and the upload prefix itself always stay.
+"""
+
+import errno
 import os
 from datetime import UTC, datetime
 
+from jobs.models import UPLOAD_PREFIX
+
 from .outcome import DeleteOutcome, StoredObject, describe_error
+
+# Errors of the file system as a whole: every other name would fail the same way.
+STORAGE_ERRNOS = {
+    errno.EROFS,
+    errno.EIO,
+    errno.ENODEV,
+    errno.ENXIO,
+    errno.ENOTCONN,
+    errno.ESTALE,
+    errno.ESHUTDOWN,
+    errno.ETIMEDOUT,
+    errno.ECONNREFUSED,
+    errno.EHOSTDOWN,
+    errno.EHOSTUNREACH,
+    errno.ENETDOWN,
+    errno.ENETUNREACH,
+}
+
+
+class LocalSession:
+    def __init__(self, storage):
+        self.storage = storage
+
+    def delete_names(self, names) -> DeleteOutcome:
+        return delete_names(self.storage, names)
+
+    def list_objects(self, prefix):
+        return list_objects(self.storage, prefix)
 
 
 def delete_names(storage, names) -> DeleteOutcome:
     outcome = DeleteOutcome()
-    for name in names:
+    for index, name in enumerate(names):
         outcome.requests += 1
         try:
             storage.delete(name)  # FileSystemStorage ignores names that are already gone.
-        except Exception as exc:  # noqa: BLE001 - any storage error leaves the name pending
-            outcome.failed[name] = describe_error(exc)
+        except OSError as exc:
+            reason = _describe(exc)
+            if exc.errno in STORAGE_ERRNOS:
+                outcome.unavailable = reason
+                outcome.failed.update(dict.fromkeys(names[index:], reason))
+                return outcome
+            outcome.failed[name] = reason
+        except Exception as exc:  # noqa: BLE001 - any other error leaves this one name pending
+            # Not the message: for a path outside MEDIA_ROOT and the like it repeats the name.
+            outcome.failed[name] = f"{type(exc).__name__}: the name cannot be deleted here"
         else:
             outcome.deleted.append(name)
-    if outcome.failed and not outcome.deleted:
-        outcome.unavailable = next(iter(outcome.failed.values()))
+            _remove_empty_folders(storage, name)
     return outcome
+
+
+def _describe(exc: OSError) -> str:
+    # str(OSError) ends with the path, which holds the job id and the file name.
+    if exc.errno is not None and exc.strerror:
+        return f"{type(exc).__name__}: [Errno {exc.errno}] {exc.strerror}"
+    return describe_error(exc)
+
+
+def _remove_empty_folders(storage, name):
+    """Remove the folders a deleted file leaves empty, up to (never including) the upload prefix.
+
+    rmdir removes only empty directories, so a folder that got a new file in the meantime stays,
+    and a symlink is never followed. Names outside the upload prefix leave their folders alone.
+    """
+    try:
+        top = storage.path(UPLOAD_PREFIX)
+        folder = os.path.dirname(storage.path(name))
+    except Exception:  # noqa: BLE001 - a name that does not map to a path has no folder here
+        return
+    while folder.startswith(top + os.sep):
+        try:
+            os.rmdir(folder)
+        except OSError:
+            return  # not empty (or not ours to remove): nothing above it is empty either
+        folder = os.path.dirname(folder)
 
 
 def list_objects(storage, prefix):

@@ -11,7 +11,12 @@ from django.db import DatabaseError
 
 from cleanup.models import PurgeRun
 from cleanup.report import ProgressBar, format_result
-from cleanup.services import PurgeNotPossible, count_expired_jobs, purge_expired_jobs
+from cleanup.services import (
+    CutoffRefused,
+    PurgeNotPossible,
+    count_expired_jobs,
+    purge_expired_jobs,
+)
 from cleanup.services.purge import MAX_SIZE
 from cleanup.storage import describe_error
 
@@ -64,7 +69,7 @@ class Command(BaseCommand):
                     should_stop=stopping.is_set,
                     on_batch=bar.update if bar else None,
                 )
-            except PurgeNotPossible as exc:
+            except (PurgeNotPossible, CutoffRefused) as exc:
                 raise CommandError(str(exc)) from exc
             except DatabaseError as exc:
                 raise CommandError(
