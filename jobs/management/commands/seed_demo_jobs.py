@@ -2,23 +2,25 @@ import random
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from fmr.commands import StrictCommand, argument_type
+from fmr.parsing import parse_int
 from jobs.demo import create_full_job
 
+count = argument_type(parse_int, minimum=0, maximum=100_000)
+seed_number = argument_type(parse_int, minimum=0)
 
-class Command(BaseCommand):
+
+class Command(StrictCommand):
     help = "Create demo jobs with real files: some already past expiry, some live."
 
     def add_arguments(self, parser):
-        parser.add_argument("--expired", type=int, default=3)
-        parser.add_argument("--live", type=int, default=2)
-        parser.add_argument("--seed", type=int, default=None)
+        parser.add_argument("--expired", type=count, default=3)
+        parser.add_argument("--live", type=count, default=2)
+        parser.add_argument("--seed", type=seed_number, default=None)
 
     def handle(self, *args, expired, live, seed, **options):
-        if expired < 0 or live < 0:
-            raise CommandError("--expired and --live must be zero or more")
         rng = random.Random(seed)
         now = timezone.now()
         ttl = settings.JOB_TTL
