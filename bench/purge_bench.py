@@ -48,13 +48,14 @@ def files_per_job() -> int:
 
 
 def file_name(i, k):
-    return f"bench/{i // 1000:04d}/{i}-{k}.png"
+    # Under the upload prefix: the purge never sends a name outside it to storage.
+    return f"jobs/{i // 1000:04d}/{i}-{k}.png"
 
 
 SEED_SQL = [
     "TRUNCATE jobs_job, jobs_payment, jobs_jobfile, jobs_smslog, jobs_phoneverificationattempt, "
     "jobs_paymentfailure, jobs_report, jobs_reportknowledge, cleanup_pendingfiledeletion, "
-    "cleanup_purgerun RESTART IDENTITY",
+    "cleanup_purgerun, cleanup_storagebinding RESTART IDENTITY",
     # Job i expires i microseconds after the first: the same ids and order on every seed.
     """INSERT INTO jobs_job (id, status, created_at, expires_at, updated_at)
        SELECT md5('job' || i)::uuid, 'report_ready', %(base)s + i * interval '1 microsecond',
@@ -67,7 +68,7 @@ SEED_SQL = [
        FROM generate_series(0, %(n)s - 1) i""",
     """INSERT INTO jobs_jobfile (job_id, kind, file, content_type, size, created_at)
        SELECT md5('job' || i)::uuid, CASE WHEN k = 0 THEN 'original' ELSE 'ai_generated' END,
-              'bench/' || lpad((i / 1000)::text, 4, '0') || '/' || i || '-' || k || '.png',
+              'jobs/' || lpad((i / 1000)::text, 4, '0') || '/' || i || '-' || k || '.png',
               'image/png', 256, %(base)s
        FROM generate_series(0, %(n)s - 1) i CROSS JOIN generate_series(0, 3) k""",
     """INSERT INTO jobs_smslog (job_id, phone_number, message, provider, provider_message_id,
@@ -102,6 +103,13 @@ def seed(n, media_root: Path):
     with connection.cursor() as cursor:
         for sql in SEED_SQL:
             cursor.execute(sql, {"base": base, "n": n} if "%(" in sql else None)
+        # Seeded in SQL, so no file was saved through the ORM to bind the storage: bind the
+        # temporary MEDIA_ROOT the children purge from (the purge refuses an unbound one).
+        cursor.execute(
+            "INSERT INTO cleanup_storagebinding (id, kind, bucket, location, bound_at, bound_by, "
+            "previous) VALUES (1, 'local', '', %s, now(), 'bench', '')",
+            [os.path.realpath(media_root)],
+        )
     for i in range(n):
         if i % 1000 == 0:
             (media_root / file_name(i, 0)).parent.mkdir(parents=True, exist_ok=True)

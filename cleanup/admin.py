@@ -7,8 +7,8 @@ from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.text import Truncator
 
-from .models import PendingFileDeletion, PurgeRun
-from .services import retry_pending_files
+from .models import PendingFileDeletion, PurgeRun, ReconcileRun, StorageBinding
+from .services import PurgeNotPossible, retry_pending_files
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ class PurgeRunAdmin(ReadOnlyAdmin):
         "rows_per_model",
         "files_deleted",
         "files_pending",
+        "files_refused",
         "short_error",
     ]
     list_filter = ["status", "trigger", "dry_run"]
@@ -100,9 +101,32 @@ class PurgeRunAdmin(ReadOnlyAdmin):
         return Truncator(run.error).chars(80) or "-"
 
 
+class RefusedFilter(admin.SimpleListFilter):
+    title = "refused"
+    parameter_name = "refused"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Refused (never sent to storage)"), ("no", "Waiting for storage")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.refused()
+        if self.value() == "no":
+            return queryset.waiting()
+        return queryset
+
+
 @admin.register(PendingFileDeletion)
 class PendingFileDeletionAdmin(ReadOnlyAdmin):
-    list_display = ["name", "created_at", "attempts", "next_attempt_at", "last_error"]
+    list_display = [
+        "name",
+        "created_at",
+        "attempts",
+        "next_attempt_at",
+        "last_error",
+        "refused_reason",
+    ]
+    list_filter = [RefusedFilter]
     ordering = ["next_attempt_at", "pk"]
     actions = ["retry_now"]
 
@@ -113,7 +137,11 @@ class PendingFileDeletionAdmin(ReadOnlyAdmin):
         description="Retry now: delete the selected files from storage", permissions=["retry"]
     )
     def retry_now(self, request, queryset):
-        outcome = retry_pending_files(ids=list(queryset.values_list("pk", flat=True)))
+        try:
+            outcome = retry_pending_files(ids=list(queryset.values_list("pk", flat=True)))
+        except PurgeNotPossible as exc:
+            self.message_user(request, f"Nothing was deleted: {exc}", messages.ERROR)
+            return
         if outcome.deleted:
             self.message_user(
                 request, f"Deleted {outcome.deleted} file(s) from storage.", messages.SUCCESS
@@ -124,8 +152,48 @@ class PendingFileDeletionAdmin(ReadOnlyAdmin):
                 f"{outcome.failed} file(s) still pending: {'; '.join(outcome.errors[:3])}",
                 messages.WARNING,
             )
-        if not outcome.deleted and not outcome.failed:
+        if outcome.refused:
+            self.message_user(
+                request,
+                f"{outcome.refused} name(s) refused, never sent to storage: "
+                f"{'; '.join(outcome.refused_reasons[:3])}.",
+                messages.WARNING,
+            )
+        if not outcome.deleted and not outcome.failed and not outcome.refused:
             self.message_user(request, "Nothing was left to delete.", messages.INFO)
+
+
+@admin.register(ReconcileRun)
+class ReconcileRunAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "started_at",
+        "finished_at",
+        "trigger",
+        "status",
+        "delete",
+        "forced",
+        "scanned",
+        "young",
+        "held",
+        "orphans",
+        "deleted",
+        "failed",
+        "short_error",
+    ]
+    list_filter = ["status", "trigger", "delete", "forced"]
+    date_hierarchy = "started_at"
+    ordering = ["-started_at", "-pk"]
+
+    @admin.display(description="error")
+    def short_error(self, run):
+        return Truncator(run.error).chars(80) or "-"
+
+
+@admin.register(StorageBinding)
+class StorageBindingAdmin(ReadOnlyAdmin):
+    # Changed only by `manage.py bind_storage --rebind` (README, "Safety").
+    list_display = ["kind", "bucket", "location", "bound_at", "bound_by", "previous"]
 
 
 def _can_run_purge(request) -> bool:

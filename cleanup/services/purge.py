@@ -11,12 +11,15 @@ from django.db.migrations.executor import MigrationExecutor
 from django.db.models import Q
 from django.utils import timezone
 
+from fmr.parsing import MAX_SIZE
 from jobs.models import Job
 
 from .. import storage
 from ..deletion import among, cascade_paths, delete_cascading
 from ..file_models import file_fields, file_models, names_of
 from ..models import PendingFileDeletion, PurgeRun
+from .binding import verify_storage
+from .errors import PurgeNotPossible
 from .files import FileDeletion, delete_pending_files
 
 logger = logging.getLogger(__name__)
@@ -35,6 +38,8 @@ class PurgeResult:
     batches: int
     duration_seconds: float
     error: str = ""
+    # File names never sent to storage (not a canonical key under the upload prefix).
+    files_refused: int = 0
 
     @property
     def rows_total(self) -> int:
@@ -65,7 +70,9 @@ def purge_expired_jobs(
     """Delete jobs whose expires_at is before `now`, oldest first, `batch_size` per transaction.
 
     Every dependent row goes through the ORM cascade; every file is recorded as pending in the
-    same transaction and deleted from storage after commit. `should_stop` is checked between
+    same transaction and deleted from storage after commit. Before anything is deleted the
+    configured storage is checked against the one the database's files live in
+    (StorageNotVerified, recorded as a failed run, when it is not). `should_stop` is checked between
     batches so an interrupted run never leaves a batch half done; a run it stops is recorded with
     `stopped_status`. `on_batch(jobs_deleted)` is called after each batch with the run's total so
     far (for progress display).
@@ -83,27 +90,37 @@ def purge_expired_jobs(
     started = time.monotonic()
     progress = _Progress(rows=dict.fromkeys((m._meta.label for m, _ in cascade_paths(Job)), 0))
     try:
+        # Once per run, before the first row goes: the storage its files live in.
+        verify_storage()
         if dry_run:
             _count_expired(cutoff, limit, progress)
         else:
             _delete_expired(run, cutoff, batch_size, limit, progress, should_stop, on_batch)
+    except PurgeNotPossible as exc:
+        _record_failure(run, progress, started, PurgeRun.Status.FAILED, str(exc))
+        raise
     except BaseException as exc:
         interrupted = isinstance(exc, KeyboardInterrupt)
         status = PurgeRun.Status.INTERRUPTED if interrupted else PurgeRun.Status.FAILED
         _record_failure(run, progress, started, status, storage.describe_error(exc))
         raise
+    files = progress.files
     if progress.stopped:
         status = stopped_status
-    elif progress.files.failed:
+    elif files.failed or files.refused:
+        # Rows purged, but not every file is known to be gone: never a clean success.
         status = PurgeRun.Status.FILES_PENDING
     else:
         status = PurgeRun.Status.SUCCEEDED
-    error = ""
-    if progress.files.failed:
-        error = (
-            f"{progress.files.failed} file(s) left pending: {'; '.join(progress.files.errors[:3])}"
+    problems = []
+    if files.failed:
+        problems.append(f"{files.failed} file(s) left pending: {'; '.join(files.errors[:3])}")
+    if files.refused:
+        problems.append(
+            f"{files.refused} file name(s) refused, never sent to storage "
+            f"({'; '.join(files.refused_reasons[:3])}); see purge_status"
         )
-    return _finish(run, progress, started, status, error)
+    return _finish(run, progress, started, status, "; ".join(problems))
 
 
 @dataclass
@@ -117,8 +134,8 @@ class _Progress:
 
 
 # PurgeRun keeps batch_size and limit in PositiveIntegerFields; anything larger could not even
-# be recorded, so it is refused before the run starts rather than failing inside it.
-MAX_SIZE = 2_147_483_647
+# be recorded, so it is refused before the run starts rather than failing inside it. (MAX_SIZE
+# lives with the other bounds in fmr/parsing.py.)
 
 
 def check_positive(name, value):
@@ -197,7 +214,7 @@ def _delete_expired(run, cutoff, batch_size, limit, progress, should_stop, on_ba
             break  # the backlog is done (or held by a purge beside this one): no empty SELECT
     if not progress.files.unavailable:
         # Names left by earlier failures or crashes: this run finishes them.
-        progress.files.add(delete_pending_files())
+        progress.files.add(delete_pending_files(storage_verified=True))
 
 
 def _heartbeat(run, progress):
@@ -232,7 +249,7 @@ def _delete_batch_files(names, so_far: FileDeletion) -> FileDeletion:
     if so_far.unavailable:
         # Storage is down: don't spend every batch timing out. The names are safely pending.
         return FileDeletion(failed=len(names), errors=[so_far.unavailable])
-    return delete_pending_files(names=names)
+    return delete_pending_files(names=names, storage_verified=True)
 
 
 def _finish(run, progress, started, status, error) -> PurgeResult:
@@ -243,6 +260,7 @@ def _finish(run, progress, started, status, error) -> PurgeResult:
     run.rows_deleted = progress.rows
     run.files_deleted = progress.files_to_delete if run.dry_run else progress.files.deleted
     run.files_pending = progress.files.failed
+    run.files_refused = progress.files.refused
     run.error = error
     run.save()
     result = PurgeResult(
@@ -257,6 +275,7 @@ def _finish(run, progress, started, status, error) -> PurgeResult:
         batches=run.batches,
         duration_seconds=round(time.monotonic() - started, 3),
         error=error,
+        files_refused=run.files_refused,
     )
     logger.info(
         "purge.run",
@@ -269,6 +288,7 @@ def _finish(run, progress, started, status, error) -> PurgeResult:
             "rows": result.rows_total,
             "files_deleted": result.files_deleted,
             "files_pending": result.files_pending,
+            "files_refused": result.files_refused,
             "batches": result.batches,
             "duration_ms": int(result.duration_seconds * 1000),
         },
@@ -280,10 +300,6 @@ def _finish(run, progress, started, status, error) -> PurgeResult:
 # act on, and still leaves a failed run record when the database lets it.
 
 PURGE_APPS = ("jobs", "cleanup")
-
-
-class PurgeNotPossible(Exception):
-    """The purge cannot run against this database at all; nothing was read or changed."""
 
 
 def check_database_ready():

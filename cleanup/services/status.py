@@ -6,9 +6,11 @@ from datetime import datetime, timedelta
 from django.db import models
 from django.utils import timezone
 
+from fmr.parsing import parse_minutes
 from jobs.models import Job
 
 from ..models import PendingFileDeletion, PurgeRun
+from .binding import verify_storage
 from .files import FileDeletion, delete_pending_files
 
 
@@ -24,6 +26,10 @@ class PurgeStatus:
     oldest_pending_seconds: float | None
     last_success: dict | None
     last_run: dict | None
+    # Names never sent to storage (not a canonical key under the upload prefix): how many, and
+    # how many per reason. Not counted in pending_files: no run will try them again.
+    refused_files: int = 0
+    refused_reasons: dict[str, int] | None = None
 
     def problems(self, *, max_overdue: timedelta) -> list[str]:
         """Why the promise is at risk, given how late is too late; empty when it holds."""
@@ -39,6 +45,12 @@ class PurgeStatus:
                 f"{self.pending_files} file deletion(s) pending, the oldest for "
                 f"{_minutes(self.oldest_pending_seconds)}"
             )
+        if self.refused_files:
+            # No run will delete these: waiting longer does not help, a person must look.
+            found.append(
+                f"{self.refused_files} file name(s) refused, never sent to storage "
+                f"({'; '.join(sorted(self.refused_reasons or {}))})"
+            )
         return found
 
     def as_dict(self) -> dict:
@@ -52,8 +64,14 @@ def purge_status(*, now: datetime | None = None) -> PurgeStatus:
     now = now or timezone.now()
     expired = Job.objects.expired(now)
     oldest_expiry = expired.aggregate(oldest=models.Min("expires_at"))["oldest"]
-    pending = PendingFileDeletion.objects.aggregate(
+    pending = PendingFileDeletion.objects.waiting().aggregate(
         count=models.Count("pk"), oldest=models.Min("created_at")
+    )
+    refused = dict(
+        PendingFileDeletion.objects.refused()
+        .values_list("refused_reason")
+        .annotate(count=models.Count("pk"))
+        .order_by("refused_reason")
     )
     runs = PurgeRun.objects.filter(dry_run=False).order_by("-started_at", "-pk")
     return PurgeStatus(
@@ -64,21 +82,15 @@ def purge_status(*, now: datetime | None = None) -> PurgeStatus:
         oldest_pending_seconds=_age(now, pending["oldest"]),
         last_success=_run_facts(runs.filter(status=PurgeRun.Status.SUCCEEDED).first()),
         last_run=_run_facts(runs.first()),
+        refused_files=sum(refused.values()),
+        refused_reasons=refused,
     )
 
 
-def overdue_limit(minutes: str) -> timedelta:
-    """`--max-overdue` / `?max_overdue=`: minutes (0 or more, fractions allowed) as a timedelta."""
-    try:
-        value = float(minutes)
-    except (TypeError, ValueError):
-        value = -1.0
-    try:
-        if not 0 <= value < float("inf"):
-            raise OverflowError
-        return timedelta(minutes=value)
-    except OverflowError:
-        raise ValueError(f"expected a number of minutes, 0 or more, got {minutes!r}") from None
+def overdue_limit(minutes) -> timedelta:
+    """`--max-overdue` / `?max_overdue=`: minutes (0 or more, fractions allowed, bounded, ASCII
+    digits) as a timedelta; ValueError (fmr.parsing.InvalidValue) with the reason otherwise."""
+    return parse_minutes(minutes)
 
 
 def count_expired_jobs(*, now: datetime | None = None) -> int:
@@ -86,12 +98,17 @@ def count_expired_jobs(*, now: datetime | None = None) -> int:
 
 
 def retry_pending_files(*, ids) -> FileDeletion:
-    """Make the chosen pending deletions due now and try them at once, whatever their backoff."""
+    """Make the chosen pending deletions due now and try them at once, whatever their backoff.
+
+    Refuses (StorageNotVerified, nothing deleted) on a storage the database does not know.
+    Refused names are tried again too: their reason is re-checked, and stays if it still holds.
+    """
+    verify_storage()
     now = timezone.now()
     chosen = PendingFileDeletion.objects.filter(pk__in=ids)
     chosen.update(next_attempt_at=now)
     names = list(chosen.values_list("name", flat=True))
-    return delete_pending_files(names=names) if names else FileDeletion()
+    return delete_pending_files(names=names, storage_verified=True) if names else FileDeletion()
 
 
 def _age(now, moment) -> float | None:
@@ -115,4 +132,5 @@ def _run_facts(run: PurgeRun | None) -> dict | None:
         "rows_deleted": dict(run.rows_deleted),
         "files_deleted": run.files_deleted,
         "files_pending": run.files_pending,
+        "files_refused": run.files_refused,
     }

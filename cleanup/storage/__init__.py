@@ -4,27 +4,33 @@ the database.
 On S3 names go out in DeleteObjects requests of up to 1,000 keys (one request per key is ~80x
 slower; s3.py); on local files, one delete per name (local.py). Either way, a name that is
 already gone counts as deleted, and each name that could not be deleted comes back with the
-reason. Only S3 and local file storage are supported; anything else is refused.
+reason. A name that is not the canonical key of an object under the upload prefix is never sent
+at all: it comes back refused, with the reason (names.py). Only S3 and local file storage are
+supported; anything else is refused (identity.py), before anything is deleted.
 """
 
 from collections.abc import Iterator
 
 from django.core.files.storage import FileSystemStorage, storages
 
-from . import local, s3
+from . import local, names, s3
+from .identity import StorageIdentity, identify, unsupported
 from .outcome import DeleteOutcome, StoredObject, UnsupportedStorage, describe_error
 from .s3 import S3_MAX_KEYS_PER_REQUEST, is_s3
 
 __all__ = [
     "S3_MAX_KEYS_PER_REQUEST",
     "DeleteOutcome",
+    "StorageIdentity",
     "StoredObject",
     "UnsupportedStorage",
+    "configured_identity",
     "delete_names",
     "describe_error",
     "get_storage",
     "is_s3",
     "list_objects",
+    "names",
 ]
 
 
@@ -33,13 +39,27 @@ def get_storage():
     return storages["default"]
 
 
-def delete_names(names: list[str]) -> DeleteOutcome:
+def configured_identity() -> StorageIdentity:
+    """Which storage this process is configured for; UnsupportedStorage for an unknown kind."""
+    return identify(get_storage())
+
+
+def delete_names(names_to_delete: list[str]) -> DeleteOutcome:
     storage = get_storage()
-    if is_s3(storage):
-        return s3.delete_names(storage, names)
-    if isinstance(storage, FileSystemStorage):
-        return local.delete_names(storage, names)
-    raise UnsupportedStorage(_unsupported(storage))
+    if not (is_s3(storage) or isinstance(storage, FileSystemStorage)):
+        raise UnsupportedStorage(unsupported(storage))
+    refused = {}
+    sendable = []
+    for name in names_to_delete:
+        reason = names.refusal(name, storage)
+        if reason:
+            refused[name] = reason
+        else:
+            sendable.append(name)
+    backend = s3 if is_s3(storage) else local
+    outcome = backend.delete_names(storage, sendable) if sendable else DeleteOutcome()
+    outcome.refused.update(refused)
+    return outcome
 
 
 def list_objects(prefix: str) -> Iterator[StoredObject]:
@@ -51,9 +71,4 @@ def list_objects(prefix: str) -> Iterator[StoredObject]:
     elif isinstance(storage, FileSystemStorage):
         yield from local.list_objects(storage, prefix)
     else:
-        raise UnsupportedStorage(_unsupported(storage))
-
-
-def _unsupported(storage) -> str:
-    kind = f"{type(storage).__module__}.{type(storage).__qualname__}"
-    return f"{kind} is not supported: only S3 and local file storage are"
+        raise UnsupportedStorage(unsupported(storage))

@@ -3,12 +3,18 @@
 import os
 from datetime import UTC, datetime
 
+from . import names as canonical
 from .outcome import DeleteOutcome, StoredObject, describe_error
 
 
 def delete_names(storage, names) -> DeleteOutcome:
     outcome = DeleteOutcome()
     for name in names:
+        # FileSystemStorage follows symlinks: a symlinked directory (or file) inside MEDIA_ROOT
+        # would carry the delete to whatever it points at.
+        if canonical.leaves_media_root(storage, name):
+            outcome.refused[name] = canonical.SYMLINK_OUT
+            continue
         outcome.requests += 1
         try:
             storage.delete(name)  # FileSystemStorage ignores names that are already gone.
