@@ -170,13 +170,15 @@ def test_a_symlinked_directory_does_not_carry_a_delete_out_of_media_root(media_r
     result = purge_expired_jobs()
 
     assert (outside / "victim.png").read_bytes() == b"not ours"
-    assert (outside / "victim2.png").exists()
+    # A symlinked file inside jobs/ loses the link only, never what it points at.
+    assert (outside / "victim2.png").read_bytes() == b"not ours either"
+    assert not os.path.lexists(media_root / "jobs" / "b" / "f.png")
     assert all(rows_of(job.pk) == NO_ROWS for job in gone)
     assert stored(file_names(other)) == []
     reasons = refused()
-    assert set(reasons) == {"jobs/link/victim.png", "jobs/b/f.png"}
+    assert set(reasons) == {"jobs/link/victim.png"}
     assert all("MEDIA_ROOT" in reason for reason in reasons.values())
-    assert result.files_refused == 2
+    assert result.files_refused == 1
 
 
 def test_refused_names_are_kept_and_do_not_block_the_sweep_of_others(any_storage):
@@ -286,3 +288,44 @@ def test_the_upload_path_refuses_a_kind_that_is_not_one(any_storage):
     with pytest.raises((ValueError, ValidationError)):
         row.file.save("p.png", ContentFile(b"png"), save=True)
     assert not JobFile.objects.exists()
+
+
+# --- the reference check stays cheap ---------------------------------------------------------
+
+
+def test_every_name_the_fast_check_accepts_is_its_own_canonical_form(any_storage):
+    from cleanup.storage import get_storage, names
+
+    storage = get_storage()
+    samples = [
+        "jobs/a/p.png",
+        "jobs/a/..b.png",
+        "jobs/.x/p",
+        "jobs/홍길동/사진 1.png",
+        "jobs/a/b/c/d.e.f",
+        "jobs/a/ p.png ",
+        "jobs/a/p~!@#$%^&*()=+[]{};:'\",<>?.png",
+    ]
+    for name in samples:
+        assert names.refusal(name, storage) == "", name
+        assert names.canonical_name(name, storage) == name, name
+
+
+@pytest.mark.postgres
+def test_postgresql_finds_other_spellings_through_a_partial_index_not_a_scan():
+    import importlib
+
+    from django.db import connection
+
+    from cleanup.storage.names import NON_CANONICAL_PATTERN
+
+    migration = importlib.import_module("cleanup.migrations.0006_fail_closed")
+    assert migration.NON_CANONICAL_PATTERN == NON_CANONICAL_PATTERN
+    for manager, column in [(JobFile.objects, "file"), (PendingFileDeletion.objects, "name")]:
+        query = manager.filter(**{f"{column}__regex": NON_CANONICAL_PATTERN}).values(column)
+        sql, params = query.query.sql_with_params()
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute(f"EXPLAIN {sql}", params)
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        assert "cleanup_odd_" in plan, plan

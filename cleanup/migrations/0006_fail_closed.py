@@ -50,9 +50,66 @@ def bind_existing_files(apps, schema_editor):
     )
 
 
+# cleanup.storage.names.NON_CANONICAL_PATTERN when this migration was written (a test checks
+# that the two agree and that PostgreSQL uses these indexes for the reference check).
+NON_CANONICAL_PATTERN = r"\\|^/|//|/$|(^|/)\.\.?(/|$)"
+
+
+def _odd_name_columns(apps, connection):
+    """(table, column) of every stored file name: the declared file models' FileFields and the
+    pending deletions' names."""
+    from django.conf import settings
+
+    tables = set(connection.introspection.table_names())
+    columns = [("cleanup_pendingfiledeletion", "name")]
+    for label in settings.CLEANUP_FILE_MODELS:
+        try:
+            model = apps.get_model(label)
+        except LookupError:
+            continue
+        if model._meta.db_table not in tables:
+            continue
+        for field in model._meta.concrete_fields:
+            if isinstance(field, models.FileField):
+                columns.append((model._meta.db_table, field.column))
+    return columns
+
+
+def _index_name(table, column):
+    return f"cleanup_odd_{table}_{column}"[:63]
+
+
+def create_odd_name_indexes(apps, schema_editor):
+    """PostgreSQL: a partial index on the few names that are not canonical, so the reference check
+    finds every other spelling of a batch's names without scanning the table (the condition is the
+    very one the check's query uses)."""
+    connection = schema_editor.connection
+    if connection.vendor != "postgresql":
+        return
+    quote = schema_editor.quote_name
+    for table, column in _odd_name_columns(apps, connection):
+        schema_editor.execute(
+            f"CREATE INDEX IF NOT EXISTS {quote(_index_name(table, column))} ON {quote(table)} "
+            f"({quote(column)}) WHERE ({quote(column)})::text ~ %s",
+            [NON_CANONICAL_PATTERN],
+        )
+
+
+def drop_odd_name_indexes(apps, schema_editor):
+    connection = schema_editor.connection
+    if connection.vendor != "postgresql":
+        return
+    for table, column in _odd_name_columns(apps, connection):
+        schema_editor.execute(
+            f"DROP INDEX IF EXISTS {schema_editor.quote_name(_index_name(table, column))}"
+        )
+
+
 class Migration(migrations.Migration):
     dependencies = [
         ("cleanup", "0005_permissions"),
+        # The file models' tables exist before their files are bound and indexed.
+        ("jobs", "0001_initial"),
     ]
 
     operations = [
@@ -167,4 +224,5 @@ class Migration(migrations.Migration):
             },
         ),
         migrations.RunPython(bind_existing_files, migrations.RunPython.noop),
+        migrations.RunPython(create_odd_name_indexes, drop_odd_name_indexes),
     ]

@@ -54,8 +54,23 @@ OUTSIDE_STORAGE = "resolves outside the storage"
 SYMLINK_OUT = f"real path leaves MEDIA_ROOT/{UPLOAD_PREFIX}/ (a symlink)"
 
 
+# A canonical key under the prefix, in one match: segments of anything but '/', backslashes and
+# controls, none of them '.' or '..'. Each backend maps such a name to itself (clean_name and
+# _normalize_name, or FileSystemStorage.path, change nothing in it: tests/test_names.py checks
+# that), so the common case costs one regex match per name, not a trip through the backend.
+_CANONICAL = re.compile(
+    rf"{re.escape(UPLOAD_PREFIX)}(?:/(?!\.\.?(?:/|$))[^/\\\x00-\x1f\x7f-\x9f]+)+"
+)
+
+
 def refusal(name, storage) -> str:
     """Why `name` must not be sent to `storage`; "" when it is a canonical key under the prefix."""
+    if isinstance(name, str) and _CANONICAL.fullmatch(name):
+        return ""
+    return _reason(name, storage)
+
+
+def _reason(name, storage) -> str:
     if not isinstance(name, str) or not name:
         return OUTSIDE_PREFIX
     if _CONTROL.search(name):
@@ -110,10 +125,3 @@ def addresses(name, storage) -> set[str]:
         if key.startswith(UPLOAD_PREFIX + "/"):
             keys.add(key)
     return keys
-
-
-def leaves_media_root(storage, name: str) -> bool:
-    """Local files: whether deleting `name` would act on a real path outside MEDIA_ROOT's upload
-    directory (a symlinked directory or file inside MEDIA_ROOT pointing elsewhere)."""
-    inside = os.path.join(os.path.realpath(storage.location), UPLOAD_PREFIX) + os.sep
-    return not os.path.realpath(storage.path(name)).startswith(inside)
