@@ -145,9 +145,9 @@ def _names_matching(manager, column, names) -> set[str]:
     held = set()
     # The rows spelled otherwise: few, and on PostgreSQL found through a partial index on
     # exactly this condition (migration 0006), so this costs no scan of the table.
-    odd = manager.filter(**{f"{column}__regex": storage.names.NON_CANONICAL_PATTERN})
+    odd = manager.filter(**{f"{column}__regex": storage.names.NON_CANONICAL_PATTERN}).order_by()
     for index, part in enumerate(_param_chunks(list(names))):
-        exact = manager.filter(among(column, part)).values_list(column, flat=True)
+        exact = manager.filter(among(column, part)).order_by().values_list(column, flat=True)
         if index == 0:
             # One query: each half uses its own index (an OR of the two would scan the table).
             exact = exact.union(odd.values_list(column, flat=True), all=True)
