@@ -47,7 +47,9 @@ BAD_COMMAND_LINES = [
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("argv,message", BAD_COMMAND_LINES, ids=lambda v: " ".join(v))
+@pytest.mark.parametrize(
+    "argv,message", BAD_COMMAND_LINES, ids=[" ".join(argv) for argv, _ in BAD_COMMAND_LINES]
+)
 def test_a_bad_flag_or_value_is_refused_by_every_command(capsys, argv, message):
     orphan = default_storage.save("jobs/x/original-1.png", ContentFile(b"png"))
     code, err = run_cli(capsys, *argv)
