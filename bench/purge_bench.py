@@ -146,6 +146,18 @@ class Seeder:
         with connection.cursor() as cursor:
             for sql in SEED_SQL:
                 cursor.execute(sql, {"base": base, "n": n} if "%(" in sql else None)
+            # Seeded in SQL, so no file was saved through the ORM to bind the storage: bind the
+            # one the children purge from (the purge refuses storage it cannot verify).
+            if self.scenario == "s3":
+                kind, bucket, location = "s3", self.s3[1], ""
+            else:
+                kind, bucket, location = "local", "", os.path.realpath(self.media_root)
+            cursor.execute("DELETE FROM cleanup_storagebinding")
+            cursor.execute(
+                "INSERT INTO cleanup_storagebinding (id, kind, bucket, location, bound_at, "
+                "bound_by, previous) VALUES (1, %s, %s, %s, now(), 'bench', '')",
+                [kind, bucket, location],
+            )
         names = [file_name(i, k) for i in range(n) for k in range(files_per_job())]
         if self.scenario == "files":
             for i in range(n):

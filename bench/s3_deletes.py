@@ -11,6 +11,7 @@ round trip per request, which widens the gap.
 import argparse
 import os
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -37,6 +38,10 @@ def main():
     server = S3Server().start()
     try:
         bucket = f"bench-{uuid.uuid4().hex[:12]}"
+        # Settings refuse a bucket without DATABASE_URL; this benchmark never touches a database.
+        os.environ.setdefault(
+            "DATABASE_URL", f"sqlite:///{tempfile.mkdtemp(prefix='fmr-bench-')}/unused.sqlite3"
+        )
         os.environ.update(
             DJANGO_SETTINGS_MODULE="fmr.settings",
             # A benchmark, not a site: production settings (DEBUG off) with a throwaway key.

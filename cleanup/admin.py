@@ -14,9 +14,10 @@ from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
 from . import charts
-from .models import PendingFileDeletion, PurgeRun, Retention
+from .models import PendingFileDeletion, PurgeRun, ReconcileRun, Retention, StorageBinding
 from .report import format_duration, retention_facts
 from .services import (
+    PurgeNotPossible,
     count_stuck_files,
     purge_status,
     resolve_stuck_files,
@@ -58,6 +59,7 @@ class PurgeRunAdmin(ReadOnlyAdmin):
         "rows_per_model",
         "files_deleted",
         "files_pending",
+        "files_refused",
         "short_error",
     ]
     list_filter = ["status", "trigger", "dry_run"]
@@ -249,22 +251,52 @@ class PendingStateFilter(admin.SimpleListFilter):
     parameter_name = "state"
 
     def lookups(self, request, model_admin):
-        return [("pending", "pending"), ("stuck", "stuck"), ("resolved", "resolved")]
+        return [
+            ("pending", "pending"),
+            ("stuck", "stuck"),
+            ("refused", "refused"),
+            ("resolved", "resolved"),
+        ]
 
     def queryset(self, request, queryset):
         if self.value() == "pending":
             return queryset.filter(pk__in=PendingFileDeletion.objects.not_stuck().values("pk"))
         if self.value() == "stuck":
             return queryset.filter(pk__in=PendingFileDeletion.objects.stuck().values("pk"))
+        if self.value() == "refused":
+            return queryset.refused()
         if self.value() == "resolved":
             return queryset.filter(resolved_at__isnull=False)
         return queryset
 
 
+class RefusedFilter(admin.SimpleListFilter):
+    title = "refused"
+    parameter_name = "refused"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Refused (never sent to storage)"), ("no", "Waiting for storage")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.refused()
+        if self.value() == "no":
+            return queryset.waiting()
+        return queryset
+
+
 @admin.register(PendingFileDeletion)
 class PendingFileDeletionAdmin(ReadOnlyAdmin):
-    list_display = ["name", "state", "created_at", "attempts", "next_attempt_at", "last_error"]
-    list_filter = [PendingStateFilter]
+    list_display = [
+        "name",
+        "state",
+        "created_at",
+        "attempts",
+        "next_attempt_at",
+        "last_error",
+        "refused_reason",
+    ]
+    list_filter = [PendingStateFilter, RefusedFilter]
     ordering = ["next_attempt_at", "pk"]
     actions = ["retry_now", "mark_resolved"]
 
@@ -276,13 +308,19 @@ class PendingFileDeletionAdmin(ReadOnlyAdmin):
         if pending.resolved_at is not None:
             when = pending.resolved_at.strftime("%Y-%m-%d %H:%M")
             return f"resolved by {pending.resolved_by or '?'}, {when}"
+        if pending.refused_reason:
+            return "REFUSED"
         return "STUCK" if pending.stuck else "pending"
 
     @admin.action(
         description="Retry now: delete the selected files from storage", permissions=["retry"]
     )
     def retry_now(self, request, queryset):
-        outcome = retry_pending_files(ids=list(queryset.values_list("pk", flat=True)))
+        try:
+            outcome = retry_pending_files(ids=list(queryset.values_list("pk", flat=True)))
+        except PurgeNotPossible as exc:
+            self.message_user(request, f"Nothing was deleted: {exc}", messages.ERROR)
+            return
         if outcome.deleted:
             self.message_user(
                 request, f"Deleted {outcome.deleted} file(s) from storage.", messages.SUCCESS
@@ -293,11 +331,18 @@ class PendingFileDeletionAdmin(ReadOnlyAdmin):
                 f"{outcome.failed} file(s) still pending: {'; '.join(outcome.errors[:3])}",
                 messages.WARNING,
             )
-        if not outcome.deleted and not outcome.failed:
+        if outcome.refused:
+            self.message_user(
+                request,
+                f"{outcome.refused} name(s) refused, never sent to storage: "
+                f"{'; '.join(outcome.refused_reasons[:3])}.",
+                messages.WARNING,
+            )
+        if not outcome.deleted and not outcome.failed and not outcome.refused:
             self.message_user(request, "Nothing was left to delete.", messages.INFO)
 
     @admin.action(
-        description="Mark resolved: a person has dealt with these stuck files",
+        description="Mark resolved: a person has dealt with these stuck or refused files",
         permissions=["retry"],
     )
     def mark_resolved(self, request, queryset):
@@ -307,17 +352,50 @@ class PendingFileDeletionAdmin(ReadOnlyAdmin):
             logger.info("pending.resolved", extra={"files": resolved})
             self.message_user(
                 request,
-                f"Marked {resolved} stuck file(s) resolved: kept as a record, no longer tried "
-                "or alerted on.",
+                f"Marked {resolved} stuck or refused file(s) resolved: kept as a record, no "
+                "longer tried or alerted on.",
                 messages.SUCCESS,
             )
         if len(chosen) > resolved:
             self.message_user(
                 request,
-                f"{len(chosen) - resolved} file(s) not stuck (or already resolved): left as they "
-                "were; the purge keeps trying them.",
+                f"{len(chosen) - resolved} file(s) neither stuck nor refused (or already "
+                "resolved): left as they were; the purge keeps trying them.",
                 messages.WARNING,
             )
+
+
+@admin.register(ReconcileRun)
+class ReconcileRunAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "started_at",
+        "finished_at",
+        "trigger",
+        "status",
+        "delete",
+        "forced",
+        "scanned",
+        "young",
+        "held",
+        "orphans",
+        "deleted",
+        "failed",
+        "short_error",
+    ]
+    list_filter = ["status", "trigger", "delete", "forced"]
+    date_hierarchy = "started_at"
+    ordering = ["-started_at", "-pk"]
+
+    @admin.display(description="error")
+    def short_error(self, run):
+        return Truncator(run.error).chars(80) or "-"
+
+
+@admin.register(StorageBinding)
+class StorageBindingAdmin(ReadOnlyAdmin):
+    # Changed only by `manage.py bind_storage --rebind` (README, "Safety").
+    list_display = ["kind", "bucket", "location", "bound_at", "bound_by", "previous"]
 
 
 def _can_run_purge(request) -> bool:

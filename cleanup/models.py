@@ -29,6 +29,7 @@ class PendingFileDeletionQuerySet(models.QuerySet):
                     "next_attempt_at",
                     "resolved_at",
                     "resolved_by",
+                    "refused_reason",
                 )
             }
             columns = ", ".join(column.values())
@@ -36,12 +37,18 @@ class PendingFileDeletionQuerySet(models.QuerySet):
             # left as it is, as with DO NOTHING.
             reopen = ", ".join(
                 f"{column[f]} = EXCLUDED.{column[f]}"
-                for f in ("created_at", "attempts", "last_error", "next_attempt_at")
+                for f in (
+                    "created_at",
+                    "attempts",
+                    "last_error",
+                    "next_attempt_at",
+                    "refused_reason",
+                )
             )
             with connection.cursor() as cursor:
                 cursor.execute(
                     f"INSERT INTO {quote(meta.db_table)} AS pending ({columns}) "
-                    "SELECT unnest(%s::text[]), %s, 0, '', %s, NULL, '' "
+                    "SELECT unnest(%s::text[]), %s, 0, '', %s, NULL, '', '' "
                     f"ON CONFLICT ({column['name']}) DO UPDATE SET {reopen}, "
                     f"{column['resolved_at']} = NULL, {column['resolved_by']} = '' "
                     f"WHERE pending.{column['resolved_at']} IS NOT NULL",
@@ -59,20 +66,37 @@ class PendingFileDeletionQuerySet(models.QuerySet):
                 next_attempt_at=now,
                 resolved_at=None,
                 resolved_by="",
+                refused_reason="",
             )
 
     def unresolved(self):
         return self.filter(resolved_at__isnull=True)
 
     def due(self, now=None):
-        return self.unresolved().filter(next_attempt_at__lte=now or timezone.now())
+        # Refused names are never sent to storage again: they wait for a person, not a run.
+        return self.waiting().filter(next_attempt_at__lte=now or timezone.now())
+
+    def refused(self):
+        return self.unresolved().exclude(refused_reason="")
+
+    def waiting(self):
+        """Names a run will still try: neither resolved by a person nor refused."""
+        return self.unresolved().filter(refused_reason="")
 
     def stuck(self):
         """Names storage has refused CLEANUP_STUCK_AFTER_ATTEMPTS times: a person must look."""
-        return self.unresolved().filter(attempts__gte=settings.CLEANUP_STUCK_AFTER_ATTEMPTS)
+        return self.waiting().filter(attempts__gte=settings.CLEANUP_STUCK_AFTER_ATTEMPTS)
 
     def not_stuck(self):
-        return self.unresolved().filter(attempts__lt=settings.CLEANUP_STUCK_AFTER_ATTEMPTS)
+        """Pending proper: still tried by every run, and not (yet) a person's business."""
+        return self.waiting().filter(attempts__lt=settings.CLEANUP_STUCK_AFTER_ATTEMPTS)
+
+    def needs_a_person(self):
+        """Stuck or refused: alerted until a person marks them resolved in the admin."""
+        return self.unresolved().filter(
+            models.Q(attempts__gte=settings.CLEANUP_STUCK_AFTER_ATTEMPTS)
+            | ~models.Q(refused_reason="")
+        )
 
 
 class PendingFileDeletion(models.Model):
@@ -91,6 +115,11 @@ class PendingFileDeletion(models.Model):
     # counts as pending or stuck, and is no longer tried, but stays here as the record of that.
     resolved_at = models.DateTimeField(null=True, blank=True)
     resolved_by = models.CharField(max_length=150, blank=True)
+    # Set when the name was never sent to storage because it does not resolve to a key under the
+    # upload prefix (another spelling of a key, '..', an absolute path, a symlink out of
+    # MEDIA_ROOT...): why, in words without the name. Its row is purged; the name stays here,
+    # shown by purge_status and the admin, for a person to look at.
+    refused_reason = models.CharField(max_length=200, blank=True, default="")
 
     objects = PendingFileDeletionQuerySet.as_manager()
 
@@ -177,6 +206,8 @@ class PurgeRun(models.Model):
     expired_at_start = models.PositiveIntegerField(null=True, blank=True)
     oldest_expired_seconds_at_start = models.FloatField(null=True, blank=True)
     pending_files_at_end = models.PositiveIntegerField(null=True, blank=True)
+    # File names never sent to storage (see PendingFileDeletion.refused_reason).
+    files_refused = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
 
     class Meta:
@@ -204,3 +235,80 @@ class Retention(PurgeRun):
         verbose_name_plural = "retention"
         # Any staff member may look (cleanup/admin.py); nothing to add, change or delete.
         default_permissions = ()
+
+
+class StorageBinding(models.Model):
+    """Which storage holds the files this database names: one row, the binding.
+
+    Written when the first file row is saved (or by migration 0008 for a deployment that already
+    had files), and changed only by `manage.py bind_storage --rebind`. Every delete from storage
+    (the purge, its fan-out, the pending sweep, Retry now, the after-commit delete of rows
+    deleted elsewhere, the reconciler) first compares the configured storage with it and refuses
+    on any difference: a process pointed at the wrong storage would otherwise report files
+    deleted (local storage treats a missing file as deleted) while the real ones stay forever.
+
+    The identity is what names the files, not how they are reached: the backend, and the bucket
+    and key prefix on S3 (not the endpoint URL) or the resolved MEDIA_ROOT for local files.
+    """
+
+    class Kind(models.TextChoices):
+        S3 = "s3", "S3 or S3-compatible"
+        LOCAL = "local", "Local files"
+
+    # Always 1: there is one binding per database.
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    bucket = models.CharField(max_length=255, blank=True, help_text="S3 only.")
+    location = models.CharField(
+        max_length=1024, blank=True, help_text="S3: the key prefix. Local: the absolute MEDIA_ROOT."
+    )
+    bound_at = models.DateTimeField(default=timezone.now)
+    bound_by = models.CharField(max_length=150, help_text="Who or what bound it.")
+    # The binding this one replaced, in words, so a switch can be traced back.
+    previous = models.CharField(max_length=1500, blank=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=models.Q(id=1), name="one_storage_binding")]
+
+    def __str__(self):
+        return f"Storage binding ({self.kind})"
+
+
+class ReconcileRun(models.Model):
+    """One run of the orphan reconciler: counts and bytes, never a name."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        # It would have deleted too much (an empty database, more than the allowed share of
+        # orphans) or ran on a storage the database does not know: nothing was deleted.
+        REFUSED = "refused", "Refused, nothing deleted"
+
+    started_at = models.DateTimeField(default=timezone.now, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    trigger = models.CharField(
+        max_length=16, choices=PurgeRun.Trigger.choices, default=PurgeRun.Trigger.SHELL
+    )
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.RUNNING, db_index=True
+    )
+    delete = models.BooleanField(default=False)
+    forced = models.BooleanField(default=False)
+    cutoff = models.DateTimeField(help_text="Objects modified after this were left alone.")
+    scanned = models.PositiveIntegerField(default=0)
+    scanned_bytes = models.PositiveBigIntegerField(default=0)
+    young = models.PositiveIntegerField(default=0)
+    held = models.PositiveIntegerField(default=0)
+    orphans = models.PositiveIntegerField(default=0)
+    orphan_bytes = models.PositiveBigIntegerField(default=0)
+    deleted = models.PositiveIntegerField(default=0)
+    deleted_bytes = models.PositiveBigIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self):
+        return f"Reconcile run {self.pk} ({self.status})"

@@ -24,6 +24,8 @@ def format_result(result) -> str:
     lines.append(f"  files still pending: {result.files_pending}")
     if result.files_stuck:
         lines.append(f"  files stuck (refused again; see purge_status): {result.files_stuck}")
+    if result.files_refused:
+        lines.append(f"  file names refused (never sent to storage): {result.files_refused}")
     lines.append(f"  run #{result.run_id}: {result.status}")
     return "\n".join(lines)
 
@@ -94,6 +96,9 @@ def format_status(status) -> str:
         )
         for reason in status.stuck_reasons[:3]:
             lines.append(f"  {'':<30}reason: {reason}")
+    if status.refused_files:
+        reasons = ", ".join(f"{n} {reason}" for reason, n in (status.refused_reasons or {}).items())
+        lines.append(f"  {'refused file names:':<30}{status.refused_files} ({reasons})")
     success = status.last_success
     if success is None:
         lines.append(f"  {'last successful purge:':<30}none recorded")
@@ -175,10 +180,12 @@ def format_reconcile(result, *, examples=False) -> str:
         f"  named by a row or a pending deletion: {result.held}",
         f"  orphans: {result.orphans} ({result.orphan_bytes} bytes)",
     ]
-    if result.delete:
+    if result.refused:
+        lines.append("  refused: nothing deleted (see the error)")
+    elif result.delete:
         lines.append(
             f"  orphans deleted: {result.deleted} ({result.deleted_bytes} bytes), "
-            f"not deleted: {result.failed}"
+            f"not deleted: {result.failed}{' (forced)' if result.forced else ''}"
         )
     elif result.orphans:
         lines.append("  nothing deleted (report only; --delete deletes them)")

@@ -6,15 +6,16 @@ A failed task is still acknowledged (task_acks_on_failure_or_timeout, Celery's d
 explicitly in settings): acks_late redelivers only when a worker dies mid-task.
 """
 
-from datetime import timedelta
-
 from celery import shared_task
+
+from fmr.parsing import parse_minutes
 
 from .models import PurgeRun
 from .report import summarize_run
 from .services import (
     RECONCILE_GRACE,
     SUBTASK_EXPIRES_SECONDS,
+    ReconcileFailed,
     parse_cutoff,
     plan_purge,
     purge_expired_chunk,
@@ -151,7 +152,19 @@ def _recorded(exc) -> PurgeRunFailed | None:
 
 
 @shared_task(name="reconcile_storage")
-def reconcile_storage_task(delete=False, grace_minutes=None):
-    """Find (and with delete=True remove) stored objects no row or pending deletion names."""
-    grace = RECONCILE_GRACE if grace_minutes is None else timedelta(minutes=grace_minutes)
-    return reconcile_storage(delete=delete, grace=grace).as_dict()
+def reconcile_storage_task(
+    delete=False, grace_minutes=None, force=False, trigger=PurgeRun.Trigger.BEAT
+):
+    """Find (and with delete=True remove) stored objects no row or pending deletion names.
+
+    A refusal (a mass deletion, a storage the database does not know) or a failure raises, so the
+    task shows as failed in Celery, never as a success that deleted nothing.
+    """
+    # Kwargs come from the schedule row, which anyone with admin access can edit.
+    grace = RECONCILE_GRACE if grace_minutes is None else parse_minutes(grace_minutes)
+    if not isinstance(delete, bool) or not isinstance(force, bool):
+        raise ValueError("delete and force must be true or false")
+    result = reconcile_storage(delete=delete, grace=grace, force=force, trigger=trigger)
+    if not result.ok:
+        raise ReconcileFailed(f"reconcile run #{result.run_id} {result.status}: {result.error}")
+    return result.as_dict()

@@ -7,6 +7,8 @@ from django.http import HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from fmr.parsing import clean_secret
+
 from .metrics import CONTENT_TYPE, render_metrics
 from .services import count_stuck_files, overdue_limit, purge_status, run_totals
 
@@ -58,8 +60,11 @@ def _refused(request):
 def _allowed(request) -> bool:
     if request.user.is_active and request.user.is_staff:
         return True
-    token = settings.CLEANUP_STATUS_TOKEN
+    # Both sides without surrounding whitespace: a token read from a secret file ends with a
+    # newline, and a monitor's header may carry one too.
+    token = clean_secret(settings.CLEANUP_STATUS_TOKEN)
     scheme, _, offered = request.headers.get("Authorization", "").partition(" ")
+    offered = offered.strip()
     if not token or scheme.lower() != "bearer" or not offered:
         return False
-    return hmac.compare_digest(offered.strip().encode(), token.encode())
+    return hmac.compare_digest(offered.encode(), token.encode())

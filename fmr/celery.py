@@ -11,6 +11,16 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
+@app.on_configure.connect
+def refuse_unusable_settings(sender=None, **kwargs):
+    # Sent when Celery first reads its configuration, before it loads Django's settings: the
+    # worker and beat then stop in one line on bad settings instead of a traceback. (Not at
+    # import: fmr/__init__.py imports this module while fmr/settings.py is being loaded.)
+    from .boot import settings_or_exit
+
+    settings_or_exit("celery")
+
+
 @setup_logging.connect
 def use_django_logging(loglevel=None, **kwargs):
     # With a receiver here Celery leaves logging alone: the worker and beat log through the

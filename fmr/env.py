@@ -1,4 +1,8 @@
-"""Reading settings from the environment, failing loudly on values that make no sense."""
+"""Reading settings from the environment, failing loudly on values that make no sense.
+
+Numbers and flags are parsed by fmr/parsing.py, as the commands and the status endpoint parse
+theirs: ASCII digits, bounded, one clear sentence naming the variable when a value is wrong.
+"""
 
 import os
 import re
@@ -6,6 +10,16 @@ from datetime import timedelta
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+
+from .parsing import (
+    MAX_SECONDS,
+    MAX_SIZE,
+    InvalidValue,
+    clean_secret,
+    parse_bool,
+    parse_int,
+    parse_share,
+)
 
 # The engines this project installs a driver for.
 _ENGINES = {"django.db.backends.postgresql", "django.db.backends.sqlite3"}
@@ -16,15 +30,21 @@ def env_str(name, default=None):
     return value if value != "" else default
 
 
+def env_secret(name):
+    """A token from the environment, without the newline a secret file ends with."""
+    return clean_secret(os.environ.get(name))
+
+
+def _parsed(name, parse, value, **kwargs):
+    try:
+        return parse(value, **kwargs)
+    except InvalidValue as exc:
+        raise ImproperlyConfigured(f"{name}: {exc}") from None
+
+
 def env_bool(name, default=False):
     value = env_str(name)
-    if value is None:
-        return default
-    if value.lower() in {"1", "true", "yes", "on"}:
-        return True
-    if value.lower() in {"0", "false", "no", "off"}:
-        return False
-    raise ImproperlyConfigured(f"{name} must be true or false, got {value!r}")
+    return default if value is None else _parsed(name, parse_bool, value)
 
 
 def env_choice(name, choices, default):
@@ -34,17 +54,16 @@ def env_choice(name, choices, default):
     return value
 
 
-def env_int(name, default, *, minimum=None):
+def env_int(name, default, *, minimum=0, maximum=MAX_SIZE):
     value = env_str(name)
     if value is None:
         return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a whole number, got {value!r}") from None
-    if minimum is not None and number < minimum:
-        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {number}")
-    return number
+    return _parsed(name, parse_int, value, minimum=minimum, maximum=maximum)
+
+
+def env_share(name, default: float) -> float:
+    value = env_str(name)
+    return default if value is None else _parsed(name, parse_share, value)
 
 
 def env_list(name, default):
@@ -77,8 +96,8 @@ def env_proxy_ssl_header(name):
     return ("HTTP_" + header.upper().replace("-", "_"), "https")
 
 
-def env_seconds(name, default: timedelta) -> timedelta:
-    seconds = env_int(name, None, minimum=1)
+def env_seconds(name, default: timedelta, *, maximum=MAX_SECONDS) -> timedelta:
+    seconds = env_int(name, None, minimum=1, maximum=maximum)
     return default if seconds is None else timedelta(seconds=seconds)
 
 
@@ -92,7 +111,7 @@ def database_from_url(url: str) -> dict:
     try:
         config = dj_database_url.parse(
             url,
-            conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0, minimum=0),
+            conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0, minimum=0, maximum=MAX_SECONDS),
             conn_health_checks=env_bool("DATABASE_CONN_HEALTH_CHECKS", True),
         )
     except (ValueError, dj_database_url.UnknownSchemeError) as exc:

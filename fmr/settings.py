@@ -15,8 +15,11 @@ from .env import (
     env_origins,
     env_proxy_ssl_header,
     env_seconds,
+    env_secret,
+    env_share,
     env_str,
 )
+from .parsing import MAX_MINUTES
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -94,6 +97,16 @@ TEMPLATES = [
 
 WSGI_APPLICATION = "fmr.wsgi.application"
 
+# Object storage outlives any one machine; the embedded SQLite file does not know its files. A
+# purge or a reconcile against it would see no row naming them (the reconciler would delete live
+# files as orphans), so files on S3 need the database that owns them, named explicitly. The
+# embedded default (SQLite and local files) is what `make demo` and `make test` use.
+if env_str("AWS_STORAGE_BUCKET_NAME") and env_str("DATABASE_URL") is None:
+    raise ImproperlyConfigured(
+        "AWS_STORAGE_BUCKET_NAME is set (files on S3) but DATABASE_URL is not: the embedded "
+        "SQLite database knows none of that bucket's files. Set DATABASE_URL to the database "
+        "that owns the bucket (postgres://user:password@host:5432/name)."
+    )
 DATABASES = {
     "default": database_from_url(env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"))
 }
@@ -124,11 +137,11 @@ AWS_S3_FILE_OVERWRITE = False
 # django-storages' own setting; it replaces (does not merge with) its default Config, which only
 # holds what this project leaves at botocore's defaults (addressing style, signature, proxies).
 AWS_S3_CLIENT_CONFIG = BotocoreConfig(
-    connect_timeout=env_int("AWS_S3_CONNECT_TIMEOUT", 5, minimum=1),
-    read_timeout=env_int("AWS_S3_READ_TIMEOUT", 30, minimum=1),
+    connect_timeout=env_int("AWS_S3_CONNECT_TIMEOUT", 5, minimum=1, maximum=3600),
+    read_timeout=env_int("AWS_S3_READ_TIMEOUT", 30, minimum=1, maximum=3600),
     retries={
         "mode": "standard",
-        "total_max_attempts": env_int("AWS_S3_MAX_ATTEMPTS", 3, minimum=1),
+        "total_max_attempts": env_int("AWS_S3_MAX_ATTEMPTS", 3, minimum=1, maximum=100),
     },
 )
 
@@ -148,21 +161,28 @@ STORAGES = {
 JOB_TTL = env_seconds("JOB_TTL_SECONDS", timedelta(hours=24))
 # Jobs deleted per transaction by the purge, chosen by measurement (README, "Scale"): larger
 # batches pay off up to 2,000; 5,000 is as fast, with fewer transactions at a large backlog.
-CLEANUP_BATCH_SIZE = env_int("CLEANUP_BATCH_SIZE", 5000, minimum=1)
+CLEANUP_BATCH_SIZE = env_int("CLEANUP_BATCH_SIZE", 5000, minimum=1)  # at most MAX_SIZE
 # A scheduled run with more than one batch of backlog fans out into at most this many Celery
 # subtasks; each purges for about CLEANUP_SUBTASK_SECONDS, then re-enqueues itself if needed.
-CLEANUP_MAX_PARALLEL = env_int("CLEANUP_MAX_PARALLEL", 4, minimum=1)
-CLEANUP_SUBTASK_SECONDS = env_int("CLEANUP_SUBTASK_SECONDS", 60, minimum=1)
+CLEANUP_MAX_PARALLEL = env_int("CLEANUP_MAX_PARALLEL", 4, minimum=1, maximum=1000)
+CLEANUP_SUBTASK_SECONDS = env_int("CLEANUP_SUBTASK_SECONDS", 60, minimum=1, maximum=24 * 3600)
 # A run still marked running with no batch finished for this long died (SIGKILL, OOM, lost host);
 # the next purge records it as abandoned. Far above any batch's duration, S3 retries included.
-CLEANUP_STALE_RUN = timedelta(minutes=env_int("CLEANUP_STALE_RUN_MINUTES", 30, minimum=1))
+CLEANUP_STALE_RUN = timedelta(
+    minutes=env_int("CLEANUP_STALE_RUN_MINUTES", 30, minimum=1, maximum=MAX_MINUTES)
+)
 # A file deletion storage has refused this many times is "stuck": shown and alerted by
 # purge_status, still retried, but no longer failing every run; a person resolves it in the admin.
-CLEANUP_STUCK_AFTER_ATTEMPTS = env_int("CLEANUP_STUCK_AFTER_ATTEMPTS", 10, minimum=1)
+CLEANUP_STUCK_AFTER_ATTEMPTS = env_int("CLEANUP_STUCK_AFTER_ATTEMPTS", 10, minimum=1, maximum=1000)
 # The models whose files the purge deletes (app_label.ModelName); see cleanup/file_models.py.
 CLEANUP_FILE_MODELS = env_list("CLEANUP_FILE_MODELS", ["jobs.JobFile"])
 # Bearer token for monitors reading /cleanup/status/ without a staff session; unset: staff only.
-CLEANUP_STATUS_TOKEN = env_str("CLEANUP_STATUS_TOKEN")
+# Surrounding whitespace is dropped: a token read from a secret file ends with a newline.
+CLEANUP_STATUS_TOKEN = env_secret("CLEANUP_STATUS_TOKEN")
+# `reconcile_storage --delete` refuses (without --force) to delete more than this share of the
+# objects past the grace period: a wrong or half-restored database would make most of them look
+# orphaned. Real orphans are a few rolled-back uploads, never most of the bucket.
+CLEANUP_RECONCILE_MAX_ORPHAN_SHARE = env_share("CLEANUP_RECONCILE_MAX_ORPHAN_SHARE", 0.5)
 
 # --- Celery ---------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")

@@ -1,14 +1,47 @@
 """A user's job and everything attached to it. All of it expires together (see Job.expires_at)."""
 
+import re
 import uuid
 from pathlib import PurePosixPath
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
 # Every job's files live under this prefix, so storage can be reconciled against the database.
 UPLOAD_PREFIX = "jobs"
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def validate_upload_name(value):
+    """A stored file name must be the plain key of an object under UPLOAD_PREFIX/.
+
+    Storage resolves names its own way ('//' and '.' collapse, '..' climbs, a leading '/' or a
+    backslash is dropped or turned into '/' on S3), so any other spelling could name another
+    row's file, or a key outside the prefix. Such names are refused here, by model validation;
+    the purge never sends one to storage either.
+    """
+    name = getattr(value, "name", value) or ""
+    problem = ""
+    segments = name.split("/")
+    if _CONTROL.search(name):
+        problem = "contains a control character"
+    elif "\\" in name:
+        problem = "contains a backslash"
+    elif name.startswith("/"):
+        problem = "is an absolute path"
+    elif "" in segments:
+        problem = "has an empty path segment"
+    elif "." in segments or ".." in segments:
+        problem = "has a '.' or '..' path segment"
+    elif len(segments) < 2 or segments[0] != UPLOAD_PREFIX:
+        problem = f"is not under {UPLOAD_PREFIX}/"
+    if problem:
+        raise ValidationError(
+            "A stored file name %(problem)s.", code="unsafe_name", params={"problem": problem}
+        )
 
 
 def expiry_for(created_at):
@@ -117,9 +150,16 @@ class PaymentFailure(models.Model):
 
 
 def job_file_upload_to(instance, filename):
-    suffix = PurePosixPath(filename).suffix.lower()[:10]
-    # The user's file name is personal data: keep only its extension.
-    return f"{UPLOAD_PREFIX}/{instance.job_id}/{instance.kind}-{uuid.uuid4().hex}{suffix}"
+    # The user's file name is personal data: keep only its extension, letters and digits only.
+    suffix = re.sub(r"[^a-z0-9]", "", PurePosixPath(filename).suffix.lower())[:9]
+    if instance.kind not in JobFile.Kind.values:
+        raise ValueError("a job file's kind must be one of JobFile.Kind")
+    job = uuid.UUID(str(instance.job_id))  # a job id, nothing that could carry a path
+    name = (
+        f"{UPLOAD_PREFIX}/{job}/{instance.kind}-{uuid.uuid4().hex}{'.' if suffix else ''}{suffix}"
+    )
+    validate_upload_name(name)
+    return name
 
 
 class JobFile(models.Model):
@@ -137,6 +177,22 @@ class JobFile(models.Model):
 
     def __str__(self):
         return f"JobFile {self.pk} ({self.kind})"
+
+    def clean_fields(self, exclude=None):
+        # The name rule is model validation of `file` (forms, the admin, full_clean()); kept out
+        # of the field's `validators` so it needs no migration of the field.
+        errors = {}
+        try:
+            super().clean_fields(exclude=exclude)
+        except ValidationError as exc:
+            errors = exc.update_error_dict(errors)
+        if "file" not in (exclude or ()) and self.file.name:
+            try:
+                validate_upload_name(self.file)
+            except ValidationError as exc:
+                errors.setdefault("file", []).extend(exc.error_list)
+        if errors:
+            raise ValidationError(errors)
 
 
 class SmsLog(models.Model):

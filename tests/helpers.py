@@ -55,6 +55,17 @@ def job_ttl():
     return settings.JOB_TTL
 
 
+def bind_test_storage():
+    """Bind the test's storage to the database, as saving the first file through the ORM does.
+
+    For rows made in bulk (bulk_create sends no pre_save): without a binding, a database that
+    names files refuses every delete (issue 9, "the database remembers which storage").
+    """
+    from cleanup.services import bind_storage
+
+    bind_storage(by="tests")
+
+
 def bulk_expired_jobs(count, *, by=timedelta(minutes=5)) -> list:
     """`count` expired jobs with the full fan-out (as create_full_job makes them), in bulk.
 
@@ -96,6 +107,7 @@ def bulk_expired_jobs(count, *, by=timedelta(minutes=5)) -> list:
         for report in reports
         for i in range(5)
     )
+    bind_test_storage()
     return jobs
 
 

@@ -18,7 +18,7 @@ from tests.admin_helpers import (
     form_data,
     save_schedule,
 )
-from tests.helpers import expired_job, live_job
+from tests.helpers import bind_test_storage, expired_job, live_job
 
 pytestmark = pytest.mark.django_db
 
@@ -170,6 +170,7 @@ def test_purge_runs_cannot_be_added_changed_or_deleted_from_admin(staff_client):
 
 def test_retry_now_deletes_a_pending_file_whatever_its_backoff(staff_client):
     name = default_storage.save("jobs/orphan/original-x.png", ContentFile(b"png"))
+    bind_test_storage()  # written outside the ORM: nothing bound this storage
     PendingFileDeletion.objects.record([name])
     PendingFileDeletion.objects.update(
         attempts=4, last_error="timeout", next_attempt_at=timezone.now() + timedelta(hours=1)
@@ -188,6 +189,7 @@ def test_retry_now_deletes_a_pending_file_whatever_its_backoff(staff_client):
 
 def test_retry_now_leaves_other_pending_files_alone(staff_client):
     names = [default_storage.save(f"jobs/o/{i}.png", ContentFile(b"png")) for i in range(2)]
+    bind_test_storage()  # written outside the ORM: nothing bound this storage
     PendingFileDeletion.objects.record(names)
     chosen = PendingFileDeletion.objects.get(name=names[0])
     staff_client.post(

@@ -137,12 +137,13 @@ def test_an_empty_postgresql_database_is_refused_with_a_hint_to_migrate():
 
 
 @pytest.mark.django_db
-def test_a_bucket_that_does_not_exist_purges_the_rows_and_keeps_the_files_pending(
-    s3_bucket, settings
-):
+def test_a_bucket_that_does_not_exist_is_refused_before_a_row_is_purged(s3_bucket, settings):
+    # Issue 9: another bucket than the one the database's files live in (here one that does not
+    # even exist) is another storage: the purge refuses before it deletes a row, where it used
+    # to purge the rows and leave the names pending with NoSuchBucket.
     gone = expired_job()
     kept = live_job()
-    gone_names, kept_names = file_names(gone), file_names(kept)
+    kept_names = file_names(kept)
     right_bucket = settings.STORAGES["default"]
     missing = f"fmr-missing-{uuid.uuid4().hex[:8]}"
     settings.STORAGES = {
@@ -150,18 +151,16 @@ def test_a_bucket_that_does_not_exist_purges_the_rows_and_keeps_the_files_pendin
         "default": {**right_bucket, "OPTIONS": {**right_bucket["OPTIONS"], "bucket_name": missing}},
     }
 
-    with pytest.raises(CommandError, match=r"4 file\(s\) left pending: .*NoSuchBucket"):
+    with pytest.raises(CommandError, match=rf"{s3_bucket.name}.*{missing}.*bind_storage"):
         call_command("purge_expired_jobs", stdout=StringIO())
 
-    assert rows_of(gone.pk) == NO_ROWS
+    assert rows_of(gone.pk) == FULL_JOB_ROWS
     assert rows_of(kept.pk) == FULL_JOB_ROWS
-    pending = PendingFileDeletion.objects.all()
-    assert {p.name for p in pending} == set(gone_names)
-    assert all("NoSuchBucket" in p.last_error for p in pending)
+    assert not PendingFileDeletion.objects.exists()
     run = PurgeRun.objects.get()
-    assert run.status == PurgeRun.Status.FILES_PENDING and run.files_pending == 4
+    assert run.status == PurgeRun.Status.FAILED and run.jobs_deleted == 0
 
-    # Once storage points at the real bucket again, the next run finishes the job.
+    # Once storage points at the real bucket again, the next run does the job.
     settings.STORAGES = {**settings.STORAGES, "default": right_bucket}
     result = purge_expired_jobs()
     assert result.ok and result.files_deleted == 4
@@ -214,11 +213,14 @@ def test_a_job_file_with_an_empty_name_goes_with_its_row_and_deletes_nothing(any
 def test_a_missing_bucket_configured_in_the_environment_exits_non_zero_and_loses_nothing(
     s3_bucket, s3_server
 ):
+    # Issue 9: the bucket the database's files live in is bound; another one is refused before
+    # any row is purged (it used to purge the rows and leave the files pending, NoSuchBucket).
     gone = expired_job()
     kept = live_job()
     gone_names = file_names(gone)
+    missing = f"fmr-missing-{uuid.uuid4().hex[:8]}"
     env = child_env(
-        AWS_STORAGE_BUCKET_NAME=f"fmr-missing-{uuid.uuid4().hex[:8]}",
+        AWS_STORAGE_BUCKET_NAME=missing,
         AWS_S3_ENDPOINT_URL=s3_server.endpoint_url,
         AWS_ACCESS_KEY_ID=S3_CREDENTIALS["access_key"],
         AWS_SECRET_ACCESS_KEY=S3_CREDENTIALS["secret_key"],
@@ -234,9 +236,9 @@ def test_a_missing_bucket_configured_in_the_environment_exits_non_zero_and_loses
     )
 
     assert done.returncode == 1
-    assert "CommandError: 4 file(s) left pending" in done.stderr and "NoSuchBucket" in done.stderr
+    assert "CommandError:" in done.stderr and missing in done.stderr
+    assert s3_bucket.name in done.stderr and "bind_storage" in done.stderr
     assert "Traceback" not in done.stderr
-    assert "files still pending: 4" in done.stdout
-    assert rows_of(gone.pk) == NO_ROWS and rows_of(kept.pk) == FULL_JOB_ROWS
-    assert set(PendingFileDeletion.objects.values_list("name", flat=True)) == set(gone_names)
-    assert s3_bucket.keys() >= set(gone_names)  # still there, to be deleted by a later run
+    assert rows_of(gone.pk) == FULL_JOB_ROWS and rows_of(kept.pk) == FULL_JOB_ROWS
+    assert not PendingFileDeletion.objects.exists()
+    assert s3_bucket.keys() >= set(gone_names)

@@ -5,6 +5,7 @@ monitors read it. The run is recorded first; the task's error carries the run's 
 failed task is acknowledged, never redelivered.
 """
 
+import json
 import time
 import uuid
 
@@ -21,6 +22,7 @@ from jobs.models import Job, SmsLog
 from tests.conftest import S3_CREDENTIALS
 from tests.helpers import bulk_expired_jobs, expired_job, live_job
 from tests.processes import celery, child_env, wait_until
+from tests.s3server import put_objects
 
 pytestmark = [
     pytest.mark.postgres,
@@ -56,10 +58,30 @@ def worker(queue, tmp_path, name="worker", **env):
     )
 
 
-def missing_bucket(s3_server):
+def refusing_bucket(bucket, s3_server):
+    """The test's own bucket (the one the database is bound to), refusing every delete under
+    jobs/ by a bucket policy: S3 answers each key in DeleteObjects' Errors (AccessDenied), so
+    the files stay pending, as with a real permission mistake."""
+    bucket.client.put_bucket_policy(
+        Bucket=bucket.name,
+        Policy=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Deny",
+                        "Principal": "*",
+                        "Action": "s3:DeleteObject",
+                        "Resource": f"arn:aws:s3:::{bucket.name}/jobs/*",
+                    }
+                ],
+            }
+        ),
+    )
     return {
-        "AWS_STORAGE_BUCKET_NAME": f"fmr-missing-{uuid.uuid4().hex[:8]}",
+        "AWS_STORAGE_BUCKET_NAME": bucket.name,
         "AWS_S3_ENDPOINT_URL": s3_server.endpoint_url,
+        "AWS_S3_REGION_NAME": S3_CREDENTIALS["region_name"],
         "AWS_ACCESS_KEY_ID": S3_CREDENTIALS["access_key"],
         "AWS_SECRET_ACCESS_KEY": S3_CREDENTIALS["secret_key"],
         "AWS_S3_MAX_ATTEMPTS": "1",
@@ -92,9 +114,10 @@ def test_a_run_that_leaves_files_pending_ends_its_task_in_failure_with_the_summa
     from jobs.models import JobFile
 
     JobFile.objects.create(job=Job.objects.get(), kind="original", file="jobs/x/original-1.png")
+    put_objects(s3_bucket.client, s3_bucket.name, ["jobs/x/original-1.png"])
     queue = f"test-{uuid.uuid4().hex[:8]}"
 
-    with worker(queue, tmp_path, **missing_bucket(s3_server)):
+    with worker(queue, tmp_path, **refusing_bucket(s3_bucket, s3_server)):
         sent = delete_expired_jobs.apply_async(queue=queue)
         wait_until(lambda: results(sent.id).state in DONE, 90, message="the task to end")
 
@@ -104,7 +127,7 @@ def test_a_run_that_leaves_files_pending_ends_its_task_in_failure_with_the_summa
     assert outcome.state == "FAILURE"
     error = str(outcome.result)
     assert f"run #{run.pk}" in error and "files_pending" in error
-    assert "1 file(s) pending" in error and "NoSuchBucket" in error
+    assert "1 file(s) pending" in error and "AccessDenied" in error
     assert run.task_id == sent.id
 
 
@@ -150,10 +173,11 @@ def test_fan_out_subtasks_that_leave_files_pending_fail_and_handing_over_succeed
 
     jobs = bulk_expired_jobs(12)
     JobFile.objects.filter(job__in=jobs[6:]).delete()  # only the oldest half has files
+    put_objects(s3_bucket.client, s3_bucket.name, JobFile.objects.values_list("file", flat=True))
     kept = live_job(with_files=False)
     queue = f"test-{uuid.uuid4().hex[:8]}"
     env = {
-        **missing_bucket(s3_server),
+        **refusing_bucket(s3_bucket, s3_server),
         "CLEANUP_BATCH_SIZE": 2,
         "CLEANUP_MAX_PARALLEL": 2,
         "CLEANUP_SUBTASK_SECONDS": 1,

@@ -15,6 +15,7 @@ from cleanup.tasks import delete_expired_jobs
 from jobs.models import Job, JobFile, PhoneVerificationAttempt, SmsLog
 from tests.helpers import NO_ROWS, expired_job, rows_of
 from tests.processes import celery, wait_until
+from tests.s3proxy import ERROR, FORWARD
 
 PHONE = "010-9876-5432"
 USER_FILE_NAME = "홍길동-passport.jpg"
@@ -45,7 +46,7 @@ def assert_no_personal_data(*texts):
 
 
 @pytest.mark.django_db
-def test_no_personal_data_in_logs_output_or_records(s3_bucket, settings, caplog):
+def test_no_personal_data_in_logs_output_or_records(s3_bucket, s3_proxy, settings, caplog):
     job = planted_job()
     right_bucket = settings.STORAGES["default"]
     missing = {**right_bucket["OPTIONS"], "bucket_name": f"fmr-missing-{uuid.uuid4().hex[:8]}"}
@@ -56,18 +57,28 @@ def test_no_personal_data_in_logs_output_or_records(s3_bucket, settings, caplog)
     settings.DEBUG = True
     outputs = []
 
-    settings.STORAGES = {**settings.STORAGES, "default": {**right_bucket, "OPTIONS": missing}}
-    for args in [["--dry-run"], [], ["--json"]]:
+    def purge(*args):
         out, err = StringIO(), StringIO()
         try:
             call_command("purge_expired_jobs", *args, stdout=out, stderr=err)
-        except CommandError as exc:  # the files stayed pending: the message is output too
+        except CommandError as exc:  # refused, or the files stayed pending: output too
             outputs.append(str(exc))
-        outputs += [out.getvalue(), err.getvalue()]
-    assert PendingFileDeletion.objects.filter(last_error__contains="NoSuchBucket").count() == 5
+        outputs.extend([out.getvalue(), err.getvalue()])
+
+    # Another bucket than the bound one: refused, and the refusal names no user's file.
+    settings.STORAGES = {**settings.STORAGES, "default": {**right_bucket, "OPTIONS": missing}}
+    purge()
+    settings.STORAGES = {**settings.STORAGES, "default": right_bucket}
+    # The bound bucket failing: the files stay pending with the storage's error.
+    s3_proxy.set_mode(ERROR)
+    for args in [["--dry-run"], [], ["--json"]]:
+        purge(*args)
+    assert (
+        PendingFileDeletion.objects.filter(last_error__contains="ServiceUnavailable").count() == 5
+    )
     records_while_pending = records_text()
 
-    settings.STORAGES = {**settings.STORAGES, "default": right_bucket}
+    s3_proxy.set_mode(FORWARD)
     out = StringIO()
     call_command("purge_expired_jobs", "-v", "3", stdout=out)
     outputs.append(out.getvalue())

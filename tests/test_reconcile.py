@@ -23,7 +23,7 @@ from cleanup.tasks import reconcile_storage_task
 from fmr.celery import app
 from jobs.demo import create_full_job
 from jobs.models import UPLOAD_PREFIX, Job, JobFile
-from tests.helpers import file_names, live_job, stored
+from tests.helpers import bind_test_storage, file_names, live_job, stored
 from tests.s3proxy import ERROR, FORWARD
 from tests.test_schedule import rerun_schedule_migration
 
@@ -97,16 +97,19 @@ def test_delete_removes_only_the_old_orphan(planted):
 
 
 def test_the_file_of_a_rolled_back_upload_is_an_orphan(any_storage):
+    # Next to a live job (on a database that holds nothing, nothing is deleted without --force).
+    keep = live_job()
     with pytest.raises(RuntimeError), transaction.atomic():
         job = create_full_job()
         names = file_names(job)
         raise RuntimeError("the request failed after the upload")
-    assert not Job.objects.exists() and stored(names) == names
+    assert list(Job.objects.all()) == [keep] and stored(names) == names
 
     result = reconcile_storage(delete=True, now=timezone.now() + GRACE + timedelta(seconds=5))
 
     assert result.orphans == result.deleted == 4
     assert stored(names) == []
+    assert stored(file_names(keep)) == file_names(keep)
 
 
 @pytest.mark.slow
@@ -125,6 +128,7 @@ def test_orphans_are_found_across_many_pages_and_chunks(any_storage):
     JobFile.objects.bulk_create(
         JobFile(job=job, kind=JobFile.Kind.ORIGINAL, file=name) for name in names[::2]
     )
+    bind_test_storage()  # bulk_create saves no file through the ORM, so nothing bound it
 
     result = reconcile_storage(delete=True, now=timezone.now() + GRACE + timedelta(seconds=5))
 
@@ -179,8 +183,12 @@ def reconcile(*args):
 
 
 def test_the_command_reports_counts_and_bytes_never_names(any_storage):
-    orphan = plant(size=500)
+    keep = live_job()  # a database that holds nothing makes the reconciler refuse to delete
     old = time.time() - 2 * 3600
+    if any_storage == "local":
+        for name in file_names(keep):
+            os.utime(default_storage.path(name), (old, old))
+    orphan = plant(size=500)
     if any_storage == "local":
         os.utime(default_storage.path(orphan), (old, old))
         text = reconcile()
@@ -224,9 +232,11 @@ def test_the_task_is_registered_and_deletes_old_orphans_with_the_scheduled_argum
     app.loader.import_default_modules()
     assert app.tasks["reconcile_storage"].__module__ == "cleanup.tasks"
     schedule = PeriodicTask.objects.get(name="reconcile-storage")
+    keep = live_job()  # uploaded hours ago; a database that holds nothing refuses to delete
     young, old = plant(), plant()
     stamp = time.time() - 2 * 3600
-    os.utime(default_storage.path(old), (stamp, stamp))
+    for name in [old, *file_names(keep)]:
+        os.utime(default_storage.path(name), (stamp, stamp))
 
     summary = reconcile_storage_task.apply(kwargs=json.loads(schedule.kwargs)).get()
 

@@ -13,7 +13,15 @@ from cleanup.models import PendingFileDeletion, PurgeRun
 from cleanup.services import purge_expired_jobs, purge_status
 from jobs.demo import FILES_PER_JOB, ROWS_PER_JOB
 from jobs.models import Job
-from tests.helpers import FULL_JOB_ROWS, expired_job, file_names, live_job, rows_of, stored
+from tests.helpers import (
+    FULL_JOB_ROWS,
+    bind_test_storage,
+    expired_job,
+    file_names,
+    live_job,
+    rows_of,
+    stored,
+)
 from tests.s3proxy import ERROR, FORWARD
 from tests.s3server import put_objects
 
@@ -27,6 +35,7 @@ def pending_from_earlier_runs(bucket, count):
     names = [f"jobs/{uuid.uuid4()}/ai_generated-{i}.png" for i in range(count)]
     put_objects(bucket.client, bucket.name, names)
     PendingFileDeletion.objects.record(names)
+    bind_test_storage()  # written without a file save: nothing bound them (issue 9)
     return names
 
 

@@ -17,7 +17,15 @@ from cleanup import storage
 from cleanup.models import PendingFileDeletion, PurgeRun
 from cleanup.services import purge_expired_jobs
 from jobs.models import UPLOAD_PREFIX, Job, JobFile
-from tests.helpers import NO_ROWS, expired_job, file_names, job_ttl, live_job, rows_of
+from tests.helpers import (
+    NO_ROWS,
+    bind_test_storage,
+    expired_job,
+    file_names,
+    job_ttl,
+    live_job,
+    rows_of,
+)
 from tests.s3proxy import ERROR, FORWARD, HANG, RESET
 from tests.s3server import put_objects
 
@@ -63,6 +71,7 @@ def seed_expired_jobs(bucket, jobs: int, files_per_job: int = 4) -> list[str]:
     JobFile.objects.bulk_create(rows, batch_size=2000)
     names = [row.file.name for row in rows]
     put_objects(bucket.client, bucket.name, names)
+    bind_test_storage()  # bulk_create saves no file through the ORM, so nothing bound it
     return names
 
 

@@ -102,10 +102,16 @@ def test_one_key_s3_rejects_does_not_fail_the_good_keys_in_its_request(s3_bucket
     for key in [*good, bad]:
         s3_bucket.client.put_object(Bucket=s3_bucket.name, Key=key, Body=b"png")
 
-    outcome = storage.delete_names([good[0], good[1], bad, good[2], good[3]])
+    # The purge's path never sends such a name: it is refused before a request is built.
+    outcome = storage.delete_names([good[0], bad])
+    assert outcome.deleted == [good[0]] and list(outcome.refused) == [bad]
+
+    # And a key S3 rejects that reaches a request anyway (S3's rules are not all known here):
+    # the request rejected as a whole falls back, so the good keys beside it still go.
+    outcome = storage.open_session().delete_names([good[1], bad, good[2], good[3]])
 
     assert not outcome.unavailable
-    assert sorted(outcome.deleted) == sorted(good)
+    assert sorted(outcome.deleted) == sorted(good[1:])
     assert list(outcome.failed) == [bad]
     assert s3_bucket.keys() == {bad}
 

@@ -47,14 +47,14 @@ PINS = [
     (
         S3Storage._normalize_name,
         "db01f4b09871ca366097fe87159d1c8d8ede1ba24badc463ec93ac68a8da1ba4",
-        "cleanup/storage/s3.py maps names to S3 keys with it: check names still map to the same "
-        "keys (the location prefix, the path checks)",
+        "cleanup/storage/s3.py and names.py map names to S3 keys with it: check names still map "
+        "to the same keys (the location prefix, the path checks)",
     ),
     (
         storages_utils.clean_name,
         "9aadae1384acaa3bda8a51284a529e0970d14e7a37ef170d75df9c2465eaa5a4",
-        "cleanup/storage/s3.py maps names to S3 keys with it: check names still map to the same "
-        "keys (backslashes, '.', '..', trailing slashes)",
+        "cleanup/storage/s3.py and names.py map names to S3 keys with it: check names still map "
+        "to the same keys (backslashes, '.', '..', trailing slashes)",
     ),
 ]
 

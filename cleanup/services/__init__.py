@@ -5,10 +5,19 @@ fanout: splitting a large backlog over Celery workers; runs: run records (fan-ou
 dead runs, the backlog a run starts with); status: what operators see; history: the purge's
 past, for plots and counters; ledger: the destruction ledger; reconcile: stored objects
 nothing names; readiness: storage and schedules in place (the system checks); clock: whose
-clock decides what has expired.
+clock decides what has expired; binding: which storage the database's files live in.
 """
 
+from .binding import (
+    BindingState,
+    Rebinding,
+    bind_storage,
+    binding_state,
+    ensure_storage_bound,
+    verify_storage,
+)
 from .clock import CutoffRefused, database_now, parse_cutoff, purge_cutoff
+from .errors import PurgeNotPossible, StorageNotVerified
 from .fanout import (
     ChunkResult,
     FanOut,
@@ -20,9 +29,9 @@ from .fanout import (
 from .files import FileDeletion, delete_pending_files
 from .history import RetentionHistory, RunTotals, retention_history, run_totals
 from .ledger import LedgerEntry, ledger_models, purge_log
-from .purge import PurgeNotPossible, PurgeResult, purge_expired_jobs
+from .purge import PurgeResult, purge_expired_jobs
 from .readiness import SCHEDULES, Schedule, ScheduleState, check_schedules, check_storage
-from .reconcile import RECONCILE_GRACE, ReconcileResult, reconcile_storage
+from .reconcile import RECONCILE_GRACE, ReconcileFailed, ReconcileResult, reconcile_storage
 from .runs import SUBTASK_EXPIRES_SECONDS, release_subtask
 from .status import (
     PurgeStatus,
@@ -38,6 +47,7 @@ __all__ = [
     "RECONCILE_GRACE",
     "SCHEDULES",
     "SUBTASK_EXPIRES_SECONDS",
+    "BindingState",
     "ChunkResult",
     "FanOut",
     "CutoffRefused",
@@ -47,6 +57,8 @@ __all__ = [
     "PurgePlan",
     "PurgeResult",
     "PurgeStatus",
+    "Rebinding",
+    "ReconcileFailed",
     "ReconcileResult",
     "RetentionHistory",
     "RunTotals",
@@ -54,11 +66,15 @@ __all__ = [
     "ScheduleState",
     "check_schedules",
     "check_storage",
+    "StorageNotVerified",
+    "bind_storage",
+    "binding_state",
     "count_expired_jobs",
     "count_stuck_files",
     "database_now",
     "delete_pending_files",
     "ledger_models",
+    "ensure_storage_bound",
     "overdue_limit",
     "parse_cutoff",
     "plan_purge",
@@ -74,4 +90,5 @@ __all__ = [
     "retry_pending_files",
     "run_totals",
     "start_fan_out",
+    "verify_storage",
 ]

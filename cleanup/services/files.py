@@ -11,6 +11,7 @@ from .. import storage
 from ..deletion import among
 from ..file_models import file_fields, file_models
 from ..models import PendingFileDeletion
+from .binding import verify_storage
 
 # Per-key failures (a bad key, a permission) back off so they do not cost every run a request;
 # an outage of the whole endpoint does not: every name is retried as soon as a run comes.
@@ -29,6 +30,9 @@ class FileDeletion:
     # Set when storage itself could not be reached, as opposed to some keys being refused.
     unavailable: str = ""
     errors: list[str] = field(default_factory=list)
+    # Names never sent to storage (not a canonical key under the upload prefix), kept as refused.
+    refused: int = 0
+    refused_reasons: list[str] = field(default_factory=list)
 
     def add(self, other: "FileDeletion"):
         self.deleted += other.deleted
@@ -37,18 +41,34 @@ class FileDeletion:
         self.requests += other.requests
         self.unavailable = self.unavailable or other.unavailable
         self.errors.extend(e for e in other.errors if e not in self.errors)
+        self.refused += other.refused
+        self.refused_reasons.extend(
+            r for r in other.refused_reasons if r not in self.refused_reasons
+        )
 
 
 def delete_pending_files(
-    *, names: list[str] | None = None, due_before: datetime | None = None, session=None
+    *,
+    names: list[str] | None = None,
+    due_before: datetime | None = None,
+    session=None,
+    storage_verified: bool = False,
 ) -> FileDeletion:
     """Delete pending files from storage and forget the ones that are gone.
 
     With `names`, exactly those (just recorded by a delete); otherwise every pending name that
     is due (its next attempt at or before `due_before`, default now; a name a person marked
-    resolved is not). A name that a row still references is never deleted from storage.
-    `session` is the run's storage session (storage.open_session()).
+    resolved is not). A name that a row still references, in any spelling, is never deleted from
+    storage; a name that is not the canonical key of an object under the upload prefix is never
+    sent to storage (it stays pending, marked refused, with the reason). `session` is the run's
+    storage session (storage.open_session()).
+
+    Refuses (StorageNotVerified, nothing deleted) when the configured storage is not the one the
+    database's files live in; `storage_verified` is for a caller that has just checked (the
+    purge, once per run).
     """
+    if not storage_verified:
+        verify_storage()
     result = FileDeletion()
     now = timezone.now()
     due_before = due_before or now
@@ -75,24 +95,31 @@ def delete_pending_files(
 
 
 def _delete_chunk(names, now, session) -> FileDeletion:
-    referenced = referenced_names(names)
-    unreferenced = [n for n in names if n not in referenced]
+    refused = {n: r for n in names if (r := storage.names.refusal(n, session.storage))}
+    candidates = [n for n in names if n not in refused]
+    referenced = referenced_names(candidates)
+    unreferenced = [n for n in candidates if n not in referenced]
     try:
         outcome = storage.delete_names(unreferenced, session=session)
     except Exception as exc:  # noqa: BLE001 - a chunk that fails this way fails alone
         reason = storage.describe_error(exc)
         outcome = storage.DeleteOutcome(failed=dict.fromkeys(unreferenced, reason))
+    refused.update(outcome.refused)
     gone = outcome.deleted + list(referenced)
     deleted = sum(_forget_pending(part) for part in _param_chunks(gone))
     result = FileDeletion(
         deleted=min(deleted, len(outcome.deleted)),
         failed=len(outcome.failed),
         requests=outcome.requests,
+        refused=len(refused),
+        refused_reasons=sorted(set(refused.values())),
     )
     if outcome.failed:
         result.unavailable = outcome.unavailable
         result.errors = sorted(set(outcome.failed.values()))
         result.stuck = _mark_failed(outcome.failed, now, storage_failed=bool(outcome.unavailable))
+    if refused:
+        _mark_refused(refused)
     return result
 
 
@@ -116,23 +143,58 @@ def _forget_pending(names) -> int:
 
 
 def referenced_names(names) -> set[str]:
-    # A name a live row still points at is not garbage, whatever the pending table says.
+    """The names among `names` (storage keys) that a row still references, in any spelling.
+
+    A name a live row still points at is not garbage, whatever the pending table says. Rows are
+    matched exactly, plus the few rows whose names are not canonical (found by pattern, in the
+    same query) by the keys they resolve to: a live `jobs//A/p.png` holds `jobs/A/p.png`.
+    """
     referenced = set()
     for model in file_models():
         for f in file_fields(model):
-            for part in _param_chunks(names):
-                referenced.update(
-                    model._default_manager.filter(among(f.attname, part)).values_list(
-                        f.name, flat=True
-                    )
-                )
+            found = _names_matching(model._default_manager, f.attname, names)
+            referenced.update(found)
     return referenced
+
+
+def pending_names(names) -> set[str]:
+    """The names among `names` that a pending deletion (in any spelling) holds."""
+    return _names_matching(PendingFileDeletion.objects, "name", names)
+
+
+def _names_matching(manager, column, names) -> set[str]:
+    wanted = set(names)
+    live_storage = storage.get_storage()
+    held = set()
+    # The rows spelled otherwise: few, and on PostgreSQL found through a partial index on
+    # exactly this condition (migration 0008), so this costs no scan of the table.
+    odd = manager.filter(**{f"{column}__regex": storage.names.NON_CANONICAL_PATTERN}).order_by()
+    for index, part in enumerate(_param_chunks(list(names))):
+        exact = manager.filter(among(column, part)).order_by().values_list(column, flat=True)
+        if index == 0:
+            # One query: each half uses its own index (an OR of the two would scan the table).
+            exact = exact.union(odd.values_list(column, flat=True), all=True)
+        for value in exact:
+            if value in wanted:
+                held.add(value)
+            else:
+                held.update(storage.names.addresses(value, live_storage) & wanted)
+    return held
 
 
 def _param_chunks(values):
     """`values` whole where the backend takes any number of query parameters (PostgreSQL)."""
     size = connection.features.max_query_params or max(len(values), 1)
     return [values[start : start + size] for start in range(0, len(values), size)]
+
+
+def _mark_refused(refused: dict[str, str]):
+    # A handful at most (legacy or crafted names): one UPDATE per reason.
+    by_reason = {}
+    for name, reason in refused.items():
+        by_reason.setdefault(reason, []).append(name)
+    for reason, names in by_reason.items():
+        PendingFileDeletion.objects.filter(name__in=names).update(refused_reason=reason)
 
 
 def _mark_failed(failed: dict[str, str], now, *, storage_failed: bool) -> int:

@@ -13,13 +13,16 @@ from django.db.models import Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from fmr.parsing import MAX_SIZE
 from jobs.models import Job
 
 from .. import storage
 from ..deletion import among, cascade_paths, delete_cascading
 from ..file_models import file_fields, file_models, names_of
 from ..models import PendingFileDeletion, PurgeRun
+from .binding import verify_storage
 from .clock import purge_cutoff
+from .errors import PurgeNotPossible
 from .files import FileDeletion, delete_pending_files
 from .ledger import destruction_method
 from .runs import abandon_dead_runs, measure_backlog
@@ -51,6 +54,8 @@ class PurgeResult:
     # Files storage refused again that are stuck (purge_status alerts on them): not pending
     # above, and not a failure of this run.
     files_stuck: int = 0
+    # File names never sent to storage (not a canonical key under the upload prefix).
+    files_refused: int = 0
 
     @property
     def rows_total(self) -> int:
@@ -90,7 +95,9 @@ def purge_expired_jobs(
     """Delete jobs whose expires_at is before `now`, oldest first, `batch_size` per transaction.
 
     Every dependent row goes through the ORM cascade; every file is recorded as pending in the
-    same transaction and deleted from storage after commit. `should_stop` is checked between
+    same transaction and deleted from storage after commit. Before anything is deleted the
+    configured storage is checked against the one the database's files live in
+    (StorageNotVerified, recorded as a failed run, when it is not). `should_stop` is checked between
     batches so an interrupted run never leaves a batch half done; a run it stops is recorded with
     `stopped_status`. `on_batch(jobs_deleted)` is called after each batch with the run's total so
     far (for progress display). `requested_by` (admin runs), `parent_id` (a fan-out's subtask)
@@ -130,6 +137,8 @@ def purge_expired_jobs(
     started = time.monotonic()
     progress = _Progress(rows=dict.fromkeys((m._meta.label for m, _ in cascade_paths(Job)), 0))
     try:
+        # Once per run, before the first row goes: the storage its files live in.
+        verify_storage()
         if dry_run:
             _count_expired(cutoff, limit, progress)
         else:
@@ -150,28 +159,37 @@ def purge_expired_jobs(
     except BaseException as exc:
         interrupted = isinstance(exc, KeyboardInterrupt)
         status = PurgeRun.Status.INTERRUPTED if interrupted else PurgeRun.Status.FAILED
-        recorded = _record_failure(run, progress, started, status, storage.describe_error(exc))
+        # A refusal's own words are written for operators; anything else is summarised.
+        error = str(exc) if isinstance(exc, PurgeNotPossible) else storage.describe_error(exc)
+        recorded = _record_failure(run, progress, started, status, error)
         with contextlib.suppress(AttributeError):  # an exception that takes no attributes
             exc.purge_result = recorded
         raise
-    pending = progress.files.failed - progress.files.stuck
+    files = progress.files
+    pending = files.failed - files.stuck
     if dry_run:
         status = PurgeRun.Status.DRY_RUN
     elif progress.stopped:
         status = stopped_status
-    elif pending:
+    elif pending or files.refused:
+        # Rows purged, but not every file is known to be gone: never a clean success.
         status = PurgeRun.Status.FILES_PENDING
     else:
         # Deleted everything it could: stuck names are purge_status's alert, not a failed run.
         status = PurgeRun.Status.SUCCEEDED
-    reasons = "; ".join(progress.files.errors[:3])
+    problems = []
     if pending:
-        error = f"{pending} file(s) left pending: {reasons}"
-    elif progress.files.stuck:
-        error = f"{progress.files.stuck} stuck file(s) still refused by storage: {reasons}"
-    else:
-        error = ""
-    return _finish(run, progress, started, status, error)
+        problems.append(f"{pending} file(s) left pending: {'; '.join(files.errors[:3])}")
+    if files.refused:
+        problems.append(
+            f"{files.refused} file name(s) refused, never sent to storage "
+            f"({'; '.join(files.refused_reasons[:3])}); see purge_status"
+        )
+    if files.stuck and not pending:
+        problems.append(
+            f"{files.stuck} stuck file(s) still refused by storage: {'; '.join(files.errors[:3])}"
+        )
+    return _finish(run, progress, started, status, "; ".join(problems))
 
 
 @dataclass
@@ -200,8 +218,8 @@ class _Progress:
 
 
 # PurgeRun keeps batch_size and limit in PositiveIntegerFields; anything larger could not even
-# be recorded, so it is refused before the run starts rather than failing inside it.
-MAX_SIZE = 2_147_483_647
+# be recorded, so it is refused before the run starts rather than failing inside it. (MAX_SIZE
+# lives with the other bounds in fmr/parsing.py.)
 
 
 def check_positive(name, value):
@@ -282,7 +300,11 @@ def _delete_expired(
             break  # the backlog is done (or held by a purge beside this one): no empty SELECT
     if not progress.files.unavailable:
         # Names left by earlier failures or crashes: this run finishes them.
-        progress.files.add(delete_pending_files(due_before=sweep_due_before, session=session))
+        progress.files.add(
+            delete_pending_files(
+                due_before=sweep_due_before, session=session, storage_verified=True
+            )
+        )
     if progress.files.unavailable:
         # Storage is down, so the sweep stopped at its first failing chunk or never started: the
         # due names it did not get to are left pending by this run too. (The ones it tried were
@@ -305,7 +327,7 @@ def _delete_batch_files(names, so_far: FileDeletion, session) -> FileDeletion:
     if so_far.unavailable:
         # Storage is down: don't spend every batch timing out. The names are safely pending.
         return FileDeletion(failed=len(names), errors=[so_far.unavailable])
-    return delete_pending_files(names=names, session=session)
+    return delete_pending_files(names=names, session=session, storage_verified=True)
 
 
 def _finish(run, progress, started, status, error) -> PurgeResult:
@@ -325,6 +347,7 @@ def _finish(run, progress, started, status, error) -> PurgeResult:
         # Stuck names are purge_status's alert, not this run's failure (see the status above).
         run.files_pending = progress.files.failed - progress.files.stuck
     run.pending_files_at_end = PendingFileDeletion.objects.unresolved().count()
+    run.files_refused = progress.files.refused
     run.error = error
     fields = [
         "finished_at",
@@ -338,6 +361,7 @@ def _finish(run, progress, started, status, error) -> PurgeResult:
         "would_delete_rows",
         "would_delete_files",
         "pending_files_at_end",
+        "files_refused",
         "error",
     ]
     # The last heartbeat stays (a run that never finished a batch gets its end as its last sign
@@ -364,6 +388,7 @@ def _finish(run, progress, started, status, error) -> PurgeResult:
         trigger=run.trigger,
         parent_run_id=run.parent_id,
         files_stuck=progress.files.stuck,
+        files_refused=run.files_refused,
     )
     fields = {"run": run.pk, "trigger": run.trigger, "status": status, "dry_run": run.dry_run}
     if run.dry_run:
@@ -379,6 +404,7 @@ def _finish(run, progress, started, status, error) -> PurgeResult:
             files_deleted=result.files_deleted,
             files_pending=result.files_pending,
             files_stuck=result.files_stuck,
+            files_refused=result.files_refused,
             batches=result.batches,
         )
     if run.parent_id:
@@ -392,10 +418,6 @@ def _finish(run, progress, started, status, error) -> PurgeResult:
 # act on, and still leaves a failed run record when the database lets it.
 
 PURGE_APPS = ("jobs", "cleanup")
-
-
-class PurgeNotPossible(Exception):
-    """The purge cannot run against this database at all; nothing was read or changed."""
 
 
 def check_database_ready():

@@ -1,36 +1,59 @@
-"""The orphan reconciler: stored objects that no row or pending deletion names."""
+"""The orphan reconciler: stored objects that no row or pending deletion names.
+
+The purge deletes every file a row or a pending deletion names. An object nothing names (an
+upload whose transaction rolled back, a crash between writing a file and its row, a write outside
+the ORM) would never expire; this finds those and, if asked, deletes them.
+
+It cannot empty storage. Against the wrong database (an empty one, a half-restored one, the
+SQLite default) every object looks orphaned, so before deleting anything it counts: a first pass
+lists storage and checks every object past the grace period against the database; then, unless
+a person has looked (`force`), it refuses when the database holds no job and no pending deletion
+while storage holds objects past grace, or when the orphans are more than
+CLEANUP_RECONCILE_MAX_ORPHAN_SHARE of those objects. Only then a second pass lists storage again,
+re-checks every object against the database (rows may have been written since) and deletes the
+orphans, at most as many as were counted. Both passes stream the listing, 1,000 objects at a
+time, so memory does not grow with the bucket; the storage binding is checked before either.
+
+Each run is recorded in ReconcileRun: counts and bytes, never a name.
+"""
 
 import logging
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.utils import timezone
 
-from jobs.models import UPLOAD_PREFIX
+from jobs.models import UPLOAD_PREFIX, Job
 
 from .. import storage
-from ..models import PendingFileDeletion
-from .files import referenced_names
+from ..models import PendingFileDeletion, PurgeRun, ReconcileRun
+from .binding import verify_storage
+from .errors import StorageNotVerified
+from .files import pending_names, referenced_names
 
 logger = logging.getLogger(__name__)
 
-# The purge deletes every file a row or a pending deletion names. An object nothing names (an
-# upload whose transaction rolled back, a crash between writing a file and its row, a write
-# outside the ORM) would never expire; this finds those and, if asked, deletes them.
-
 RECONCILE_GRACE = timedelta(minutes=60)
 RECONCILE_EXAMPLES = 5
+
+
+class ReconcileFailed(Exception):
+    """A reconcile refused or failed; raised by the Celery task so the failure is visible."""
 
 
 @dataclass
 class ReconcileResult:
     delete: bool
     cutoff: datetime
+    forced: bool = False
+    status: str = ReconcileRun.Status.SUCCEEDED
+    run_id: int | None = None
     scanned: int = 0  # objects under the upload prefix
     scanned_bytes: int = 0
     young: int = 0  # newer than the grace period: maybe an upload in flight, not looked at
-    held: int = 0  # named by a row or a pending deletion
+    held: int = 0  # named by a row or a pending deletion, in any spelling
     orphans: int = 0
     orphan_bytes: int = 0
     deleted: int = 0
@@ -44,7 +67,11 @@ class ReconcileResult:
 
     @property
     def ok(self) -> bool:
-        return not self.error
+        return self.status == ReconcileRun.Status.SUCCEEDED and not self.error
+
+    @property
+    def refused(self) -> bool:
+        return self.status == ReconcileRun.Status.REFUSED
 
     def as_dict(self) -> dict:
         data = asdict(self)
@@ -54,43 +81,58 @@ class ReconcileResult:
 
 
 def reconcile_storage(
-    *, delete: bool = False, grace: timedelta = RECONCILE_GRACE, now: datetime | None = None
+    *,
+    delete: bool = False,
+    grace: timedelta = RECONCILE_GRACE,
+    now: datetime | None = None,
+    force: bool = False,
+    trigger: str = PurgeRun.Trigger.SHELL,
 ) -> ReconcileResult:
-    """Find objects under the jobs' upload prefix that nothing references; delete them if asked.
+    """Find objects under the jobs' upload prefix that nothing references; delete them if asked
+    and if that cannot be a mass deletion (see the module's docstring), or if `force`d.
 
-    Streams the listing and checks it against the database 1,000 names at a time, so memory does
-    not grow with the bucket. Objects modified within `grace` of `now` are never touched.
+    Objects modified within `grace` of `now` are never touched. A refusal deletes nothing and
+    comes back with status "refused" and the reason in `error`.
     """
     if not isinstance(grace, timedelta) or grace < timedelta(0):
         raise ValueError(f"grace must be a non-negative duration, got {grace!r}")
     started = time.monotonic()
-    result = ReconcileResult(delete=delete, cutoff=(now or timezone.now()) - grace)
-    chunk: list[storage.StoredObject] = []
+    result = ReconcileResult(delete=delete, cutoff=(now or timezone.now()) - grace, forced=force)
+    run = ReconcileRun.objects.create(
+        trigger=trigger, delete=delete, forced=force, cutoff=result.cutoff
+    )
+    result.run_id = run.pk
     try:
+        verify_storage()
         # One session: a versioned bucket is listed by its versions (an orphan whose current
         # version is a delete marker still holds data) and its orphans lose every version.
         session = storage.open_session()
-        for obj in storage.list_objects(UPLOAD_PREFIX, session=session):
-            result.scanned += 1
-            result.scanned_bytes += obj.size
-            if obj.modified > result.cutoff:
-                result.young += 1
-                continue
-            chunk.append(obj)
-            if len(chunk) == storage.S3_MAX_KEYS_PER_REQUEST:
-                _reconcile_chunk(chunk, result, session)
-                chunk = []
-        if chunk:
-            _reconcile_chunk(chunk, result, session)
+        _count(result, session)
+        if delete and not result.error:
+            refusal = "" if force else _refusal(result)
+            if refusal:
+                result.status = ReconcileRun.Status.REFUSED
+                result.error = refusal
+            elif result.orphans:
+                _delete_orphans(result, session)
+    except StorageNotVerified as exc:
+        result.status = ReconcileRun.Status.REFUSED
+        result.error = str(exc)
     except _StorageUnavailable:
         pass
     except Exception as exc:  # noqa: BLE001 - listing failed: report it, the next run starts over
         result.error = storage.describe_error(exc)
+    if result.error and result.status == ReconcileRun.Status.SUCCEEDED:
+        result.status = ReconcileRun.Status.FAILED
     result.duration_seconds = round(time.monotonic() - started, 3)
+    _record(run, result)
     logger.info(
         "reconcile.run",
         extra={
+            "run": run.pk,
+            "status": result.status,
             "delete": delete,
+            "forced": force,
             "scanned": result.scanned,
             "young": result.young,
             "held": result.held,
@@ -109,29 +151,108 @@ class _StorageUnavailable(Exception):
     pass
 
 
-def _reconcile_chunk(chunk, result: ReconcileResult, session):
+def _old_chunks(result: ReconcileResult, session, *, count: bool):
+    """The listing, streamed, as chunks of objects past the grace period (counting the rest)."""
+    chunk: list[storage.StoredObject] = []
+    for obj in storage.list_objects(UPLOAD_PREFIX, session=session):
+        if count:
+            result.scanned += 1
+            result.scanned_bytes += obj.size
+        if obj.modified > result.cutoff:
+            if count:
+                result.young += 1
+            continue
+        chunk.append(obj)
+        if len(chunk) == storage.S3_MAX_KEYS_PER_REQUEST:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _orphans_in(chunk) -> list[storage.StoredObject]:
     names = [obj.name for obj in chunk]
     # Rows first, then pending names: a purge that commits in between moves a name from the first
     # to the second, so it is seen in one of them. The other order could miss it.
     held = referenced_names(names)
-    held.update(PendingFileDeletion.objects.filter(name__in=names).values_list("name", flat=True))
-    orphans = [obj for obj in chunk if obj.name not in held]
-    result.held += len(chunk) - len(orphans)
-    result.orphans += len(orphans)
-    result.orphan_bytes += sum(obj.size for obj in orphans)
-    room = RECONCILE_EXAMPLES - len(result.examples)
-    result.examples.extend(obj.name for obj in orphans[:room])
-    if not (result.delete and orphans):
-        return
-    outcome = storage.delete_names([obj.name for obj in orphans], session=session)
-    sizes = {obj.name: obj.size for obj in orphans}
-    result.requests += outcome.requests
-    result.deleted += len(outcome.deleted)
-    result.deleted_bytes += sum(sizes[name] for name in outcome.deleted)
-    result.failed += len(outcome.failed)
-    if outcome.failed:
-        reasons = sorted(set(outcome.failed.values()))
-        result.error = f"{result.failed} orphan(s) not deleted: {'; '.join(reasons[:3])}"
-    if outcome.unavailable:
-        # The rest would fail the same way; the next run finds them again.
-        raise _StorageUnavailable
+    held |= pending_names(names)
+    return [obj for obj in chunk if obj.name not in held]
+
+
+def _count(result: ReconcileResult, session):
+    for chunk in _old_chunks(result, session, count=True):
+        orphans = _orphans_in(chunk)
+        result.held += len(chunk) - len(orphans)
+        result.orphans += len(orphans)
+        result.orphan_bytes += sum(obj.size for obj in orphans)
+        room = RECONCILE_EXAMPLES - len(result.examples)
+        result.examples.extend(obj.name for obj in orphans[:room])
+
+
+def _refusal(result: ReconcileResult) -> str:
+    past_grace = result.held + result.orphans
+    if not past_grace:
+        return ""
+    if not Job.objects.exists() and not PendingFileDeletion.objects.exists():
+        return (
+            f"refusing to delete: the database holds no job and no pending deletion, while "
+            f"storage holds {past_grace} object(s) past the grace period. This looks like the "
+            "wrong or an empty database (is DATABASE_URL the one that owns this storage?). "
+            "Nothing was deleted. If every one of them really is an orphan, run again with "
+            "--force after checking."
+        )
+    share = settings.CLEANUP_RECONCILE_MAX_ORPHAN_SHARE
+    if result.orphans > share * past_grace:
+        return (
+            f"refusing to delete {result.orphans} of the {past_grace} object(s) past the grace "
+            f"period ({result.orphans / past_grace:.0%}): more than "
+            f"CLEANUP_RECONCILE_MAX_ORPHAN_SHARE ({share:.0%}) look orphaned, which a wrong or "
+            "half-restored database would also explain. Nothing was deleted. Check the "
+            "database and the storage, then run again with --force to delete them."
+        )
+    return ""
+
+
+def _delete_orphans(result: ReconcileResult, session):
+    # The counted orphans are the most this pass deletes: the share was decided on that count.
+    room = result.orphans
+    attempted = 0
+    for chunk in _old_chunks(result, session, count=False):
+        if attempted >= room:
+            break
+        orphans = _orphans_in(chunk)[: room - attempted]
+        if not orphans:
+            continue
+        attempted += len(orphans)
+        outcome = storage.delete_names([obj.name for obj in orphans], session=session)
+        sizes = {obj.name: obj.size for obj in orphans}
+        result.requests += outcome.requests
+        result.deleted += len(outcome.deleted)
+        result.deleted_bytes += sum(sizes[name] for name in outcome.deleted)
+        not_deleted = {**outcome.failed, **outcome.refused}
+        result.failed += len(not_deleted)
+        if not_deleted:
+            reasons = sorted(set(not_deleted.values()))
+            result.error = f"{result.failed} orphan(s) not deleted: {'; '.join(reasons[:3])}"
+        if outcome.unavailable:
+            # The rest would fail the same way; the next run finds them again.
+            raise _StorageUnavailable
+
+
+def _record(run: ReconcileRun, result: ReconcileResult):
+    for name in (
+        "status",
+        "scanned",
+        "scanned_bytes",
+        "young",
+        "held",
+        "orphans",
+        "orphan_bytes",
+        "deleted",
+        "deleted_bytes",
+        "failed",
+        "error",
+    ):
+        setattr(run, name, getattr(result, name))
+    run.finished_at = timezone.now()
+    run.save()

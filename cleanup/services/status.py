@@ -6,9 +6,11 @@ from datetime import datetime, timedelta
 from django.db import models
 from django.utils import timezone
 
+from fmr.parsing import parse_minutes
 from jobs.models import Job
 
 from ..models import PendingFileDeletion, PurgeRun
+from .binding import verify_storage
 from .files import FileDeletion, delete_pending_files
 
 
@@ -32,6 +34,10 @@ class PurgeStatus:
     stuck_files: int = 0
     oldest_stuck_seconds: float | None = None
     stuck_reasons: list[str] = field(default_factory=list)
+    # Names never sent to storage (not a canonical key under the upload prefix): how many, and
+    # how many per reason. Not counted in pending_files: no run will try them again.
+    refused_files: int = 0
+    refused_reasons: dict[str, int] | None = None
 
     def problems(self, *, max_overdue: timedelta) -> list[str]:
         """Why the promise is at risk, given how late is too late; empty when it holds."""
@@ -53,6 +59,12 @@ class PurgeStatus:
                 f"{self.stuck_files} file deletion(s) stuck, the oldest pending for "
                 f"{_minutes(self.oldest_stuck_seconds or 0)}: {'; '.join(self.stuck_reasons[:3])}"
             )
+        if self.refused_files:
+            # No run will delete these: waiting longer does not help, a person must look.
+            found.append(
+                f"{self.refused_files} file name(s) refused, never sent to storage "
+                f"({'; '.join(sorted(self.refused_reasons or {}))})"
+            )
         return found
 
     def as_dict(self) -> dict:
@@ -70,6 +82,12 @@ def purge_status(*, now: datetime | None = None) -> PurgeStatus:
     stuck = PendingFileDeletion.objects.stuck()
     pending = not_stuck.aggregate(count=models.Count("pk"), oldest=models.Min("created_at"))
     stuck_facts = stuck.aggregate(count=models.Count("pk"), oldest=models.Min("created_at"))
+    refused = dict(
+        PendingFileDeletion.objects.refused()
+        .values_list("refused_reason")
+        .annotate(count=models.Count("pk"))
+        .order_by("refused_reason")
+    )
     # Whole purges only: a fan-out's subtask is part of its parent's run, never a purge of its own
     # (the last one of a fan-out usually finds nothing left). Dry runs delete nothing.
     runs = PurgeRun.objects.filter(dry_run=False, parent__isnull=True).order_by(
@@ -88,21 +106,15 @@ def purge_status(*, now: datetime | None = None) -> PurgeStatus:
         stuck_files=stuck_facts["count"],
         oldest_stuck_seconds=_age(now, stuck_facts["oldest"]),
         stuck_reasons=_reasons(stuck),
+        refused_files=sum(refused.values()),
+        refused_reasons=refused,
     )
 
 
-def overdue_limit(minutes: str) -> timedelta:
-    """`--max-overdue` / `?max_overdue=`: minutes (0 or more, fractions allowed) as a timedelta."""
-    try:
-        value = float(minutes)
-    except (TypeError, ValueError):
-        value = -1.0
-    try:
-        if not 0 <= value < float("inf"):
-            raise OverflowError
-        return timedelta(minutes=value)
-    except OverflowError:
-        raise ValueError(f"expected a number of minutes, 0 or more, got {minutes!r}") from None
+def overdue_limit(minutes) -> timedelta:
+    """`--max-overdue` / `?max_overdue=`: minutes (0 or more, fractions allowed, bounded, ASCII
+    digits) as a timedelta; ValueError (fmr.parsing.InvalidValue) with the reason otherwise."""
+    return parse_minutes(minutes)
 
 
 def count_expired_jobs(*, now: datetime | None = None) -> int:
@@ -132,19 +144,24 @@ def resolve_stuck_files(*, ids, by: str) -> int:
     later is pending again. Names that are not stuck are left pending: the purge still owns them.
     """
     return (
-        PendingFileDeletion.objects.stuck()
+        PendingFileDeletion.objects.needs_a_person()
         .filter(pk__in=ids)
         .update(resolved_at=timezone.now(), resolved_by=by)
     )
 
 
 def retry_pending_files(*, ids) -> FileDeletion:
-    """Make the chosen pending deletions due now and try them at once, whatever their backoff."""
+    """Make the chosen pending deletions due now and try them at once, whatever their backoff.
+
+    Refuses (StorageNotVerified, nothing deleted) on a storage the database does not know.
+    Refused names are tried again too: their reason is re-checked, and stays if it still holds.
+    """
+    verify_storage()
     now = timezone.now()
     chosen = PendingFileDeletion.objects.filter(pk__in=ids)
     chosen.update(next_attempt_at=now)
     names = list(chosen.values_list("name", flat=True))
-    return delete_pending_files(names=names) if names else FileDeletion()
+    return delete_pending_files(names=names, storage_verified=True) if names else FileDeletion()
 
 
 def _age(now, moment) -> float | None:
@@ -169,6 +186,7 @@ def _run_facts(run: PurgeRun | None) -> dict | None:
         "rows_deleted": dict(run.rows_deleted),
         "files_deleted": run.files_deleted,
         "files_pending": run.files_pending,
+        "files_refused": run.files_refused,
     }
     # A fan-out: its totals above are the sum of these runs; none for a plain run.
     runs = list(run.subtask_runs.order_by("started_at", "pk")) if run.is_fan_out else []

@@ -5,7 +5,9 @@ On S3 names go out in DeleteObjects requests of up to 1,000 keys (one request pe
 slower; s3.py), every version of them on a versioned bucket; on local files, one delete per name
 (local.py). Either way, a name that is already gone counts as deleted, each name that could not be
 deleted comes back with the reason, and only the storage's own failure (not one name's) marks it
-unavailable. Only S3 and local file storage are supported; anything else is refused.
+unavailable. A name that is not the canonical key of an object under the upload prefix is never
+sent at all: it comes back refused, with the reason (names.py). Only S3 and local file storage
+are supported; anything else is refused (identity.py), before anything is deleted.
 
 A run opens one session (`open_session()`) and passes it to every call: what the session learns
 of the storage (whether an S3 bucket is versioned) is asked once per run, not per batch.
@@ -15,7 +17,8 @@ from collections.abc import Iterator
 
 from django.core.files.storage import FileSystemStorage, storages
 
-from . import local, s3
+from . import local, names, s3
+from .identity import StorageIdentity, identify, unsupported
 from .outcome import DeleteOutcome, StoredObject, UnsupportedStorage, describe_error
 from .probe import StorageProbe, probe_s3
 from .s3 import S3_MAX_KEYS_PER_REQUEST, StorageUnavailable, is_s3
@@ -25,8 +28,10 @@ __all__ = [
     "DeleteOutcome",
     "StorageProbe",
     "StorageUnavailable",
+    "StorageIdentity",
     "StoredObject",
     "UnsupportedStorage",
+    "configured_identity",
     "delete_names",
     "describe_error",
     "get_storage",
@@ -34,6 +39,7 @@ __all__ = [
     "list_objects",
     "probe_s3",
     "open_session",
+    "names",
 ]
 
 
@@ -49,11 +55,27 @@ def open_session():
         return s3.S3Session(storage)
     if isinstance(storage, FileSystemStorage):
         return local.LocalSession(storage)
-    raise UnsupportedStorage(_unsupported(storage))
+    raise UnsupportedStorage(unsupported(storage))
 
 
-def delete_names(names: list[str], *, session=None) -> DeleteOutcome:
-    return (session or open_session()).delete_names(list(names))
+def configured_identity() -> StorageIdentity:
+    """Which storage this process is configured for; UnsupportedStorage for an unknown kind."""
+    return identify(get_storage())
+
+
+def delete_names(names_to_delete: list[str], *, session=None) -> DeleteOutcome:
+    session = session or open_session()
+    refused = {}
+    sendable = []
+    for name in names_to_delete:
+        reason = names.refusal(name, session.storage)
+        if reason:
+            refused[name] = reason
+        else:
+            sendable.append(name)
+    outcome = session.delete_names(sendable) if sendable else DeleteOutcome()
+    outcome.refused.update(refused)
+    return outcome
 
 
 def list_objects(prefix: str, *, session=None) -> Iterator[StoredObject]:
@@ -64,8 +86,3 @@ def list_objects(prefix: str, *, session=None) -> Iterator[StoredObject]:
     """
     prefix = prefix.strip("/") + "/"
     yield from (session or open_session()).list_objects(prefix)
-
-
-def _unsupported(storage) -> str:
-    kind = f"{type(storage).__module__}.{type(storage).__qualname__}"
-    return f"{kind} is not supported: only S3 and local file storage are"

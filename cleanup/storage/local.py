@@ -8,10 +8,12 @@ directories behind; MEDIA_ROOT and the upload prefix itself always stay.
 
 import errno
 import os
+import stat
 from datetime import UTC, datetime
 
 from jobs.models import UPLOAD_PREFIX
 
+from . import names as canonical
 from .outcome import DeleteOutcome, StoredObject, describe_error
 
 # Errors of the file system as a whole: every other name would fail the same way.
@@ -45,7 +47,13 @@ class LocalSession:
 
 def delete_names(storage, names) -> DeleteOutcome:
     outcome = DeleteOutcome()
+    real = RealPaths(storage)
     for index, name in enumerate(names):
+        # FileSystemStorage follows symlinks: a symlinked directory (or file) inside MEDIA_ROOT
+        # would carry the delete to whatever it points at.
+        if real.leaves_upload_directory(name):
+            outcome.refused[name] = canonical.SYMLINK_OUT
+            continue
         outcome.requests += 1
         try:
             storage.delete(name)  # FileSystemStorage ignores names that are already gone.
@@ -89,6 +97,42 @@ def _remove_empty_folders(storage, name):
         except OSError:
             return  # not empty (or not ours to remove): nothing above it is empty either
         folder = os.path.dirname(folder)
+
+
+class RealPaths:
+    """Whether a name's directories lead out of MEDIA_ROOT/jobs/ through a symlink.
+
+    Only directories matter: the delete resolves every directory of the path, following
+    symlinks, but removes the last component itself (a symlinked file loses the link, never its
+    target; a symlink to a directory is not removed at all). Each directory is looked at once per
+    delete call, one lstat, resolved only when it is a symlink: a batch's names share their
+    directories, and os.path.realpath on every name (an lstat per component from /) cost the
+    purge as much as the deletes themselves.
+    """
+
+    def __init__(self, storage):
+        self.root = os.path.abspath(storage.location)
+        self.inside = os.path.join(os.path.realpath(self.root), UPLOAD_PREFIX)
+        self.directories: dict[str, bool] = {}
+
+    def leaves_upload_directory(self, name: str) -> bool:
+        directory = name.rpartition("/")[0]
+        if directory not in self.directories:
+            parent = directory.rpartition("/")[0]
+            self.directories[directory] = bool(directory) and (
+                (bool(parent) and self.leaves_upload_directory(directory))
+                or self._leads_out(os.path.join(self.root, directory))
+            )
+        return self.directories[directory]
+
+    def _leads_out(self, path) -> bool:
+        try:
+            if not stat.S_ISLNK(os.lstat(path).st_mode):
+                return False
+        except FileNotFoundError:
+            return False  # nothing there to follow (the delete finds nothing either)
+        target = os.path.realpath(path)
+        return target != self.inside and not target.startswith(self.inside + os.sep)
 
 
 def list_objects(storage, prefix):

@@ -12,6 +12,9 @@ class UnsupportedStorage(Exception):
 class DeleteOutcome:
     deleted: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    # Never sent to storage: the name does not resolve to a key under the upload prefix (see
+    # names.py), or locally its real path leaves it. Name -> reason (without the name).
+    refused: dict[str, str] = field(default_factory=dict)
     requests: int = 0
     # Set when the storage as a whole failed (endpoint down, 5xx), not some keys in it.
     unavailable: str = ""

@@ -1,12 +1,10 @@
 import json
 import logging
-import re
 import signal
 import threading
-from argparse import ArgumentTypeError
 from contextlib import contextmanager
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import DatabaseError
 
 from cleanup.models import PurgeRun
@@ -17,27 +15,21 @@ from cleanup.services import (
     count_expired_jobs,
     purge_expired_jobs,
 )
-from cleanup.services.purge import MAX_SIZE
 from cleanup.storage import describe_error
+from fmr.commands import StrictCommand, argument_type
+from fmr.parsing import MAX_SIZE, parse_int
 
 # Exit status of a run stopped by Ctrl-C, as shells report a process ended by SIGINT.
 INTERRUPTED_EXIT = 130
 
-
-def positive_int(value):
-    # Plain ASCII digits only: int() would also take "1_0", "+5" or non-Latin digits.
-    if not re.fullmatch(r"[0-9]+", value.strip()) or not 1 <= int(value) <= MAX_SIZE:
-        raise ArgumentTypeError(f"expected a positive whole number up to {MAX_SIZE}, got {value!r}")
-    return int(value)
+# Plain ASCII digits only: int() would also take "1_0", "+5" or non-Latin digits.
+positive_int = argument_type(
+    parse_int, minimum=1, maximum=MAX_SIZE, expected=f"a positive whole number up to {MAX_SIZE}"
+)
 
 
-class Command(BaseCommand):
+class Command(StrictCommand):
     help = "Delete jobs past their expiry with every row and file attached to them."
-
-    def create_parser(self, prog_name, subcommand, **kwargs):
-        # A mistyped flag must be refused, not read as an abbreviation (--force is not
-        # --force-color, --batch is not --batch-size).
-        return super().create_parser(prog_name, subcommand, allow_abbrev=False, **kwargs)
 
     def add_arguments(self, parser):
         parser.add_argument(

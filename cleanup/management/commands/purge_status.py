@@ -1,20 +1,16 @@
 import json
-from argparse import ArgumentTypeError
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from cleanup.report import format_status
-from cleanup.services import overdue_limit, purge_status
+from cleanup.services import purge_status
+from fmr.commands import StrictCommand, argument_type
+from fmr.parsing import parse_minutes
+
+minutes = argument_type(parse_minutes)
 
 
-def minutes(value):
-    try:
-        return overdue_limit(value)
-    except ValueError as exc:
-        raise ArgumentTypeError(str(exc)) from None
-
-
-class Command(BaseCommand):
+class Command(StrictCommand):
     help = (
         "Is the 24-hour promise holding? Expired jobs still present, pending file deletions, "
         "the last successful purge. With --max-overdue, exits non-zero when it is at risk."

@@ -1,29 +1,24 @@
 import json
-import math
-from argparse import ArgumentTypeError
-from datetime import timedelta
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from cleanup.models import PurgeRun
 from cleanup.report import format_reconcile
 from cleanup.services import RECONCILE_GRACE, reconcile_storage
+from fmr.commands import StrictCommand, argument_type
+from fmr.parsing import MAX_MINUTES, parse_minutes
+
+minutes = argument_type(
+    parse_minutes, expected=f"a number of minutes (0 or more) up to {MAX_MINUTES}"
+)
 
 
-def minutes(value):
-    problem = f"expected a number of minutes (0 or more), got {value!r}"
-    try:
-        number = float(value)
-    except ValueError:
-        raise ArgumentTypeError(problem) from None
-    if not math.isfinite(number) or number < 0:
-        raise ArgumentTypeError(problem)
-    return timedelta(minutes=number)
-
-
-class Command(BaseCommand):
+class Command(StrictCommand):
     help = (
         "Find objects under the jobs' upload prefix that no row and no pending deletion names "
-        "(orphans), older than the grace period; with --delete, delete them."
+        "(orphans), older than the grace period; with --delete, delete them. Refuses to delete "
+        "when the database holds no job or more than CLEANUP_RECONCILE_MAX_ORPHAN_SHARE of the "
+        "objects look orphaned, unless --force."
     )
 
     def add_arguments(self, parser):
@@ -38,10 +33,22 @@ class Command(BaseCommand):
             help="Leave objects younger than this alone, so uploads in flight are safe "
             f"(default: {RECONCILE_GRACE.total_seconds() / 60:.0f}).",
         )
+        parser.add_argument(
+            "--force",
+            action="store_true",
+            help="With --delete: delete even when the database holds no job, or more than "
+            "CLEANUP_RECONCILE_MAX_ORPHAN_SHARE of the objects look orphaned. Only after a "
+            "person has checked the database and the storage.",
+        )
         parser.add_argument("--json", action="store_true", help="Print the summary as JSON.")
 
     def handle(self, *args, **options):
-        result = reconcile_storage(delete=options["delete"], grace=options["grace"])
+        result = reconcile_storage(
+            delete=options["delete"],
+            grace=options["grace"],
+            force=options["force"],
+            trigger=PurgeRun.Trigger.COMMAND,
+        )
         if options["json"]:
             self.stdout.write(json.dumps(result.as_dict(), indent=2))
         elif options["verbosity"] > 0:

@@ -1,10 +1,10 @@
-from django.core.management.base import BaseCommand
 from django.utils import timezone
 
+from fmr.commands import StrictCommand
 from jobs.models import Job
 
 
-class Command(BaseCommand):
+class Command(StrictCommand):
     help = "List the jobs that exist, their expiry, and whether their files are in storage."
 
     def handle(self, *args, **options):

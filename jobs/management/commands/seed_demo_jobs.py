@@ -3,24 +3,28 @@ from datetime import timedelta
 
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.files.storage import default_storage
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.utils import timezone
 
+from fmr.commands import StrictCommand, argument_type
+from fmr.parsing import parse_int
 from jobs.demo import create_full_job
 
+count = argument_type(parse_int, minimum=0, maximum=100_000)
+seed_number = argument_type(parse_int, minimum=0)
 
-class Command(BaseCommand):
+
+class Command(StrictCommand):
     help = "Create demo jobs with real files: some already past expiry, some live."
 
     def add_arguments(self, parser):
-        parser.add_argument("--expired", type=int, default=3)
-        parser.add_argument("--live", type=int, default=2)
-        parser.add_argument("--seed", type=int, default=None)
+        parser.add_argument("--expired", type=count, default=3)
+        parser.add_argument("--live", type=count, default=2)
+        parser.add_argument("--seed", type=seed_number, default=None)
 
     def handle(self, *args, expired, live, seed, **options):
-        if expired < 0 or live < 0:
-            raise CommandError("--expired and --live must be zero or more")
         rng = random.Random(seed)
         now = timezone.now()
         ttl = settings.JOB_TTL
@@ -29,6 +33,10 @@ class Command(BaseCommand):
         for done, moment in enumerate(created_at):
             try:
                 create_full_job(created_at=moment, rng=rng)
+            except ImproperlyConfigured as exc:
+                # The storage is not the one this database's files live in (cleanup refuses
+                # the save); the message names both, without a file's name.
+                raise CommandError(f"{exc} {done} of {len(created_at)} job(s) created.") from None
             except (ClientError, BotoCoreError, OSError) as exc:
                 # Each job is saved in one transaction: the failed one left no row.
                 raise CommandError(

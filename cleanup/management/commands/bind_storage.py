@@ -1,0 +1,89 @@
+import getpass
+import json
+
+from django.core.management.base import CommandError
+from django.utils import timezone
+
+from cleanup.services import PurgeNotPossible, bind_storage, binding_state, verify_storage
+from fmr.commands import StrictCommand
+
+
+class Command(StrictCommand):
+    help = (
+        "Show which storage the database's files live in (the binding) and which storage this "
+        "process is configured for. With --rebind, bind the configured storage: the one explicit "
+        "way to switch storage, after the files really were moved there."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--rebind",
+            action="store_true",
+            help="Bind the configured storage (records who and when, and what it replaced).",
+        )
+        parser.add_argument(
+            "--by",
+            default=None,
+            metavar="NAME",
+            help="Who is switching, for the record (default: the operating-system user).",
+        )
+        parser.add_argument("--json", action="store_true", help="Print the facts as JSON.")
+
+    def handle(self, *args, **options):
+        try:
+            if options["rebind"]:
+                done = bind_storage(by=options["by"] or _os_user())
+                state, changed = done.state, done.changed
+            else:
+                state, changed = binding_state(), False
+        except PurgeNotPossible as exc:
+            raise CommandError(str(exc)) from exc
+        if options["json"]:
+            self.stdout.write(json.dumps(_facts(state, changed), indent=2))
+        elif options["verbosity"] > 0:
+            self.stdout.write(_text(state, changed, rebind=options["rebind"]))
+        try:
+            # What every purge, sweep and reconcile will say about this storage.
+            verify_storage()
+        except PurgeNotPossible as exc:
+            raise CommandError(str(exc)) from exc
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown operator"
+
+
+def _facts(state, changed) -> dict:
+    return {
+        "bound": state.bound.describe() if state.bound else None,
+        "bound_kind": state.bound.kind if state.bound else None,
+        "bound_at": state.bound_at.isoformat() if state.bound_at else None,
+        "bound_by": state.bound_by or None,
+        "previous": state.previous or None,
+        "configured": state.configured.describe(),
+        "configured_kind": state.configured.kind,
+        "matches": state.matches,
+        "changed": changed,
+    }
+
+
+def _text(state, changed, *, rebind) -> str:
+    if state.bound:
+        when = timezone.localtime(state.bound_at).strftime("%Y-%m-%d %H:%M:%S %Z")
+        bound = f"{state.bound.describe()} (bound {when} by {state.bound_by})"
+    else:
+        bound = "nothing bound yet (the first file written binds its storage)"
+    lines = [
+        f"  {'database files live in:':<26}{bound}",
+        f"  {'this process uses:':<26}{state.configured.describe()}",
+    ]
+    if state.previous:
+        lines.append(f"  {'before that:':<26}{state.previous}")
+    if rebind:
+        lines.append("Rebound." if changed else "Already bound to the configured storage.")
+    elif state.bound and state.matches:
+        lines.append("They match.")
+    return "\n".join(lines)

@@ -1,0 +1,34 @@
+"""The base of every fmr management command: flags parsed strictly, by fmr/parsing.py.
+
+argparse takes any unambiguous prefix of a flag (`--d` for `--delete`, `--max-over` for
+`--max-overdue`) and Django's --verbosity any int() (`٣`). A mistyped flag must be refused, not
+guessed at, and a number must mean the same to every tool that reads it.
+"""
+
+from argparse import ArgumentTypeError
+
+from django.core.management.base import BaseCommand
+
+from .parsing import InvalidValue, parse_int
+
+
+def argument_type(parse, **options):
+    """An argparse `type=` from a parser of fmr.parsing: its sentence becomes argparse's error."""
+
+    def convert(text):
+        try:
+            return parse(text, **options)
+        except InvalidValue as exc:
+            raise ArgumentTypeError(str(exc)) from None
+
+    return convert
+
+
+class StrictCommand(BaseCommand):
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        return super().create_parser(prog_name, subcommand, allow_abbrev=False, **kwargs)
+
+    def add_base_argument(self, parser, *args, **kwargs):
+        if "--verbosity" in args:
+            kwargs["type"] = argument_type(parse_int, minimum=0, maximum=3, expected="0, 1, 2 or 3")
+        super().add_base_argument(parser, *args, **kwargs)
