@@ -1,23 +1,26 @@
+import json
+
 from django.conf import settings
 from django.db import connections, models
 from django.utils import timezone
 
 
 class PendingFileDeletionQuerySet(models.QuerySet):
-    def record(self, names):
+    def record(self, names, *, at=None) -> dict[str, int] | None:
         """Add names in one INSERT; a name already pending keeps its attempt history.
 
         A name a person marked resolved that is recorded again (the same object deleted again) is
-        pending again, from scratch.
+        pending again, from scratch. `at` is when the names became pending (default now; a batch
+        taken over keeps its own time). Returns the rows this call wrote, name -> id, so the
+        caller can forget exactly those (PostgreSQL; None elsewhere).
         """
         if not names:
-            return
+            return {}
         connection = connections[self.db]
         if connection.vendor == "postgresql":
-            # A purge batch records thousands of names: one array parameter, instead of a model
-            # instance and five placeholders per name (measured: that bulk_create was a quarter
-            # of the purge's time). Same columns and defaults as the model's.
-            now = timezone.now()
+            # Thousands of names at once: one array parameter, instead of a model instance and
+            # five placeholders per name. Same columns and defaults as the model's.
+            now = at or timezone.now()
             meta, quote = self.model._meta, connection.ops.quote_name
             column = {
                 f: quote(meta.get_field(f).column)
@@ -51,13 +54,17 @@ class PendingFileDeletionQuerySet(models.QuerySet):
                     "SELECT unnest(%s::text[]), %s, 0, '', %s, NULL, '', '' "
                     f"ON CONFLICT ({column['name']}) DO UPDATE SET {reopen}, "
                     f"{column['resolved_at']} = NULL, {column['resolved_by']} = '' "
-                    f"WHERE pending.{column['resolved_at']} IS NOT NULL",
+                    f"WHERE pending.{column['resolved_at']} IS NOT NULL "
+                    f"RETURNING {column['name']}, {quote(meta.pk.column)}",
                     [list(names), now, now],
                 )
-            return
+                return dict(cursor.fetchall())
         # Elsewhere Django splits the INSERT to fit the backend's parameter limit (SQLite).
-        self.bulk_create([PendingFileDeletion(name=name) for name in names], ignore_conflicts=True)
-        now = timezone.now()
+        now = at or timezone.now()
+        self.bulk_create(
+            [PendingFileDeletion(name=name, created_at=now, next_attempt_at=now) for name in names],
+            ignore_conflicts=True,
+        )
         for start in range(0, len(names), 500):
             self.filter(name__in=names[start : start + 500], resolved_at__isnull=False).update(
                 created_at=now,
@@ -68,6 +75,7 @@ class PendingFileDeletionQuerySet(models.QuerySet):
                 resolved_by="",
                 refused_reason="",
             )
+        return None
 
     def unresolved(self):
         return self.filter(resolved_at__isnull=True)
@@ -106,11 +114,15 @@ class PendingFileDeletion(models.Model):
     so neither a rollback nor a crash nor an outage can leave a file behind unnoticed.
     """
 
-    name = models.CharField(max_length=512, unique=True)
+    # Unique by a constraint rather than unique=True, which on PostgreSQL adds a second index
+    # (varchar_pattern_ops, for LIKE) that nothing here uses and every batch's INSERT would pay.
+    name = models.CharField(max_length=512)
     created_at = models.DateTimeField(default=timezone.now)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
-    next_attempt_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # Not indexed: the sweep reads the rows that failed before (few); an index here would cost
+    # every batch's INSERT and DELETE of its names.
+    next_attempt_at = models.DateTimeField(default=timezone.now)
     # A person dealt with a stuck name (deleted it by hand, or found it must stay): it no longer
     # counts as pending or stuck, and is no longer tried, but stays here as the record of that.
     resolved_at = models.DateTimeField(null=True, blank=True)
@@ -126,6 +138,7 @@ class PendingFileDeletion(models.Model):
     class Meta:
         ordering = ["created_at"]
         permissions = [("retry_pending", "Can retry pending file deletions now")]
+        constraints = [models.UniqueConstraint(fields=["name"], name="cleanup_pending_name_unique")]
 
     def __str__(self):
         return self.name
@@ -133,6 +146,51 @@ class PendingFileDeletion(models.Model):
     @property
     def stuck(self) -> bool:
         return self.resolved_at is None and self.attempts >= settings.CLEANUP_STUCK_AFTER_ATTEMPTS
+
+
+class PendingFileBatchQuerySet(models.QuerySet):
+    def write(self, names) -> "PendingFileBatch":
+        return self.create(names_json=json.dumps(list(names)), count=len(names))
+
+    def names(self) -> list[str]:
+        """Every name these batches hold (normally none: a batch lives only for its file step)."""
+        return [
+            name for text in self.values_list("names_json", flat=True) for name in json.loads(text)
+        ]
+
+    def name_count(self) -> int:
+        return self.aggregate(n=models.Sum("count"))["n"] or 0
+
+
+class PendingFileBatch(models.Model):
+    """A purge batch's file names, written in the batch's own transaction: the outbox's fast path.
+
+    One row per batch instead of one per name (measured on a 5,000-job batch: 20,000 rows cost
+    as much as the rest of the batch's database work). The purge deletes the row once storage
+    has answered for every name; names storage did not delete become PendingFileDeletion rows
+    then, with their reason. A batch a run could not finish (the process died in its file step)
+    is turned into PendingFileDeletion rows by the next run's sweep. Either way no name is lost,
+    and these names count as pending everywhere pending files are counted.
+    """
+
+    created_at = models.DateTimeField(default=timezone.now)
+    # The names as a JSON list, kept as text: PostgreSQL stores text as it comes (compressed with
+    # lz4 where it can, migration 0010), while jsonb is parsed and pglz-compressed on every
+    # insert (measured: 14 ms against 2 ms for a 20,000-name batch).
+    names_json = models.TextField()
+    count = models.PositiveIntegerField(default=0)
+
+    objects = PendingFileBatchQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["created_at"]
+
+    def __str__(self):
+        return f"Pending file batch {self.pk} ({self.count} file(s))"
+
+    @property
+    def names(self) -> list[str]:
+        return json.loads(self.names_json)
 
 
 class PurgeRun(models.Model):

@@ -16,7 +16,7 @@ import logging
 from django.db import transaction
 from django.db.models.signals import post_delete, pre_save
 
-from .deletion import records_its_own_files
+from .deletion import purge_does_the_work_of, records_its_own_files
 from .file_models import file_models, names_of, validate_file_models
 from .models import PendingFileDeletion
 from .services import StorageNotVerified, delete_pending_files, ensure_storage_bound
@@ -48,6 +48,7 @@ def bind_storage_of_saved_files(sender, instance, raw=False, using=None, **kwarg
         ensure_storage_bound(by="first file written")
 
 
+@purge_does_the_work_of
 def record_deleted_files(sender, instance, using, origin=None, **kwargs):
     if records_its_own_files(origin):
         return

@@ -13,14 +13,20 @@ from django.db.models.signals import post_delete
 from django.test.utils import CaptureQueriesContext
 
 from cleanup.deletion import delete_cascading
-from cleanup.models import PendingFileDeletion, PurgeRun
-from cleanup.services import plan_purge, purge_expired_chunk, purge_expired_jobs
+from cleanup.models import PendingFileBatch, PendingFileDeletion, PurgeRun
+from cleanup.services import (
+    delete_pending_files,
+    plan_purge,
+    purge_expired_chunk,
+    purge_expired_jobs,
+)
 from cleanup.tasks import delete_expired_jobs
 from jobs.demo import FILES_PER_JOB, ROWS_PER_JOB
 from jobs.models import Job
 from tests.helpers import (
     FULL_JOB_ROWS,
     NO_ROWS,
+    bind_test_storage,
     bulk_expired_jobs,
     expired_job,
     file_names,
@@ -215,24 +221,40 @@ def pending_table_stats() -> dict:
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_pending_table_analyzed_while_empty_still_costs_work_linear_in_its_names():
-    # A database with history: the outbox filled and emptied by earlier purges, then analyzed
-    # while empty but not truncated (as autovacuum's analyze does), so the planner believes it
-    # holds one row. On main this turned forgetting a batch's names into a nested loop that
-    # re-ran the locking subquery for every row: quadratic in the batch's files.
-    bulk_expired_jobs(100)
-    purge_expired_jobs()
+    # A database with history: names left pending by an outage, deleted by a later run, then
+    # the table analyzed while empty but not truncated (as autovacuum's analyze does), so the
+    # planner believes it holds one row. On main this turned forgetting names into a nested loop
+    # re-running the locking subquery for every row: quadratic (2,000,000 rows read for 2,000).
+    bind_test_storage()
+    PendingFileDeletion.objects.record([f"jobs/{uuid.uuid4()}/a-{i}.png" for i in range(500)])
+    assert delete_pending_files().deleted == 500
     with connection.cursor() as cursor:
         cursor.execute(f"ANALYZE {PendingFileDeletion._meta.db_table}")
     stats = pending_table_stats()
     assert stats["reltuples"] == 0 and stats["relpages"] > 0
 
-    jobs = 500
-    bulk_expired_jobs(jobs)
-    result = purge_expired_jobs(batch_size=jobs)
+    names = [f"jobs/{uuid.uuid4()}/b-{i}.png" for i in range(2000)]
+    PendingFileDeletion.objects.record(names)
+    result = delete_pending_files()
 
-    names = jobs * FILES_PER_JOB
-    assert result.jobs_deleted == jobs and result.files_deleted == names
+    assert result.deleted == len(names) and not PendingFileDeletion.objects.exists()
     read = pending_table_stats()["rows_read"] - stats["rows_read"]
-    # Linear: a few reads per name (find, lock, delete). Quadratic would be ~names**2 / 2.
-    print(f"{read} rows read from the outbox to forget {names} names")
-    assert read <= 5 * names, f"{read} rows read from the outbox for {names} names"
+    print(f"{read} rows read from the outbox to forget {len(names)} names")
+    # Linear: a few reads per name (find it due, lock it, delete it). Quadratic: ~names**2 / 2.
+    assert read <= 5 * len(names), f"{read} rows read from the outbox for {len(names)} names"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_purge_batch_keeps_its_names_in_one_outbox_row_whatever_its_size():
+    # The durable outbox's fast path: one row per batch, whatever its size, written with the
+    # batch and deleted once storage answered; the per-name table is not touched.
+    bulk_expired_jobs(300)
+    before = pending_table_stats()["rows_read"]
+    with CaptureQueriesContext(connection) as queries:
+        result = purge_expired_jobs(batch_size=300)
+    assert result.jobs_deleted == 300 and result.files_deleted == 300 * FILES_PER_JOB
+    outbox = [q["sql"] for q in queries if PendingFileBatch._meta.db_table in q["sql"]]
+    assert sum(sql.startswith("INSERT") for sql in outbox) == 1
+    assert not PendingFileBatch.objects.exists() and not PendingFileDeletion.objects.exists()
+    assert pending_table_stats()["rows_read"] - before < 10

@@ -1,5 +1,6 @@
 """Deleting pending files from storage and forgetting the names that are gone."""
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -10,8 +11,10 @@ from django.utils import timezone
 from .. import storage
 from ..deletion import among
 from ..file_models import file_fields, file_models
-from ..models import PendingFileDeletion
+from ..models import PendingFileBatch, PendingFileDeletion
 from .binding import verify_storage
+
+logger = logging.getLogger(__name__)
 
 # Per-key failures (a bad key, a permission) back off so they do not cost every run a request;
 # an outage of the whole endpoint does not: every name is retried as soon as a run comes.
@@ -53,6 +56,7 @@ def delete_pending_files(
     due_before: datetime | None = None,
     session=None,
     storage_verified: bool = False,
+    owned: dict[str, int] | None = None,
 ) -> FileDeletion:
     """Delete pending files from storage and forget the ones that are gone.
 
@@ -65,7 +69,8 @@ def delete_pending_files(
 
     Refuses (StorageNotVerified, nothing deleted) when the configured storage is not the one the
     database's files live in; `storage_verified` is for a caller that has just checked (the
-    purge, once per run).
+    purge, once per run). `owned` maps `names` to the pending rows the caller itself just wrote
+    (PendingFileDeletion.objects.record()): those are forgotten by id, without locking first.
     """
     if not storage_verified:
         verify_storage()
@@ -77,7 +82,8 @@ def delete_pending_files(
         # One pass for a whole purge batch: storage splits its own requests (1,000 keys per S3
         # request, and stops at an outage), and the database side is one statement per step, so
         # a batch's file work costs the same few queries whatever the batch size.
-        return _delete_chunk(names, now, session)
+        return _delete_chunk(names, now, session, owned)
+    take_over_batches(due_before=due_before)
     while True:
         # Each pass deletes its names or pushes them past `now`, so this loop ends. A chunk whose
         # names all fail does not stop it: only storage itself being unavailable does.
@@ -94,44 +100,112 @@ def delete_pending_files(
             return result
 
 
-def _delete_chunk(names, now, session) -> FileDeletion:
-    refused = {n: r for n in names if (r := storage.names.refusal(n, session.storage))}
-    candidates = [n for n in names if n not in refused]
-    referenced = referenced_names(candidates)
-    unreferenced = [n for n in candidates if n not in referenced]
+def delete_batch_files(*, batch_id: int, names: list[str], session) -> FileDeletion:
+    """The file step of one purge batch, whose names wait in PendingFileBatch `batch_id`.
+
+    Deletes the names from storage, then, in one transaction, records those storage did not
+    delete as PendingFileDeletion rows (with their reason) and deletes the batch row. If another
+    run's sweep took the batch over meanwhile (see take_over_batches), that run has the names:
+    it counts them, and this call reports only the requests it made. The caller has verified
+    the storage.
+    """
+    now = timezone.now()
+    referenced = referenced_names(names)
+    unreferenced = [n for n in names if n not in referenced]
     try:
+        # Names that are not a canonical key under the upload prefix come back refused, unsent.
         outcome = storage.delete_names(unreferenced, session=session)
-    except Exception as exc:  # noqa: BLE001 - a chunk that fails this way fails alone
+    except Exception as exc:  # noqa: BLE001 - a batch that fails this way fails alone
         reason = storage.describe_error(exc)
         outcome = storage.DeleteOutcome(failed=dict.fromkeys(unreferenced, reason))
-    refused.update(outcome.refused)
-    gone = outcome.deleted + list(referenced)
-    deleted = sum(_forget_pending(part) for part in _param_chunks(gone))
-    result = FileDeletion(
-        deleted=min(deleted, len(outcome.deleted)),
-        failed=len(outcome.failed),
-        requests=outcome.requests,
-        refused=len(refused),
-        refused_reasons=sorted(set(refused.values())),
+    result = FileDeletion(requests=outcome.requests)
+    with transaction.atomic():
+        mine = PendingFileBatch.objects.filter(pk=batch_id).select_for_update(skip_locked=True)
+        if not mine.values_list("pk", flat=True).first():
+            return result
+        if outcome.failed or outcome.refused:
+            PendingFileDeletion.objects.record([*outcome.failed, *outcome.refused], at=now)
+        _settle(result, outcome, now)
+        PendingFileBatch.objects.filter(pk=batch_id).delete()
+    result.deleted = len(outcome.deleted)
+    return result
+
+
+def take_over_batches(*, due_before: datetime | None = None, batch_id: int | None = None):
+    """Turn outbox batches into ordinary pending names, due at once, with the time their batch
+    was written: the batches a run did not finish (its process died in the file step) written
+    before `due_before`, or the one batch `batch_id` (its run will not try storage: it is down).
+    """
+    batches = PendingFileBatch.objects.order_by("pk")
+    batches = (
+        batches.filter(pk=batch_id) if batch_id else batches.filter(created_at__lte=due_before)
     )
+    while True:
+        with transaction.atomic():
+            batch = batches.select_for_update(skip_locked=True).first()
+            if batch is None:
+                return
+            PendingFileDeletion.objects.record(batch.names, at=batch.created_at)
+            batch.delete()
+        logger.info("files.batch_taken_over", extra={"files": batch.count})
+
+
+def _settle(result: FileDeletion, outcome, now):
+    """Count what storage did not delete, and record why, on the names' pending rows."""
+    refused = outcome.refused
+    result.failed = len(outcome.failed)
+    result.refused = len(refused)
+    result.refused_reasons = sorted(set(refused.values()))
     if outcome.failed:
         result.unavailable = outcome.unavailable
         result.errors = sorted(set(outcome.failed.values()))
         result.stuck = _mark_failed(outcome.failed, now, storage_failed=bool(outcome.unavailable))
     if refused:
         _mark_refused(refused)
+
+
+def _delete_chunk(names, now, session, owned=None) -> FileDeletion:
+    referenced = referenced_names(names)
+    unreferenced = [n for n in names if n not in referenced]
+    try:
+        # Names that are not a canonical key under the upload prefix come back refused, unsent.
+        outcome = storage.delete_names(unreferenced, session=session)
+    except Exception as exc:  # noqa: BLE001 - a chunk that fails this way fails alone
+        reason = storage.describe_error(exc)
+        outcome = storage.DeleteOutcome(failed=dict.fromkeys(unreferenced, reason))
+    gone = outcome.deleted + list(referenced)
+    deleted = _forget_pending(gone, owned)
+    result = FileDeletion(deleted=min(deleted, len(outcome.deleted)), requests=outcome.requests)
+    _settle(result, outcome, now)
     return result
 
 
-def _forget_pending(names) -> int:
-    # Purges running side by side can delete the same pending names (one's final sweep, the
-    # other's batch). Each forgets only rows no one else holds, so they neither wait on nor
-    # deadlock with each other, and each name is counted by exactly one of them.
-    # Two single-table statements, not DELETE … WHERE id IN (SELECT … SKIP LOCKED): with the
-    # table analyzed while empty (a database with history) the planner ran that as a nested
-    # loop re-running the locking subquery per row, quadratic in the names (measured: 2,000,000
-    # rows read to forget 2,000 names). Each statement below reads each name's row once,
-    # whatever the statistics say (tests/test_scale.py).
+def _forget_pending(names, owned=None) -> int:
+    """Forget the pending rows of `names`; returns how many rows this call removed.
+
+    Purges running side by side can delete the same pending names (one's final sweep, the
+    other's batch): each name is counted by whoever removes its row, so exactly once.
+    """
+    if owned is not None:
+        # The rows this batch wrote: no other run writes them, and a run that takes them in its
+        # sweep locks them only for its own short delete, never waiting on anyone (SKIP LOCKED
+        # below), so deleting them by id can wait briefly but never deadlock. No lock first:
+        # locking 20,000 rows costs as much again as deleting them.
+        ids = [owned[name] for name in names if name in owned]
+        return sum(
+            PendingFileDeletion.objects.filter(among("pk", part)).delete()[0]
+            for part in _param_chunks(ids)
+        )
+    return sum(_forget_unowned(part) for part in _param_chunks(names))
+
+
+def _forget_unowned(names) -> int:
+    # Rows someone else may be forgetting too: take only those no one holds, so no purge waits
+    # on or deadlocks with another. Two single-table statements, not DELETE … WHERE id IN
+    # (SELECT … SKIP LOCKED): with the table analyzed while empty (a database with history) the
+    # planner ran that as a nested loop re-running the locking subquery per row, quadratic in the
+    # names (measured: 2,000,000 rows read to forget 2,000 names). Each statement below reads
+    # each name's row once, whatever the statistics say (tests/test_scale.py).
     with transaction.atomic():
         mine = list(
             PendingFileDeletion.objects.filter(among("name", names))
@@ -159,7 +233,11 @@ def referenced_names(names) -> set[str]:
 
 def pending_names(names) -> set[str]:
     """The names among `names` that a pending deletion (in any spelling) holds."""
-    return _names_matching(PendingFileDeletion.objects, "name", names)
+    held = _names_matching(PendingFileDeletion.objects, "name", names)
+    if PendingFileBatch.objects.exists():  # only while a purge is in its file step, or crashed
+        batched = set(PendingFileBatch.objects.names())
+        held.update(name for name in names if name in batched)
+    return held
 
 
 def _names_matching(manager, column, names) -> set[str]:
