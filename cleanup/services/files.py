@@ -247,17 +247,31 @@ def _names_matching(manager, column, names) -> set[str]:
     # The rows spelled otherwise: few, and on PostgreSQL found through a partial index on
     # exactly this condition (migration 0008), so this costs no scan of the table.
     odd = manager.filter(**{f"{column}__regex": storage.names.NON_CANONICAL_PATTERN}).order_by()
-    for index, part in enumerate(_param_chunks(list(names))):
-        exact = manager.filter(among(column, part)).order_by().values_list(column, flat=True)
-        if index == 0:
-            # One query: each half uses its own index (an OR of the two would scan the table).
-            exact = exact.union(odd.values_list(column, flat=True), all=True)
-        for value in exact:
-            if value in wanted:
-                held.add(value)
-            else:
-                held.update(storage.names.addresses(value, live_storage) & wanted)
+    found = [value for part in _param_chunks(list(names)) for value in _held(manager, column, part)]
+    for value in [*found, *odd.values_list(column, flat=True)]:
+        if value in wanted:
+            held.add(value)
+        else:
+            held.update(storage.names.addresses(value, live_storage) & wanted)
     return held
+
+
+def _held(manager, column, names) -> list[str]:
+    """Which of `names` some row of `manager` holds, spelled exactly so."""
+    if connection.vendor != "postgresql":
+        return list(manager.filter(**{f"{column}__in": names}).values_list(column, flat=True))
+    field = manager.model._meta.get_field(column)
+    quote = connection.ops.quote_name
+    # One index probe per name (LATERAL … LIMIT 1), a plan no statistics can turn into a scan
+    # of the whole table: measured on 400,000 file rows, 85 ms for 20,000 names, against 135 ms
+    # for `= ANY()`, which the planner ran as a parallel sequential scan.
+    sql = (
+        f"SELECT n FROM unnest(%s::{field.cast_db_type(connection)}[]) AS n, LATERAL (SELECT 1 "
+        f"FROM {quote(manager.model._meta.db_table)} WHERE {quote(field.column)} = n LIMIT 1) hit"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [list(names)])
+        return [row[0] for row in cursor.fetchall()]
 
 
 def _param_chunks(values):
