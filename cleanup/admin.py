@@ -15,7 +15,6 @@ from django.utils.text import Truncator
 
 from . import charts
 from .models import (
-    PendingFileBatch,
     PendingFileDeletion,
     PurgeRun,
     ReconcileRun,
@@ -370,16 +369,6 @@ class PendingFileDeletionAdmin(ReadOnlyAdmin):
                 "resolved): left as they were; the purge keeps trying them.",
                 messages.WARNING,
             )
-
-
-@admin.register(PendingFileBatch)
-class PendingFileBatchAdmin(ReadOnlyAdmin):
-    """A purge batch's names between its commit and its file step; normally empty. A batch
-    that stays here belongs to a run that died: the next purge's sweep takes it over."""
-
-    list_display = ["id", "created_at", "count"]
-    fields = ["created_at", "count"]
-    ordering = ["created_at", "pk"]
 
 
 @admin.register(ReconcileRun)

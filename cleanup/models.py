@@ -1,81 +1,55 @@
-import json
-
 from django.conf import settings
 from django.db import connections, models
 from django.utils import timezone
 
 
 class PendingFileDeletionQuerySet(models.QuerySet):
-    def record(self, names, *, at=None) -> dict[str, int] | None:
-        """Add names in one INSERT; a name already pending keeps its attempt history.
+    def record(self, names, *, at=None) -> dict[str, int]:
+        """Add a pending row per name, in one statement; returns name -> the new row's id.
 
-        A name a person marked resolved that is recorded again (the same object deleted again) is
-        pending again, from scratch. `at` is when the names became pending (default now; a batch
-        taken over keeps its own time). Returns the rows this call wrote, name -> id, so the
-        caller can forget exactly those (PostgreSQL; None elsewhere).
+        `at` is when the names became pending (default now). A name can be pending in more than
+        one row (recorded again after a person resolved it, or two rows that held one object):
+        each row keeps its own attempt history, and deleting the object forgets all of them.
         """
+        names = list(dict.fromkeys(names))
         if not names:
             return {}
+        now = at or timezone.now()
         connection = connections[self.db]
-        if connection.vendor == "postgresql":
-            # Thousands of names at once: one array parameter, instead of a model instance and
-            # five placeholders per name. Same columns and defaults as the model's.
-            now = at or timezone.now()
-            meta, quote = self.model._meta, connection.ops.quote_name
-            column = {
-                f: quote(meta.get_field(f).column)
+        if connection.vendor != "postgresql":
+            # Django splits the INSERT to fit the backend's parameter limit (SQLite).
+            rows = self.bulk_create(
+                [PendingFileDeletion(name=n, created_at=now, next_attempt_at=now) for n in names]
+            )
+            return {row.name: row.pk for row in rows}
+        # A purge batch records 20,000 names: ids taken from the sequence in one query, then
+        # COPY, the cheapest way into a table (measured on 20,000 names: 55 ms, against 76 ms for
+        # INSERT … SELECT unnest() and ~100 ms with the unique index the table no longer has).
+        meta, quote = self.model._meta, connection.ops.quote_name
+        table = meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+                [table, meta.pk.column, len(names)],
+            )
+            ids = [row[0] for row in cursor.fetchall()]
+            columns = [meta.pk.column] + [
+                meta.get_field(f).column
                 for f in (
                     "name",
                     "created_at",
                     "attempts",
                     "last_error",
                     "next_attempt_at",
-                    "resolved_at",
                     "resolved_by",
                     "refused_reason",
                 )
-            }
-            columns = ", ".join(column.values())
-            # Only a conflict with a resolved row updates (and so locks) it; an unresolved one is
-            # left as it is, as with DO NOTHING.
-            reopen = ", ".join(
-                f"{column[f]} = EXCLUDED.{column[f]}"
-                for f in (
-                    "created_at",
-                    "attempts",
-                    "last_error",
-                    "next_attempt_at",
-                    "refused_reason",
-                )
-            )
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    f"INSERT INTO {quote(meta.db_table)} AS pending ({columns}) "
-                    "SELECT unnest(%s::text[]), %s, 0, '', %s, NULL, '', '' "
-                    f"ON CONFLICT ({column['name']}) DO UPDATE SET {reopen}, "
-                    f"{column['resolved_at']} = NULL, {column['resolved_by']} = '' "
-                    f"WHERE pending.{column['resolved_at']} IS NOT NULL "
-                    f"RETURNING {column['name']}, {quote(meta.pk.column)}",
-                    [list(names), now, now],
-                )
-                return dict(cursor.fetchall())
-        # Elsewhere Django splits the INSERT to fit the backend's parameter limit (SQLite).
-        now = at or timezone.now()
-        self.bulk_create(
-            [PendingFileDeletion(name=name, created_at=now, next_attempt_at=now) for name in names],
-            ignore_conflicts=True,
-        )
-        for start in range(0, len(names), 500):
-            self.filter(name__in=names[start : start + 500], resolved_at__isnull=False).update(
-                created_at=now,
-                attempts=0,
-                last_error="",
-                next_attempt_at=now,
-                resolved_at=None,
-                resolved_by="",
-                refused_reason="",
-            )
-        return None
+            ]
+            copy = f"COPY {quote(table)} ({', '.join(map(quote, columns))}) FROM STDIN"
+            with cursor.cursor.copy(copy) as rows:
+                for pk, name in zip(ids, names, strict=True):
+                    rows.write_row((pk, name, now, 0, "", now, "", ""))
+        return dict(zip(names, ids, strict=True))
 
     def unresolved(self):
         return self.filter(resolved_at__isnull=True)
@@ -114,8 +88,9 @@ class PendingFileDeletion(models.Model):
     so neither a rollback nor a crash nor an outage can leave a file behind unnoticed.
     """
 
-    # Unique by a constraint rather than unique=True, which on PostgreSQL adds a second index
-    # (varchar_pattern_ops, for LIKE) that nothing here uses and every batch's INSERT would pay.
+    # Not unique (see record()), and indexed by Meta.indexes rather than db_index=True, which on
+    # PostgreSQL adds a second index (varchar_pattern_ops, for LIKE) nothing here uses and every
+    # batch would pay for.
     name = models.CharField(max_length=512)
     created_at = models.DateTimeField(default=timezone.now)
     attempts = models.PositiveIntegerField(default=0)
@@ -138,7 +113,7 @@ class PendingFileDeletion(models.Model):
     class Meta:
         ordering = ["created_at"]
         permissions = [("retry_pending", "Can retry pending file deletions now")]
-        constraints = [models.UniqueConstraint(fields=["name"], name="cleanup_pending_name_unique")]
+        indexes = [models.Index(fields=["name"], name="cleanup_pending_name")]
 
     def __str__(self):
         return self.name
@@ -146,51 +121,6 @@ class PendingFileDeletion(models.Model):
     @property
     def stuck(self) -> bool:
         return self.resolved_at is None and self.attempts >= settings.CLEANUP_STUCK_AFTER_ATTEMPTS
-
-
-class PendingFileBatchQuerySet(models.QuerySet):
-    def write(self, names) -> "PendingFileBatch":
-        return self.create(names_json=json.dumps(list(names)), count=len(names))
-
-    def names(self) -> list[str]:
-        """Every name these batches hold (normally none: a batch lives only for its file step)."""
-        return [
-            name for text in self.values_list("names_json", flat=True) for name in json.loads(text)
-        ]
-
-    def name_count(self) -> int:
-        return self.aggregate(n=models.Sum("count"))["n"] or 0
-
-
-class PendingFileBatch(models.Model):
-    """A purge batch's file names, written in the batch's own transaction: the outbox's fast path.
-
-    One row per batch instead of one per name (measured on a 5,000-job batch: 20,000 rows cost
-    as much as the rest of the batch's database work). The purge deletes the row once storage
-    has answered for every name; names storage did not delete become PendingFileDeletion rows
-    then, with their reason. A batch a run could not finish (the process died in its file step)
-    is turned into PendingFileDeletion rows by the next run's sweep. Either way no name is lost,
-    and these names count as pending everywhere pending files are counted.
-    """
-
-    created_at = models.DateTimeField(default=timezone.now)
-    # The names as a JSON list, kept as text: PostgreSQL stores text as it comes (compressed with
-    # lz4 where it can, migration 0010), while jsonb is parsed and pglz-compressed on every
-    # insert (measured: 14 ms against 2 ms for a 20,000-name batch).
-    names_json = models.TextField()
-    count = models.PositiveIntegerField(default=0)
-
-    objects = PendingFileBatchQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["created_at"]
-
-    def __str__(self):
-        return f"Pending file batch {self.pk} ({self.count} file(s))"
-
-    @property
-    def names(self) -> list[str]:
-        return json.loads(self.names_json)
 
 
 class PurgeRun(models.Model):

@@ -13,7 +13,7 @@ from django.db.models.signals import post_delete
 from django.test.utils import CaptureQueriesContext
 
 from cleanup.deletion import delete_cascading
-from cleanup.models import PendingFileBatch, PendingFileDeletion, PurgeRun
+from cleanup.models import PendingFileDeletion, PurgeRun
 from cleanup.services import (
     delete_pending_files,
     plan_purge,
@@ -242,19 +242,3 @@ def test_a_pending_table_analyzed_while_empty_still_costs_work_linear_in_its_nam
     print(f"{read} rows read from the outbox to forget {len(names)} names")
     # Linear: a few reads per name (find it due, lock it, delete it). Quadratic: ~names**2 / 2.
     assert read <= 5 * len(names), f"{read} rows read from the outbox for {len(names)} names"
-
-
-@pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
-def test_a_purge_batch_keeps_its_names_in_one_outbox_row_whatever_its_size():
-    # The durable outbox's fast path: one row per batch, whatever its size, written with the
-    # batch and deleted once storage answered; the per-name table is not touched.
-    bulk_expired_jobs(300)
-    before = pending_table_stats()["rows_read"]
-    with CaptureQueriesContext(connection) as queries:
-        result = purge_expired_jobs(batch_size=300)
-    assert result.jobs_deleted == 300 and result.files_deleted == 300 * FILES_PER_JOB
-    outbox = [q["sql"] for q in queries if PendingFileBatch._meta.db_table in q["sql"]]
-    assert sum(sql.startswith("INSERT") for sql in outbox) == 1
-    assert not PendingFileBatch.objects.exists() and not PendingFileDeletion.objects.exists()
-    assert pending_table_stats()["rows_read"] - before < 10

@@ -234,14 +234,17 @@ def test_the_admin_marks_a_stuck_name_resolved_and_it_stops_counting(staff_clien
     assert PendingFileDeletion.objects.filter(pk=row.pk).exists()
     assert default_storage.exists(name)
 
-    # Recorded again (the same name deleted again): pending again, and deleted.
+    # Recorded again (the same name deleted again): pending again, from scratch, and deleted;
+    # the person's resolution stays on record.
     PendingFileDeletion.objects.record([name])
-    row.refresh_from_db()
-    assert row.resolved_at is None and row.attempts == 0
+    again = PendingFileDeletion.objects.unresolved().get(name=name)
+    assert again.attempts == 0 and again.pk != row.pk
     assert purge_status().pending_files == 1
     purge_expired_jobs()
     assert not default_storage.exists(name)
-    assert not PendingFileDeletion.objects.exists()
+    assert list(PendingFileDeletion.objects.all()) == [row]
+    row.refresh_from_db()
+    assert row.resolved_at is not None and row.resolved_by
 
 
 def test_only_stuck_names_can_be_marked_resolved(staff_client):

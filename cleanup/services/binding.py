@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from .. import storage
 from ..file_models import file_fields, file_models
-from ..models import PendingFileBatch, PendingFileDeletion, StorageBinding
+from ..models import PendingFileDeletion, StorageBinding
 from .errors import StorageNotVerified
 
 logger = logging.getLogger(__name__)
@@ -171,8 +171,6 @@ def _referenced_sample() -> list[str]:
             names += rows.values_list(f.attname, flat=True)[:SAMPLE_SIZE]
     pending = PendingFileDeletion.objects.waiting().order_by("-pk")
     names += pending.values_list("name", flat=True)[:SAMPLE_SIZE]
-    batch = PendingFileBatch.objects.order_by("-pk").first()
-    names += batch.names[:SAMPLE_SIZE] if batch else []
     return names
 
 

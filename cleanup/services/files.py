@@ -11,7 +11,7 @@ from django.utils import timezone
 from .. import storage
 from ..deletion import among
 from ..file_models import file_fields, file_models
-from ..models import PendingFileBatch, PendingFileDeletion
+from ..models import PendingFileDeletion
 from .binding import verify_storage
 
 logger = logging.getLogger(__name__)
@@ -83,71 +83,24 @@ def delete_pending_files(
         # request, and stops at an outage), and the database side is one statement per step, so
         # a batch's file work costs the same few queries whatever the batch size.
         return _delete_chunk(names, now, session, owned)
-    take_over_batches(due_before=due_before)
+    after = 0
     while True:
-        # Each pass deletes its names or pushes them past `now`, so this loop ends. A chunk whose
-        # names all fail does not stop it: only storage itself being unavailable does.
-        chunk = list(
+        # Through the due rows in key order (the primary key's index, so the whole sweep reads
+        # each row once however many are pending). A chunk whose names all fail does not stop
+        # it: only storage itself being unavailable does.
+        rows = list(
             PendingFileDeletion.objects.due(due_before)
-            .order_by("next_attempt_at", "pk")
-            .values_list("name", flat=True)[: storage.S3_MAX_KEYS_PER_REQUEST]
+            .filter(pk__gt=after)
+            .order_by("pk")
+            .values_list("pk", "name")[: storage.S3_MAX_KEYS_PER_REQUEST]
         )
-        if not chunk:
+        if not rows:
             return result
-        outcome = _delete_chunk(chunk, now, session)
+        after = rows[-1][0]
+        outcome = _delete_chunk([name for _, name in rows], now, session)
         result.add(outcome)
         if outcome.unavailable:
             return result
-
-
-def delete_batch_files(*, batch_id: int, names: list[str], session) -> FileDeletion:
-    """The file step of one purge batch, whose names wait in PendingFileBatch `batch_id`.
-
-    Deletes the names from storage, then, in one transaction, records those storage did not
-    delete as PendingFileDeletion rows (with their reason) and deletes the batch row. If another
-    run's sweep took the batch over meanwhile (see take_over_batches), that run has the names:
-    it counts them, and this call reports only the requests it made. The caller has verified
-    the storage.
-    """
-    now = timezone.now()
-    referenced = referenced_names(names)
-    unreferenced = [n for n in names if n not in referenced]
-    try:
-        # Names that are not a canonical key under the upload prefix come back refused, unsent.
-        outcome = storage.delete_names(unreferenced, session=session)
-    except Exception as exc:  # noqa: BLE001 - a batch that fails this way fails alone
-        reason = storage.describe_error(exc)
-        outcome = storage.DeleteOutcome(failed=dict.fromkeys(unreferenced, reason))
-    result = FileDeletion(requests=outcome.requests)
-    with transaction.atomic():
-        mine = PendingFileBatch.objects.filter(pk=batch_id).select_for_update(skip_locked=True)
-        if not mine.values_list("pk", flat=True).first():
-            return result
-        if outcome.failed or outcome.refused:
-            PendingFileDeletion.objects.record([*outcome.failed, *outcome.refused], at=now)
-        _settle(result, outcome, now)
-        PendingFileBatch.objects.filter(pk=batch_id).delete()
-    result.deleted = len(outcome.deleted)
-    return result
-
-
-def take_over_batches(*, due_before: datetime | None = None, batch_id: int | None = None):
-    """Turn outbox batches into ordinary pending names, due at once, with the time their batch
-    was written: the batches a run did not finish (its process died in the file step) written
-    before `due_before`, or the one batch `batch_id` (its run will not try storage: it is down).
-    """
-    batches = PendingFileBatch.objects.order_by("pk")
-    batches = (
-        batches.filter(pk=batch_id) if batch_id else batches.filter(created_at__lte=due_before)
-    )
-    while True:
-        with transaction.atomic():
-            batch = batches.select_for_update(skip_locked=True).first()
-            if batch is None:
-                return
-            PendingFileDeletion.objects.record(batch.names, at=batch.created_at)
-            batch.delete()
-        logger.info("files.batch_taken_over", extra={"files": batch.count})
 
 
 def _settle(result: FileDeletion, outcome, now):
@@ -208,7 +161,8 @@ def _forget_unowned(names) -> int:
     # each name's row once, whatever the statistics say (tests/test_scale.py).
     with transaction.atomic():
         mine = list(
-            PendingFileDeletion.objects.filter(among("name", names))
+            PendingFileDeletion.objects.unresolved()
+            .filter(among("name", names))
             .select_for_update(skip_locked=True)
             .order_by()
             .values_list("pk", flat=True)
@@ -233,11 +187,7 @@ def referenced_names(names) -> set[str]:
 
 def pending_names(names) -> set[str]:
     """The names among `names` that a pending deletion (in any spelling) holds."""
-    held = _names_matching(PendingFileDeletion.objects, "name", names)
-    if PendingFileBatch.objects.exists():  # only while a purge is in its file step, or crashed
-        batched = set(PendingFileBatch.objects.names())
-        held.update(name for name in names if name in batched)
-    return held
+    return _names_matching(PendingFileDeletion.objects, "name", names)
 
 
 def _names_matching(manager, column, names) -> set[str]:
@@ -286,7 +236,9 @@ def _mark_refused(refused: dict[str, str]):
     for name, reason in refused.items():
         by_reason.setdefault(reason, []).append(name)
     for reason, names in by_reason.items():
-        PendingFileDeletion.objects.filter(name__in=names).update(refused_reason=reason)
+        PendingFileDeletion.objects.unresolved().filter(name__in=names).update(
+            refused_reason=reason
+        )
 
 
 def _mark_failed(failed: dict[str, str], now, *, storage_failed: bool) -> int:
@@ -295,7 +247,7 @@ def _mark_failed(failed: dict[str, str], now, *, storage_failed: bool) -> int:
     When storage itself failed, the names were not refused: that does not count as an attempt
     (an outage does not make names stuck), and they are retried as soon as a run comes.
     """
-    rows = list(PendingFileDeletion.objects.filter(name__in=failed))
+    rows = list(PendingFileDeletion.objects.unresolved().filter(name__in=failed))
     for row in rows:
         row.last_error = failed[row.name]
         if storage_failed:

@@ -23,11 +23,11 @@ from jobs.models import Job
 from .. import storage
 from ..deletion import among, cascade_paths, delete_cascading
 from ..file_models import file_fields, file_models
-from ..models import PendingFileBatch, PendingFileDeletion, PurgeRun
+from ..models import PendingFileDeletion, PurgeRun
 from .binding import verify_storage
 from .clock import purge_cutoff
 from .errors import PurgeNotPossible
-from .files import FileDeletion, delete_batch_files, delete_pending_files, take_over_batches
+from .files import FileDeletion, delete_pending_files
 from .ledger import destruction_method
 from .runs import abandon_dead_runs, measure_backlog
 
@@ -272,15 +272,15 @@ def _delete_expired(
                 Job.objects.filter(among("pk", ids)).only("pk"), file_models=file_models()
             )
             names = cascade.file_names
-            # The outbox: one row holding the batch's names, committed with the batch.
-            batch = PendingFileBatch.objects.write(names) if names else None
+            # The outbox: a pending row per name, committed with the batch (see record()).
+            owned = PendingFileDeletion.objects.record(names)
             per_model = cascade.per_model
             after = progress.with_batch(per_model)
             # The run's record commits with the batch: if the process dies in the file step
             # below, the record still shows exactly what was purged.
             _heartbeat(run, after)
         progress.add_batch(after)
-        files = _delete_batch_files(batch, progress.files, session)
+        files = _delete_batch_files(names, owned, progress.files, session)
         progress.files.add(files)
         logger.info(
             "purge.batch",
@@ -310,8 +310,6 @@ def _delete_expired(
         # due names it did not get to are left pending by this run too. (The ones it tried were
         # pushed past `sweep_due_before` when they failed, so none is counted twice.)
         progress.files.failed += PendingFileDeletion.objects.due(sweep_due_before).count()
-        earlier = PendingFileBatch.objects.filter(created_at__lte=sweep_due_before)
-        progress.files.failed += earlier.name_count()
 
 
 def _heartbeat(run, progress):
@@ -325,15 +323,11 @@ def _heartbeat(run, progress):
     )
 
 
-def _delete_batch_files(batch, so_far: FileDeletion, session) -> FileDeletion:
-    if batch is None:
-        return FileDeletion()
+def _delete_batch_files(names, owned, so_far: FileDeletion, session) -> FileDeletion:
     if so_far.unavailable:
-        # Storage is down: don't spend every batch timing out. The names become ordinary pending
-        # rows, for the admin and the next run, as those of the batch that met the outage did.
-        take_over_batches(batch_id=batch.pk)
-        return FileDeletion(failed=batch.count, errors=[so_far.unavailable])
-    return delete_batch_files(batch_id=batch.pk, names=batch.names, session=session)
+        # Storage is down: don't spend every batch timing out. The names are safely pending.
+        return FileDeletion(failed=len(names), errors=[so_far.unavailable])
+    return delete_pending_files(names=names, owned=owned, session=session, storage_verified=True)
 
 
 def _finish(run, progress, started, status, error) -> PurgeResult:
@@ -352,9 +346,7 @@ def _finish(run, progress, started, status, error) -> PurgeResult:
         run.files_deleted = progress.files.deleted
         # Stuck names are purge_status's alert, not this run's failure (see the status above).
         run.files_pending = progress.files.failed - progress.files.stuck
-    run.pending_files_at_end = (
-        PendingFileDeletion.objects.unresolved().count() + PendingFileBatch.objects.name_count()
-    )
+    run.pending_files_at_end = PendingFileDeletion.objects.unresolved().count()
     run.files_refused = progress.files.refused
     run.error = error
     fields = [

@@ -28,7 +28,7 @@ from django.utils import timezone
 from jobs.models import UPLOAD_PREFIX, Job
 
 from .. import storage
-from ..models import PendingFileBatch, PendingFileDeletion, PurgeRun, ReconcileRun
+from ..models import PendingFileDeletion, PurgeRun, ReconcileRun
 from .binding import verify_storage
 from .errors import StorageNotVerified
 from .files import pending_names, referenced_names
@@ -193,11 +193,7 @@ def _refusal(result: ReconcileResult) -> str:
     past_grace = result.held + result.orphans
     if not past_grace:
         return ""
-    if not (
-        Job.objects.exists()
-        or PendingFileDeletion.objects.exists()
-        or PendingFileBatch.objects.exists()
-    ):
+    if not Job.objects.exists() and not PendingFileDeletion.objects.exists():
         return (
             f"refusing to delete: the database holds no job and no pending deletion, while "
             f"storage holds {past_grace} object(s) past the grace period. This looks like the "

@@ -9,7 +9,7 @@ from django.utils import timezone
 from fmr.parsing import parse_minutes
 from jobs.models import Job
 
-from ..models import PendingFileBatch, PendingFileDeletion, PurgeRun
+from ..models import PendingFileDeletion, PurgeRun
 from .binding import verify_storage
 from .files import FileDeletion, delete_pending_files
 
@@ -81,11 +81,6 @@ def purge_status(*, now: datetime | None = None) -> PurgeStatus:
     not_stuck = PendingFileDeletion.objects.not_stuck()
     stuck = PendingFileDeletion.objects.stuck()
     pending = not_stuck.aggregate(count=models.Count("pk"), oldest=models.Min("created_at"))
-    # Names still in a batch's outbox row (a purge in its file step, or one that died there).
-    batched = PendingFileBatch.objects.aggregate(
-        count=models.Sum("count"), oldest=models.Min("created_at")
-    )
-    oldest_pending = min(filter(None, [pending["oldest"], batched["oldest"]]), default=None)
     stuck_facts = stuck.aggregate(count=models.Count("pk"), oldest=models.Min("created_at"))
     refused = dict(
         PendingFileDeletion.objects.refused()
@@ -102,8 +97,8 @@ def purge_status(*, now: datetime | None = None) -> PurgeStatus:
         checked_at=now,
         expired_jobs=expired.count(),
         most_overdue_seconds=_age(now, oldest_expiry),
-        pending_files=pending["count"] + (batched["count"] or 0),
-        oldest_pending_seconds=_age(now, oldest_pending),
+        pending_files=pending["count"],
+        oldest_pending_seconds=_age(now, pending["oldest"]),
         # A run that deleted everything it could; stuck names it could not are alerted below.
         last_success=_run_facts(runs.filter(status=PurgeRun.Status.SUCCEEDED).first()),
         last_run=_run_facts(runs.first()),
