@@ -30,7 +30,12 @@ from operator import attrgetter
 
 from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 from django.db.models import F, Lookup, Q, signals
-from django.db.models.deletion import Collector
+from django.db.models.deletion import (
+    CASCADE,
+    DO_NOTHING,
+    Collector,
+    get_candidate_relations_to_delete,
+)
 
 from .file_models import file_fields
 
@@ -124,18 +129,21 @@ class Cascade:
     file_names: list[str] = field(default_factory=list)
 
 
-def delete_cascading(queryset, *, file_models=()) -> Cascade:
+def delete_cascading(queryset, *, file_models=(), pks=None) -> Cascade:
     """`queryset.delete()`, the same cascade and signals, one DELETE per model.
 
     The file names of the deleted rows of `file_models` are returned, so the caller can record
     them in the same transaction; it then owns that duty, and receivers see the delete as one
     that does. Such rows are fetched as instances (and their signals sent) only when some other
     receiver listens to their deletes; otherwise one DELETE … RETURNING gives their names.
+    `pks`: the primary keys `queryset` selects, when the caller knows them (it saves subqueries).
     """
     queryset = queryset.order_by()  # the delete does not need the model's default ordering
     if file_models:
         setattr(queryset, _RECORDS_ITS_OWN_FILES, True)
-    collector = OneStatementCollector(using=queryset.db, origin=queryset, file_models=file_models)
+    collector = OneStatementCollector(
+        using=queryset.db, origin=queryset, file_models=file_models, origin_pks=pks
+    )
     collector.collect(queryset)
     total, per_model = collector.delete()
     names = list(collector.returned_names)
@@ -151,9 +159,10 @@ def _names_in(row, fields) -> list[str]:
 
 
 class OneStatementCollector(Collector):
-    def __init__(self, *args, file_models=(), **kwargs):
+    def __init__(self, *args, file_models=(), origin_pks=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.file_models = frozenset(file_models)
+        self.origin_pks = origin_pks
         self.returned_names: list[str] = []
 
     def _has_signal_listeners(self, model):
@@ -165,6 +174,65 @@ class OneStatementCollector(Collector):
         ):
             return False  # only ours, whose work this delete does: Django's fast delete applies
         return super()._has_signal_listeners(model)
+
+    def can_fast_delete(self, objs, from_field=None):
+        if super().can_fast_delete(objs, from_field):
+            return True
+        # Django fast-deletes only leaves (models nothing cascades from). The same reasoning
+        # holds for a whole subtree: when no model in it has delete receivers, fetching its rows
+        # would only feed signals nobody hears. Such a queryset is deleted children first, each
+        # by one DELETE with a subquery, as hand-written SQL would (see _fast_delete).
+        if not hasattr(objs, "_raw_delete"):  # querysets only; an instance is already fetched
+            return False
+        if from_field and from_field.remote_field.on_delete is not CASCADE:
+            return False
+        return self._cascades_unheard(objs.model)
+
+    def _cascades_unheard(self, model, seen=frozenset()) -> bool:
+        """No delete receivers on `model` or on anything its delete cascades to, and nothing a
+        plain DELETE would not do: every relation to it CASCADE (or DO_NOTHING), no parent
+        model, no generic relation."""
+        opts = model._meta
+        if (
+            model in seen
+            or self._has_signal_listeners(model)
+            or opts.parents
+            or any(hasattr(f, "bulk_related_objects") for f in opts.private_fields)
+        ):
+            return False
+        for related in get_candidate_relations_to_delete(opts):
+            on_delete = related.field.remote_field.on_delete
+            if on_delete is DO_NOTHING:
+                continue
+            if on_delete is not CASCADE:
+                return False
+            if not self._cascades_unheard(related.related_model, seen | {model}):
+                return False
+        return True
+
+    def _fast_delete(self, qs, pks=None) -> Counter:
+        """Delete what `qs` selects and everything its rows cascade to, children first.
+
+        `pks`, when known (the origin's keys), filter the children directly rather than through
+        a subquery on `qs`."""
+        deleted = Counter()
+        for related in get_candidate_relations_to_delete(qs.model._meta):
+            fk = related.field
+            if fk.remote_field.on_delete is DO_NOTHING:
+                continue
+            manager = related.related_model._base_manager.using(self.using)
+            if pks is not None and fk.target_field.primary_key:
+                children = manager.filter(among(fk.attname, pks, using=self.using))
+            else:
+                children = manager.filter(**{f"{fk.name}__in": qs.values(fk.target_field.attname)})
+            deleted += self._fast_delete(children)
+        if qs.model in self.file_models:
+            count = self._delete_returning_names(qs)
+        else:
+            count = qs._raw_delete(using=self.using)
+        if count:
+            deleted[qs.model._meta.label] += count
+        return deleted
 
     def delete(self):
         if self.field_updates:
@@ -181,12 +249,7 @@ class OneStatementCollector(Collector):
                         sender=model, instance=obj, using=self.using, origin=self.origin
                     )
             for qs in self.fast_deletes:
-                if qs.model in self.file_models:
-                    count = self._delete_returning_names(qs)
-                else:
-                    count = qs._raw_delete(using=self.using)
-                if count:
-                    deleted[qs.model._meta.label] += count
+                deleted += self._fast_delete(qs, self.origin_pks if qs is self.origin else None)
             for model, instances in self.data.items():
                 if count := self._delete_rows(model, [obj.pk for obj in reversed(instances)]):
                     deleted[model._meta.label] += count

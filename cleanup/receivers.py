@@ -57,13 +57,15 @@ def record_deleted_files(sender, instance, using, origin=None, **kwargs):
         return
     # Record now, in the deleting transaction, and clear storage once that transaction commits.
     # If the storage delete fails the name stays pending for the next purge.
-    PendingFileDeletion.objects.using(using).record(names)
-    transaction.on_commit(lambda: _delete_after_commit(names), using=using, robust=True)
+    recorded_as = PendingFileDeletion.objects.using(using).record(names)
+    transaction.on_commit(
+        lambda: _delete_after_commit(names, recorded_as), using=using, robust=True
+    )
 
 
-def _delete_after_commit(names):
+def _delete_after_commit(names, recorded_as):
     try:
-        delete_pending_files(names=names)
+        delete_pending_files(names=names, recorded_as=recorded_as)
     except StorageNotVerified as exc:
         # The names stay pending; a purge on the right storage deletes them.
         logger.warning("files.not_deleted", extra={"files": len(names), "reason": str(exc)})

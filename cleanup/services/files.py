@@ -1,6 +1,7 @@
 """Deleting pending files from storage and forgetting the names that are gone."""
 
 import logging
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -56,7 +57,7 @@ def delete_pending_files(
     due_before: datetime | None = None,
     session=None,
     storage_verified: bool = False,
-    owned: dict[str, int] | None = None,
+    recorded_as: uuid.UUID | None = None,
 ) -> FileDeletion:
     """Delete pending files from storage and forget the ones that are gone.
 
@@ -69,8 +70,8 @@ def delete_pending_files(
 
     Refuses (StorageNotVerified, nothing deleted) when the configured storage is not the one the
     database's files live in; `storage_verified` is for a caller that has just checked (the
-    purge, once per run). `owned` maps `names` to the pending rows the caller itself just wrote
-    (PendingFileDeletion.objects.record()): those are forgotten by id, without locking first.
+    purge, once per run). `recorded_as` is what PendingFileDeletion.objects.record() returned
+    for `names`: the rows the caller itself just wrote, forgotten without locking first.
     """
     if not storage_verified:
         verify_storage()
@@ -82,7 +83,7 @@ def delete_pending_files(
         # One pass for a whole purge batch: storage splits its own requests (1,000 keys per S3
         # request, and stops at an outage), and the database side is one statement per step, so
         # a batch's file work costs the same few queries whatever the batch size.
-        return _delete_chunk(names, now, session, owned)
+        return _delete_chunk(names, now, session, recorded_as=recorded_as)
     after = 0
     while True:
         # Through the due rows in key order (the primary key's index, so the whole sweep reads
@@ -97,7 +98,7 @@ def delete_pending_files(
         if not rows:
             return result
         after = rows[-1][0]
-        outcome = _delete_chunk([name for _, name in rows], now, session)
+        outcome = _delete_chunk([name for _, name in rows], now, session, rows=rows)
         result.add(outcome)
         if outcome.unavailable:
             return result
@@ -117,7 +118,7 @@ def _settle(result: FileDeletion, outcome, now):
         _mark_refused(refused)
 
 
-def _delete_chunk(names, now, session, owned=None) -> FileDeletion:
+def _delete_chunk(names, now, session, *, recorded_as=None, rows=None) -> FileDeletion:
     referenced = referenced_names(names)
     unreferenced = [n for n in names if n not in referenced]
     try:
@@ -126,48 +127,58 @@ def _delete_chunk(names, now, session, owned=None) -> FileDeletion:
     except Exception as exc:  # noqa: BLE001 - a chunk that fails this way fails alone
         reason = storage.describe_error(exc)
         outcome = storage.DeleteOutcome(failed=dict.fromkeys(unreferenced, reason))
-    gone = outcome.deleted + list(referenced)
-    deleted = _forget_pending(gone, owned)
+    kept = {*outcome.failed, *outcome.refused}
+    if recorded_as is not None:
+        deleted = _forget_recorded(recorded_as, keep=kept)
+    else:
+        if rows is None:
+            rows = PendingFileDeletion.objects.unresolved().filter(among("name", names))
+            rows = list(rows.values_list("pk", "name"))
+        deleted = _forget_unowned([pk for pk, name in rows if name not in kept])
     result = FileDeletion(deleted=min(deleted, len(outcome.deleted)), requests=outcome.requests)
     _settle(result, outcome, now)
     return result
 
 
-def _forget_pending(names, owned=None) -> int:
-    """Forget the pending rows of `names`; returns how many rows this call removed.
+def _forget_recorded(recorded_as, *, keep) -> int:
+    """Forget the pending rows one record() wrote (a purge batch's, or a delete's), known by the
+    token it put on them, but those of `keep`; returns how many rows this call removed.
 
-    Purges running side by side can delete the same pending names (one's final sweep, the
-    other's batch): each name is counted by whoever removes its row, so exactly once.
+    No other run writes these rows, and a run that takes them in its sweep locks them only for
+    its own short delete, never waiting on anyone (SKIP LOCKED in _forget_unowned), so deleting
+    them can wait briefly but never deadlock; each row is counted by whichever run removes it.
+    No lock first: locking 20,000 rows costs as much again as deleting them. One statement, a
+    scan of the table (it holds only the batches in flight and the names that failed before),
+    the same plan whatever the statistics say.
     """
-    if owned is not None:
-        # The rows this batch wrote: no other run writes them, and a run that takes them in its
-        # sweep locks them only for its own short delete, never waiting on anyone (SKIP LOCKED
-        # below), so deleting them by id can wait briefly but never deadlock. No lock first:
-        # locking 20,000 rows costs as much again as deleting them.
-        ids = [owned[name] for name in names if name in owned]
-        return sum(
-            PendingFileDeletion.objects.filter(among("pk", part)).delete()[0]
-            for part in _param_chunks(ids)
-        )
-    return sum(_forget_unowned(part) for part in _param_chunks(names))
+    mine = PendingFileDeletion.objects.unresolved().filter(batch=recorded_as)
+    if keep:
+        mine = mine.exclude(among("name", list(keep)))
+    return mine.delete()[0]
 
 
-def _forget_unowned(names) -> int:
-    # Rows someone else may be forgetting too: take only those no one holds, so no purge waits
-    # on or deadlocks with another. Two single-table statements, not DELETE … WHERE id IN
-    # (SELECT … SKIP LOCKED): with the table analyzed while empty (a database with history) the
-    # planner ran that as a nested loop re-running the locking subquery per row, quadratic in the
-    # names (measured: 2,000,000 rows read to forget 2,000 names). Each statement below reads
-    # each name's row once, whatever the statistics say (tests/test_scale.py).
-    with transaction.atomic():
-        mine = list(
-            PendingFileDeletion.objects.unresolved()
-            .filter(among("name", names))
-            .select_for_update(skip_locked=True)
-            .order_by()
-            .values_list("pk", flat=True)
-        )
-        return PendingFileDeletion.objects.filter(among("pk", mine)).delete()[0] if mine else 0
+def _forget_unowned(pks) -> int:
+    """Forget these pending rows, those no one else holds; returns how many this call removed.
+
+    Rows someone else may be forgetting too (purges side by side: one's sweep, another's batch)
+    are skipped, not waited for, so no purge waits on or deadlocks with another. Two statements
+    by primary key, not DELETE … WHERE id IN (SELECT … SKIP LOCKED): with the table analyzed
+    while empty (a database with history) the planner ran that as a nested loop re-running the
+    locking subquery per row, quadratic in the rows (measured: 2,000,000 rows read to forget
+    2,000 names; tests/test_scale.py).
+    """
+    removed = 0
+    for part in _param_chunks(pks):
+        with transaction.atomic():
+            mine = list(
+                PendingFileDeletion.objects.filter(among("pk", part))
+                .select_for_update(skip_locked=True)
+                .order_by()
+                .values_list("pk", flat=True)
+            )
+            if mine:
+                removed += PendingFileDeletion.objects.filter(among("pk", mine)).delete()[0]
+    return removed
 
 
 def referenced_names(names) -> set[str]:
@@ -197,31 +208,17 @@ def _names_matching(manager, column, names) -> set[str]:
     # The rows spelled otherwise: few, and on PostgreSQL found through a partial index on
     # exactly this condition (migration 0008), so this costs no scan of the table.
     odd = manager.filter(**{f"{column}__regex": storage.names.NON_CANONICAL_PATTERN}).order_by()
-    found = [value for part in _param_chunks(list(names)) for value in _held(manager, column, part)]
-    for value in [*found, *odd.values_list(column, flat=True)]:
-        if value in wanted:
-            held.add(value)
-        else:
-            held.update(storage.names.addresses(value, live_storage) & wanted)
+    for index, part in enumerate(_param_chunks(list(names))):
+        exact = manager.filter(among(column, part)).order_by().values_list(column, flat=True)
+        if index == 0:
+            # One query: each half uses its own index (an OR of the two would scan the table).
+            exact = exact.union(odd.values_list(column, flat=True), all=True)
+        for value in exact:
+            if value in wanted:
+                held.add(value)
+            else:
+                held.update(storage.names.addresses(value, live_storage) & wanted)
     return held
-
-
-def _held(manager, column, names) -> list[str]:
-    """Which of `names` some row of `manager` holds, spelled exactly so."""
-    if connection.vendor != "postgresql":
-        return list(manager.filter(**{f"{column}__in": names}).values_list(column, flat=True))
-    field = manager.model._meta.get_field(column)
-    quote = connection.ops.quote_name
-    # One index probe per name (LATERAL … LIMIT 1), a plan no statistics can turn into a scan
-    # of the whole table: measured on 400,000 file rows, 85 ms for 20,000 names, against 135 ms
-    # for `= ANY()`, which the planner ran as a parallel sequential scan.
-    sql = (
-        f"SELECT n FROM unnest(%s::{field.cast_db_type(connection)}[]) AS n, LATERAL (SELECT 1 "
-        f"FROM {quote(manager.model._meta.db_table)} WHERE {quote(field.column)} = n LIMIT 1) hit"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [list(names)])
-        return [row[0] for row in cursor.fetchall()]
 
 
 def _param_chunks(values):

@@ -269,18 +269,18 @@ def _delete_expired(
             # The ORM cascade, one DELETE per model (see cleanup/deletion.py); the collector reads
             # nothing of Job but its key, and hands back the names of the files that must go.
             cascade = delete_cascading(
-                Job.objects.filter(among("pk", ids)).only("pk"), file_models=file_models()
+                Job.objects.filter(among("pk", ids)).only("pk"), file_models=file_models(), pks=ids
             )
             names = cascade.file_names
             # The outbox: a pending row per name, committed with the batch (see record()).
-            owned = PendingFileDeletion.objects.record(names)
+            recorded_as = PendingFileDeletion.objects.record(names)
             per_model = cascade.per_model
             after = progress.with_batch(per_model)
             # The run's record commits with the batch: if the process dies in the file step
             # below, the record still shows exactly what was purged.
             _heartbeat(run, after)
         progress.add_batch(after)
-        files = _delete_batch_files(names, owned, progress.files, session)
+        files = _delete_batch_files(names, recorded_as, progress.files, session)
         progress.files.add(files)
         logger.info(
             "purge.batch",
@@ -323,11 +323,13 @@ def _heartbeat(run, progress):
     )
 
 
-def _delete_batch_files(names, owned, so_far: FileDeletion, session) -> FileDeletion:
+def _delete_batch_files(names, recorded_as, so_far: FileDeletion, session) -> FileDeletion:
     if so_far.unavailable:
         # Storage is down: don't spend every batch timing out. The names are safely pending.
         return FileDeletion(failed=len(names), errors=[so_far.unavailable])
-    return delete_pending_files(names=names, owned=owned, session=session, storage_verified=True)
+    return delete_pending_files(
+        names=names, recorded_as=recorded_as, session=session, storage_verified=True
+    )
 
 
 def _finish(run, progress, started, status, error) -> PurgeResult:
