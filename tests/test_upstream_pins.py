@@ -13,8 +13,9 @@ import inspect
 import django
 import pytest
 import storages
-from django.db.models.deletion import Collector
+from django.db.models.deletion import Collector, get_candidate_relations_to_delete
 from django.db.models.query import QuerySet
+from django.dispatch import Signal
 from storages import utils as storages_utils
 from storages.backends.s3 import S3Storage
 
@@ -55,6 +56,24 @@ PINS = [
         "9aadae1384acaa3bda8a51284a529e0970d14e7a37ef170d75df9c2465eaa5a4",
         "cleanup/storage/s3.py and names.py map names to S3 keys with it: check names still map "
         "to the same keys (backslashes, '.', '..', trailing slashes)",
+    ),
+    (
+        Collector._has_signal_listeners,
+        "248c623259b2814308eaa1af34acdbf8ece0c6808145a64d5a9f16e431b66c76",
+        "OneStatementCollector._has_signal_listeners in cleanup/deletion.py overrides it to "
+        "ignore the purge's own file receivers: check it is still what can_fast_delete asks",
+    ),
+    (
+        Signal._live_receivers,
+        "0a7af5d851f7fd8789bc95621f84ff0289b143671344692da26c68903a79caff",
+        "cleanup/deletion.py reads the live receivers of pre/post_delete with it (a private "
+        "method): check it still returns (sync receivers, async receivers)",
+    ),
+    (
+        get_candidate_relations_to_delete,
+        "0f12418a3f285e7cc5192ee7556c1ce7ebc8555ef6e355eb2b3fe29d45c2a912",
+        "OneStatementCollector._cascades_unheard / _fast_delete walk the relations a delete "
+        "cascades along with it: check they are still the relations Django collects",
     ),
 ]
 

@@ -1,6 +1,9 @@
 """Create the hourly beat schedule for the purge, once.
 
 Admins own the row afterwards: if it exists (even edited or disabled) it is left exactly as is.
+The values are written out, not imported, so this migration means the same forever; where each
+comes from is said next to it. cleanup/services/readiness.py (SCHEDULES) describes the row too,
+for `manage.py check`: change them together.
 """
 
 from django.db import migrations
@@ -19,7 +22,7 @@ def create_schedule(apps, schema_editor):
         day_of_month="*",
         month_of_year="*",
         day_of_week="*",
-        timezone="Asia/Seoul",
+        timezone="Asia/Seoul",  # = settings.TIME_ZONE and CELERY_TIMEZONE
     )
     PeriodicTask.objects.create(
         name=TASK_NAME,
@@ -28,7 +31,7 @@ def create_schedule(apps, schema_editor):
         enabled=True,
         # A run that waited past the next one is pointless: the next one does the same work.
         expires=None,
-        expire_seconds=3000,
+        expire_seconds=3000,  # = cleanup.services.runs.SUBTASK_EXPIRES_SECONDS (50 min)
         description="Deletes jobs past expires_at with all their rows and files (fmr retention).",
     )
 

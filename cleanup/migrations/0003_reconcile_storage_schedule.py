@@ -4,6 +4,9 @@ Why deleting by default: an orphan is a user's photo that no row will ever expir
 report-only default would break the 24-hour promise until someone read the report. Only objects
 under the upload prefix that nothing names and that are older than the grace period go.
 Admins own the row afterwards: if it exists (even edited or disabled) it is left exactly as is.
+The values are written out, not imported, so this migration means the same forever; where each
+comes from is said next to it. cleanup/services/readiness.py (SCHEDULES) describes the row too,
+for `manage.py check`: change them together.
 """
 
 import json
@@ -25,12 +28,13 @@ def create_schedule(apps, schema_editor):
         day_of_month="*",
         month_of_year="*",
         day_of_week="*",
-        timezone="Asia/Seoul",
+        timezone="Asia/Seoul",  # = settings.TIME_ZONE and CELERY_TIMEZONE
     )
     PeriodicTask.objects.create(
         name=TASK_NAME,
         task="reconcile_storage",
         crontab=crontab,
+        # grace_minutes = cleanup.services.reconcile.RECONCILE_GRACE (60 min)
         kwargs=json.dumps({"delete": True, "grace_minutes": 60}),
         enabled=True,
         expire_seconds=6 * 3600,

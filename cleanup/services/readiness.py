@@ -21,7 +21,8 @@ class Schedule:
     purpose: str  # what stops happening without it
 
 
-# Created by cleanup migrations 0002 and 0003; admins own the rows afterwards.
+# Created by cleanup migrations 0002 and 0003 (which write these values out; change them
+# together); admins own the rows afterwards.
 SCHEDULES = (
     Schedule(
         name="delete-expired-jobs",
