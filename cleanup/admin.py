@@ -435,7 +435,7 @@ def _by_model(item):
 
 
 @admin.register(Retention)
-class RetentionAdmin(admin.ModelAdmin):
+class RetentionAdmin(ReadOnlyAdmin):
     """Cleanup → Retention: is the promise holding, and seven days of the purge, for staff."""
 
     def has_module_permission(self, request):
@@ -444,15 +444,6 @@ class RetentionAdmin(admin.ModelAdmin):
     def has_view_permission(self, request, obj=None):
         # Counts only, no personal data: every staff member may look, as at /cleanup/status/.
         return request.user.is_active and request.user.is_staff
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def get_urls(self):
         view = self.admin_site.admin_view(self.changelist_view)

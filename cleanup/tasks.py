@@ -6,6 +6,8 @@ A failed task is still acknowledged (task_acks_on_failure_or_timeout, Celery's d
 explicitly in settings): acks_late redelivers only when a worker dies mid-task.
 """
 
+from contextlib import contextmanager
+
 from celery import shared_task
 
 from fmr.parsing import parse_minutes
@@ -61,7 +63,7 @@ def delete_expired_jobs(
             )
             _enqueue_subtasks(self, fan_out)
             return fan_out.as_dict()
-    try:
+    with _failing_with_the_run():
         result = purge_expired_jobs(
             batch_size=batch_size,
             limit=limit,
@@ -69,11 +71,6 @@ def delete_expired_jobs(
             requested_by=requested_by,
             task_id=_task_id(self),
         )
-    except Exception as exc:
-        failure = _recorded(exc)
-        if failure is None:
-            raise
-        raise failure from exc
     return _succeeded(result, result.as_dict())
 
 
@@ -84,18 +81,13 @@ def delete_expired_jobs_chunk(self, cutoff, batch_size=None, parent_run_id=None)
     `cutoff` is an ISO 8601 time with its UTC offset, never ahead of the database's clock: any
     other is refused (CutoffRefused, a ValueError) before anything is deleted.
     """
-    try:
+    with _failing_with_the_run():
         chunk = purge_expired_chunk(
             cutoff=parse_cutoff(cutoff),
             batch_size=batch_size,
             parent_id=parent_run_id,
             task_id=_task_id(self),
         )
-    except Exception as exc:
-        failure = _recorded(exc)
-        if failure is None:
-            raise
-        raise failure from exc
     if chunk.more:
         kwargs = {"cutoff": cutoff, "batch_size": batch_size, "parent_run_id": parent_run_id}
         try:
@@ -143,12 +135,17 @@ def _succeeded(result, summary: dict) -> dict:
     return summary
 
 
-def _recorded(exc) -> PurgeRunFailed | None:
-    # The run recorded its failure before re-raising; the task's error carries that record.
-    result = getattr(exc, "purge_result", None)
-    if result is None:
-        return None
-    return PurgeRunFailed(summarize_run(result), result.as_dict())
+@contextmanager
+def _failing_with_the_run():
+    """A run that ended in an error recorded it before re-raising (`purge_result`): the task
+    fails with that record as its error. Anything else fails the task as it is."""
+    try:
+        yield
+    except Exception as exc:
+        result = getattr(exc, "purge_result", None)
+        if result is None:
+            raise
+        raise PurgeRunFailed(summarize_run(result), result.as_dict()) from exc
 
 
 @shared_task(name="reconcile_storage")

@@ -1,13 +1,14 @@
-"""The real browser for admin pages: Debian's chromium driven by Playwright (never a download)."""
+"""The real browser for admin pages: Debian's chromium driven by Playwright (never a download).
+
+The `chromium` fixture (tests/conftest.py) hands tests `open_browser`; use it as a `with` block
+and touch the ORM only outside it: Playwright's sync API runs an event loop in this thread, and
+Django refuses ORM calls while one is running.
+"""
 
 import os
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
-
-import pytest
-
-from tests.conftest import REQUIRE_SERVICES
 
 CHROMIUM = "/usr/bin/chromium"
 # Screenshots are kept as CI artifacts.
@@ -24,26 +25,18 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture
-def chromium():
-    """Opens the browser; use it as a `with` block and touch the ORM only outside it.
-
-    Playwright's sync API runs an event loop in this thread, and Django refuses ORM calls
-    while one is running.
-    """
-    if not (os.path.exists(CHROMIUM) and shutil.which(CHROMIUM)):
-        reason = f"needs Debian's chromium at {CHROMIUM} (apt-get install -y chromium)"
-        if REQUIRE_SERVICES:
-            pytest.fail(f"{reason} (FMR_REQUIRE_SERVICES=1 forbids skipping)", pytrace=False)
-        pytest.skip(reason)
-    ARTIFACTS.mkdir(exist_ok=True)
-    return _browser
+def chromium_missing() -> str:
+    """Why the browser tests cannot run here, or "" when they can."""
+    if os.path.exists(CHROMIUM) and shutil.which(CHROMIUM):
+        return ""
+    return f"needs Debian's chromium at {CHROMIUM} (apt-get install -y chromium)"
 
 
 @contextmanager
-def _browser():
+def open_browser():
     from playwright.sync_api import sync_playwright
 
+    ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
@@ -52,7 +45,7 @@ def _browser():
             browser.close()
 
 
-def log_in(page, base_url, then, username="operator", password="operator-pass"):
+def log_in(page, then, username="operator", password="operator-pass"):
     """Open `then`; the admin asks for a login first, and comes back to it."""
     page.goto(then)
     page.fill("#id_username", username)

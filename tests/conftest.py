@@ -65,6 +65,16 @@ def staff(django_user_model):
     )
 
 
+@pytest.fixture
+def chromium():
+    """The real browser (tests/browser.py): `with chromium() as browser: ...`."""
+    from tests.browser import chromium_missing, open_browser
+
+    if reason := chromium_missing():
+        _unavailable(reason)
+    return open_browser
+
+
 @pytest.fixture(scope="session")
 def s3_server():
     server = S3Server().start()

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from cleanup.models import PurgeRun
 from cleanup.services import plan_purge, purge_expired_chunk, purge_expired_jobs, start_fan_out
-from tests.browser import ARTIFACTS, chromium, log_in  # noqa: F401 - chromium is a fixture
+from tests.browser import ARTIFACTS, log_in
 from tests.helpers import bulk_expired_jobs, expired_job
 
 pytestmark = pytest.mark.django_db
@@ -137,7 +137,7 @@ def test_a_fan_out_parent_page_shows_its_subtasks(admin_client):
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_the_retention_page_in_a_real_browser_light_and_dark(chromium, live_server, staff):  # noqa: F811
+def test_the_retention_page_in_a_real_browser_light_and_dark(chromium, live_server, staff):
     history()
     expired_job(by=timedelta(hours=2), with_files=False)
     done = purge_expired_jobs(trigger=PurgeRun.Trigger.BEAT)
@@ -146,7 +146,7 @@ def test_the_retention_page_in_a_real_browser_light_and_dark(chromium, live_serv
     with chromium() as browser:
         for scheme in ("light", "dark"):
             page = browser.new_page(viewport={"width": 1280, "height": 1400}, color_scheme=scheme)
-            log_in(page, live_server.url, f"{live_server.url}{PAGE}")
+            log_in(page, f"{live_server.url}{PAGE}")
             page.wait_for_selector("svg[role=img]")
             background = page.evaluate("getComputedStyle(document.body).backgroundColor")
             ink = page.evaluate(
@@ -158,7 +158,7 @@ def test_the_retention_page_in_a_real_browser_light_and_dark(chromium, live_serv
             shots[scheme] = (background, ink, plots)
             page.close()
         page = browser.new_page(viewport={"width": 1280, "height": 1100})
-        log_in(page, live_server.url, f"{live_server.url}{run_url(done.run_id)}")
+        log_in(page, f"{live_server.url}{run_url(done.run_id)}")
         table_text = page.inner_text("table.rows-per-model")
         page.screenshot(path=str(ARTIFACTS / "admin-purge-run.png"), full_page=True)
 

@@ -17,7 +17,6 @@ import datetime
 import ipaddress
 import json
 import os
-import shutil
 import ssl
 import subprocess
 import sys
@@ -34,11 +33,11 @@ from django.conf import settings
 from django.db import connection
 
 from fmr.celery import app
-from tests.conftest import REQUIRE_SERVICES, S3_CREDENTIALS
+from tests.browser import ARTIFACTS
+from tests.conftest import S3_CREDENTIALS
 from tests.processes import ROOT, stop
 from tests.runbook import environment, new_secret_key, site_environment, steps
 from tests.s3server import free_port
-from tests.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
@@ -59,15 +58,6 @@ HTTPS_SETTINGS = {
     "DJANGO_SESSION_COOKIE_SECURE": "true",
     "DJANGO_CSRF_COOKIE_SECURE": "true",
 }
-
-
-@pytest.fixture
-def chromium():
-    if not (os.path.exists(CHROMIUM) and shutil.which(CHROMIUM)):
-        reason = f"needs Debian's chromium at {CHROMIUM} (apt-get install -y chromium)"
-        if REQUIRE_SERVICES:
-            pytest.fail(f"{reason} (FMR_REQUIRE_SERVICES=1 forbids skipping)", pytrace=False)
-        pytest.skip(reason)
 
 
 @pytest.fixture
@@ -300,65 +290,56 @@ def test_the_readme_runbook_brings_up_the_admin_the_worker_and_beat_and_the_purg
         assert status == 200 and json.loads(body)["expired_jobs"] == 2
 
         # --- 5. A person in the browser -------------------------------------------------------
-        from playwright.sync_api import sync_playwright
+        with chromium() as browser:
+            context = browser.new_context(
+                ignore_https_errors=True, viewport={"width": 1280, "height": 1000}
+            )
+            page = context.new_page()
+            page.goto(f"{origin}/admin/")
+            page.wait_for_selector("#id_username")
+            # The stylesheet applied: the admin's header has its colour, not the default.
+            header = page.eval_on_selector("#header", "e => getComputedStyle(e).backgroundColor")
+            assert header not in ("rgba(0, 0, 0, 0)", "transparent"), header
+            page.screenshot(path=str(ARTIFACTS / "runbook-admin-login.png"))
+            page.fill("#id_username", ADMIN["username"])
+            page.fill("#id_password", ADMIN["password"])
+            page.click("input[type=submit]")
+            page.wait_for_selector("#site-name")
+            assert page.url == f"{origin}/admin/"
+            page.screenshot(path=str(ARTIFACTS / "runbook-admin-index.png"), full_page=True)
+            assert any(c["name"] == "sessionid" and c["secure"] for c in context.cookies())
 
-        ARTIFACTS.mkdir(exist_ok=True)
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                context = browser.new_context(
-                    ignore_https_errors=True, viewport={"width": 1280, "height": 1000}
-                )
-                page = context.new_page()
-                page.goto(f"{origin}/admin/")
-                page.wait_for_selector("#id_username")
-                # The stylesheet applied: the admin's header has its colour, not the default.
-                header = page.eval_on_selector(
-                    "#header", "e => getComputedStyle(e).backgroundColor"
-                )
-                assert header not in ("rgba(0, 0, 0, 0)", "transparent"), header
-                page.screenshot(path=str(ARTIFACTS / "runbook-admin-login.png"))
-                page.fill("#id_username", ADMIN["username"])
-                page.fill("#id_password", ADMIN["password"])
-                page.click("input[type=submit]")
-                page.wait_for_selector("#site-name")
-                assert page.url == f"{origin}/admin/"
-                page.screenshot(path=str(ARTIFACTS / "runbook-admin-index.png"), full_page=True)
-                assert any(c["name"] == "sessionid" and c["secure"] for c in context.cookies())
+            # Periodic tasks -> delete-expired-jobs: every 3 seconds instead of hourly.
+            page.goto(f"{origin}/admin/django_celery_beat/periodictask/")
+            page.click("text=delete-expired-jobs")
+            page.wait_for_selector("#id_name")
+            with page.expect_popup() as popup_info:
+                page.click("#add_id_interval")
+            popup = popup_info.value
+            popup.wait_for_selector("#id_every")
+            popup.fill("#id_every", "3")
+            popup.select_option("#id_period", "seconds")
+            popup.click("input[name=_save]")
+            popup.wait_for_event("close")
+            page.select_option("#id_crontab", "")
+            page.click("input[name=_continue]")
+            page.wait_for_selector(".messagelist .success")
+            assert "was changed successfully" in page.inner_text(".messagelist .success")
+            page.screenshot(
+                path=str(ARTIFACTS / "runbook-schedule-every-3-seconds.png"), full_page=True
+            )
 
-                # Periodic tasks -> delete-expired-jobs: every 3 seconds instead of hourly.
-                page.goto(f"{origin}/admin/django_celery_beat/periodictask/")
-                page.click("text=delete-expired-jobs")
-                page.wait_for_selector("#id_name")
-                with page.expect_popup() as popup_info:
-                    page.click("#add_id_interval")
-                popup = popup_info.value
-                popup.wait_for_selector("#id_every")
-                popup.fill("#id_every", "3")
-                popup.select_option("#id_period", "seconds")
-                popup.click("input[name=_save]")
-                popup.wait_for_event("close")
-                page.select_option("#id_crontab", "")
-                page.click("input[name=_continue]")
-                page.wait_for_selector(".messagelist .success")
-                assert "was changed successfully" in page.inner_text(".messagelist .success")
-                page.screenshot(
-                    path=str(ARTIFACTS / "runbook-schedule-every-3-seconds.png"), full_page=True
-                )
-
-                # --- 6. Beat sends it, the worker purges: rows and objects go, the live job stays
-                wait_for(
-                    lambda: database("SELECT count(*) FROM jobs_job")[0][0] == 1,
-                    90,
-                    "the scheduled purge",
-                    processes,
-                )
-                wait_for(lambda: objects() == live_files, 30, "the S3 objects to go", processes)
-                page.goto(f"{origin}/admin/cleanup/purgerun/")
-                page.wait_for_selector("#result_list")
-                page.screenshot(path=str(ARTIFACTS / "runbook-purge-runs.png"), full_page=True)
-            finally:
-                browser.close()
+            # --- 6. Beat sends it, the worker purges: rows and objects go, the live job stays
+            wait_for(
+                lambda: database("SELECT count(*) FROM jobs_job")[0][0] == 1,
+                90,
+                "the scheduled purge",
+                processes,
+            )
+            wait_for(lambda: objects() == live_files, 30, "the S3 objects to go", processes)
+            page.goto(f"{origin}/admin/cleanup/purgerun/")
+            page.wait_for_selector("#result_list")
+            page.screenshot(path=str(ARTIFACTS / "runbook-purge-runs.png"), full_page=True)
 
         runs = database(
             "SELECT trigger, status, jobs_deleted, files_deleted FROM cleanup_purgerun "
