@@ -530,8 +530,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.child:
         return child(args.child, args.batch_size or None)
-    if args.rounds < 1 or args.original_rounds < 1 or args.small_jobs < 1:
-        parser.error("--rounds, --original-rounds and --small-jobs must be positive")
+    if args.rounds < 1 or args.original_rounds < 0 or args.small_jobs < 1:
+        parser.error("--rounds and --small-jobs must be positive, --original-rounds 0 or more")
 
     import django
 

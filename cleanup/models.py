@@ -106,7 +106,9 @@ class PendingFileDeletion(models.Model):
     refused_reason = models.CharField(max_length=200, blank=True, default="")
     # Written by record() on every row of one call (a purge batch): the run that wrote them
     # forgets them in one statement once storage has answered, with no lookup per name.
-    batch = models.UUIDField(null=True, blank=True, editable=False)
+    # Indexed: all of a batch's rows share one value, so the index stays small and cheap to
+    # write, and forgetting a batch never scans the rows of the others (or the dead ones).
+    batch = models.UUIDField(null=True, blank=True, editable=False, db_index=True)
 
     objects = PendingFileDeletionQuerySet.as_manager()
 

@@ -2,6 +2,7 @@
 
 import logging
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -213,12 +214,34 @@ def _names_matching(manager, column, names) -> set[str]:
         if index == 0:
             # One query: each half uses its own index (an OR of the two would scan the table).
             exact = exact.union(odd.values_list(column, flat=True), all=True)
-        for value in exact:
+        with _through_indexes():
+            found = list(exact)
+        for value in found:
             if value in wanted:
                 held.add(value)
             else:
                 held.update(storage.names.addresses(value, live_storage) & wanted)
     return held
+
+
+@contextmanager
+def _through_indexes():
+    """Look the names up through their indexes, whatever the planner's estimates.
+
+    For 20,000 names PostgreSQL picks a (parallel) scan of the whole file table once it holds
+    a few hundred thousand rows: measured at 400,000 rows, 124 ms against 67 ms through the
+    index, and the scan grows with the table while the probes do not. (A table with no index
+    on the column is still scanned: this only tells the planner not to prefer it.)
+    """
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        try:
+            yield
+        finally:
+            cursor.execute("SET LOCAL enable_seqscan = DEFAULT")
 
 
 def _param_chunks(values):
