@@ -208,8 +208,9 @@ class Seeder:
 class StatementTimer:
     """Counts the queries a way sends and the time each kind of statement takes."""
 
-    # "DELETE FROM table", "SELECT ... FROM table", "INSERT INTO table": enough to tell them apart.
-    SHAPE = re.compile(r"^\s*(\w+)\b.*?\b(?:FROM|INTO|UPDATE)\s+\"?(\w+)", re.S | re.I)
+    # "DELETE FROM table", "SELECT ... FROM table", "INSERT INTO table", "UPDATE table": enough
+    # to tell them apart. A UNION's first part in parentheses counts as the statement it starts.
+    SHAPE = re.compile(r"^[\s(]*(?:(UPDATE)|(\w+)\b.*?\b(?:FROM|INTO))\s+\"?(\w+)", re.S | re.I)
 
     def __init__(self):
         self.count = 0
@@ -223,7 +224,10 @@ class StatementTimer:
             return execute(sql, params, many, context)
         finally:
             match = self.SHAPE.match(sql)
-            shape = f"{match[1].upper()} {match[2]}" if match else sql.split()[0].upper()
+            if match:
+                shape = f"{(match[1] or match[2]).upper()} {match[3]}"
+            else:
+                shape = sql.split()[0].upper()
             self.seconds[shape] += time.perf_counter() - started
             self.calls[shape] += 1
 
@@ -468,6 +472,9 @@ def row_text(r):
     qpb = r["queries_per_batch"]
     if qpb:
         qpb_text = f"{qpb['min']}" if qpb["min"] == qpb["max"] else f"{qpb['min']}-{qpb['max']}"
+    elif r["batches"] == 1 and r["way"] != "original":
+        # One batch: no two batch marks to count between, so the whole run's queries.
+        qpb_text = f"{r['queries']}/run"
     else:
         qpb_text = f"{r['queries_per_job']:.1f}/job"
     return (
