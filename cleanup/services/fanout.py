@@ -17,10 +17,9 @@ from jobs.models import Job
 
 from ..models import PurgeRun
 from .clock import purge_cutoff
-from .ledger import destruction_method
 from .purge import PurgeResult, check_positive, purge_expired_jobs
 from .runs import (
-    measure_backlog,
+    open_run,
     settle_fan_out,
     settle_fan_out_quietly,
     start_subtask,
@@ -120,20 +119,16 @@ def start_fan_out(
     *, plan: PurgePlan, trigger: str, requested_by: str = "", task_id: str = ""
 ) -> FanOut:
     """Record the run of a fan-out about to start `plan.subtasks` subtasks; they report to it."""
-    backlog = measure_backlog(now=plan.cutoff)
-    run = PurgeRun.objects.create(
+    run = open_run(
+        cutoff=plan.cutoff,
         trigger=trigger,
         requested_by=requested_by,
         task_id=task_id or "",
         status=PurgeRun.Status.FANNED_OUT,
-        cutoff=plan.cutoff,
         batch_size=plan.batch_size,
         heartbeat_at=timezone.now(),
         subtasks_started=plan.subtasks,
         subtasks_outstanding=plan.subtasks,
-        method=destruction_method(dry_run=False),
-        expired_at_start=backlog.expired,
-        oldest_expired_seconds_at_start=backlog.oldest_seconds,
     )
     logger.info(
         "purge.fan_out",

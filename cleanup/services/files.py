@@ -6,7 +6,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -278,5 +277,4 @@ def _mark_failed(failed: dict[str, str], now, *, storage_failed: bool) -> int:
     PendingFileDeletion.objects.bulk_update(
         rows, ["attempts", "last_error", "next_attempt_at"], batch_size=500
     )
-    threshold = settings.CLEANUP_STUCK_AFTER_ATTEMPTS
-    return sum(1 for row in rows if row.resolved_at is None and row.attempts >= threshold)
+    return sum(row.stuck for row in rows)

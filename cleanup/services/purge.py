@@ -28,8 +28,7 @@ from .binding import verify_storage
 from .clock import purge_cutoff
 from .errors import PurgeNotPossible
 from .files import FileDeletion, delete_pending_files
-from .ledger import destruction_method
-from .runs import abandon_dead_runs, measure_backlog
+from .runs import abandon_dead_runs, open_run
 
 logger = logging.getLogger(__name__)
 
@@ -124,19 +123,15 @@ def purge_expired_jobs(
     # Names pending since before this moment are the final sweep's; names this run records come
     # later, and each of them is counted by the batch that recorded it.
     sweep_due_before = timezone.now()
-    backlog = measure_backlog(now=cutoff)
-    run = PurgeRun.objects.create(
+    run = open_run(
+        cutoff=cutoff,
+        dry_run=dry_run,
         trigger=trigger,
         requested_by=requested_by,
         parent_id=parent_id,
         task_id=task_id or "",
-        cutoff=cutoff,
         batch_size=batch_size,
         limit=limit,
-        dry_run=dry_run,
-        method=destruction_method(dry_run=dry_run),
-        expired_at_start=backlog.expired,
-        oldest_expired_seconds_at_start=backlog.oldest_seconds,
     )
     started = time.monotonic()
     progress = _Progress(rows=dict.fromkeys((m._meta.label for m, _ in cascade_paths(Job)), 0))

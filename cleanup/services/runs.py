@@ -20,6 +20,7 @@ from django.utils import timezone
 from jobs.models import Job
 
 from ..models import PurgeRun
+from .ledger import destruction_method
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,21 @@ def measure_backlog(*, now: datetime) -> Backlog:
     )
 
 
+def open_run(*, cutoff: datetime, dry_run: bool = False, **fields) -> PurgeRun:
+    """A new run's record, with what it starts from: the expired backlog at `cutoff` (history
+    that cannot be recomputed later) and how it destroys data (the ledger). `fields` are the
+    run's own: trigger, requested_by, task_id, batch size, status..."""
+    backlog = measure_backlog(now=cutoff)
+    return PurgeRun.objects.create(
+        cutoff=cutoff,
+        dry_run=dry_run,
+        method=destruction_method(dry_run=dry_run),
+        expired_at_start=backlog.expired,
+        oldest_expired_seconds_at_start=backlog.oldest_seconds,
+        **fields,
+    )
+
+
 def abandon_dead_runs():
     """Close the records of runs whose process died: killed runs cannot record themselves.
 
@@ -64,9 +80,8 @@ def abandon_dead_runs():
     just abandoned up to date.
     """
     now = timezone.now()
-    dead = PurgeRun.objects.filter(status=PurgeRun.Status.RUNNING).filter(
-        Q(heartbeat_at__lt=now - settings.CLEANUP_STALE_RUN)
-        | Q(heartbeat_at__isnull=True, started_at__lt=now - settings.CLEANUP_STALE_RUN)
+    dead = PurgeRun.objects.filter(
+        _silent_since(now - settings.CLEANUP_STALE_RUN), status=PurgeRun.Status.RUNNING
     )
     parents = set(dead.exclude(parent=None).values_list("parent_id", flat=True))
     minutes = int(settings.CLEANUP_STALE_RUN.total_seconds() // 60)
@@ -78,16 +93,16 @@ def abandon_dead_runs():
     )
     if count:
         logger.warning("purge.abandoned", extra={"runs": count})
-    silent = (
-        PurgeRun.objects.filter(status=PurgeRun.Status.FANNED_OUT)
-        .filter(
-            Q(heartbeat_at__lt=now - FAN_OUT_SILENCE)
-            | Q(heartbeat_at__isnull=True, started_at__lt=now - FAN_OUT_SILENCE)
-        )
-        .exclude(subtask_runs__status=PurgeRun.Status.RUNNING)
-    )
+    silent = PurgeRun.objects.filter(
+        _silent_since(now - FAN_OUT_SILENCE), status=PurgeRun.Status.FANNED_OUT
+    ).exclude(subtask_runs__status=PurgeRun.Status.RUNNING)
     for parent_id in parents | set(silent.values_list("pk", flat=True)):
         settle_fan_out(parent_id=parent_id, silent_since=now - FAN_OUT_SILENCE)
+
+
+def _silent_since(moment: datetime) -> Q:
+    """Runs whose last sign of life (their heartbeat, or their start) is before `moment`."""
+    return Q(heartbeat_at__lt=moment) | Q(heartbeat_at__isnull=True, started_at__lt=moment)
 
 
 def start_subtask(*, parent_id: int):
