@@ -24,7 +24,6 @@ from .models import (
 from .report import format_duration, retention_facts
 from .services import (
     PurgeNotPossible,
-    count_stuck_files,
     purge_status,
     resolve_stuck_files,
     retention_history,
@@ -78,7 +77,6 @@ class PurgeRunAdmin(ReadOnlyAdmin):
         "-started_at",
         "-pk",
     ]
-    list_select_related = ["parent"]
     change_list_template = "admin/cleanup/purgerun/change_list.html"
     readonly_fields = [
         "took",
@@ -266,9 +264,9 @@ class PendingStateFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value() == "pending":
-            return queryset.filter(pk__in=PendingFileDeletion.objects.not_stuck().values("pk"))
+            return queryset.not_stuck()
         if self.value() == "stuck":
-            return queryset.filter(pk__in=PendingFileDeletion.objects.stuck().values("pk"))
+            return queryset.stuck()
         if self.value() == "refused":
             return queryset.refused()
         if self.value() == "resolved":
@@ -490,7 +488,7 @@ class RetentionAdmin(ReadOnlyAdmin):
             "title": "Retention",
             "subtitle": None,
             "opts": self.opts,
-            "facts": retention_facts(status, stuck_files=count_stuck_files()),
+            "facts": retention_facts(status),
             "plots": plots,
             "checked_at": status.checked_at,
             "since": history.since,

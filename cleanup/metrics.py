@@ -1,6 +1,6 @@
 """The purge's facts in the Prometheus text format, for GET /cleanup/metrics.
 
-A fresh CollectorRegistry per request, filled from the database: every web worker (gunicorn
+Computed afresh from the database on every request: every web worker (gunicorn
 runs several processes) answers the same truth, and nothing lives in one process's memory that
 a restart would lose. Counters come from the run records (services/history.py says why they
 never go down).
@@ -8,7 +8,7 @@ never go down).
 
 from datetime import datetime
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
@@ -26,7 +26,7 @@ class _Snapshot:
         return iter(self.families)
 
 
-def render_metrics(*, status, stuck_files: int, totals) -> bytes:
+def render_metrics(*, status, totals) -> bytes:
     """`status`: a PurgeStatus; `totals`: RunTotals per status (finished runs)."""
     last = status.last_success
     last_finished = 0.0
@@ -51,7 +51,7 @@ def render_metrics(*, status, stuck_files: int, totals) -> bytes:
         (
             "fmr_cleanup_stuck_files",
             "Pending deletions storage refused CLEANUP_STUCK_AFTER_ATTEMPTS times or more.",
-            stuck_files,
+            status.stuck_files,
         ),
         (
             "fmr_cleanup_last_success_timestamp_seconds",
@@ -74,6 +74,5 @@ def render_metrics(*, status, stuck_files: int, totals) -> bytes:
         for total in totals:
             family.add_metric([total.status], getattr(total, attribute))
         families.append(family)
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Snapshot(families))
-    return generate_latest(registry)
+    # generate_latest() takes anything with collect(): no registry needed for one snapshot.
+    return generate_latest(_Snapshot(families))

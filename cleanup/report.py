@@ -14,14 +14,11 @@ def format_result(result) -> str:
         f"jobs expired before {cutoff}: deleted {result.jobs_deleted} job(s) in "
         f"{result.batches or 1} batch(es), {result.duration_seconds:.2f}s",
         "",
-        f"  {'model':<34}{'rows':>10}",
+        *_rows_table(result.rows_deleted, result.rows_total),
+        "",
+        f"  files deleted: {result.files_deleted}",
+        f"  files still pending: {result.files_pending}",
     ]
-    for label, count in result.rows_deleted.items():
-        lines.append(f"  {label:<34}{count:>10}")
-    lines.append(f"  {'total':<34}{result.rows_total:>10}")
-    lines.append("")
-    lines.append(f"  files deleted: {result.files_deleted}")
-    lines.append(f"  files still pending: {result.files_pending}")
     if result.files_stuck:
         lines.append(f"  files stuck (refused again; see purge_status): {result.files_stuck}")
     if result.files_refused:
@@ -35,15 +32,20 @@ def _format_dry_run(result, cutoff) -> str:
         f"Dry run (nothing deleted): jobs expired before {cutoff}: would delete "
         f"{result.would_delete_jobs} job(s), {result.duration_seconds:.2f}s",
         "",
-        f"  {'model':<34}{'rows':>10}",
+        *_rows_table(result.would_delete_rows, result.would_delete_rows_total),
+        "",
+        f"  would delete {result.would_delete_files} file(s) from storage",
+        f"  run #{result.run_id}: {result.status}",
     ]
-    for label, count in result.would_delete_rows.items():
-        lines.append(f"  {label:<34}{count:>10}")
-    lines.append(f"  {'total':<34}{result.would_delete_rows_total:>10}")
-    lines.append("")
-    lines.append(f"  would delete {result.would_delete_files} file(s) from storage")
-    lines.append(f"  run #{result.run_id}: {result.status}")
     return "\n".join(lines)
+
+
+def _rows_table(rows: dict[str, int], total: int) -> list[str]:
+    return [
+        f"  {'model':<34}{'rows':>10}",
+        *(f"  {label:<34}{count:>10}" for label, count in rows.items()),
+        f"  {'total':<34}{total:>10}",
+    ]
 
 
 def summarize_run(result) -> str:
@@ -198,7 +200,7 @@ def _plural(count: int, word: str) -> str:
     return f"{count:,} {word}{'' if count == 1 else 's'}"
 
 
-def retention_facts(status, *, stuck_files: int) -> list[dict]:
+def retention_facts(status) -> list[dict]:
     """The status in sentences for the Retention page: heading, text and the run it names."""
     facts = []
     if status.expired_jobs:
@@ -227,10 +229,10 @@ def retention_facts(status, *, stuck_files: int) -> list[dict]:
     facts.append(
         {
             "heading": "Stuck file deletions",
-            "text": f"{stuck_files:,}"
+            "text": f"{status.stuck_files:,}"
             + (
                 " (storage keeps refusing them: see Pending file deletions)."
-                if stuck_files
+                if status.stuck_files
                 else "."
             ),
         }

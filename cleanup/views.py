@@ -10,7 +10,7 @@ from django.views.decorators.http import require_GET
 from fmr.parsing import clean_secret
 
 from .metrics import CONTENT_TYPE, render_metrics
-from .services import count_stuck_files, overdue_limit, purge_status, run_totals
+from .services import overdue_limit, purge_status, run_totals
 
 
 @never_cache
@@ -43,9 +43,7 @@ def metrics(request):
     """Gauges of the status and counters of the run history, for Prometheus; same auth."""
     if not _allowed(request):
         return _refused(request)
-    body = render_metrics(
-        status=purge_status(), stuck_files=count_stuck_files(), totals=run_totals()
-    )
+    body = render_metrics(status=purge_status(), totals=run_totals())
     return HttpResponse(body, content_type=CONTENT_TYPE)
 
 

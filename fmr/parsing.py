@@ -10,7 +10,7 @@ later, inside a run, as a traceback.
 
 import math
 import re
-from datetime import timedelta
+from datetime import date, timedelta
 
 # The largest count the run records can hold (PositiveIntegerField): batch sizes, limits.
 MAX_SIZE = 2_147_483_647
@@ -20,6 +20,7 @@ MAX_MINUTES = 10 * 366 * 24 * 60
 MAX_SECONDS = MAX_MINUTES * 60
 
 _INTEGER = re.compile(r"-?[0-9]+")
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _DECIMAL = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -59,6 +60,17 @@ def parse_decimal(value, *, minimum: float, maximum: float, expected: str = "") 
     if not math.isfinite(number) or not minimum <= number <= maximum:
         raise InvalidValue(f"expected {expected}, got {value!r}")
     return number
+
+
+def parse_day(value) -> date:
+    """A calendar day written exactly YYYY-MM-DD (date.fromisoformat would also take 20261101
+    or 2026-W48-1)."""
+    if not isinstance(value, str) or not _DAY.fullmatch(value):
+        raise InvalidValue(f"expected a date as YYYY-MM-DD, got {value!r}")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise InvalidValue(f"{value!r} is not a calendar date (YYYY-MM-DD)") from None
 
 
 def parse_minutes(value, *, expected: str = "") -> timedelta:

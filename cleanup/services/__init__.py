@@ -36,7 +36,6 @@ from .runs import SUBTASK_EXPIRES_SECONDS, release_subtask
 from .status import (
     PurgeStatus,
     count_expired_jobs,
-    count_stuck_files,
     overdue_limit,
     purge_status,
     resolve_stuck_files,
@@ -70,7 +69,6 @@ __all__ = [
     "bind_storage",
     "binding_state",
     "count_expired_jobs",
-    "count_stuck_files",
     "database_now",
     "delete_pending_files",
     "ledger_models",

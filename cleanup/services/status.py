@@ -121,11 +121,6 @@ def count_expired_jobs(*, now: datetime | None = None) -> int:
     return Job.objects.expired(now or timezone.now()).count()
 
 
-def count_stuck_files() -> int:
-    """Pending deletions storage has refused CLEANUP_STUCK_AFTER_ATTEMPTS times, unresolved."""
-    return PendingFileDeletion.objects.stuck().count()
-
-
 def _reasons(pending, limit=5) -> list[str]:
     """The distinct last errors of these pending names, most frequent first (no names)."""
     return list(

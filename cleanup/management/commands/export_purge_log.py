@@ -1,12 +1,11 @@
 import csv
 import json
-import re
-from argparse import ArgumentTypeError
-from datetime import date
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from cleanup.services import ledger_models, purge_log
+from fmr.commands import StrictCommand, argument_type
+from fmr.parsing import parse_day
 
 CSV_COLUMNS = [
     "run_id",
@@ -25,17 +24,7 @@ CSV_COLUMNS = [
 ]
 
 
-def day(value):
-    # Exactly YYYY-MM-DD: date.fromisoformat would also take 20261101 or 2026-W48-1.
-    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
-        raise ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {value!r}")
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise ArgumentTypeError(f"{value!r} is not a calendar date (YYYY-MM-DD)") from None
-
-
-class Command(BaseCommand):
+class Command(StrictCommand):
     help = (
         "The destruction ledger: one line per purge run started from --since to --until, both "
         "days included, in Asia/Seoul time (the project's TIME_ZONE): when, trigger, who asked "
@@ -44,21 +33,17 @@ class Command(BaseCommand):
         "per subtask run (parent_run_id): add up lines without subtasks to avoid counting twice."
     )
 
-    def create_parser(self, prog_name, subcommand, **kwargs):
-        # A mistyped flag is refused, never read as an abbreviation of another.
-        return super().create_parser(prog_name, subcommand, allow_abbrev=False, **kwargs)
-
     def add_arguments(self, parser):
         parser.add_argument(
             "--since",
-            type=day,
+            type=argument_type(parse_day),
             required=True,
             metavar="YYYY-MM-DD",
             help="First day (from 00:00 Asia/Seoul), included.",
         )
         parser.add_argument(
             "--until",
-            type=day,
+            type=argument_type(parse_day),
             required=True,
             metavar="YYYY-MM-DD",
             help="Last day (to 24:00 Asia/Seoul), included: --since D --until D is one day.",
@@ -82,7 +67,8 @@ class Command(BaseCommand):
             return
         models = ledger_models()
         head, tail = CSV_COLUMNS[:8], CSV_COLUMNS[8:]
-        writer = csv.writer(_Lines(self.stdout), lineterminator="")
+        # Django's stdout ends each write() with a newline: one row, one line.
+        writer = csv.writer(self.stdout, lineterminator="")
         writer.writerow([*head, *models, *tail])
         for entry in entries:
             data = entry.as_dict()
@@ -90,13 +76,3 @@ class Command(BaseCommand):
             writer.writerow(
                 [*(data[c] for c in head), *(rows[m] for m in models), *(data[c] for c in tail)]
             )
-
-
-class _Lines:
-    """csv.writer's file: each row goes out as one line through the command's stdout."""
-
-    def __init__(self, out):
-        self.out = out
-
-    def write(self, text):
-        self.out.write(text)
