@@ -21,13 +21,12 @@ from . import local, names, s3
 from .identity import StorageIdentity, identify, unsupported
 from .outcome import DeleteOutcome, StoredObject, UnsupportedStorage, describe_error
 from .probe import StorageProbe, probe_s3
-from .s3 import S3_MAX_KEYS_PER_REQUEST, StorageUnavailable, is_s3
+from .s3 import S3_MAX_KEYS_PER_REQUEST, is_s3
 
 __all__ = [
     "S3_MAX_KEYS_PER_REQUEST",
     "DeleteOutcome",
     "StorageProbe",
-    "StorageUnavailable",
     "StorageIdentity",
     "StoredObject",
     "UnsupportedStorage",

@@ -48,28 +48,33 @@ class LocalSession:
 def delete_names(storage, names) -> DeleteOutcome:
     outcome = DeleteOutcome()
     real = RealPaths(storage)
-    for index, name in enumerate(names):
-        # FileSystemStorage follows symlinks: a symlinked directory (or file) inside MEDIA_ROOT
-        # would carry the delete to whatever it points at.
-        if real.leaves_upload_directory(name):
-            outcome.refused[name] = canonical.SYMLINK_OUT
-            continue
-        outcome.requests += 1
-        try:
-            storage.delete(name)  # FileSystemStorage ignores names that are already gone.
-        except OSError as exc:
-            reason = _describe(exc)
-            if exc.errno in STORAGE_ERRNOS:
-                outcome.unavailable = reason
-                outcome.failed.update(dict.fromkeys(names[index:], reason))
-                return outcome
-            outcome.failed[name] = reason
-        except Exception as exc:  # noqa: BLE001 - any other error leaves this one name pending
-            # Not the message: for a path outside MEDIA_ROOT and the like it repeats the name.
-            outcome.failed[name] = f"{type(exc).__name__}: the name cannot be deleted here"
-        else:
-            outcome.deleted.append(name)
-            _remove_empty_folders(storage, name)
+    # The folders of deleted files, emptied once the loop is done: a job's four files share one.
+    folders = set()
+    try:
+        for index, name in enumerate(names):
+            # FileSystemStorage follows symlinks: a symlinked directory (or file) inside
+            # MEDIA_ROOT would carry the delete to whatever it points at.
+            if real.leaves_upload_directory(name):
+                outcome.refused[name] = canonical.SYMLINK_OUT
+                continue
+            outcome.requests += 1
+            try:
+                storage.delete(name)  # FileSystemStorage ignores names that are already gone.
+            except OSError as exc:
+                reason = _describe(exc)
+                if exc.errno in STORAGE_ERRNOS:
+                    outcome.unavailable = reason
+                    outcome.failed.update(dict.fromkeys(names[index:], reason))
+                    return outcome
+                outcome.failed[name] = reason
+            except Exception as exc:  # noqa: BLE001 - any other error leaves this name pending
+                # Not the message: for a path outside MEDIA_ROOT and the like it repeats the name.
+                outcome.failed[name] = f"{type(exc).__name__}: the name cannot be deleted here"
+            else:
+                outcome.deleted.append(name)
+                folders.add(os.path.dirname(name))
+    finally:
+        _remove_empty_folders(storage, folders)
     return outcome
 
 
@@ -80,23 +85,29 @@ def _describe(exc: OSError) -> str:
     return describe_error(exc)
 
 
-def _remove_empty_folders(storage, name):
-    """Remove the folders a deleted file leaves empty, up to (never including) the upload prefix.
+def _remove_empty_folders(storage, folders):
+    """Remove the folders deleted files left empty, up to (never including) the upload prefix.
 
-    rmdir removes only empty directories, so a folder that got a new file in the meantime stays,
-    and a symlink is never followed. Names outside the upload prefix leave their folders alone.
+    `folders` are the deleted names' folders (names that passed names.refusal: canonical, so a
+    name's folder is its path's folder). Deepest first, so a folder is tried after the ones
+    inside it. rmdir removes only empty directories, so a folder that got a new file in the
+    meantime stays, and a symlink is never followed. Folders outside the upload prefix stay.
     """
     try:
         top = storage.path(UPLOAD_PREFIX)
-        folder = os.path.dirname(storage.path(name))
-    except Exception:  # noqa: BLE001 - a name that does not map to a path has no folder here
+    except Exception:  # noqa: BLE001 - a storage without paths has no folders to tidy
         return
-    while folder.startswith(top + os.sep):
+    for name in sorted(folders, key=len, reverse=True):
         try:
-            os.rmdir(folder)
-        except OSError:
-            return  # not empty (or not ours to remove): nothing above it is empty either
-        folder = os.path.dirname(folder)
+            folder = storage.path(name)
+        except Exception:  # noqa: BLE001 - a folder that does not map to a path is not ours
+            continue
+        while folder.startswith(top + os.sep):
+            try:
+                os.rmdir(folder)
+            except OSError:
+                break  # not empty (or not ours to remove): nothing above it is empty either
+            folder = os.path.dirname(folder)
 
 
 class RealPaths:

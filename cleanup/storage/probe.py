@@ -17,6 +17,7 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
+from .outcome import describe_error
 from .s3 import is_s3
 
 # What went wrong, in the words the system check uses.
@@ -109,8 +110,7 @@ def _classify(exc: BaseException) -> tuple[str, str]:
         if status is not None and status >= 500:
             return UNREACHABLE, reason
         return FAILED, reason
-    first_line = (str(exc).splitlines() or [""])[0]
-    reason = f"{type(exc).__name__}: {first_line}"[:500]
+    reason = describe_error(exc)
     if isinstance(exc, NoCredentialsError | PartialCredentialsError):
         return REFUSED, reason
     if isinstance(exc, ConnectionError | HTTPClientError):  # refused, reset, timed out, DNS

@@ -320,11 +320,3 @@ def _kind_of_failure(exc) -> str:
     if status >= 500 or code in {"SlowDown", "ServiceUnavailable", "InternalError"}:
         return "maybe storage"
     return "request"
-
-
-def delete_names(storage, names) -> DeleteOutcome:
-    return S3Session(storage).delete_names(names)
-
-
-def list_objects(storage, prefix):
-    return S3Session(storage).list_objects(prefix)
