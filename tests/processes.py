@@ -5,11 +5,17 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
 from django.conf import settings
 from django.db import connection
+
+from cleanup.models import PurgeRun
+from cleanup.tasks import delete_expired_jobs
+from jobs.models import Job
+from tests.helpers import bulk_expired_jobs, live_job
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -93,3 +99,33 @@ def database_url_with(**options) -> str:
     from urllib.parse import urlencode
 
     return f"{child_database_url()}?{urlencode(options)}"
+
+
+def fan_out_on_a_real_worker(tmp_path, **task_kwargs):
+    """120 expired jobs and one live one, purged by `delete_expired_jobs(**task_kwargs)` on a
+    real worker that fans out (batches of 5, up to 3 subtasks of a second each); returns the
+    live job once the backlog is gone and every run, the fan-out's own included, has closed."""
+    bulk_expired_jobs(120)
+    kept = live_job()
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    env = child_env(CLEANUP_BATCH_SIZE=5, CLEANUP_MAX_PARALLEL=3, CLEANUP_SUBTASK_SECONDS=1)
+    with celery(
+        "worker",
+        "--concurrency=2",
+        "-Q",
+        queue,
+        "--loglevel=INFO",
+        env=env,
+        log_path=tmp_path / "worker.log",
+    ):
+        delete_expired_jobs.apply_async(kwargs=task_kwargs, queue=queue)
+        wait_until(lambda: Job.objects.count() == 1, 120, message="the fanned-out purge")
+        # The fan-out's own run closes once every subtask it started has run, including ones
+        # still queued when the backlog was already gone.
+        unfinished = [PurgeRun.Status.RUNNING, PurgeRun.Status.FANNED_OUT]
+        wait_until(
+            lambda: not PurgeRun.objects.filter(status__in=unfinished).exists(),
+            60,
+            message="every run to close",
+        )
+    return kept

@@ -6,7 +6,6 @@ it; it is "succeeded" only once every subtask is done and none failed or left fi
 """
 
 import json
-import uuid
 from datetime import timedelta
 from io import StringIO
 
@@ -26,7 +25,7 @@ from cleanup.tasks import delete_expired_jobs
 from jobs.demo import FILES_PER_JOB, ROWS_PER_JOB
 from jobs.models import Job
 from tests.helpers import FULL_JOB_ROWS, bulk_expired_jobs, expired_job, live_job, rows_of
-from tests.processes import celery, child_env, wait_until
+from tests.processes import fan_out_on_a_real_worker
 
 SUMMED = ["batches", "jobs_deleted", "files_deleted", "files_pending"]
 
@@ -197,33 +196,7 @@ def test_a_backlog_one_batch_can_take_is_one_plain_run_with_the_requested_trigge
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_real_worker_fan_out_leaves_one_parent_record_with_the_admins_trigger(tmp_path):
-    bulk_expired_jobs(120)
-    kept = live_job()
-    queue = f"test-{uuid.uuid4().hex[:8]}"
-    env = child_env(CLEANUP_BATCH_SIZE=5, CLEANUP_MAX_PARALLEL=3, CLEANUP_SUBTASK_SECONDS=1)
-
-    with celery(
-        "worker",
-        "--concurrency=2",
-        "-Q",
-        queue,
-        "--loglevel=INFO",
-        env=env,
-        log_path=tmp_path / "worker.log",
-    ):
-        delete_expired_jobs.apply_async(
-            kwargs={"trigger": "admin", "requested_by": "operator"}, queue=queue
-        )
-        wait_until(lambda: Job.objects.count() == 1, 120, message="the fanned-out purge")
-        wait_until(
-            lambda: (
-                PurgeRun.objects.filter(parent__isnull=True)
-                .exclude(status__in=[PurgeRun.Status.RUNNING, PurgeRun.Status.FANNED_OUT])
-                .exists()
-            ),
-            60,
-            message="the fan-out's record to close",
-        )
+    kept = fan_out_on_a_real_worker(tmp_path, trigger="admin", requested_by="operator")
 
     assert rows_of(kept.pk) == FULL_JOB_ROWS
     parent = PurgeRun.objects.get(parent__isnull=True)

@@ -21,7 +21,6 @@ from cleanup.services import (
     purge_expired_chunk,
     purge_expired_jobs,
 )
-from cleanup.tasks import delete_expired_jobs
 from jobs.demo import FILES_PER_JOB, ROWS_PER_JOB
 from jobs.models import Job, JobFile, Report
 from tests.helpers import (
@@ -35,7 +34,7 @@ from tests.helpers import (
     rows_of,
     stored,
 )
-from tests.processes import ROOT, celery, child_env, wait_until
+from tests.processes import ROOT, child_env, fan_out_on_a_real_worker
 
 
 def count_deleted_instances():
@@ -212,30 +211,7 @@ def test_a_subtask_out_of_time_asks_to_continue_and_the_chain_finishes_the_backl
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_real_worker_fans_a_large_backlog_out_and_purges_all_of_it(tmp_path):
-    bulk_expired_jobs(120)
-    kept = live_job()
-    queue = f"test-{uuid.uuid4().hex[:8]}"
-    env = child_env(CLEANUP_BATCH_SIZE=5, CLEANUP_MAX_PARALLEL=3, CLEANUP_SUBTASK_SECONDS=1)
-
-    with celery(
-        "worker",
-        "--concurrency=2",
-        "-Q",
-        queue,
-        "--loglevel=INFO",
-        env=env,
-        log_path=tmp_path / "worker.log",
-    ):
-        delete_expired_jobs.apply_async(queue=queue)
-        wait_until(lambda: Job.objects.count() == 1, 120, message="the fanned-out purge")
-        # The fan-out's own run closes once every subtask it started has run, including ones
-        # still queued when the backlog was already gone.
-        unfinished = [PurgeRun.Status.RUNNING, PurgeRun.Status.FANNED_OUT]
-        wait_until(
-            lambda: not PurgeRun.objects.filter(status__in=unfinished).exists(),
-            60,
-            message="every subtask to finish",
-        )
+    kept = fan_out_on_a_real_worker(tmp_path)
 
     assert rows_of(kept.pk) == FULL_JOB_ROWS
     runs = PurgeRun.objects.filter(trigger=PurgeRun.Trigger.TASK)
