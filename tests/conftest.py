@@ -1,3 +1,4 @@
+import json
 import os
 import uuid
 
@@ -112,6 +113,20 @@ class Bucket:
     def __init__(self, client, name):
         self.client = client
         self.name = name
+
+    def deny_deletes(self, key):
+        """A bucket policy that refuses deleting `key` (a pattern: `jobs/*`): S3 answers each
+        such key in DeleteObjects' Errors (AccessDenied), as with a real permission mistake."""
+        statement = {
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:DeleteObject",
+            "Resource": f"arn:aws:s3:::{self.name}/{key}",
+        }
+        self.client.put_bucket_policy(
+            Bucket=self.name,
+            Policy=json.dumps({"Version": "2012-10-17", "Statement": [statement]}),
+        )
 
     def keys(self) -> set[str]:
         keys = set()

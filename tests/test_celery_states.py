@@ -5,7 +5,6 @@ monitors read it. The run is recorded first; the task's error carries the run's 
 failed task is acknowledged, never redelivered.
 """
 
-import json
 import time
 import uuid
 
@@ -62,22 +61,7 @@ def refusing_bucket(bucket, s3_server):
     """The test's own bucket (the one the database is bound to), refusing every delete under
     jobs/ by a bucket policy: S3 answers each key in DeleteObjects' Errors (AccessDenied), so
     the files stay pending, as with a real permission mistake."""
-    bucket.client.put_bucket_policy(
-        Bucket=bucket.name,
-        Policy=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Deny",
-                        "Principal": "*",
-                        "Action": "s3:DeleteObject",
-                        "Resource": f"arn:aws:s3:::{bucket.name}/jobs/*",
-                    }
-                ],
-            }
-        ),
-    )
+    bucket.deny_deletes("jobs/*")
     return {
         "AWS_STORAGE_BUCKET_NAME": bucket.name,
         "AWS_S3_ENDPOINT_URL": s3_server.endpoint_url,

@@ -75,26 +75,6 @@ def seed_expired_jobs(bucket, jobs: int, files_per_job: int = 4) -> list[str]:
     return names
 
 
-def deny_deletes(bucket, key):
-    """A bucket policy that refuses deleting one key: S3 answers it in DeleteObjects' Errors."""
-    bucket.client.put_bucket_policy(
-        Bucket=bucket.name,
-        Policy=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Deny",
-                        "Principal": "*",
-                        "Action": "s3:DeleteObject",
-                        "Resource": f"arn:aws:s3:::{bucket.name}/{key}",
-                    }
-                ],
-            }
-        ),
-    )
-
-
 @pytest.mark.slow
 def test_a_10000_file_purge_sends_one_delete_request_per_1000_keys(s3_bucket, s3_requests):
     names = seed_expired_jobs(s3_bucket, jobs=2500)
@@ -114,7 +94,7 @@ def test_a_key_refused_in_the_errors_list_stays_pending_and_nothing_else_does(s3
     jobs = [expired_job() for _ in range(3)]
     names = [name for job in jobs for name in file_names(job)]
     refused = names[5]
-    deny_deletes(s3_bucket, refused)
+    s3_bucket.deny_deletes(refused)
     before = timezone.now()
 
     result = purge_expired_jobs()
