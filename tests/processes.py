@@ -129,3 +129,16 @@ def fan_out_on_a_real_worker(tmp_path, **task_kwargs):
             message="every run to close",
         )
     return kept
+
+
+def run_manage(*args, env=None, timeout=120) -> subprocess.CompletedProcess:
+    """`python manage.py <args>` to its end, output captured as text. `env` None: this
+    process's environment, as subprocess does (child_env() for the test database)."""
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -2,8 +2,6 @@
 of everything else where that is safe."""
 
 import sqlite3
-import subprocess
-import sys
 import uuid
 from io import StringIO
 
@@ -27,7 +25,7 @@ from tests.helpers import (
     stored,
     stored_job_files,
 )
-from tests.processes import ROOT, child_env
+from tests.processes import child_env, run_manage
 
 TOO_BIG = "99999999999999999999"
 
@@ -80,14 +78,7 @@ def test_every_bad_flag_is_refused_clearly_and_deletes_nothing(args, message, ca
 
 
 def purge_command(database_url):
-    return subprocess.run(
-        [sys.executable, "manage.py", "purge_expired_jobs"],
-        cwd=ROOT,
-        env=child_env(DATABASE_URL=database_url),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_manage("purge_expired_jobs", env=child_env(DATABASE_URL=database_url))
 
 
 def assert_refused_as_not_migrated(done):
@@ -226,14 +217,7 @@ def test_a_missing_bucket_configured_in_the_environment_exits_non_zero_and_loses
         AWS_SECRET_ACCESS_KEY=S3_CREDENTIALS["secret_key"],
     )
 
-    done = subprocess.run(
-        [sys.executable, "manage.py", "purge_expired_jobs"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_manage("purge_expired_jobs", env=env)
 
     assert done.returncode == 1
     assert "CommandError:" in done.stderr and missing in done.stderr

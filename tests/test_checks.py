@@ -6,8 +6,6 @@ real database. The other commands do not wait on storage for their implicit chec
 commands that touch storage fail with a sentence, not a traceback, when the bucket is missing.
 """
 
-import subprocess
-import sys
 import time
 import uuid
 from io import StringIO
@@ -20,7 +18,7 @@ from django_celery_beat.models import PeriodicTask
 from jobs.models import Job
 from tests.admin_helpers import ensure_purge_schedule, ensure_reconcile_schedule
 from tests.conftest import S3_CREDENTIALS
-from tests.processes import ROOT, child_env
+from tests.processes import child_env, run_manage
 from tests.s3proxy import HANG, S3Proxy
 from tests.s3server import S3Server
 
@@ -37,17 +35,6 @@ def s3_env(endpoint_url, bucket, **extra):
             "AWS_S3_REGION_NAME": S3_CREDENTIALS["region_name"],
             **extra,
         }
-    )
-
-
-def manage(*args, env, timeout=120):
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
     )
 
 
@@ -79,7 +66,7 @@ def missing_bucket():
 def test_check_reports_a_bucket_that_does_not_exist_with_the_fix(s3_server, schedules):
     bucket = missing_bucket()
 
-    done = manage("check", env=s3_env(s3_server.endpoint_url, bucket))
+    done = run_manage("check", env=s3_env(s3_server.endpoint_url, bucket))
 
     assert done.returncode == 1
     assert "(cleanup.E001)" in done.stderr and bucket in done.stderr
@@ -95,7 +82,7 @@ def test_check_reports_credentials_the_server_refuses(schedules):
     server = S3Server(env={"INITIAL_NO_AUTH_ACTION_COUNT": "0"}).start()
     try:
         env = s3_env(server.endpoint_url, "fmr-uploads", AWS_SECRET_ACCESS_KEY=SECRET)
-        done = manage("check", env=env)
+        done = run_manage("check", env=env)
     finally:
         server.stop()
 
@@ -121,7 +108,7 @@ def test_check_reports_an_endpoint_that_never_answers_within_the_configured_time
             AWS_S3_MAX_ATTEMPTS="2",
         )
         started = time.monotonic()
-        done = manage("check", env=env)
+        done = run_manage("check", env=env)
         took = time.monotonic() - started
 
     assert done.returncode == 1
@@ -139,7 +126,7 @@ def test_check_reports_an_endpoint_nobody_listens_on(schedules):
 
     endpoint = f"http://127.0.0.1:{free_port()}"
 
-    done = manage("check", env=s3_env(endpoint, "fmr-uploads"))
+    done = run_manage("check", env=s3_env(endpoint, "fmr-uploads"))
 
     assert done.returncode == 1
     assert "(cleanup.E003)" in done.stderr and endpoint in done.stderr
@@ -207,7 +194,7 @@ def test_check_reports_a_schedule_row_that_runs_another_task(schedules):
 def test_a_database_that_was_never_migrated_is_one_clear_error(tmp_path):
     database = tmp_path / "empty.sqlite3"
 
-    done = manage("check", env=child_env(DATABASE_URL=f"sqlite:///{database}"))
+    done = run_manage("check", env=child_env(DATABASE_URL=f"sqlite:///{database}"))
 
     assert done.returncode == 1
     assert "(cleanup.E007)" in done.stderr and "python manage.py migrate" in done.stderr
@@ -229,7 +216,7 @@ def test_other_commands_do_not_reach_storage_in_their_implicit_checks(
         # Were the implicit checks to reach S3 they would wait 2 x (5 + 5) s here.
         env = s3_env(proxy.endpoint_url, "fmr-uploads", AWS_S3_READ_TIMEOUT="5")
         started = time.monotonic()
-        done = manage(*command, env=env)
+        done = run_manage(*command, env=env)
         took = time.monotonic() - started
         connections = proxy.connections
 
@@ -246,7 +233,8 @@ def test_other_commands_do_not_reach_storage_in_their_implicit_checks(
 def test_seed_demo_jobs_against_a_missing_bucket_is_a_clear_error_that_leaves_no_job(s3_server):
     bucket = missing_bucket()
 
-    done = manage("seed_demo_jobs", "--expired", "1", env=s3_env(s3_server.endpoint_url, bucket))
+    env = s3_env(s3_server.endpoint_url, bucket)
+    done = run_manage("seed_demo_jobs", "--expired", "1", env=env)
 
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
@@ -263,7 +251,7 @@ def test_seed_demo_jobs_against_an_unreachable_endpoint_is_a_clear_error(s3_serv
 
     endpoint = f"http://127.0.0.1:{free_port()}"
 
-    done = manage("seed_demo_jobs", env=s3_env(endpoint, "fmr-uploads"))
+    done = run_manage("seed_demo_jobs", env=s3_env(endpoint, "fmr-uploads"))
 
     assert done.returncode == 1
     assert "Traceback" not in done.stderr and done.stderr.startswith("CommandError: ")
@@ -288,7 +276,7 @@ def test_the_commands_against_a_missing_bucket_never_end_in_a_traceback(command,
 
     expired_job(with_files=False)
 
-    done = manage(*command, env=s3_env(s3_server.endpoint_url, missing_bucket()))
+    done = run_manage(*command, env=s3_env(s3_server.endpoint_url, missing_bucket()))
 
     assert "Traceback" not in done.stderr, done.stderr
     if done.returncode != 0:

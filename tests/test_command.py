@@ -1,6 +1,4 @@
 import json
-import subprocess
-import sys
 from io import StringIO
 
 import pytest
@@ -10,6 +8,7 @@ from cleanup.models import PurgeRun
 from jobs.demo import ROWS_PER_JOB
 from jobs.models import Job
 from tests.helpers import expired_job, live_job
+from tests.processes import run_manage
 
 pytestmark = pytest.mark.django_db
 
@@ -73,12 +72,7 @@ def test_bad_arguments_are_refused_and_delete_nothing(args):
 
 
 def test_bad_arguments_exit_non_zero_with_a_clear_message():
-    done = subprocess.run(
-        [sys.executable, "manage.py", "purge_expired_jobs", "--batch-size", "zero"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_manage("purge_expired_jobs", "--batch-size", "zero", timeout=60)
     assert done.returncode != 0
     assert "positive whole number" in done.stderr
     assert "Traceback" not in done.stderr

@@ -2,8 +2,6 @@
 
 import csv
 import json
-import subprocess
-import sys
 from datetime import datetime, timedelta
 from io import StringIO
 from zoneinfo import ZoneInfo
@@ -15,7 +13,7 @@ from cleanup.models import PurgeRun
 from cleanup.services import plan_purge, purge_expired_chunk, purge_expired_jobs, start_fan_out
 from jobs.demo import FILES_PER_JOB
 from tests.helpers import bulk_expired_jobs, expired_job, file_names
-from tests.processes import ROOT, child_env
+from tests.processes import child_env, run_manage
 
 pytestmark = pytest.mark.django_db
 
@@ -148,14 +146,7 @@ def test_bad_dates_ranges_and_abbreviated_flags_are_refused_clearly(args, says):
 @pytest.mark.django_db(transaction=True)
 def test_in_a_shell_bad_input_exits_non_zero_without_a_traceback():
     def run(*args):
-        return subprocess.run(
-            [sys.executable, "manage.py", "export_purge_log", *args],
-            cwd=ROOT,
-            env=child_env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        return run_manage("export_purge_log", *args, env=child_env(), timeout=60)
 
     for args in (
         ["--since", "2026-02-30", "--until", "2026-03-01"],

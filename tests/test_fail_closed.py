@@ -39,7 +39,7 @@ from tests.helpers import (
     rows_of,
     stored,
 )
-from tests.processes import ROOT, celery, child_env, wait_until
+from tests.processes import ROOT, celery, child_env, run_manage, wait_until
 
 LOCAL = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
 
@@ -149,14 +149,7 @@ def test_the_command_exits_non_zero_naming_both_storages(s3_bucket, media_root):
     env = child_env()  # no AWS_STORAGE_BUCKET_NAME: local files under the test's MEDIA_ROOT
     env.pop("AWS_STORAGE_BUCKET_NAME", None)
 
-    done = subprocess.run(
-        [sys.executable, "manage.py", "purge_expired_jobs"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_manage("purge_expired_jobs", env=env)
 
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr

@@ -19,7 +19,7 @@ from cleanup.models import PurgeRun
 from fmr.celery import app
 from tests.admin_helpers import ensure_purge_schedule
 from tests.helpers import expired_job
-from tests.processes import ROOT, child_env, stop, wait_until
+from tests.processes import ROOT, child_env, run_manage, stop, wait_until
 
 pytestmark = [
     pytest.mark.postgres,
@@ -93,14 +93,7 @@ def run_worker_and_beat(tmp_path, env):
 
 def command(env):
     expired_job(now=timezone.now(), by=timedelta(minutes=1))
-    done = subprocess.run(
-        [sys.executable, "manage.py", "purge_expired_jobs"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_manage("purge_expired_jobs", env=env)
     assert done.returncode == 0, done.stderr
     return done.stdout, done.stderr
 

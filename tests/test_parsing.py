@@ -14,7 +14,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.management import ManagementUtility
 
-from tests.processes import ROOT
+from tests.processes import ROOT, run_manage
 
 STATUS_URL = "/cleanup/status/"
 
@@ -66,9 +66,7 @@ def test_a_bad_flag_or_value_is_refused_by_every_command(capsys, argv, message):
     ],
 )
 def test_absurd_graces_exit_cleanly_as_a_process(argv):
-    done = subprocess.run(
-        [sys.executable, "manage.py", *argv], cwd=ROOT, capture_output=True, text=True, timeout=60
-    )
+    done = run_manage(*argv, timeout=60)
     assert done.returncode == 2
     assert "Traceback" not in done.stderr and "--grace" in done.stderr
 
@@ -95,14 +93,7 @@ BAD_SETTINGS = [
 @pytest.mark.slow
 @pytest.mark.parametrize("name,value", BAD_SETTINGS, ids=lambda v: str(v))
 def test_a_bad_setting_is_one_clear_line_and_a_non_zero_exit(name, value):
-    done = subprocess.run(
-        [sys.executable, "manage.py", "purge_status"],
-        cwd=ROOT,
-        env={**os.environ, name: value},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_manage("purge_status", env={**os.environ, name: value}, timeout=60)
     assert done.returncode != 0
     assert "Traceback" not in done.stderr, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]

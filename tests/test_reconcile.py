@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 import time
 import uuid
 from datetime import timedelta
@@ -24,6 +22,7 @@ from fmr.celery import app
 from jobs.demo import create_full_job
 from jobs.models import UPLOAD_PREFIX, Job, JobFile
 from tests.helpers import bind_test_storage, file_names, live_job, stored
+from tests.processes import run_manage
 from tests.s3proxy import ERROR, FORWARD
 from tests.test_schedule import rerun_schedule_migration
 
@@ -214,12 +213,7 @@ def test_a_bad_grace_is_refused_and_deletes_nothing(grace):
 
 
 def test_a_bad_grace_exits_non_zero_with_a_clear_message():
-    done = subprocess.run(
-        [sys.executable, "manage.py", "reconcile_storage", "--grace", "-1"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_manage("reconcile_storage", "--grace", "-1", timeout=60)
     assert done.returncode != 0
     assert "number of minutes (0 or more)" in done.stderr
     assert "Traceback" not in done.stderr

@@ -1,8 +1,6 @@
 """Is the 24-hour promise holding? purge_status and /cleanup/status/ say so, and alert on it."""
 
 import json
-import subprocess
-import sys
 from datetime import timedelta
 from io import StringIO
 
@@ -14,7 +12,7 @@ from cleanup.models import PendingFileDeletion, PurgeRun
 from cleanup.services import purge_expired_jobs, purge_status
 from jobs.demo import FILES_PER_JOB, ROWS_PER_JOB
 from tests.helpers import expired_job, live_job
-from tests.processes import ROOT, child_env
+from tests.processes import child_env, run_manage
 
 pytestmark = pytest.mark.django_db
 
@@ -89,14 +87,7 @@ def test_a_bad_max_overdue_is_refused_clearly(bad):
 @pytest.mark.django_db(transaction=True)
 def test_exit_status_as_cron_or_kubernetes_sees_it():
     def run(*args):
-        return subprocess.run(
-            [sys.executable, "manage.py", "purge_status", *args],
-            cwd=ROOT,
-            env=child_env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        return run_manage("purge_status", *args, env=child_env(), timeout=60)
 
     live_job(with_files=False)
     healthy = run("--max-overdue", "30")
