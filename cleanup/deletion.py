@@ -18,9 +18,12 @@ re-check, on a Django whose originals differ): `OneStatementCollector.delete` is
 updates: it defers to Django's own `delete` when there are any), and it
 calls the private `QuerySet._raw_delete`, as Django's does.
 
-The purge records the file names of its batch itself, from the instances the collector holds
-(`file_models`): such models are always fetched, never fast-deleted, and the deletes are marked
-(`records_its_own_files`) so the post_delete receivers for deletes outside the purge skip them.
+The purge records the file names of its batch itself (`file_models`): from one
+`DELETE … RETURNING` when only the receivers whose work the purge does listen to those models
+(`purge_does_the_work_of`), or from the instances the collector fetched when anyone else does.
+Its deletes are marked (`records_its_own_files`) so the post_delete receivers for deletes
+outside the purge skip them. A subtree nobody listens to is deleted the way Django fast-deletes
+a leaf: children first, one DELETE per model, no row fetched.
 """
 
 import uuid

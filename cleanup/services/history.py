@@ -36,11 +36,11 @@ def _counted_runs():
 
 def run_totals() -> list[RunTotals]:
     """Per status: finished runs, and the jobs, rows and files they deleted (one query)."""
-    rows = {
-        label: Sum(Cast(KeyTextTransform(label, "rows_deleted"), BigIntegerField()))
-        for label in ledger_models()
+    # One sum per model in rows_deleted (a JSON object), under an alias a column name can take.
+    aliases = {
+        f"rows_{i}": Sum(Cast(KeyTextTransform(label, "rows_deleted"), BigIntegerField()))
+        for i, label in enumerate(ledger_models())
     }
-    aliases = {f"rows_{i}": aggregate for i, aggregate in enumerate(rows.values())}
     totals = (
         _counted_runs()
         .values("status")
