@@ -1,32 +1,56 @@
-"""Refusing to start on unusable settings: one line that names the problem, no traceback.
+"""Refusing to start on unusable settings or without a database: one line, no traceback.
 
-fmr/settings.py raises ImproperlyConfigured for a value it cannot use (a bad number, object
-storage without DATABASE_URL, ...). Left alone, each entry point shows that as a traceback
-(manage.py, `celery -A fmr worker`/`beat`) or as a worker boot failure (gunicorn). Every entry
-point loads the settings through `settings_or_exit` first instead.
+fmr/settings.py raises ImproperlyConfigured for a value it cannot use, and so does the app
+registry for a file-model declaration it cannot honour (cleanup/file_models.py). Left alone,
+each entry point shows that as a traceback (manage.py, `celery -A fmr worker`/`beat`) or as a
+worker boot failure (gunicorn). Every entry point calls `settings_or_exit` or `settings_problem`
+first instead; manage.py, the worker and beat also stop in one line when the database does not
+answer, and a service manager restarts them until it does.
 """
 
 import sys
 
 from django.core.exceptions import ImproperlyConfigured
 
-# The exit status of a process that refused to start on bad settings (as a failed command).
+# The exit status of a process that refused to start (as a failed command).
 CONFIG_EXIT = 1
 
 
+def one_line(exc) -> str:
+    return " ".join(str(exc).split())
+
+
 def settings_problem() -> str:
-    """Load the settings; the reason they are unusable, in one line, or "" when they are fine."""
-    from django.conf import settings
+    """Load the settings and the apps; why they are unusable, in one line, or "" when fine."""
+    import django
+    from django.apps import apps
 
     try:
-        settings.INSTALLED_APPS  # noqa: B018 - the first access loads fmr/settings.py
+        if not apps.loading:  # Celery configures itself while the apps load: they are underway
+            django.setup()
     except ImproperlyConfigured as exc:
-        return " ".join(str(exc).split())
+        return one_line(exc)
     return ""
 
 
 def settings_or_exit(program: str = "fmr"):
     problem = settings_problem()
     if problem:
-        print(f"{program}: configuration error: {problem}", file=sys.stderr, flush=True)
-        raise SystemExit(CONFIG_EXIT)
+        exit_with(program, f"configuration error: {problem}")
+
+
+def exit_with(program, problem):
+    print(f"{program}: {problem}", file=sys.stderr, flush=True)
+    raise SystemExit(CONFIG_EXIT)
+
+
+def database_or_exit(program: str):
+    """Stop in one line when the database does not answer (the worker and beat at start)."""
+    from django.db import Error, connection
+
+    try:
+        connection.ensure_connection()
+    except Error as exc:
+        exit_with(program, f"database unreachable: {one_line(exc)}")
+    finally:
+        connection.close()
