@@ -1,4 +1,4 @@
-"""System checks (`manage.py check --deploy`) for what would make the first purge fail, each with the fix.
+"""System checks (`check --deploy`) for what would make the first purge fail, each with the fix.
 
 - storage: the bucket exists (E001), accepts the credentials (E002), answers at all (E003), is
   in the configured region (E008), or what else it said (E009); its versioning state (I001,

@@ -26,7 +26,8 @@ def settings_problem() -> str:
     from django.apps import apps
 
     try:
-        if not apps.loading:  # Celery configures itself while the apps load: they are underway
+        # Celery may configure itself while the apps load, or after: nothing left to check then.
+        if not (apps.ready or apps.loading):
             django.setup()
     except ImproperlyConfigured as exc:
         return one_line(exc)
@@ -51,6 +52,6 @@ def database_or_exit(program: str):
     try:
         connection.ensure_connection()
     except Error as exc:
-        exit_with(program, f"database unreachable: {one_line(exc)}")
+        exit_with(program, f"database unreachable, stopping: {one_line(exc)}")
     finally:
         connection.close()
