@@ -117,7 +117,7 @@ if env("AWS_STORAGE_BUCKET_NAME") and env("DATABASE_URL") is None:
 _DEFAULT_DATABASE = f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
 DATABASES = {
     "default": {
-        **parse_database_url(env("DATABASE_URL", default=_DEFAULT_DATABASE)),
+        **(env("DATABASE_URL", parse_database_url) or parse_database_url(_DEFAULT_DATABASE)),
         "CONN_MAX_AGE": env("DATABASE_CONN_MAX_AGE", parse_int, 0, maximum=MAX_SECONDS),
         "CONN_HEALTH_CHECKS": env("DATABASE_CONN_HEALTH_CHECKS", parse_bool, True),
     }

@@ -1,4 +1,4 @@
-"""`manage.py check --deploy` finds what would make the first purge fail, before it runs, and says the fix.
+"""`check --deploy` finds what would make the first purge fail, before it runs, and says the fix.
 
 Storage is checked against a real S3-compatible server over HTTP (moto): a bucket that does not
 exist, credentials it refuses, an endpoint that never answers; the beat schedule against the
