@@ -1,11 +1,7 @@
 """Refusing to start on unusable settings or without a database: one line, no traceback.
 
-fmr/settings.py raises ImproperlyConfigured for a value it cannot use, and so does the app
-registry for a file-model declaration it cannot honour (cleanup/file_models.py). Left alone,
-each entry point shows that as a traceback (manage.py, `celery -A fmr worker`/`beat`) or as a
-worker boot failure (gunicorn). Every entry point calls `settings_or_exit` or `settings_problem`
-first instead; manage.py, the worker and beat also stop in one line when the database does not
-answer, and a service manager restarts them until it does.
+ImproperlyConfigured from fmr/settings.py or from loading the apps (cleanup/file_models.py)
+would otherwise be a traceback in manage.py, the worker and beat, or a gunicorn boot failure.
 """
 
 import sys

@@ -1,10 +1,7 @@
-"""Deployment facts from the environment, each parsed strictly or refused in one sentence.
-
-Every read goes through `env()`: an empty variable is unset (the default applies); any other
-value is parsed by a function of fmr/parsing.py, and a value it refuses stops the process with
-ImproperlyConfigured naming the variable (fmr/boot.py prints that as one line). A library such
-as django-environ was measured against this: its int() takes "٥" and "1_000" and bounds
-nothing, so wrapping it to refuse those came out longer than these few functions.
+"""Deployment facts from the environment: every read goes through `env()`, which parses the value
+with a function of fmr/parsing.py or stops with one sentence naming the variable. (django-environ
+was weighed: its int() takes "٥" and "1_000" and bounds nothing, so it would need these same
+parsers around it.)
 """
 
 import os
