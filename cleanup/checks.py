@@ -1,4 +1,4 @@
-"""System checks (`manage.py check`) for what would make the first purge fail, each with the fix.
+"""System checks (`check --deploy`) for what would make the first purge fail, each with the fix.
 
 - storage: the bucket exists (E001), accepts the credentials (E002), answers at all (E003), is
   in the configured region (E008), or what else it said (E009); its versioning state (I001,
@@ -7,18 +7,13 @@
   enabled (E005), run their task (E006), and can be read at all (E007: database not migrated or
   not reachable).
 
-They reach S3 and the database, so they run only when a person asks for checks: `manage.py
-check` (with or without --deploy, or `--tag cleanup`), whose command this app extends
-(cleanup/management/commands/check.py) to turn them on. The implicit checks every other command
+They reach S3 and the database, so they are deployment checks (`deploy=True`): only `manage.py
+check --deploy` runs them, with Django's HTTPS checks. The implicit checks every other command
 runs first (`migrate`, `runserver`, `purge_status`, ...) and the ones a Celery worker runs when
 it starts skip them, so none of those waits on S3 or fails for a bucket it does not use. The S3
 requests are bounded by the client's timeouts (AWS_S3_CONNECT_TIMEOUT, AWS_S3_READ_TIMEOUT,
 AWS_S3_MAX_ATTEMPTS).
 """
-
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 
 from django.core.checks import Error, Info, register
 from django.db import DatabaseError
@@ -28,29 +23,10 @@ from .storage import describe_error
 from .storage.probe import MISSING, REFUSED, UNREACHABLE, WRONG_REGION
 
 TAG = "cleanup"
-_requested: ContextVar[bool] = ContextVar("cleanup_checks_requested", default=False)
 
 
-@contextmanager
-def reaching_services() -> Iterator[None]:
-    """Within this block the cleanup checks run (the `check` command opens it)."""
-    token = _requested.set(True)
-    try:
-        yield
-    finally:
-        _requested.reset(token)
-
-
-def _wanted(app_configs) -> bool:
-    if not _requested.get():
-        return False
-    return app_configs is None or any(config.label == "cleanup" for config in app_configs)
-
-
-@register(TAG)
+@register(TAG, deploy=True)
 def storage_check(app_configs=None, **kwargs):
-    if not _wanted(app_configs):
-        return []
     probe = services.check_storage()
     if probe is None:  # local files: nothing to reach
         return []
@@ -128,10 +104,8 @@ def _versioning(probe) -> str:
     )
 
 
-@register(TAG)
+@register(TAG, deploy=True)
 def schedule_check(app_configs=None, **kwargs):
-    if not _wanted(app_configs):
-        return []
     try:
         states = services.check_schedules()
     except DatabaseError as exc:

@@ -29,7 +29,14 @@ def names_of(instance) -> list[str]:
 
 
 def validate_file_models():
-    """Refuse to start with a declaration the purge could not honour."""
+    """Refuse to start with a declaration the purge could not honour: an empty one would purge
+    rows and no file, and call that a success."""
+    declared = settings.CLEANUP_FILE_MODELS
+    if not isinstance(declared, list | tuple) or not declared:
+        raise ImproperlyConfigured(
+            "CLEANUP_FILE_MODELS must list at least one model with a FileField, such as "
+            f"['jobs.JobFile']; got {declared!r}"
+        )
     for model in file_models():
         fields = file_fields(model)
         if not fields:
@@ -47,7 +54,7 @@ def validate_file_models():
 def _model(label):
     try:
         return apps.get_model(label)
-    except (LookupError, ValueError):
+    except (LookupError, ValueError, AttributeError):
         raise ImproperlyConfigured(
             f"CLEANUP_FILE_MODELS names {label!r}, which is not an installed model "
             "(expected 'app_label.ModelName')"

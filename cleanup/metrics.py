@@ -26,6 +26,16 @@ class _Snapshot:
         return iter(self.families)
 
 
+UP = ("fmr_cleanup_up", "1 when the database answered this scrape, 0 when it did not.", 1)
+
+
+def render_down(reason: str) -> bytes:
+    """What a scrape gets when the database does not answer: the reason as a comment, and the
+    up gauge at 0 for alerts (the other gauges would be guesses, so they are left out)."""
+    up = GaugeMetricFamily(UP[0], UP[1], value=0)
+    return f"# {reason}\n".encode() + generate_latest(_Snapshot([up]))
+
+
 def render_metrics(*, status, totals) -> bytes:
     """`status`: a PurgeStatus; `totals`: RunTotals per status (finished runs)."""
     last = status.last_success
@@ -33,6 +43,7 @@ def render_metrics(*, status, totals) -> bytes:
     if last and last["finished_at"]:
         last_finished = datetime.fromisoformat(last["finished_at"]).timestamp()
     gauges = [
+        UP,
         (
             "fmr_cleanup_expired_jobs",
             "Expired jobs still present (expires_at before now).",

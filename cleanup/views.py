@@ -1,20 +1,40 @@
 """The purge status for dashboards and monitors: JSON, and the Prometheus text format."""
 
 import hmac
+from functools import wraps
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from fmr.parsing import clean_secret
 
-from .metrics import CONTENT_TYPE, render_metrics
+from .metrics import CONTENT_TYPE, render_down, render_metrics
 from .services import overdue_limit, purge_status, run_totals
+
+
+def database_answers(view):
+    """503 with a one-line plain reason (metrics: Prometheus text with fmr_cleanup_up 0) when
+    the database does not answer, instead of a 500 page."""
+
+    @wraps(view)
+    def answer(request):
+        try:
+            return view(request)
+        except DatabaseError as exc:
+            reason = f"database unreachable: {type(exc).__name__}"
+            if view.__name__ == "metrics":
+                return HttpResponse(render_down(reason), status=503, content_type=CONTENT_TYPE)
+            return HttpResponse(f"{reason}\n", status=503, content_type="text/plain")
+
+    return answer
 
 
 @never_cache
 @require_GET
+@database_answers
 def status(request):
     """The facts `manage.py purge_status --json` prints; staff session or bearer token.
 
@@ -39,6 +59,7 @@ def status(request):
 
 @never_cache
 @require_GET
+@database_answers
 def metrics(request):
     """Gauges of the status and counters of the run history, for Prometheus; same auth."""
     if not _allowed(request):

@@ -1,32 +1,53 @@
-"""Refusing to start on unusable settings: one line that names the problem, no traceback.
+"""Refusing to start on unusable settings or without a database: one line, no traceback.
 
-fmr/settings.py raises ImproperlyConfigured for a value it cannot use (a bad number, object
-storage without DATABASE_URL, ...). Left alone, each entry point shows that as a traceback
-(manage.py, `celery -A fmr worker`/`beat`) or as a worker boot failure (gunicorn). Every entry
-point loads the settings through `settings_or_exit` first instead.
+ImproperlyConfigured from fmr/settings.py or from loading the apps (cleanup/file_models.py)
+would otherwise be a traceback in manage.py, the worker and beat, or a gunicorn boot failure.
 """
 
 import sys
 
 from django.core.exceptions import ImproperlyConfigured
 
-# The exit status of a process that refused to start on bad settings (as a failed command).
+# The exit status of a process that refused to start (as a failed command).
 CONFIG_EXIT = 1
 
 
+def one_line(exc) -> str:
+    return " ".join(str(exc).split())
+
+
 def settings_problem() -> str:
-    """Load the settings; the reason they are unusable, in one line, or "" when they are fine."""
-    from django.conf import settings
+    """Load the settings and the apps; why they are unusable, in one line, or "" when fine."""
+    import django
+    from django.apps import apps
 
     try:
-        settings.INSTALLED_APPS  # noqa: B018 - the first access loads fmr/settings.py
+        # Celery may configure itself while the apps load, or after: nothing left to check then.
+        if not (apps.ready or apps.loading):
+            django.setup()
     except ImproperlyConfigured as exc:
-        return " ".join(str(exc).split())
+        return one_line(exc)
     return ""
 
 
 def settings_or_exit(program: str = "fmr"):
     problem = settings_problem()
     if problem:
-        print(f"{program}: configuration error: {problem}", file=sys.stderr, flush=True)
-        raise SystemExit(CONFIG_EXIT)
+        exit_with(program, f"configuration error: {problem}")
+
+
+def exit_with(program, problem):
+    print(f"{program}: {problem}", file=sys.stderr, flush=True)
+    raise SystemExit(CONFIG_EXIT)
+
+
+def database_or_exit(program: str):
+    """Stop in one line when the database does not answer (the worker and beat at start)."""
+    from django.db import Error, connection
+
+    try:
+        connection.ensure_connection()
+    except Error as exc:
+        exit_with(program, f"database unreachable, stopping: {one_line(exc)}")
+    finally:
+        connection.close()

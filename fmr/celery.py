@@ -2,7 +2,7 @@ import logging
 import os
 
 from celery import Celery
-from celery.signals import setup_logging
+from celery.signals import import_modules, setup_logging
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fmr.settings")
 
@@ -19,6 +19,16 @@ def refuse_unusable_settings(sender=None, **kwargs):
     from .boot import settings_or_exit
 
     settings_or_exit("celery")
+
+
+@import_modules.connect
+def refuse_without_database(sender=None, **kwargs):
+    # Sent as a worker or beat loads its task modules, before beat reads its schedule or the
+    # worker says ready: without a database neither can do anything but fail every purge, so
+    # each stops in one line and its service manager starts it again until the database answers.
+    from .boot import database_or_exit
+
+    database_or_exit("celery")
 
 
 @setup_logging.connect

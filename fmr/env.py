@@ -1,107 +1,88 @@
-"""Reading settings from the environment, failing loudly on values that make no sense.
-
-Numbers and flags are parsed by fmr/parsing.py, as the commands and the status endpoint parse
-theirs: ASCII digits, bounded, one clear sentence naming the variable when a value is wrong.
+"""Deployment facts from the environment: every read goes through `env()`, which parses the value
+with a function of fmr/parsing.py or stops with one sentence naming the variable. (django-environ
+was weighed: its int() takes "٥" and "1_000" and bounds nothing, so it would need these same
+parsers around it.)
 """
 
 import os
 import re
-from datetime import timedelta
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from .parsing import (
-    MAX_SECONDS,
-    MAX_SIZE,
-    InvalidValue,
-    clean_secret,
-    parse_bool,
-    parse_int,
-    parse_share,
-)
-
-# The engines this project installs a driver for.
-_ENGINES = {"django.db.backends.postgresql", "django.db.backends.sqlite3"}
+from .parsing import InvalidValue, shown
 
 
-def env_str(name, default=None):
+def env(name, parse=str, default=None, **options):
     value = os.environ.get(name, "")
-    return value if value != "" else default
-
-
-def env_secret(name):
-    """A token from the environment, without the newline a secret file ends with."""
-    return clean_secret(os.environ.get(name))
-
-
-def _parsed(name, parse, value, **kwargs):
+    if value == "":
+        return default
     try:
-        return parse(value, **kwargs)
+        return parse(value, **options)
     except InvalidValue as exc:
         raise ImproperlyConfigured(f"{name}: {exc}") from None
 
 
-def env_bool(name, default=False):
-    value = env_str(name)
-    return default if value is None else _parsed(name, parse_bool, value)
+def refuse_code_setting(name, where):
+    """A setting that moved from the environment into code: its old variable, whatever its value
+    (a blank one once meant "none"), must not be silently ignored."""
+    if name in os.environ:
+        raise ImproperlyConfigured(
+            f"{name} is code configuration now, set in {where}, not in the environment: "
+            f"remove the {name} variable"
+        )
 
 
-def env_choice(name, choices, default):
-    value = env_str(name, default)
-    if value not in choices:
-        raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+def parse_matching(value, *, pattern, expected):
+    if not re.fullmatch(pattern, value, flags=re.ASCII):
+        raise InvalidValue(f"expected {expected}, got {shown(value)}")
     return value
 
 
-def env_int(name, default, *, minimum=0, maximum=MAX_SIZE):
-    value = env_str(name)
-    if value is None:
-        return default
-    return _parsed(name, parse_int, value, minimum=minimum, maximum=maximum)
+def parse_url(value, *, schemes):
+    """A URL with one of `schemes` and a host; the value is never repeated (a password)."""
+    try:
+        parts = urlsplit(value)
+        valid = parts.scheme in schemes and parts.hostname and (parts.port or 1)
+    except ValueError:
+        valid = False
+    if not valid or not value.isascii() or value != value.strip():
+        raise InvalidValue(f"expected a URL such as {schemes[0]}://host:port/...")
+    return value
 
 
-def env_share(name, default: float) -> float:
-    value = env_str(name)
-    return default if value is None else _parsed(name, parse_share, value)
-
-
-def env_list(name, default):
-    value = env_str(name)
-    return default if value is None else [item.strip() for item in value.split(",") if item.strip()]
-
-
-def env_origins(name):
+def parse_origins(value):
     """Comma-separated origins, each with its scheme (https://admin.example), as Django wants."""
-    origins = env_list(name, [])
-    for origin in origins:
-        if not re.fullmatch(r"https?://[^/\s]+", origin):
-            raise ImproperlyConfigured(
-                f"{name} must list origins such as https://admin.example (scheme and host, no "
-                f"path), got {origin!r}"
-            )
-    return origins
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    for item in items:
+        parse_matching(item, pattern=r"https?://[^/\s]+", expected="https://host (no path)")
+    return items
 
 
-def env_proxy_ssl_header(name):
-    """X-Forwarded-Proto -> ("HTTP_X_FORWARDED_PROTO", "https"): the request header a TLS proxy
-    sets to "https", as SECURE_PROXY_SSL_HEADER wants it; None when unset."""
-    header = env_str(name)
-    if header is None:
-        return None
-    if not re.fullmatch(r"[A-Za-z0-9]+(-[A-Za-z0-9]+)*", header):
-        raise ImproperlyConfigured(
-            f"{name} must be a header name such as X-Forwarded-Proto, got {header!r}"
+def parse_list(value):
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def parse_path(value):
+    if not value.startswith("/") or len(value) > 4096 or "\x00" in value:
+        raise InvalidValue(f"expected an absolute path (/srv/...), got {shown(value)}")
+    return value
+
+
+def parse_token(value):
+    """A bearer token or key: surrounding whitespace (a secret file's newline) dropped, then 32 or
+    more printable ASCII characters. A placeholder ("...") or a non-ASCII token, which no HTTP
+    header can carry, is refused. The value is never repeated."""
+    if not re.fullmatch(r"[!-~]{32,}", value.strip()):
+        raise InvalidValue(
+            "expected 32 or more printable ASCII characters, e.g. the output of python3 -c "
+            "'import secrets; print(secrets.token_urlsafe(32))' (not the README's placeholder)"
         )
-    return ("HTTP_" + header.upper().replace("-", "_"), "https")
+    return value.strip()
 
 
-def env_seconds(name, default: timedelta, *, maximum=MAX_SECONDS) -> timedelta:
-    seconds = env_int(name, None, minimum=1, maximum=maximum)
-    return default if seconds is None else timedelta(seconds=seconds)
-
-
-def database_from_url(url: str) -> dict:
+def parse_database_url(url: str) -> dict:
     """A DATABASES entry from postgres://user:pass@host:port/name or sqlite:///path.
 
     Parsed by dj-database-url; refused here: engines this project does not ship a driver for,
@@ -109,24 +90,19 @@ def database_from_url(url: str) -> dict:
     (`sqlite://name`, `sqlite://`), where a purge or a reconcile would see no data at all.
     """
     try:
-        config = dj_database_url.parse(
-            url,
-            conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0, minimum=0, maximum=MAX_SECONDS),
-            conn_health_checks=env_bool("DATABASE_CONN_HEALTH_CHECKS", True),
-        )
+        config = dj_database_url.parse(url)
     except (ValueError, dj_database_url.UnknownSchemeError) as exc:
         # The message never repeats the URL: it may hold a password.
-        reason = str(exc).split(". Following")[0]
-        raise ImproperlyConfigured(f"DATABASE_URL is not a usable database URL: {reason}") from None
-    if config["ENGINE"] not in _ENGINES:
-        raise ImproperlyConfigured(
-            f"DATABASE_URL names {config['ENGINE']}; use postgres://... or sqlite:///path"
-        )
+        raise InvalidValue(
+            f"not a usable database URL: {str(exc).split('. Following')[0]}"
+        ) from None
+    if config["ENGINE"] not in {"django.db.backends.postgresql", "django.db.backends.sqlite3"}:
+        raise InvalidValue(f"names {config['ENGINE']}; use postgres://... or sqlite:///path")
     if config["ENGINE"].endswith("sqlite3") and (
         config.get("HOST") or config["NAME"] == ":memory:"
     ):
-        raise ImproperlyConfigured(
-            "DATABASE_URL must name a SQLite file: sqlite:///relative/path.db or "
-            "sqlite:////absolute/path.db (three slashes, then the path)"
+        raise InvalidValue(
+            "must name a SQLite file: sqlite:///relative/path.db or sqlite:////absolute/path.db "
+            "(three slashes, then the path)"
         )
     return config

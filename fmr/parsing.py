@@ -19,6 +19,8 @@ MAX_SIZE = 2_147_483_647
 MAX_MINUTES = 10 * 366 * 24 * 60
 MAX_SECONDS = MAX_MINUTES * 60
 
+FIRST_DAY, LAST_DAY = date(2, 1, 1), date(9998, 12, 31)
+
 _INTEGER = re.compile(r"-?[0-9]+")
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _DECIMAL = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
@@ -30,19 +32,25 @@ class InvalidValue(ValueError):
     """A value that is not what it should be; the message says what was expected."""
 
 
+def shown(value) -> str:
+    """A refused value as a message quotes it: at most 40 characters, escapes visible."""
+    text = repr(value[:40] + "..." if isinstance(value, str) and len(value) > 40 else value)
+    return text[:60]
+
+
 def parse_int(value, *, minimum: int = 0, maximum: int = MAX_SIZE, expected: str = "") -> int:
     """A whole number from `minimum` to `maximum`, written in ASCII digits."""
     expected = expected or f"a whole number from {minimum} to {maximum}"
     if isinstance(value, bool):
-        raise InvalidValue(f"expected {expected}, got {value!r}")
+        raise InvalidValue(f"expected {expected}, got {shown(value)}")
     if isinstance(value, int):
         number = value
     elif isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
         number = int(value.strip())
     else:
-        raise InvalidValue(f"expected {expected}, got {value!r}")
+        raise InvalidValue(f"expected {expected}, got {shown(value)}")
     if not minimum <= number <= maximum:
-        raise InvalidValue(f"expected {expected}, got {value!r}")
+        raise InvalidValue(f"expected {expected}, got {shown(value)}")
     return number
 
 
@@ -50,15 +58,15 @@ def parse_decimal(value, *, minimum: float, maximum: float, expected: str = "") 
     """A finite number from `minimum` to `maximum` (fractions allowed), in ASCII digits."""
     expected = expected or f"a number from {minimum:g} to {maximum:g}"
     if isinstance(value, bool):
-        raise InvalidValue(f"expected {expected}, got {value!r}")
+        raise InvalidValue(f"expected {expected}, got {shown(value)}")
     if isinstance(value, int | float):
         number = float(value)
     elif isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
         number = float(value.strip())
     else:
-        raise InvalidValue(f"expected {expected}, got {value!r}")
+        raise InvalidValue(f"expected {expected}, got {shown(value)}")
     if not math.isfinite(number) or not minimum <= number <= maximum:
-        raise InvalidValue(f"expected {expected}, got {value!r}")
+        raise InvalidValue(f"expected {expected}, got {shown(value)}")
     return number
 
 
@@ -66,11 +74,15 @@ def parse_day(value) -> date:
     """A calendar day written exactly YYYY-MM-DD (date.fromisoformat would also take 20261101
     or 2026-W48-1)."""
     if not isinstance(value, str) or not _DAY.fullmatch(value):
-        raise InvalidValue(f"expected a date as YYYY-MM-DD, got {value!r}")
+        raise InvalidValue(f"expected a date as YYYY-MM-DD, got {shown(value)}")
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
-        raise InvalidValue(f"{value!r} is not a calendar date (YYYY-MM-DD)") from None
+        raise InvalidValue(f"{shown(value)} is not a calendar date (YYYY-MM-DD)") from None
+    # A day's bounds in any time zone must stay inside what datetime can hold.
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise InvalidValue(f"expected a date from {FIRST_DAY} to {LAST_DAY}, got {shown(value)}")
+    return day
 
 
 def parse_minutes(value, *, expected: str = "") -> timedelta:
@@ -86,13 +98,21 @@ def parse_share(value) -> float:
     return parse_decimal(value, minimum=0, maximum=1, expected="a fraction from 0 to 1, like 0.5")
 
 
+def parse_choice(value, *, choices) -> str:
+    """One of `choices`, in any letter case (returned as spelt in `choices`)."""
+    for choice in choices:
+        if str(value).strip().lower() == choice.lower():
+            return choice
+    raise InvalidValue(f"expected one of {', '.join(choices)}, got {shown(value)}")
+
+
 def parse_bool(value) -> bool:
     text = str(value).strip().lower()
     if text in _TRUE:
         return True
     if text in _FALSE:
         return False
-    raise InvalidValue(f"expected true or false, got {value!r}")
+    raise InvalidValue(f"expected true or false, got {shown(value)}")
 
 
 def clean_secret(value) -> str | None:

@@ -16,6 +16,8 @@ import os
 os.environ.setdefault(
     "DJANGO_SECRET_KEY", "test-only-key-not-secret-x7Qp2Lr9Zw4Nc6Vb8Mt3Hs5Jd1Kf0GyUe6Wa2"
 )
+# Production requires the broker's URL; the tests' own default is the local Redis.
+os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
 for _name in (
     "DJANGO_SECURE_SSL_REDIRECT",
     "DJANGO_SESSION_COOKIE_SECURE",

@@ -1,4 +1,4 @@
-"""`manage.py check` finds what would make the first purge fail, before it runs, and says the fix.
+"""`check --deploy` finds what would make the first purge fail, before it runs, and says the fix.
 
 Storage is checked against a real S3-compatible server over HTTP (moto): a bucket that does not
 exist, credentials it refuses, an endpoint that never answers; the beat schedule against the
@@ -42,7 +42,7 @@ def check_output(**kwargs) -> str:
     """`manage.py check` in this process; the output whether or not it found errors."""
     out, err = StringIO(), StringIO()
     try:
-        call_command("check", stdout=out, stderr=err, **kwargs)
+        call_command("check", deploy=True, stdout=out, stderr=err, **kwargs)
     except SystemCheckError as exc:
         return f"{out.getvalue()}{err.getvalue()}{exc}"
     return out.getvalue() + err.getvalue()
@@ -66,7 +66,7 @@ def missing_bucket():
 def test_check_reports_a_bucket_that_does_not_exist_with_the_fix(s3_server, schedules):
     bucket = missing_bucket()
 
-    done = run_manage("check", env=s3_env(s3_server.endpoint_url, bucket))
+    done = run_manage("check", "--deploy", env=s3_env(s3_server.endpoint_url, bucket))
 
     assert done.returncode == 1
     assert "(cleanup.E001)" in done.stderr and bucket in done.stderr
@@ -82,7 +82,7 @@ def test_check_reports_credentials_the_server_refuses(schedules):
     server = S3Server(env={"INITIAL_NO_AUTH_ACTION_COUNT": "0"}).start()
     try:
         env = s3_env(server.endpoint_url, "fmr-uploads", AWS_SECRET_ACCESS_KEY=SECRET)
-        done = run_manage("check", env=env)
+        done = run_manage("check", "--deploy", env=env)
     finally:
         server.stop()
 
@@ -108,7 +108,7 @@ def test_check_reports_an_endpoint_that_never_answers_within_the_configured_time
             AWS_S3_MAX_ATTEMPTS="2",
         )
         started = time.monotonic()
-        done = run_manage("check", env=env)
+        done = run_manage("check", "--deploy", env=env)
         took = time.monotonic() - started
 
     assert done.returncode == 1
@@ -126,7 +126,7 @@ def test_check_reports_an_endpoint_nobody_listens_on(schedules):
 
     endpoint = f"http://127.0.0.1:{free_port()}"
 
-    done = run_manage("check", env=s3_env(endpoint, "fmr-uploads"))
+    done = run_manage("check", "--deploy", env=s3_env(endpoint, "fmr-uploads"))
 
     assert done.returncode == 1
     assert "(cleanup.E003)" in done.stderr and endpoint in done.stderr
@@ -194,7 +194,7 @@ def test_check_reports_a_schedule_row_that_runs_another_task(schedules):
 def test_a_database_that_was_never_migrated_is_one_clear_error(tmp_path):
     database = tmp_path / "empty.sqlite3"
 
-    done = run_manage("check", env=child_env(DATABASE_URL=f"sqlite:///{database}"))
+    done = run_manage("check", "--deploy", env=child_env(DATABASE_URL=f"sqlite:///{database}"))
 
     assert done.returncode == 1
     assert "(cleanup.E007)" in done.stderr and "python manage.py migrate" in done.stderr
@@ -207,7 +207,9 @@ def test_a_database_that_was_never_migrated_is_one_clear_error(tmp_path):
 @pytest.mark.postgres
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("command", [["purge_status"], ["migrate"], ["showmigrations", "cleanup"]])
+@pytest.mark.parametrize(
+    "command", [["check"], ["purge_status"], ["migrate"], ["showmigrations", "cleanup"]]
+)
 def test_other_commands_do_not_reach_storage_in_their_implicit_checks(
     command, s3_server, schedules
 ):

@@ -196,7 +196,7 @@ def test_every_web_worker_answers_the_same_truth(settings):
             f"--bind=127.0.0.1:{port}",
         ],
         cwd=ROOT,
-        env=child_env(CLEANUP_STATUS_TOKEN="tok-metrics"),
+        env=child_env(CLEANUP_STATUS_TOKEN="tok-metrics-0123456789abcdef0123456789"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -204,7 +204,8 @@ def test_every_web_worker_answers_the_same_truth(settings):
 
     def get():
         request = urllib.request.Request(
-            f"http://127.0.0.1:{port}{URL}", headers={"Authorization": "Bearer tok-metrics"}
+            f"http://127.0.0.1:{port}{URL}",
+            headers={"Authorization": "Bearer tok-metrics-0123456789abcdef0123456789"},
         )
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.read().decode()

@@ -4,7 +4,6 @@ Settings, the commands and the status endpoint share one parser (fmr/parsing.py)
 only, bounds everywhere, no abbreviations, no traceback for any value.
 """
 
-import os
 import subprocess
 import sys
 from datetime import timedelta
@@ -71,35 +70,6 @@ def test_absurd_graces_exit_cleanly_as_a_process(argv):
     assert "Traceback" not in done.stderr and "--grace" in done.stderr
 
 
-BAD_SETTINGS = [
-    ("JOB_TTL_SECONDS", "100000000000000000000"),
-    ("JOB_TTL_SECONDS", "0"),
-    ("CLEANUP_STALE_RUN_MINUTES", "99999999999999"),
-    ("CLEANUP_BATCH_SIZE", "99999999999"),
-    ("CLEANUP_BATCH_SIZE", "٥"),
-    ("CLEANUP_BATCH_SIZE", "1_000"),
-    ("CLEANUP_BATCH_SIZE", "+5"),
-    ("CLEANUP_MAX_PARALLEL", "99999999999"),
-    ("CLEANUP_SUBTASK_SECONDS", "1e9"),
-    ("AWS_S3_CONNECT_TIMEOUT", "99999999999999"),
-    ("AWS_S3_READ_TIMEOUT", "-1"),
-    ("AWS_S3_MAX_ATTEMPTS", "0"),
-    ("CLEANUP_RECONCILE_MAX_ORPHAN_SHARE", "1.5"),
-    ("CLEANUP_RECONCILE_MAX_ORPHAN_SHARE", "half"),
-    ("CLEANUP_RECONCILE_MAX_ORPHAN_SHARE", "nan"),
-]
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name,value", BAD_SETTINGS, ids=lambda v: str(v))
-def test_a_bad_setting_is_one_clear_line_and_a_non_zero_exit(name, value):
-    done = run_manage("purge_status", env={**os.environ, name: value}, timeout=60)
-    assert done.returncode != 0
-    assert "Traceback" not in done.stderr, done.stderr
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and name in lines[0], done.stderr
-
-
 def test_the_parser_takes_ascii_digits_within_bounds_only():
     from fmr import parsing
 
@@ -117,13 +87,6 @@ def test_the_parser_takes_ascii_digits_within_bounds_only():
         with pytest.raises(ValueError):
             parsing.parse_share(bad)
     assert parsing.MAX_SIZE == 2_147_483_647
-
-
-def test_the_purge_bound_lives_in_the_shared_parser():
-    from cleanup.services import purge
-    from fmr import parsing
-
-    assert purge.MAX_SIZE is parsing.MAX_SIZE or purge.MAX_SIZE == parsing.MAX_SIZE
 
 
 @pytest.mark.django_db
@@ -158,14 +121,14 @@ def test_a_token_with_a_newline_in_the_environment_matches_in_a_real_process():
         cwd=ROOT,
         env={
             **child_env(),
-            "CLEANUP_STATUS_TOKEN": "s3cret\n",
+            "CLEANUP_STATUS_TOKEN": "s3cret-0123456789abcdef0123456789\n",
             "DJANGO_SETTINGS_MODULE": "fmr.settings",
         },
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert done.stdout.strip() == "'s3cret'", done.stderr
+    assert done.stdout.strip() == "'s3cret-0123456789abcdef0123456789'", done.stderr
 
 
 @pytest.mark.django_db
