@@ -117,6 +117,8 @@ USE_I18N = True
 # Stored in UTC, shown and scheduled in Korean time.
 USE_TZ = True
 TIME_ZONE = "Asia/Seoul"
+# The admin shows times with seconds and the zone (fmr/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["fmr.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))

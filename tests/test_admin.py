@@ -1,5 +1,6 @@
 """What staff see and do in Django admin, and what nobody else can."""
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -149,7 +150,12 @@ def test_purge_runs_are_listed_newest_first_and_filter_by_status(staff_client):
     assert listed(staff_client.get("/admin/cleanup/purgerun/")) == [new, old]
     assert listed(staff_client.get("/admin/cleanup/purgerun/?status__exact=failed")) == [new]
     page = staff_client.get("/admin/cleanup/purgerun/").content.decode()
-    assert "SmsLog 9" in page
+    # One line per run: the rows' total here, the table per model on the run's page.
+    assert '<td class="field-rows_total">12</td>' in page and "SmsLog 9" not in page
+    # The status in its severity's colour; only the dry runs are labelled as such.
+    assert re.search(r'<strong style="color:#b3261e">failed</strong>', page)
+    assert re.search(r'<strong style="color:#1b7a3a">succeeded</strong>', page)
+    assert "icon-no.svg" not in page and "dry run</td>" not in page
 
 
 def test_purge_runs_cannot_be_added_changed_or_deleted_from_admin(staff_client):

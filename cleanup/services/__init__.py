@@ -33,7 +33,6 @@ from .purge import PurgeResult, purge_expired_jobs
 from .readiness import SCHEDULES, Schedule, ScheduleState, check_schedules, check_storage
 from .reconcile import RECONCILE_GRACE, ReconcileFailed, ReconcileResult, reconcile_storage
 from .runs import SUBTASK_EXPIRES_SECONDS, release_subtask
-from .verdict import PurgeSchedule, Verdict, purge_schedule, retention_verdict
 from .status import (
     PurgeStatus,
     count_expired_jobs,
@@ -42,6 +41,7 @@ from .status import (
     resolve_stuck_files,
     retry_pending_files,
 )
+from .verdict import PurgeSchedule, Verdict, purge_schedule, retention_verdict
 
 __all__ = [
     "RECONCILE_GRACE",
