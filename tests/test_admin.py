@@ -231,3 +231,26 @@ def test_an_admin_can_edit_the_crontab_itself(staff_client):
         "*",
         "Asia/Seoul",
     )
+
+
+def test_the_admin_is_titled_for_fmr_retention_and_view_site_opens_the_retention_page(
+    staff_client,
+):
+    page = staff_client.get("/admin/").content.decode()
+    assert "<title>" in page and "fmr retention" in page and "Django administration" not in page
+    assert 'href="/admin/cleanup/retention/">View site</a>' in page
+    assert staff_client.get("/admin/cleanup/retention/").status_code == 200
+
+
+def test_the_schedule_row_shows_its_registered_task(staff_client):
+    from django_celery_beat.models import PeriodicTask
+
+    from tests.admin_helpers import ensure_purge_schedule
+
+    ensure_purge_schedule()
+    task = PeriodicTask.objects.get(name="delete-expired-jobs")
+    page = staff_client.get(
+        f"/admin/django_celery_beat/periodictask/{task.pk}/change/"
+    ).content.decode()
+    select = page.split('name="regtask"', 1)[1].split("</select>", 1)[0]
+    assert re.search(r'<option value="delete_expired_jobs" selected>', select), select
