@@ -28,6 +28,16 @@ class _Snapshot:
         return iter(self.families)
 
 
+def _first_run_due(now) -> GaugeMetricFamily:
+    due = purge_schedule(now=now).first_run_due_at
+    return GaugeMetricFamily(
+        "fmr_cleanup_first_run_due_timestamp_seconds",
+        "Unix time the first scheduled purge was due after the first migrate (0 when the "
+        "schedule row is missing): no purge can be missing before it.",
+        value=due.timestamp() if due else 0.0,
+    )
+
+
 def render_metrics(*, status, totals) -> bytes:
     """`status`: a PurgeStatus; `totals`: RunTotals per status (finished runs)."""
     last = status.last_success
@@ -76,14 +86,6 @@ def render_metrics(*, status, totals) -> bytes:
         for total in totals:
             family.add_metric([total.status], getattr(total, attribute))
         families.append(family)
-    due = purge_schedule(now=status.checked_at).first_run_due_at
-    families.append(
-        GaugeMetricFamily(
-            "fmr_cleanup_first_run_due_timestamp_seconds",
-            "Unix time the first scheduled purge was due after the first migrate (0 when the "
-            "schedule row is missing): no purge can be missing before it.",
-            value=due.timestamp() if due else 0.0,
-        )
-    )
+    families.append(_first_run_due(status.checked_at))
     # generate_latest() takes anything with collect(): no registry needed for one snapshot.
     return generate_latest(_Snapshot(families))
