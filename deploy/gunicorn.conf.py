@@ -1,4 +1,4 @@
-"""gunicorn's settings for fmr: `gunicorn --config deploy/gunicorn.conf.py fmr.wsgi ...`.
+"""gunicorn's settings for fmr: `gunicorn fmr.wsgi --config deploy/gunicorn.conf.py ...`.
 
 gunicorn's own lines (start-up, workers, one per request) go through the project's logging like
 every other process's: ISO 8601 times with the +09:00 offset, in CLEANUP_LOG_FORMAT. Loading the
