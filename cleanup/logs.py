@@ -10,7 +10,11 @@ once, by one handler, in every process.
 
 import json
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
+from functools import cache
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
 
 # Attributes every LogRecord has; anything else on a record came in through `extra`.
 _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
@@ -29,9 +33,23 @@ def fields_of(record: logging.LogRecord) -> dict:
     }
 
 
+@cache
+def _zone() -> ZoneInfo:
+    return ZoneInfo(settings.TIME_ZONE)
+
+
+def iso_time(created: float) -> str:
+    """ISO 8601 with the offset, in TIME_ZONE (Asia/Seoul, the operators' zone) in every
+    process: the web process, gunicorn's master, the worker, beat and commands agree."""
+    return datetime.fromtimestamp(created, tz=_zone()).isoformat(timespec="milliseconds")
+
+
 class KeyValueFormatter(logging.Formatter):
     def __init__(self, fmt="%(asctime)s %(levelname)s %(name)s %(message)s", **kwargs):
         super().__init__(fmt, **kwargs)
+
+    def formatTime(self, record, datefmt=None):
+        return iso_time(record.created)
 
     def formatMessage(self, record):
         line = super().formatMessage(record)
@@ -41,7 +59,7 @@ class KeyValueFormatter(logging.Formatter):
 class JsonFormatter(logging.Formatter):
     def format(self, record):
         entry = {
-            "time": datetime.fromtimestamp(record.created, tz=UTC).isoformat(),
+            "time": iso_time(record.created),
             "level": record.levelname,
             "logger": record.name,
             "event": record.getMessage(),

@@ -12,6 +12,8 @@ from prometheus_client import generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
+from .services import purge_schedule
+
 # The classic text format (version 0.0.4), which every Prometheus reads.
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
@@ -34,6 +36,16 @@ def render_down(reason: str) -> bytes:
     up gauge at 0 for alerts (the other gauges would be guesses, so they are left out)."""
     up = GaugeMetricFamily(UP[0], UP[1], value=0)
     return f"# {reason}\n".encode() + generate_latest(_Snapshot([up]))
+
+
+def _first_run_due(now) -> GaugeMetricFamily:
+    due = purge_schedule(now=now).first_run_due_at
+    return GaugeMetricFamily(
+        "fmr_cleanup_first_run_due_timestamp_seconds",
+        "Unix time the first scheduled purge was due after the first migrate (0 when the "
+        "schedule row is missing): no purge can be missing before it.",
+        value=due.timestamp() if due else 0.0,
+    )
 
 
 def render_metrics(*, status, totals) -> bytes:
@@ -85,5 +97,6 @@ def render_metrics(*, status, totals) -> bytes:
         for total in totals:
             family.add_metric([total.status], getattr(total, attribute))
         families.append(family)
+    families.append(_first_run_due(status.checked_at))
     # generate_latest() takes anything with collect(): no registry needed for one snapshot.
     return generate_latest(_Snapshot(families))

@@ -202,62 +202,36 @@ def _plural(count: int, word: str) -> str:
 
 def retention_facts(status) -> list[dict]:
     """The status in sentences for the Retention page: heading, text and the run it names."""
-    facts = []
-    if status.expired_jobs:
-        facts.append(
-            {
-                "heading": "Expired jobs",
-                "text": f"{_plural(status.expired_jobs, 'expired job')} still present; the most "
-                f"overdue is {format_duration(status.most_overdue_seconds or 0)} past its "
-                "expiry.",
-            }
+    success, last = status.last_success, status.last_run
+    expired, pending, stuck = status.expired_jobs, status.pending_files, status.stuck_files
+    overdue = format_duration(status.most_overdue_seconds or 0)
+    waiting = format_duration(status.oldest_pending_seconds or 0)
+    facts = [
+        ("Expired jobs", None, "none present: every job past its expiry is gone."),
+        (
+            "Pending file deletions",
+            None,
+            f"{pending:,}, the oldest for {waiting}." if pending else "none.",
+        ),
+        (
+            "Stuck file deletions",
+            None,
+            f"{stuck:,}, storage keeps refusing them." if stuck else "none.",
+        ),
+        ("Last successful purge", None, "none recorded."),
+    ]
+    if expired:
+        text = f"{_plural(expired, 'expired job')} still present; the most overdue is {overdue}"
+        facts[0] = ("Expired jobs", None, f"{text} past its expiry.")
+    if success:
+        facts[3] = (
+            "Last successful purge",
+            success["run_id"],
+            _run_sentence(success, finished=True),
         )
-    else:
-        facts.append(
-            {"heading": "Expired jobs", "text": "none present: every job past its expiry is gone."}
-        )
-    if status.pending_files:
-        facts.append(
-            {
-                "heading": "Pending file deletions",
-                "text": f"{status.pending_files:,}, the oldest pending for "
-                f"{format_duration(status.oldest_pending_seconds or 0)}.",
-            }
-        )
-    else:
-        facts.append({"heading": "Pending file deletions", "text": "none."})
-    facts.append(
-        {
-            "heading": "Stuck file deletions",
-            "text": f"{status.stuck_files:,}"
-            + (
-                " (storage keeps refusing them: see Pending file deletions)."
-                if status.stuck_files
-                else "."
-            ),
-        }
-    )
-    success = status.last_success
-    if success is None:
-        facts.append({"heading": "Last successful purge", "text": "none recorded."})
-    else:
-        facts.append(
-            {
-                "heading": "Last successful purge",
-                "run_id": success["run_id"],
-                "text": _run_sentence(success, finished=True),
-            }
-        )
-    last = status.last_run
     if last is not None and last != success:
-        facts.append(
-            {
-                "heading": "Latest run",
-                "run_id": last["run_id"],
-                "text": _run_sentence(last, finished=False),
-            }
-        )
-    return facts
+        facts.append(("Latest run", last["run_id"], _run_sentence(last, finished=False)))
+    return [{"heading": h, "run_id": run_id, "text": text} for h, run_id, text in facts]
 
 
 def _run_sentence(run, *, finished: bool) -> str:

@@ -129,6 +129,8 @@ USE_I18N = True
 # Stored in UTC, shown and scheduled in Korean time.
 USE_TZ = True
 TIME_ZONE = "Asia/Seoul"
+# The admin shows times with seconds and the zone (fmr/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["fmr.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env("STATIC_ROOT", parse_path, BASE_DIR / "staticfiles"))

@@ -1,5 +1,6 @@
 """What staff see and do in Django admin, and what nobody else can."""
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -149,7 +150,12 @@ def test_purge_runs_are_listed_newest_first_and_filter_by_status(staff_client):
     assert listed(staff_client.get("/admin/cleanup/purgerun/")) == [new, old]
     assert listed(staff_client.get("/admin/cleanup/purgerun/?status__exact=failed")) == [new]
     page = staff_client.get("/admin/cleanup/purgerun/").content.decode()
-    assert "SmsLog 9" in page
+    # One line per run: the rows' total here, the table per model on the run's page.
+    assert '<td class="field-rows_total">12</td>' in page and "SmsLog 9" not in page
+    # The status in its severity's colour; only the dry runs are labelled as such.
+    assert re.search(r'<strong style="color:#b3261e">failed</strong>', page)
+    assert re.search(r'<strong style="color:#1b7a3a">succeeded</strong>', page)
+    assert 'alt="False"' not in page and "(dry run)" not in page
 
 
 def test_purge_runs_cannot_be_added_changed_or_deleted_from_admin(staff_client):
@@ -225,3 +231,26 @@ def test_an_admin_can_edit_the_crontab_itself(staff_client):
         "*",
         "Asia/Seoul",
     )
+
+
+def test_the_admin_is_titled_for_fmr_retention_and_view_site_opens_the_retention_page(
+    staff_client,
+):
+    page = staff_client.get("/admin/").content.decode()
+    assert "<title>" in page and "fmr retention" in page and "Django administration" not in page
+    assert 'href="/admin/cleanup/retention/">View site</a>' in page
+    assert staff_client.get("/admin/cleanup/retention/").status_code == 200
+
+
+def test_the_schedule_row_shows_its_registered_task(staff_client):
+    from django_celery_beat.models import PeriodicTask
+
+    from tests.admin_helpers import ensure_purge_schedule
+
+    ensure_purge_schedule()
+    task = PeriodicTask.objects.get(name="delete-expired-jobs")
+    page = staff_client.get(
+        f"/admin/django_celery_beat/periodictask/{task.pk}/change/"
+    ).content.decode()
+    select = page.split('name="regtask"', 1)[1].split("</select>", 1)[0]
+    assert re.search(r'<option value="delete_expired_jobs" selected>', select), select

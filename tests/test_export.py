@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
 from cleanup.models import PurgeRun
 from cleanup.services import plan_purge, purge_expired_chunk, purge_expired_jobs, start_fan_out
@@ -80,14 +81,14 @@ def test_until_is_inclusive_and_json_is_one_object_per_line():
         "finished_at",
         "trigger",
         "requested_by",
-        "rows_deleted",
+        "jobs.Job",
         "files_deleted",
         "files_pending",
         "status",
         "method",
     ]:
         assert key in entry, key
-    assert entry["rows_deleted"]["jobs.Job"] == 1
+    assert entry["jobs.Job"] == 1 and "rows_deleted" not in entry and "jobs_deleted" not in entry
     assert export("--since", "2026-11-02", "--until", "2026-11-14") == export(
         "--since", "2026-11-02", "--until", "2026-11-14"
     )
@@ -119,6 +120,75 @@ def test_admin_runs_say_who_asked_and_fan_outs_list_parent_and_subtasks():
     assert lines[dry.run_id]["status"] == "dry_run"
     assert int(lines[dry.run_id]["files_deleted"]) == 0
     assert "nothing" in lines[dry.run_id]["method"].lower()
+
+
+def test_csv_and_json_lines_have_one_schema_with_cutoff_backlog_and_reason():
+    expired_job(by=timedelta(hours=3), with_files=False)
+    done = purge_expired_jobs()
+    failed = PurgeRun.objects.create(
+        cutoff=timezone.now(),
+        batch_size=10,
+        status=PurgeRun.Status.FAILED,
+        finished_at=timezone.now(),
+        error="storage unreachable at http://127.0.0.1:9\nBatches committed stay purged.",
+    )
+    today = datetime.now(SEOUL).date().isoformat()
+
+    rows = list(csv.DictReader(StringIO(export("--since", today, "--until", today))))
+    objects = [
+        json.loads(x)
+        for x in export("--since", today, "--until", today, "--format", "json").splitlines()
+    ]
+
+    assert [list(r) for r in rows] == [list(o) for o in objects]  # the same names, same order
+    assert [r["hash"] for r in rows] == [o["hash"] for o in objects]  # the same chain
+    purged, broken = (o for o in objects if o["run_id"] in (done.run_id, failed.pk))
+    assert purged["cutoff"].endswith("+09:00") and purged["expired_at_start"] == 1
+    assert 3 * 3600 <= purged["most_overdue_seconds_at_start"] < 3 * 3600 + 60
+    assert purged["reason"] == "" and purged["jobs.Job"] == 1
+    assert broken["status"] == "failed"
+    assert broken["reason"] == "storage unreachable at http://127.0.0.1:9"
+
+
+def ledger_file(tmp_path, fmt):
+    for _ in range(3):
+        expired_job(with_files=False)
+        purge_expired_jobs()
+    today = datetime.now(SEOUL).date().isoformat()
+    path = tmp_path / f"ledger.{fmt}"
+    path.write_text(export("--since", today, "--until", today, "--format", fmt))
+    return path
+
+
+def verify(path):
+    return run_manage("export_purge_log", "--verify", str(path), env=child_env(), timeout=60)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_verify_passes_an_intact_file_and_names_the_first_altered_removed_or_reordered_line(
+    tmp_path, fmt
+):
+    path = ledger_file(tmp_path, fmt)
+    intact = path.read_text().splitlines(keepends=True)
+    first = 1 if fmt == "csv" else 0  # index of the first run's line: the CSV has a header
+
+    done = verify(path)
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.strip().splitlines()) == 1 and "intact, 3 line(s)" in done.stdout
+
+    altered = list(intact)
+    altered[first] = altered[first].replace("succeeded", "failed", 1)
+    removed = intact[:first] + intact[first + 1 :]
+    reordered = intact[:first] + [intact[first + 1], intact[first]] + intact[first + 2 :]
+    for lines in (altered, removed, reordered):
+        path.write_text("".join(lines))
+        done = verify(path)
+        assert done.returncode != 0, lines
+        assert f"line {first + 1}:" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    missing = verify(tmp_path / "nope.csv")
+    assert missing.returncode != 0 and "cannot read" in missing.stderr
 
 
 @pytest.mark.parametrize(

@@ -64,3 +64,48 @@ def test_other_libraries_extras_are_not_repeated_as_fields():
         {"msg": "Task succeeded", "data": {"id": "x", "return_value": "{...}"}, "runtime": 0.5}
     )
     assert KeyValueFormatter().format(record).endswith("Task succeeded runtime=0.5")
+
+
+def test_every_line_starts_with_iso_8601_time_in_seoul_with_its_offset():
+    record = logging.makeLogRecord({"msg": "purge.run", "created": 1796540400.25})
+    plain = KeyValueFormatter().format(record)
+    assert plain.startswith("2026-12-06T16:00:00.250+09:00 "), plain
+    assert json.loads(JsonFormatter().format(record))["time"] == "2026-12-06T16:00:00.250+09:00"
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_gunicorn_master_workers_and_access_lines_share_the_iso_time_and_zone(tmp_path):
+    import subprocess
+    import sys
+    import urllib.request
+
+    from tests.processes import ROOT, child_env, stop, wait_until
+    from tests.s3server import free_port
+
+    port, log = free_port(), tmp_path / "gunicorn.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--config", "deploy/gunicorn.conf.py"]
+            + ["fmr.wsgi", "--workers=2", f"--bind=127.0.0.1:{port}"],
+            cwd=ROOT,
+            env={**child_env(), "TZ": "UTC"},  # the machine's zone is not the operators'
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            wait_until(lambda: "Booting worker" in log.read_text(), 30, message="gunicorn")
+            url = f"http://127.0.0.1:{port}/admin/login/?q=secret-search"
+            assert urllib.request.urlopen(url, timeout=10).status == 200
+            wait_until(lambda: "/admin/login/" in log.read_text(), 10, message="access line")
+        finally:
+            stop(server)
+    # Every line but a multi-line message's indented continuation (a Python warning's source).
+    lines = [line for line in log.read_text().splitlines() if line[:1].strip()]
+    stamp = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+09:00 ")
+    assert [line for line in lines if not stamp.match(line)] == []
+    assert any("Starting gunicorn" in line for line in lines)  # the master's
+    assert any("Booting worker" in line for line in lines)
+    [access] = [line for line in lines if "/admin/login/" in line]
+    assert '"GET /admin/login/" 200' in access and "secret-search" not in access

@@ -7,9 +7,11 @@ from html.parser import HTMLParser
 
 import pytest
 from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
 
 from cleanup.models import PurgeRun
 from cleanup.services import plan_purge, purge_expired_chunk, purge_expired_jobs, start_fan_out
+from tests.admin_helpers import ensure_purge_schedule
 from tests.browser import ARTIFACTS, log_in
 from tests.helpers import bulk_expired_jobs, expired_job
 
@@ -175,3 +177,114 @@ def test_the_retention_page_in_a_real_browser_light_and_dark(chromium, live_serv
 def luminance(css_color: str) -> float:
     r, g, b = (int(x) for x in re.findall(r"\d+", css_color)[:3])
     return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255
+
+
+def verdict_of(client) -> str:
+    html = client.get(PAGE).content.decode()
+    block = html.split('<div id="verdict"', 1)[1].split("</div>", 1)[0]
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", '<div id="verdict"' + block)).strip()
+
+
+def broken_state():
+    """300 jobs 50 hours past their expiry, and no purge since: what the alerts page about."""
+    jobs = bulk_expired_jobs(300, by=timedelta(hours=50))
+    assert len(jobs) == 300
+
+
+def test_a_healthy_state_reads_holding_with_the_schedule_and_its_next_run(admin_client):
+    ensure_purge_schedule()
+    history()
+    purge_expired_jobs(trigger=PurgeRun.Trigger.BEAT)
+    text = verdict_of(admin_client)
+    assert "The 24-hour promise: holding" in text
+    next_hour = timezone.localtime() + timedelta(hours=1)
+    assert f"enabled, next run {next_hour:%Y-%m-%d %H}:00:00 KST" in text, text
+
+
+def test_300_jobs_50_hours_overdue_read_broken(admin_client):
+    ensure_purge_schedule()
+    history()
+    broken_state()
+    text = verdict_of(admin_client)
+    assert "The 24-hour promise: broken" in text
+    assert "300 expired job(s) still present, the oldest 50.0 h past its expiry" in text
+
+
+def test_a_disabled_schedule_is_at_risk_then_broken_as_the_alerts_say(admin_client):
+    ensure_purge_schedule()
+    PeriodicTask.objects.filter(name="delete-expired-jobs").update(enabled=False)
+    history()  # the last success was minutes ago
+    text = verdict_of(admin_client)
+    assert "The 24-hour promise: at risk" in text
+    assert "delete-expired-jobs is disabled" in text and "disabled: no purge runs" in text
+    # Three hours without a successful purge: what FmrRetentionNoSuccessfulPurge pages about.
+    PurgeRun.objects.update(
+        started_at=timezone.now() - timedelta(hours=4),
+        finished_at=timezone.now() - timedelta(hours=4),
+    )
+    text = verdict_of(admin_client)
+    assert "The 24-hour promise: broken" in text and "no successful purge for 4.0 h" in text
+
+
+def test_a_new_deployment_holds_until_its_first_run_is_due(admin_client):
+    ensure_purge_schedule()
+    assert "The 24-hour promise: holding" in verdict_of(admin_client)
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_the_verdict_in_a_real_browser_healthy_and_broken(chromium, live_server, staff):
+    ensure_purge_schedule()
+    history()
+    shots = {}
+    for state in ("healthy", "broken"):
+        if state == "broken":
+            broken_state()
+        with chromium() as browser:
+            page = browser.new_page(viewport={"width": 1280, "height": 1400})
+            log_in(page, f"{live_server.url}{PAGE}")
+            verdict = page.inner_text("#verdict")
+            colour = page.evaluate(
+                "getComputedStyle(document.querySelector('#verdict')).backgroundColor"
+            )
+            page.screenshot(path=str(ARTIFACTS / f"retention-{state}.png"), full_page=True)
+        shots[state] = (verdict, colour)
+
+    assert "The 24-hour promise: holding" in shots["healthy"][0]
+    assert "enabled, next run" in shots["healthy"][0]
+    assert shots["healthy"][1] == "rgb(27, 122, 58)"  # green
+    assert "The 24-hour promise: broken" in shots["broken"][0]
+    assert "300 expired job(s)" in shots["broken"][0]
+    assert shots["broken"][1] == "rgb(179, 38, 30)"  # red
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_the_runs_list_fits_1366_pixels(chromium, live_server, staff):
+    history()
+    PurgeRun.objects.create(
+        cutoff=timezone.now(),
+        batch_size=5000,
+        status=PurgeRun.Status.FAILED,
+        finished_at=timezone.now(),
+        rows_deleted={"jobs.Job": 3, "jobs.SmsLog": 9, "jobs.Payment": 3, "jobs.Report": 3},
+        error="storage unreachable at https://s3.example: EndpointConnectionError " * 3,
+    )
+    purge_expired_jobs(dry_run=True)
+
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1366, "height": 768})
+        log_in(page, f"{live_server.url}/admin/cleanup/purgerun/")
+        overflow = page.evaluate(
+            "[document.documentElement.scrollWidth, window.innerWidth,"
+            " document.querySelector('#result_list').scrollWidth,"
+            " document.querySelector('.results').clientWidth]"
+        )
+        heights = page.evaluate(
+            "[...document.querySelectorAll('#result_list tbody tr')].map(r => r.offsetHeight)"
+        )
+        page.screenshot(path=str(ARTIFACTS / "admin-purge-runs-1366.png"))
+
+    # Neither the page nor the table (which the admin scrolls inside its box) is cut off.
+    assert overflow[0] <= overflow[1] and overflow[2] <= overflow[3], overflow
+    assert max(heights) <= 2.5 * min(heights), heights  # no row made tall by its contents

@@ -28,7 +28,7 @@ from .fanout import (
 )
 from .files import FileDeletion, delete_pending_files
 from .history import RetentionHistory, RunTotals, retention_history, run_totals
-from .ledger import LedgerEntry, ledger_models, purge_log
+from .ledger import LedgerBroken, as_csv_row, ledger_fields, ledger_models, purge_log, verify_ledger
 from .purge import PurgeResult, purge_expired_jobs
 from .readiness import SCHEDULES, Schedule, ScheduleState, check_schedules, check_storage
 from .reconcile import RECONCILE_GRACE, ReconcileFailed, ReconcileResult, reconcile_storage
@@ -41,6 +41,7 @@ from .status import (
     resolve_stuck_files,
     retry_pending_files,
 )
+from .verdict import PurgeSchedule, Verdict, purge_schedule, retention_verdict
 
 __all__ = [
     "RECONCILE_GRACE",
@@ -51,11 +52,18 @@ __all__ = [
     "FanOut",
     "CutoffRefused",
     "FileDeletion",
-    "LedgerEntry",
+    "LedgerBroken",
+    "as_csv_row",
+    "ledger_fields",
+    "verify_ledger",
     "PurgeNotPossible",
     "PurgePlan",
     "PurgeResult",
+    "PurgeSchedule",
     "PurgeStatus",
+    "Verdict",
+    "purge_schedule",
+    "retention_verdict",
     "Rebinding",
     "ReconcileFailed",
     "ReconcileResult",

@@ -10,7 +10,7 @@ them; Prometheus reads that as a counter reset.
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import BigIntegerField, Count, Q, Sum
+from django.db.models import BigIntegerField, Count, Min, Q, Sum
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
@@ -30,32 +30,37 @@ class RunTotals:
     files: int
 
 
-def _counted_runs():
+def counted_runs():
     return PurgeRun.objects.exclude(status__in=UNFINISHED).filter(subtasks_started=0)
 
 
 def run_totals() -> list[RunTotals]:
-    """Per status: finished runs, and the jobs, rows and files they deleted (one query)."""
+    """Per finished status, zeros included: finished runs, and the jobs, rows and files they
+    deleted (one query). Every status from 0, so Prometheus' increase() sees the first run of
+    each (a series that appears at 1 has no increase)."""
     # One sum per model in rows_deleted (a JSON object), under an alias a column name can take.
     aliases = {
         f"rows_{i}": Sum(Cast(KeyTextTransform(label, "rows_deleted"), BigIntegerField()))
         for i, label in enumerate(ledger_models())
     }
     totals = (
-        _counted_runs()
+        counted_runs()
         .values("status")
         .order_by("status")
         .annotate(runs=Count("pk"), jobs=Sum("jobs_deleted"), files=Sum("files_deleted"), **aliases)
     )
+    found = {row["status"]: row for row in totals}
     return [
         RunTotals(
-            status=row["status"],
-            runs=row["runs"],
-            jobs=row["jobs"] or 0,
-            rows=sum(row[alias] or 0 for alias in aliases),
-            files=row["files"] or 0,
+            status=status,
+            runs=row.get("runs", 0),
+            jobs=row.get("jobs") or 0,
+            rows=sum(row.get(alias) or 0 for alias in aliases),
+            files=row.get("files") or 0,
         )
-        for row in totals
+        for status in PurgeRun.Status.values
+        if status not in UNFINISHED
+        for row in [found.get(status, {})]
     ]
 
 
@@ -77,10 +82,18 @@ def retention_history(*, now: datetime | None = None, days: int = 7) -> Retentio
     now = now or timezone.now()
     hour = now.replace(minute=0, second=0, microsecond=0)
     since = hour - timedelta(days=days) + timedelta(hours=1)
-    per_hour = dict.fromkeys((since + timedelta(hours=h) for h in range(days * 24)), 0)
+    # From the first run of the week, and a day at least: a new deployment's few hours are not
+    # squeezed against the right edge of an empty week.
+    first = PurgeRun.objects.filter(started_at__gte=since).aggregate(at=Min("started_at"))["at"]
+    since = max(
+        since,
+        min(hour - timedelta(hours=23), first or hour).replace(minute=0, second=0, microsecond=0),
+    )
+    hours = int((hour - since).total_seconds() // 3600) + 1
+    per_hour = dict.fromkeys((since + timedelta(hours=h) for h in range(hours)), 0)
     # A run's jobs count in the hour it last reported them (finished, or its last heartbeat).
     purged = (
-        _counted_runs()
+        counted_runs()
         .filter(dry_run=False, jobs_deleted__gt=0)
         .annotate(at=Coalesce("finished_at", "heartbeat_at", "started_at"))
         .filter(at__gte=since)

@@ -3,48 +3,38 @@ import json
 
 from django.core.management.base import CommandError
 
-from cleanup.services import ledger_models, purge_log
+from cleanup.services import (
+    LedgerBroken,
+    as_csv_row,
+    ledger_fields,
+    purge_log,
+    verify_ledger,
+)
 from fmr.commands import StrictCommand, argument_type
 from fmr.parsing import parse_day
-
-CSV_COLUMNS = [
-    "run_id",
-    "parent_run_id",
-    "started_at",
-    "finished_at",
-    "trigger",
-    "requested_by",
-    "status",
-    "dry_run",
-    # then one column per model (rows deleted), then:
-    "rows_total",
-    "files_deleted",
-    "files_pending",
-    "method",
-]
 
 
 class Command(StrictCommand):
     help = (
         "The destruction ledger: one line per purge run started from --since to --until, both "
         "days included, in Asia/Seoul time (the project's TIME_ZONE): when, trigger, who asked "
-        "(admin runs), rows deleted per model, files deleted and pending, status and method. "
-        "Counts only, no personal data. A fan-out is its own line (the totals) plus one line "
-        "per subtask run (parent_run_id): add up lines without subtasks to avoid counting twice."
+        "(admin runs), cutoff, backlog at start, rows deleted per model, files deleted and "
+        "pending, status, reason and method; each line hash-chained to the one before. Counts "
+        "only, no personal data. A fan-out is its own line (the totals) plus one line per "
+        "subtask run (parent_run_id): add up lines without subtasks to avoid counting twice. "
+        "--verify FILE checks an exported file (either format) instead."
     )
 
     def add_arguments(self, parser):
         parser.add_argument(
             "--since",
             type=argument_type(parse_day),
-            required=True,
             metavar="YYYY-MM-DD",
             help="First day (from 00:00 Asia/Seoul), included.",
         )
         parser.add_argument(
             "--until",
             type=argument_type(parse_day),
-            required=True,
             metavar="YYYY-MM-DD",
             help="Last day (to 24:00 Asia/Seoul), included: --since D --until D is one day.",
         )
@@ -53,26 +43,40 @@ class Command(StrictCommand):
             choices=["csv", "json"],
             default="csv",
             help="csv (a header line, then one line per run; default) or json (one JSON "
-            "object per line, JSON Lines).",
+            "object per line, JSON Lines, with the same field names).",
+        )
+        parser.add_argument(
+            "--verify",
+            metavar="FILE",
+            help="Check an exported file's hash chain: exit 0 when intact, 1 naming the first "
+            "altered, removed or reordered line.",
         )
 
     def handle(self, *args, **options):
+        if options["verify"]:
+            return self.verify(options["verify"])
+        if not (options["since"] and options["until"]):
+            raise CommandError("--since and --until are required (or --verify FILE)")
         try:
-            entries = purge_log(since=options["since"], until=options["until"])
+            lines = purge_log(since=options["since"], until=options["until"])
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         if options["format"] == "json":
-            for entry in entries:
-                self.stdout.write(json.dumps(entry.as_dict(), ensure_ascii=False))
+            for line in lines:
+                self.stdout.write(json.dumps(line, ensure_ascii=False))
             return
-        models = ledger_models()
-        head, tail = CSV_COLUMNS[:8], CSV_COLUMNS[8:]
         # Django's stdout ends each write() with a newline: one row, one line.
         writer = csv.writer(self.stdout, lineterminator="")
-        writer.writerow([*head, *models, *tail])
-        for entry in entries:
-            data = entry.as_dict()
-            rows = data["rows_deleted"]
-            writer.writerow(
-                [*(data[c] for c in head), *(rows[m] for m in models), *(data[c] for c in tail)]
-            )
+        writer.writerow(ledger_fields())
+        for line in lines:
+            writer.writerow(as_csv_row(line))
+
+    def verify(self, path):
+        try:
+            with open(path, encoding="utf-8", newline="") as file:
+                count, last = verify_ledger(file)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CommandError(f"cannot read {path}: {type(exc).__name__}") from None
+        except LedgerBroken as exc:
+            raise CommandError(f"{path}: broken at {exc}") from None
+        self.stdout.write(f"{path}: intact, {count} line(s), last hash {last}")
