@@ -28,6 +28,7 @@ class RunTotals:
     jobs: int
     rows: int
     files: int
+    retries: int = 0
 
 
 def _counted_runs():
@@ -45,7 +46,13 @@ def run_totals() -> list[RunTotals]:
         _counted_runs()
         .values("status")
         .order_by("status")
-        .annotate(runs=Count("pk"), jobs=Sum("jobs_deleted"), files=Sum("files_deleted"), **aliases)
+        .annotate(
+            runs=Count("pk"),
+            jobs=Sum("jobs_deleted"),
+            files=Sum("files_deleted"),
+            retries=Sum("storage_retries"),
+            **aliases,
+        )
     )
     return [
         RunTotals(
@@ -54,6 +61,7 @@ def run_totals() -> list[RunTotals]:
             jobs=row["jobs"] or 0,
             rows=sum(row[alias] or 0 for alias in aliases),
             files=row["files"] or 0,
+            retries=row["retries"] or 0,
         )
         for row in totals
     ]
