@@ -105,7 +105,7 @@ def reconcile_storage(
     if not isinstance(grace, timedelta) or grace < timedelta(0):
         raise ValueError(f"grace must be a non-negative duration, got {grace!r}")
     started = time.monotonic()
-    result = ReconcileResult(delete=delete, cutoff=purge_cutoff(now) - grace, forced=force)
+    result = ReconcileResult(delete=delete, cutoff=(now or purge_cutoff()) - grace, forced=force)
     run = ReconcileRun.objects.create(
         trigger=trigger, delete=delete, forced=force, cutoff=result.cutoff
     )
@@ -256,7 +256,7 @@ def _delete_orphans(result: ReconcileResult, session):
         result.requests += outcome.requests
         result.deleted += len(outcome.deleted)
         result.deleted_bytes += sum(sizes[name] for name in outcome.deleted)
-        not_deleted = {**outcome.failed, **outcome.refused}
+        not_deleted = {**outcome.failed, **outcome.deferred, **outcome.refused}
         result.failed += len(not_deleted)
         if not_deleted:
             reasons = sorted(set(not_deleted.values()))

@@ -22,7 +22,7 @@ import posixpath
 NON_CANONICAL_PATTERN = r"\\|^/|//|/$|(^|/)\.\.?(/|$)"
 
 # A reason in fixed words (counted per reason by purge_status; no name ever goes into one).
-SYMLINK_OUT = "real path leaves the upload directory (a symlink)"
+SYMLINK_OUT = "real path leaves the upload directory under MEDIA_ROOT (a symlink)"
 
 
 def addresses(name) -> set[str]:

@@ -275,7 +275,7 @@ class S3Session:
                     deferred.setdefault(key, reason)
                 return
             # An InternalError or SlowDown about one key is still the storage's trouble.
-            (failed if kind == REJECTED else deferred).setdefault(error["Key"], reason)
+            (deferred if kind == UNREACHABLE else failed).setdefault(error["Key"], reason)
 
     # --- versions -------------------------------------------------------------------------------
 
