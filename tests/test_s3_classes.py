@@ -127,7 +127,7 @@ def test_storage_trouble_is_never_charged_to_a_name(throttled, settings, status,
         assert result.files_pending == 40 and result.files_stuck == 0
         attempts = settings.AWS_S3_CLIENT_CONFIG.retries["total_max_attempts"]
         assert 1 <= throttled.deletes <= attempts  # never split, at most attempts x requests
-        assert PurgeRun.objects.get(pk=result.run_id).storage_retries == throttled.deletes - 1
+        assert PurgeRun.objects.get(pk=result.run_id).storage_retries >= throttled.deletes - 1
     assert set(PendingFileDeletion.objects.values_list("attempts", flat=True)) == {0}
     assert "HTTP" in result.error and "storage unavailable at" in result.error
 
