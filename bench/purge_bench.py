@@ -280,6 +280,7 @@ def run_floor(batch_size, timer):
     from django.db import connection, transaction
 
     from cleanup import storage
+    from cleanup.services.files import open_storage
 
     jobs = rows = batches = 0
     per_batch = []
@@ -308,7 +309,7 @@ def run_floor(batch_size, timer):
             cursor.execute("DELETE FROM jobs_job WHERE id = ANY(%s)", [ids])
             rows += cursor.rowcount
             jobs += cursor.rowcount
-        outcome = storage.delete_names(names)
+        outcome = storage.delete_names(names, session=open_storage())
         assert not outcome.failed, outcome.failed
         batches += 1
         per_batch.append(timer.count - before)

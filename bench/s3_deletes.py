@@ -56,6 +56,7 @@ def main():
 
         django.setup()
         from cleanup import storage
+        from cleanup.services.files import open_storage
 
         client = storage.get_storage().connection.meta.client
         client.create_bucket(Bucket=bucket)
@@ -69,7 +70,7 @@ def main():
         put_objects(client, bucket, names)
         sent.clear()
         started = time.perf_counter()
-        outcome = storage.delete_names(names)
+        outcome = storage.delete_names(names, session=open_storage())
         bulk = time.perf_counter() - started
         assert len(outcome.deleted) == args.keys and not outcome.failed, outcome.failed
         report("bulk DeleteObjects (cleanup.storage)", args.keys, len(sent), bulk)

@@ -28,6 +28,25 @@ def names_of(instance) -> list[str]:
     return [name for name in names if name]
 
 
+def upload_rule():
+    """The upload-name rule the declared file fields validate with (the validator that carries
+    a `prefix` and a `problem(name)`, jobs.models.UploadName): the one rule model validation,
+    the purge and the reconciler apply, and the prefix storage is listed under."""
+    rules = [
+        v
+        for model in file_models()
+        for f in file_fields(model)
+        for v in f.validators
+        if callable(getattr(v, "problem", None)) and isinstance(getattr(v, "prefix", None), str)
+    ]
+    if not rules or any(rule != rules[0] for rule in rules):
+        raise ImproperlyConfigured(
+            "every field in CLEANUP_FILE_MODELS must validate its names with one upload-name "
+            "rule (a validator with `prefix` and `problem(name)`, as jobs.models.UploadName)"
+        )
+    return rules[0]
+
+
 def validate_file_models():
     """Refuse to start with a declaration the purge could not honour: an empty one would purge
     rows and no file, and call that a success."""
@@ -49,6 +68,7 @@ def validate_file_models():
                     f"{model._meta.label}.{f.name} uses its own storage; the purge only deletes "
                     "files from the default storage"
                 )
+    upload_rule()
 
 
 def _model(label):

@@ -91,6 +91,11 @@ def render_metrics(*, status, totals) -> bytes:
         ("fmr_cleanup_jobs_deleted", "Expired jobs deleted by finished runs.", "jobs"),
         ("fmr_cleanup_rows_deleted", "Rows deleted by finished runs, all models.", "rows"),
         ("fmr_cleanup_files_deleted", "Files deleted from storage by finished runs.", "files"),
+        (
+            "fmr_cleanup_storage_retries",
+            "Storage requests the S3 client sent again (throttling, 5xx, dropped connections).",
+            "retries",
+        ),
     ]
     for name, help_text, attribute in counters:
         family = CounterMetricFamily(name, help_text, labels=["status"])

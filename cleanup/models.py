@@ -197,6 +197,9 @@ class PurgeRun(models.Model):
     pending_files_at_end = models.PositiveIntegerField(null=True, blank=True)
     # File names never sent to storage (see PendingFileDeletion.refused_reason).
     files_refused = models.PositiveIntegerField(default=0)
+    # Requests the S3 client sent again (throttling, 5xx, dropped connections): storage trouble
+    # that botocore absorbed, which shows nowhere else.
+    storage_retries = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
 
     class Meta:
@@ -294,6 +297,8 @@ class ReconcileRun(models.Model):
     deleted = models.PositiveIntegerField(default=0)
     deleted_bytes = models.PositiveBigIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
+    # Stored keys that break the upload-name rule: never sent, kept as refused pending names.
+    refused_keys = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
 
     class Meta:

@@ -8,40 +8,56 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
+from django.utils.deconstruct import deconstructible
 
 # Every job's files live under this prefix, so storage can be reconciled against the database.
 UPLOAD_PREFIX = "jobs"
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
+@deconstructible
+class UploadName:
+    """The one upload-name rule, an allow-list: `<prefix>/` then segments of ASCII letters,
+    digits, '-', '_' and '.', none empty, '.' or '..', at most 1,024 bytes in all.
 
-def validate_upload_name(value):
-    """A stored file name must be the plain key of an object under UPLOAD_PREFIX/.
-
-    Storage resolves names its own way ('//' and '.' collapse, '..' climbs, a leading '/' or a
-    backslash is dropped or turned into '/' on S3), so any other spelling could name another
-    row's file, or a key outside the prefix. Such names are refused here, by model validation;
-    the purge never sends one to storage either.
+    Every S3 server and file system reads such a name as the same key. Anything else, a space
+    or other Unicode whitespace (s3rver trims it from DeleteObjects keys), a backslash, a control
+    character, '%', '+', '?', '#', a non-ASCII letter, '//' or '..' (which storage collapses), is
+    read differently by one of them, so an expired row could delete a live row's file. Such names
+    are refused by model validation, and the purge and the reconciler never send one to storage.
     """
-    name = getattr(value, "name", value) or ""
-    problem = ""
-    segments = name.split("/")
-    if _CONTROL.search(name):
-        problem = "contains a control character"
-    elif "\\" in name:
-        problem = "contains a backslash"
-    elif name.startswith("/"):
-        problem = "is an absolute path"
-    elif "" in segments:
-        problem = "has an empty path segment"
-    elif "." in segments or ".." in segments:
-        problem = "has a '.' or '..' path segment"
-    elif len(segments) < 2 or segments[0] != UPLOAD_PREFIX:
-        problem = f"is not under {UPLOAD_PREFIX}/"
-    if problem:
-        raise ValidationError(
-            "A stored file name %(problem)s.", code="unsafe_name", params={"problem": problem}
-        )
+
+    MAX_BYTES = 1024
+    _DISALLOWED = re.compile(r"[^A-Za-z0-9_./-]")
+
+    def __init__(self, prefix):
+        self.prefix = prefix
+
+    def __eq__(self, other):
+        return isinstance(other, UploadName) and other.prefix == self.prefix
+
+    def problem(self, name) -> str:
+        """Why `name` breaks the rule, in fixed words (never the name); "" when it is allowed."""
+        if not isinstance(name, str) or not name.startswith(self.prefix + "/"):
+            return f"not under the upload prefix {self.prefix}/"
+        if self._DISALLOWED.search(name):
+            return "a character outside the allow-list (ASCII letters, digits, - _ . /)"
+        if {"", ".", ".."} & set(name.split("/")):
+            return "an empty, '.' or '..' path segment"
+        if len(name) > self.MAX_BYTES:  # ASCII by now: one byte per character
+            return f"longer than {self.MAX_BYTES:,} bytes"
+        return ""
+
+    def __call__(self, value):
+        problem = self.problem(getattr(value, "name", value))
+        if problem:
+            raise ValidationError(
+                "A stored file name is refused: %(problem)s.",
+                code="unsafe_name",
+                params={"problem": problem},
+            )
+
+
+validate_upload_name = UploadName(UPLOAD_PREFIX)
 
 
 def expiry_for(created_at):
@@ -170,29 +186,18 @@ class JobFile(models.Model):
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="files")
     kind = models.CharField(max_length=16, choices=Kind.choices)
     # Indexed: storage deletes and the orphan reconciler look files up by name.
-    file = models.FileField(upload_to=job_file_upload_to, max_length=512, db_index=True)
+    file = models.FileField(
+        upload_to=job_file_upload_to,
+        max_length=512,
+        db_index=True,
+        validators=[validate_upload_name],
+    )
     content_type = models.CharField(max_length=100, blank=True)
     size = models.PositiveBigIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self):
         return f"JobFile {self.pk} ({self.kind})"
-
-    def clean_fields(self, exclude=None):
-        # The name rule is model validation of `file` (forms, the admin, full_clean()); kept out
-        # of the field's `validators` so it needs no migration of the field.
-        errors = {}
-        try:
-            super().clean_fields(exclude=exclude)
-        except ValidationError as exc:
-            errors = exc.update_error_dict(errors)
-        if "file" not in (exclude or ()) and self.file.name:
-            try:
-                validate_upload_name(self.file)
-            except ValidationError as exc:
-                errors.setdefault("file", []).extend(exc.error_list)
-        if errors:
-            raise ValidationError(errors)
 
 
 class SmsLog(models.Model):

@@ -7,7 +7,7 @@ import pytest
 from django.db import connection
 
 from tests.s3proxy import S3Proxy
-from tests.s3server import S3Server
+from tests.s3server import S3rver, S3Server, SeaweedFS
 
 # CI sets this: a test that needs PostgreSQL or Redis then fails instead of skipping.
 REQUIRE_SERVICES = os.environ.get("FMR_REQUIRE_SERVICES") == "1"
@@ -83,36 +83,80 @@ def s3_server():
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def other_s3_servers():
+    """s3rver and SeaweedFS, each started at most once per session, when a test first asks."""
+    started = {}
+    yield started
+    for server in started.values():
+        server.stop()
+
+
+def _server(request, kind):
+    if kind == "moto":
+        return request.getfixturevalue("s3_server")
+    started = request.getfixturevalue("other_s3_servers")
+    if kind not in started:
+        started[kind] = {"s3rver": S3rver, "seaweedfs": SeaweedFS}[kind]().start()
+    return started[kind]
+
+
+@pytest.fixture(params=["moto", "s3rver"])
+def s3_two(request, settings):
+    """A fresh bucket on moto, then on s3rver: the S3 safety tests hold on both."""
+    return _bucket_on(_server(request, request.param), settings)
+
+
+@pytest.fixture(params=["moto", "s3rver", "seaweedfs"])
+def s3_three(request, settings):
+    """A fresh bucket on moto, s3rver and SeaweedFS in turn."""
+    return _bucket_on(_server(request, request.param), settings)
+
+
 @pytest.fixture
 def s3_bucket(s3_server, settings):
     """A fresh bucket on the S3-compatible server, made the default storage for this test."""
+    return _bucket_on(s3_server, settings)
+
+
+def _bucket_on(server, settings):
     bucket = f"fmr-test-{uuid.uuid4().hex[:12]}"
+    access, secret = server.credentials
     client = boto3.client(
         "s3",
-        endpoint_url=s3_server.endpoint_url,
-        aws_access_key_id=S3_CREDENTIALS["access_key"],
-        aws_secret_access_key=S3_CREDENTIALS["secret_key"],
+        endpoint_url=server.endpoint_url,
+        aws_access_key_id=access,
+        aws_secret_access_key=secret,
         region_name=S3_CREDENTIALS["region_name"],
     )
-    client.create_bucket(Bucket=bucket)
+    if server.name == "seaweedfs":
+        # SeaweedFS gives each bucket volumes of its own, out of -volume.max: one bucket for all.
+        bucket = "fmr-test-seaweedfs"
+        if bucket not in {b["Name"] for b in client.list_buckets()["Buckets"]}:
+            client.create_bucket(Bucket=bucket)
+    else:
+        client.create_bucket(Bucket=bucket)
     settings.STORAGES = {
         **settings.STORAGES,
         "default": {
             "BACKEND": "storages.backends.s3.S3Storage",
             "OPTIONS": {
                 "bucket_name": bucket,
-                "endpoint_url": s3_server.endpoint_url,
+                "endpoint_url": server.endpoint_url,
                 **S3_CREDENTIALS,
+                "access_key": access,
+                "secret_key": secret,
             },
         },
     }
-    return Bucket(client, bucket)
+    return Bucket(client, bucket, server.endpoint_url)
 
 
 class Bucket:
-    def __init__(self, client, name):
+    def __init__(self, client, name, endpoint_url=""):
         self.client = client
         self.name = name
+        self.endpoint_url = endpoint_url
 
     def deny_deletes(self, key):
         """A bucket policy that refuses deleting `key` (a pattern: `jobs/*`): S3 answers each

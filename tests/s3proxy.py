@@ -8,6 +8,10 @@ pipes the bytes through or behaves like a broken endpoint:
 - ERROR:   every request is answered `503 Service Unavailable` with an S3 error body (throttling,
            an overloaded or failing endpoint).
 - HANG:    connections are accepted and never answered (a black hole; only timeouts end it).
+- THROTTLE: every DeleteObjects is answered with one status and S3 error code (`503 SlowDown`
+           by default; `throttle_deletes(status, code)`), every other request goes through, so
+           the bucket itself still answers (a throttled or failing delete path). `deletes`
+           counts the DeleteObjects requests answered so.
 
 Switching mode also cuts the connections already open, so keep-alive connections boto3 holds
 cannot slip past an outage. Usable from any test or script: `with S3Proxy(url) as proxy: ...`.
@@ -19,7 +23,7 @@ import struct
 import threading
 from urllib.parse import urlsplit
 
-FORWARD, RESET, ERROR, HANG = "forward", "reset", "error", "hang"
+FORWARD, RESET, ERROR, HANG, THROTTLE = "forward", "reset", "error", "hang", "throttle"
 
 _ERROR_BODY = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>ServiceUnavailable</Code>'
@@ -40,6 +44,8 @@ class S3Proxy:
         self.upstream = (upstream.hostname, upstream.port)
         self.mode = FORWARD
         self.connections = 0  # accepted client connections, whatever the mode
+        self.deletes = 0  # DeleteObjects requests answered in THROTTLE mode
+        self._answer = _error_response(503, "SlowDown")
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
@@ -64,8 +70,12 @@ class S3Proxy:
     def __exit__(self, *exc):
         self.stop()
 
+    def throttle_deletes(self, status: int = 503, code: str = "SlowDown"):
+        self._answer = _error_response(status, code)
+        self.set_mode(THROTTLE)
+
     def set_mode(self, mode: str):
-        if mode not in (FORWARD, RESET, ERROR, HANG):
+        if mode not in (FORWARD, RESET, ERROR, HANG, THROTTLE):
             raise ValueError(f"unknown proxy mode {mode!r}")
         self.mode = mode
         self._cut_open_connections()
@@ -97,6 +107,8 @@ class S3Proxy:
                 _read_request(client)
                 client.sendall(_ERROR_RESPONSE)
                 client.shutdown(socket.SHUT_WR)
+            elif mode == THROTTLE:
+                self._throttle(client)
             elif mode == HANG:
                 self._stopped.wait()  # until the test ends or the mode changes (cuts `client`)
             else:
@@ -110,6 +122,27 @@ class S3Proxy:
             pass
         finally:
             self._untrack(client)
+
+    def _throttle(self, client):
+        # One request per connection: answered here when it is a DeleteObjects (POST ...?delete),
+        # otherwise sent upstream with "Connection: close" and its answer relayed to the end.
+        request = _read_request(client)
+        if not request:
+            return
+        if b"?delete" in request.split(b"\r\n", 1)[0]:
+            self.deletes += 1
+            client.sendall(self._answer)
+            return
+        head, _, body = request.partition(b"\r\n\r\n")
+        lines = [h for h in head.split(b"\r\n") if not h.lower().startswith(b"connection:")]
+        upstream = socket.create_connection(self.upstream, timeout=10)
+        self._track(upstream)
+        try:
+            upstream.sendall(b"\r\n".join([*lines, b"Connection: close"]) + b"\r\n\r\n" + body)
+            while chunk := upstream.recv(65536):
+                client.sendall(chunk)
+        finally:
+            self._untrack(upstream)
 
     def _track(self, sock):
         with self._lock:
@@ -136,13 +169,25 @@ def _reset(sock):
         pass
 
 
-def _read_request(sock):
+def _error_response(status: int, code: str) -> bytes:
+    body = (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
+        f"<Message>Answered by the test proxy.</Message></Error>"
+    ).encode()
+    return (
+        f"HTTP/1.1 {status} Test\r\nContent-Type: application/xml\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode() + body
+
+
+def _read_request(sock) -> bytes:
+    """One whole request (head and body), or b"" when the client went away first."""
     sock.settimeout(5)
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(65536)
         if not chunk:
-            return
+            return b""
         data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
     length = 0
@@ -153,8 +198,9 @@ def _read_request(sock):
     while len(body) < length:
         chunk = sock.recv(65536)
         if not chunk:
-            return
+            return b""
         body += chunk
+    return head + b"\r\n\r\n" + body
 
 
 def _pipe(a, b):

@@ -12,6 +12,7 @@ from django.core.files.storage import default_storage
 from cleanup import storage
 from cleanup.models import PurgeRun
 from cleanup.services import purge_expired_jobs
+from cleanup.services.files import open_storage
 from jobs.models import UPLOAD_PREFIX, Job
 from tests.helpers import FULL_JOB_ROWS, bulk_expired_jobs, expired_job, file_names, live_job
 from tests.processes import child_env, manage, wait_until
@@ -44,7 +45,7 @@ def test_neither_media_root_nor_the_upload_prefix_is_ever_removed(media_root):
     # Files right in the upload prefix or in MEDIA_ROOT itself: their parent stays.
     flat = default_storage.save(f"{UPLOAD_PREFIX}/flat.png", ContentFile(b"x"))
     top = default_storage.save("top.png", ContentFile(b"x"))
-    outcome = storage.delete_names([flat, top])
+    outcome = storage.delete_names([flat, top], session=open_storage())
     assert outcome.deleted == [flat]
     # A name outside the upload prefix is never sent to storage at all (issue 9).
     assert list(outcome.refused) == [top] and (media_root / top).is_file()
@@ -97,7 +98,7 @@ def test_a_run_killed_in_its_file_step_shows_the_batches_it_committed():
 def test_the_storage_layer_removes_a_job_directory_left_empty(media_root):
     name = default_storage.save(f"{UPLOAD_PREFIX}/{uuid.uuid4()}/photo.png", ContentFile(b"x"))
 
-    storage.delete_names([name])
+    storage.delete_names([name], session=open_storage())
 
     assert not (media_root / name).parent.exists()
     assert (media_root / UPLOAD_PREFIX).is_dir()

@@ -17,6 +17,7 @@ from django.utils import timezone
 from cleanup import storage
 from cleanup.models import PendingFileDeletion, PurgeRun
 from cleanup.services import purge_expired_jobs, purge_status
+from cleanup.services.files import open_storage
 from jobs.models import UPLOAD_PREFIX, Job, JobFile
 from tests.helpers import NO_ROWS, expired_job, file_names, job_ttl, rows_of, stored
 
@@ -103,12 +104,12 @@ def test_one_key_s3_rejects_does_not_fail_the_good_keys_in_its_request(s3_bucket
         s3_bucket.client.put_object(Bucket=s3_bucket.name, Key=key, Body=b"png")
 
     # The purge's path never sends such a name: it is refused before a request is built.
-    outcome = storage.delete_names([good[0], bad])
+    outcome = storage.delete_names([good[0], bad], session=open_storage())
     assert outcome.deleted == [good[0]] and list(outcome.refused) == [bad]
 
     # And a key S3 rejects that reaches a request anyway (S3's rules are not all known here):
     # the request rejected as a whole falls back, so the good keys beside it still go.
-    outcome = storage.open_session().delete_names([good[1], bad, good[2], good[3]])
+    outcome = open_storage().delete_names([good[1], bad, good[2], good[3]])
 
     assert not outcome.unavailable
     assert sorted(outcome.deleted) == sorted(good[1:])

@@ -18,6 +18,7 @@ from django.utils import timezone
 from cleanup import storage
 from cleanup.models import PendingFileDeletion, PurgeRun
 from cleanup.services import purge_expired_jobs, purge_status, reconcile_storage
+from cleanup.services.files import open_storage
 from jobs.models import UPLOAD_PREFIX, JobFile
 from tests.conftest import Bucket
 from tests.helpers import NO_ROWS, expired_job, file_names, live_job, rows_of
@@ -175,7 +176,9 @@ def test_the_storage_layer_deletes_every_version_of_exactly_the_names_given(vers
         set_versioning(bucket, "Suspended")
     before = {name: versions_of(bucket, name) for name in neighbours}
 
-    outcome = storage.delete_names(names + [f"{UPLOAD_PREFIX}/never/was.png"])
+    outcome = storage.delete_names(
+        names + [f"{UPLOAD_PREFIX}/never/was.png"], session=open_storage()
+    )
 
     assert not outcome.failed and not outcome.unavailable
     assert set(outcome.deleted) == set(names) | {f"{UPLOAD_PREFIX}/never/was.png"}

@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from .. import storage
-from ..file_models import file_fields, file_models
+from ..file_models import file_fields, file_models, upload_rule
 from ..models import PendingFileDeletion, StorageBinding
 from .errors import StorageNotVerified
 
@@ -178,7 +178,7 @@ def _holds_any(names) -> bool:
     """Whether the configured storage holds at least one of these names (as storage keys)."""
     live = storage.get_storage()
     for name in names:
-        if storage.names.refusal(name, live):
+        if upload_rule().problem(name):
             continue  # never looked up: it is not a key under the upload prefix
         try:
             if live.exists(name):

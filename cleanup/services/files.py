@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from .. import storage
 from ..deletion import among
-from ..file_models import file_fields, file_models
+from ..file_models import file_fields, file_models, upload_rule
 from ..models import PendingFileDeletion
 from .binding import verify_storage
 
@@ -31,6 +31,7 @@ class FileDeletion:
     # still pending and retried, but alerted by purge_status instead of failing every run.
     stuck: int = 0
     requests: int = 0
+    retries: int = 0  # requests the S3 client sent again (throttling, 5xx, dropped connections)
     # Set when storage itself could not be reached, as opposed to some keys being refused.
     unavailable: str = ""
     errors: list[str] = field(default_factory=list)
@@ -43,6 +44,7 @@ class FileDeletion:
         self.failed += other.failed
         self.stuck += other.stuck
         self.requests += other.requests
+        self.retries += other.retries
         self.unavailable = self.unavailable or other.unavailable
         self.errors.extend(e for e in other.errors if e not in self.errors)
         self.refused += other.refused
@@ -64,9 +66,8 @@ def delete_pending_files(
     With `names`, exactly those (just recorded by a delete); otherwise every pending name that
     is due (its next attempt at or before `due_before`, default now; a name a person marked
     resolved is not). A name that a row still references, in any spelling, is never deleted from
-    storage; a name that is not the canonical key of an object under the upload prefix is never
-    sent to storage (it stays pending, marked refused, with the reason). `session` is the run's
-    storage session (storage.open_session()).
+    storage; a name that breaks the upload-name rule is never sent to storage (it stays pending,
+    marked refused, with the reason). `session` is the run's storage session (open_storage()).
 
     Refuses (StorageNotVerified, nothing deleted) when the configured storage is not the one the
     database's files live in; `storage_verified` is for a caller that has just checked (the
@@ -78,7 +79,7 @@ def delete_pending_files(
     result = FileDeletion()
     now = timezone.now()
     due_before = due_before or now
-    session = session or storage.open_session()
+    session = session or open_storage()
     if names is not None:
         # One pass for a whole purge batch: storage splits its own requests (1,000 keys per S3
         # request, and stops at an outage), and the database side is one statement per step, so
@@ -104,16 +105,22 @@ def delete_pending_files(
             return result
 
 
+def open_storage():
+    """A run's storage session; it refuses every name that breaks the upload-name rule."""
+    return storage.open_session(upload_rule())
+
+
 def _settle(result: FileDeletion, outcome, now):
     """Count what storage did not delete, and record why, on the names' pending rows."""
     refused = outcome.refused
-    result.failed = len(outcome.failed)
+    waiting = {**outcome.deferred, **outcome.failed}
+    result.failed = len(waiting)
     result.refused = len(refused)
     result.refused_reasons = sorted(set(refused.values()))
-    if outcome.failed:
-        result.unavailable = outcome.unavailable
-        result.errors = sorted(set(outcome.failed.values()))
-        result.stuck = _mark_failed(outcome.failed, now, storage_failed=bool(outcome.unavailable))
+    result.unavailable = outcome.unavailable
+    result.errors = sorted(set(waiting.values()))
+    result.stuck = _mark_failed(outcome.failed, now, storage_failed=False)
+    _mark_failed(outcome.deferred, now, storage_failed=True)
     if refused:
         _mark_refused(refused)
 
@@ -127,7 +134,7 @@ def _delete_chunk(names, now, session, *, recorded_as=None, rows=None) -> FileDe
     except Exception as exc:  # noqa: BLE001 - a chunk that fails this way fails alone
         reason = storage.describe_error(exc)
         outcome = storage.DeleteOutcome(failed=dict.fromkeys(unreferenced, reason))
-    kept = {*outcome.failed, *outcome.refused}
+    kept = {*outcome.failed, *outcome.deferred, *outcome.refused}
     if recorded_as is not None:
         deleted = _forget_recorded(recorded_as, keep=kept)
     else:
@@ -135,7 +142,11 @@ def _delete_chunk(names, now, session, *, recorded_as=None, rows=None) -> FileDe
             rows = PendingFileDeletion.objects.unresolved().filter(among("name", names))
             rows = list(rows.values_list("pk", "name"))
         deleted = _forget_unowned([pk for pk, name in rows if name not in kept])
-    result = FileDeletion(deleted=min(deleted, len(outcome.deleted)), requests=outcome.requests)
+    result = FileDeletion(
+        deleted=min(deleted, len(outcome.deleted)),
+        requests=outcome.requests,
+        retries=outcome.retries,
+    )
     _settle(result, outcome, now)
     return result
 
@@ -203,7 +214,6 @@ def pending_names(names) -> set[str]:
 
 def _names_matching(manager, column, names) -> set[str]:
     wanted = set(names)
-    live_storage = storage.get_storage()
     held = set()
     # The rows spelled otherwise: few, and on PostgreSQL found through a partial index on
     # exactly this condition (migration 0008), so this costs no scan of the table.
@@ -219,7 +229,7 @@ def _names_matching(manager, column, names) -> set[str]:
             if value in wanted:
                 held.add(value)
             else:
-                held.update(storage.names.addresses(value, live_storage) & wanted)
+                held.update(storage.names.addresses(value) & wanted)
     return held
 
 
@@ -263,9 +273,12 @@ def _mark_refused(refused: dict[str, str]):
 def _mark_failed(failed: dict[str, str], now, *, storage_failed: bool) -> int:
     """Record the failures; returns how many of these names are now stuck.
 
-    When storage itself failed, the names were not refused: that does not count as an attempt
-    (an outage does not make names stuck), and they are retried as soon as a run comes.
+    When storage itself failed (`storage_failed`: an outage, a 5xx, throttling), the names were
+    not refused: that does not count as an attempt (an outage does not make names stuck, so none
+    of them is counted as stuck here), and they are retried as soon as a run comes.
     """
+    if not failed:
+        return 0
     rows = list(PendingFileDeletion.objects.unresolved().filter(name__in=failed))
     for row in rows:
         row.last_error = failed[row.name]
@@ -277,4 +290,4 @@ def _mark_failed(failed: dict[str, str], now, *, storage_failed: bool) -> int:
     PendingFileDeletion.objects.bulk_update(
         rows, ["attempts", "last_error", "next_attempt_at"], batch_size=500
     )
-    return sum(row.stuck for row in rows)
+    return 0 if storage_failed else sum(row.stuck for row in rows)

@@ -28,6 +28,7 @@ class RunTotals:
     jobs: int
     rows: int
     files: int
+    retries: int = 0
 
 
 def counted_runs():
@@ -47,7 +48,13 @@ def run_totals() -> list[RunTotals]:
         counted_runs()
         .values("status")
         .order_by("status")
-        .annotate(runs=Count("pk"), jobs=Sum("jobs_deleted"), files=Sum("files_deleted"), **aliases)
+        .annotate(
+            runs=Count("pk"),
+            jobs=Sum("jobs_deleted"),
+            files=Sum("files_deleted"),
+            retries=Sum("storage_retries"),
+            **aliases,
+        )
     )
     found = {row["status"]: row for row in totals}
     return [
@@ -57,6 +64,7 @@ def run_totals() -> list[RunTotals]:
             jobs=row.get("jobs") or 0,
             rows=sum(row.get(alias) or 0 for alias in aliases),
             files=row.get("files") or 0,
+            retries=row.get("retries") or 0,
         )
         for status in PurgeRun.Status.values
         if status not in UNFINISHED

@@ -27,7 +27,7 @@ from ..models import PendingFileDeletion, PurgeRun
 from .binding import verify_storage
 from .clock import purge_cutoff
 from .errors import PurgeNotPossible
-from .files import FileDeletion, delete_pending_files
+from .files import FileDeletion, delete_pending_files, open_storage
 from .runs import abandon_dead_runs, open_run
 
 logger = logging.getLogger(__name__)
@@ -143,7 +143,7 @@ def purge_expired_jobs(
         else:
             # Before the first batch: a storage the purge cannot delete from (an unsupported
             # backend) fails the run while every row is still there.
-            session = storage.open_session()
+            session = open_storage()
             _delete_expired(
                 run,
                 cutoff,
@@ -345,6 +345,7 @@ def _finish(run, progress, started, status, error) -> PurgeResult:
         run.files_pending = progress.files.failed - progress.files.stuck
     run.pending_files_at_end = PendingFileDeletion.objects.unresolved().count()
     run.files_refused = progress.files.refused
+    run.storage_retries = progress.files.retries
     run.error = error
     fields = [
         "finished_at",
@@ -359,6 +360,7 @@ def _finish(run, progress, started, status, error) -> PurgeResult:
         "would_delete_files",
         "pending_files_at_end",
         "files_refused",
+        "storage_retries",
         "error",
     ]
     # The last heartbeat stays (a run that never finished a batch gets its end as its last sign

@@ -11,8 +11,13 @@ a person has looked (`force`), it refuses when the database holds no job and no 
 while storage holds objects past grace, or when the orphans are more than
 CLEANUP_RECONCILE_MAX_ORPHAN_SHARE of those objects. Only then a second pass lists storage again,
 re-checks every object against the database (rows may have been written since) and deletes the
-orphans, at most as many as were counted. Both passes stream the listing, 1,000 objects at a
-time, so memory does not grow with the bucket; the storage binding is checked before either.
+orphans, at most as many as were counted. A stored key that breaks the upload-name rule
+(`jobs/../x`, `jobs/A//b.png`, a trailing space) is never sent to storage: it is counted as refused
+and kept as a refused pending name, shown and resolvable in the admin like a stuck one, and it does
+not fail the run. The grace period is measured on the database's clock, as the purge's cutoff is:
+a worker whose clock runs fast must not take a fresh upload for an old one. Both passes stream
+the listing, 1,000 objects at a time, so memory does not grow with the bucket; the storage
+binding is checked before either.
 
 Each run is recorded in ReconcileRun: counts and bytes, never a name.
 """
@@ -25,13 +30,14 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from jobs.models import UPLOAD_PREFIX, Job
+from jobs.models import Job
 
 from .. import storage
 from ..models import PendingFileDeletion, PurgeRun, ReconcileRun
 from .binding import verify_storage
+from .clock import purge_cutoff
 from .errors import StorageNotVerified
-from .files import pending_names, referenced_names
+from .files import open_storage, pending_names, referenced_names
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +65,7 @@ class ReconcileResult:
     deleted: int = 0
     deleted_bytes: int = 0
     failed: int = 0
+    refused_keys: int = 0  # keys that break the upload-name rule: never sent, kept as refused names
     requests: int = 0
     error: str = ""
     duration_seconds: float = 0.0
@@ -91,13 +98,14 @@ def reconcile_storage(
     """Find objects under the jobs' upload prefix that nothing references; delete them if asked
     and if that cannot be a mass deletion (see the module's docstring), or if `force`d.
 
-    Objects modified within `grace` of `now` are never touched. A refusal deletes nothing and
+    Objects modified within `grace` of `now` (never later than the database's clock) are never
+    touched. A refusal deletes nothing and
     comes back with status "refused" and the reason in `error`.
     """
     if not isinstance(grace, timedelta) or grace < timedelta(0):
         raise ValueError(f"grace must be a non-negative duration, got {grace!r}")
     started = time.monotonic()
-    result = ReconcileResult(delete=delete, cutoff=(now or timezone.now()) - grace, forced=force)
+    result = ReconcileResult(delete=delete, cutoff=(now or purge_cutoff()) - grace, forced=force)
     run = ReconcileRun.objects.create(
         trigger=trigger, delete=delete, forced=force, cutoff=result.cutoff
     )
@@ -106,7 +114,7 @@ def reconcile_storage(
         verify_storage()
         # One session: a versioned bucket is listed by its versions (an orphan whose current
         # version is a delete marker still holds data) and its orphans lose every version.
-        session = storage.open_session()
+        session = open_storage()
         _count(result, session)
         if delete and not result.error:
             refusal = "" if force else _refusal(result)
@@ -140,6 +148,7 @@ def reconcile_storage(
             "orphan_bytes": result.orphan_bytes,
             "deleted": result.deleted,
             "failed": result.failed,
+            "refused_keys": result.refused_keys,
             "error": bool(result.error),
             "duration_ms": int(result.duration_seconds * 1000),
         },
@@ -154,7 +163,7 @@ class _StorageUnavailable(Exception):
 def _old_chunks(result: ReconcileResult, session, *, count: bool):
     """The listing, streamed, as chunks of objects past the grace period (counting the rest)."""
     chunk: list[storage.StoredObject] = []
-    for obj in storage.list_objects(UPLOAD_PREFIX, session=session):
+    for obj in storage.list_objects(session.rule.prefix, session=session):
         if count:
             result.scanned += 1
             result.scanned_bytes += obj.size
@@ -170,19 +179,37 @@ def _old_chunks(result: ReconcileResult, session, *, count: bool):
         yield chunk
 
 
-def _orphans_in(chunk) -> list[storage.StoredObject]:
+def _orphans_in(chunk, session) -> tuple[list[storage.StoredObject], dict[str, str]]:
+    """The chunk's orphans that may be deleted, and those that break the rule (name -> reason)."""
     names = [obj.name for obj in chunk]
     # Rows first, then pending names: a purge that commits in between moves a name from the first
     # to the second, so it is seen in one of them. The other order could miss it.
     held = referenced_names(names)
     held |= pending_names(names)
-    return [obj for obj in chunk if obj.name not in held]
+    orphans = [obj for obj in chunk if obj.name not in held]
+    refused = {o.name: session.rule.problem(o.name) for o in orphans}
+    refused = {name: reason for name, reason in refused.items() if reason}
+    return [obj for obj in orphans if obj.name not in refused], refused
+
+
+def _keep_refused(refused: dict[str, str]):
+    """Refused keys become refused pending names: shown, and resolved by a person, like stuck
+    ones (and held by that row in later runs). A key too long for the column is only counted."""
+    fits = PendingFileDeletion._meta.get_field("name").max_length
+    PendingFileDeletion.objects.bulk_create(
+        PendingFileDeletion(name=name, refused_reason=reason[:200])
+        for name, reason in refused.items()
+        if len(name) <= fits
+    )
 
 
 def _count(result: ReconcileResult, session):
     for chunk in _old_chunks(result, session, count=True):
-        orphans = _orphans_in(chunk)
-        result.held += len(chunk) - len(orphans)
+        orphans, refused = _orphans_in(chunk, session)
+        if refused:
+            result.refused_keys += len(refused)
+            _keep_refused(refused)
+        result.held += len(chunk) - len(orphans) - len(refused)
         result.orphans += len(orphans)
         result.orphan_bytes += sum(obj.size for obj in orphans)
         room = RECONCILE_EXAMPLES - len(result.examples)
@@ -220,7 +247,7 @@ def _delete_orphans(result: ReconcileResult, session):
     for chunk in _old_chunks(result, session, count=False):
         if attempted >= room:
             break
-        orphans = _orphans_in(chunk)[: room - attempted]
+        orphans = _orphans_in(chunk, session)[0][: room - attempted]
         if not orphans:
             continue
         attempted += len(orphans)
@@ -229,7 +256,7 @@ def _delete_orphans(result: ReconcileResult, session):
         result.requests += outcome.requests
         result.deleted += len(outcome.deleted)
         result.deleted_bytes += sum(sizes[name] for name in outcome.deleted)
-        not_deleted = {**outcome.failed, **outcome.refused}
+        not_deleted = {**outcome.failed, **outcome.deferred, **outcome.refused}
         result.failed += len(not_deleted)
         if not_deleted:
             reasons = sorted(set(not_deleted.values()))
@@ -251,6 +278,7 @@ def _record(run: ReconcileRun, result: ReconcileResult):
         "deleted",
         "deleted_bytes",
         "failed",
+        "refused_keys",
         "error",
     ):
         setattr(run, name, getattr(result, name))

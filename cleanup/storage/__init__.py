@@ -5,11 +5,12 @@ On S3 names go out in DeleteObjects requests of up to 1,000 keys (one request pe
 slower; s3.py), every version of them on a versioned bucket; on local files, one delete per name
 (local.py). Either way, a name that is already gone counts as deleted, each name that could not be
 deleted comes back with the reason, and only the storage's own failure (not one name's) marks it
-unavailable. A name that is not the canonical key of an object under the upload prefix is never
-sent at all: it comes back refused, with the reason (names.py). Only S3 and local file storage
+unavailable. A name that breaks the upload-name rule the session was opened with (an allow-list,
+jobs.models.UploadName, which services get from the file models' declaration) is never sent at
+all: it comes back refused, with the reason. Only S3 and local file storage
 are supported; anything else is refused (identity.py), before anything is deleted.
 
-A run opens one session (`open_session()`) and passes it to every call: what the session learns
+A run opens one session (`open_session(rule)`) and passes it to every call: what the session learns
 of the storage (whether an S3 bucket is versioned) is asked once per run, not per batch.
 """
 
@@ -21,7 +22,7 @@ from . import local, names, s3
 from .identity import StorageIdentity, identify, unsupported
 from .outcome import DeleteOutcome, StoredObject, UnsupportedStorage, describe_error
 from .probe import StorageProbe, probe_s3
-from .s3 import S3_MAX_KEYS_PER_REQUEST, is_s3
+from .s3 import S3_MAX_KEYS_PER_REQUEST, is_s3, retries_so_far
 
 __all__ = [
     "S3_MAX_KEYS_PER_REQUEST",
@@ -37,6 +38,7 @@ __all__ = [
     "is_s3",
     "list_objects",
     "probe_s3",
+    "retries_so_far",
     "open_session",
     "names",
 ]
@@ -47,13 +49,14 @@ def get_storage():
     return storages["default"]
 
 
-def open_session():
-    """One run's handle on the default storage (see the module docstring)."""
+def open_session(rule):
+    """One run's handle on the default storage, refusing what breaks `rule` (the upload-name
+    rule: `rule.prefix`, `rule.problem(name)`); see the module docstring."""
     storage = get_storage()
     if is_s3(storage):
-        return s3.S3Session(storage)
+        return s3.S3Session(storage, rule)
     if isinstance(storage, FileSystemStorage):
-        return local.LocalSession(storage)
+        return local.LocalSession(storage, rule)
     raise UnsupportedStorage(unsupported(storage))
 
 
@@ -62,12 +65,11 @@ def configured_identity() -> StorageIdentity:
     return identify(get_storage())
 
 
-def delete_names(names_to_delete: list[str], *, session=None) -> DeleteOutcome:
-    session = session or open_session()
+def delete_names(names_to_delete: list[str], *, session) -> DeleteOutcome:
     refused = {}
     sendable = []
     for name in names_to_delete:
-        reason = names.refusal(name, session.storage)
+        reason = session.rule.problem(name)
         if reason:
             refused[name] = reason
         else:
@@ -77,11 +79,11 @@ def delete_names(names_to_delete: list[str], *, session=None) -> DeleteOutcome:
     return outcome
 
 
-def list_objects(prefix: str, *, session=None) -> Iterator[StoredObject]:
+def list_objects(prefix: str, *, session) -> Iterator[StoredObject]:
     """Every object whose name starts with `prefix/`, streamed: nothing holds the whole listing.
 
     On a versioned bucket, every key that still has any version or delete marker, with the bytes
     all its versions hold and its newest change.
     """
     prefix = prefix.strip("/") + "/"
-    yield from (session or open_session()).list_objects(prefix)
+    yield from session.list_objects(prefix)

@@ -11,8 +11,6 @@ import os
 import stat
 from datetime import UTC, datetime
 
-from jobs.models import UPLOAD_PREFIX
-
 from . import names as canonical
 from .outcome import DeleteOutcome, StoredObject, describe_error
 
@@ -35,19 +33,20 @@ STORAGE_ERRNOS = {
 
 
 class LocalSession:
-    def __init__(self, storage):
+    def __init__(self, storage, rule):
         self.storage = storage
+        self.rule = rule  # the upload-name rule (cleanup.file_models.upload_rule())
 
     def delete_names(self, names) -> DeleteOutcome:
-        return delete_names(self.storage, names)
+        return delete_names(self.storage, names, self.rule.prefix)
 
     def list_objects(self, prefix):
         return list_objects(self.storage, prefix)
 
 
-def delete_names(storage, names) -> DeleteOutcome:
+def delete_names(storage, names, prefix) -> DeleteOutcome:
     outcome = DeleteOutcome()
-    real = RealPaths(storage)
+    real = RealPaths(storage, prefix)
     # The folders of deleted files, emptied once the loop is done: a job's four files share one.
     folders = set()
     try:
@@ -64,7 +63,7 @@ def delete_names(storage, names) -> DeleteOutcome:
                 reason = _describe(exc)
                 if exc.errno in STORAGE_ERRNOS:
                     outcome.unavailable = reason
-                    outcome.failed.update(dict.fromkeys(names[index:], reason))
+                    outcome.deferred.update(dict.fromkeys(names[index:], reason))
                     return outcome
                 outcome.failed[name] = reason
             except Exception as exc:  # noqa: BLE001 - any other error leaves this name pending
@@ -74,7 +73,7 @@ def delete_names(storage, names) -> DeleteOutcome:
                 outcome.deleted.append(name)
                 folders.add(os.path.dirname(name))
     finally:
-        _remove_empty_folders(storage, folders)
+        _remove_empty_folders(storage, folders, prefix)
     return outcome
 
 
@@ -85,16 +84,16 @@ def _describe(exc: OSError) -> str:
     return describe_error(exc)
 
 
-def _remove_empty_folders(storage, folders):
+def _remove_empty_folders(storage, folders, prefix):
     """Remove the folders deleted files left empty, up to (never including) the upload prefix.
 
-    `folders` are the deleted names' folders (names that passed names.refusal: canonical, so a
+    `folders` are the deleted names' folders (names that kept to the upload-name rule, so a
     name's folder is its path's folder). Deepest first, so a folder is tried after the ones
     inside it. rmdir removes only empty directories, so a folder that got a new file in the
     meantime stays, and a symlink is never followed. Folders outside the upload prefix stay.
     """
     try:
-        top = storage.path(UPLOAD_PREFIX)
+        top = storage.path(prefix)
     except Exception:  # noqa: BLE001 - a storage without paths has no folders to tidy
         return
     for name in sorted(folders, key=len, reverse=True):
@@ -121,9 +120,9 @@ class RealPaths:
     purge as much as the deletes themselves.
     """
 
-    def __init__(self, storage):
+    def __init__(self, storage, prefix):
         self.root = os.path.abspath(storage.location)
-        self.inside = os.path.join(os.path.realpath(self.root), UPLOAD_PREFIX)
+        self.inside = os.path.join(os.path.realpath(self.root), prefix)
         self.directories: dict[str, bool] = {}
 
     def leaves_upload_directory(self, name: str) -> bool:

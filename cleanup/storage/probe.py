@@ -9,42 +9,20 @@ most MAX_ATTEMPTS x (CONNECT + READ) seconds.
 
 from dataclasses import dataclass
 
-from botocore.exceptions import (
-    ClientError,
-    ConnectionError,
-    HTTPClientError,
-    NoCredentialsError,
-    PartialCredentialsError,
+from .s3 import (
+    MISSING,
+    REFUSED,
+    STORAGE_KINDS,
+    UNREACHABLE,
+    WRONG_REGION,
+    classify,
+    explain,
+    is_s3,
 )
 
-from .outcome import describe_error
-from .s3 import is_s3
-
-# What went wrong, in the words the system check uses.
-MISSING, REFUSED, UNREACHABLE, WRONG_REGION, FAILED = (
-    "missing",
-    "refused",
-    "unreachable",
-    "wrong-region",
-    "failed",
-)
-
-# S3 error codes that mean "these credentials are not accepted or not allowed".
-_REFUSED_CODES = {
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "InvalidToken",
-    "ExpiredToken",
-    "TokenRefreshRequired",
-    "AccessDenied",
-    "AllAccessDisabled",
-    "InvalidSecurity",
-}
-_WRONG_REGION_CODES = {
-    "PermanentRedirect",
-    "AuthorizationHeaderMalformed",
-    "IllegalLocationConstraintException",
-}
+# What went wrong, in the words the system check uses: s3.classify's, and FAILED for the rest.
+FAILED = "failed"
+__all__ = ["FAILED", "MISSING", "REFUSED", "UNREACHABLE", "WRONG_REGION", "probe_s3"]
 
 
 @dataclass(frozen=True)
@@ -77,12 +55,14 @@ def probe_s3(storage) -> StorageProbe | None:
         client = storage.connection.meta.client
         client.list_objects_v2(Bucket=storage.bucket_name, MaxKeys=1)
     except Exception as exc:  # noqa: BLE001 - every failure is a finding, not a crash
-        problem, reason = _classify(exc)
+        problem, reason = _classify(exc, found["endpoint"])
         return StorageProbe(**found, problem=problem, reason=reason)
     try:
         status = client.get_bucket_versioning(Bucket=storage.bucket_name).get("Status", "")
     except Exception as exc:  # noqa: BLE001 - informational only: say why it is unknown
-        return StorageProbe(**found, versioning=None, versioning_reason=_classify(exc)[1])
+        return StorageProbe(
+            **found, versioning=None, versioning_reason=explain(exc, found["endpoint"])
+        )
     return StorageProbe(**found, versioning=status)
 
 
@@ -94,25 +74,6 @@ def _endpoint_of(storage) -> str:
     return f"https://s3.{region}.amazonaws.com" if region else "https://s3.amazonaws.com"
 
 
-def _classify(exc: BaseException) -> tuple[str, str]:
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code", ""))
-        message = str(error.get("Message", "")).strip()
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        reason = f"{code}: {message}" if message else code or f"HTTP {status}"
-        if code == "NoSuchBucket" or (status == 404 and code in {"", "404", "NotFound"}):
-            return MISSING, reason
-        if code in _REFUSED_CODES or status == 403:
-            return REFUSED, reason
-        if code in _WRONG_REGION_CODES or status == 301:
-            return WRONG_REGION, reason
-        if status is not None and status >= 500:
-            return UNREACHABLE, reason
-        return FAILED, reason
-    reason = describe_error(exc)
-    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
-        return REFUSED, reason
-    if isinstance(exc, ConnectionError | HTTPClientError):  # refused, reset, timed out, DNS
-        return UNREACHABLE, reason
-    return FAILED, reason
+def _classify(exc: BaseException, endpoint: str) -> tuple[str, str]:
+    kind = classify(exc)
+    return (kind if kind in STORAGE_KINDS else FAILED), explain(exc, endpoint)

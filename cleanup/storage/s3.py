@@ -9,21 +9,26 @@ each by version id, still up to 1,000 objects per DeleteObjects. A version Objec
 (retention, legal hold) comes back in the answer's Errors; its name stays failed with S3's reason.
 On an unversioned bucket nothing more is sent than one DeleteObjects per 1,000 names.
 
-One bad name never holds back another. Storage is "unavailable" only when the storage says so:
-connection refused or reset, timeouts, a 5xx that a key-independent request (HeadBucket) confirms,
-or a bucket-level refusal (no such bucket, credentials, access to the bucket). A request rejected
-as a whole for what is in it (S3: 400 MalformedXML for a key with a control character) is split in
-halves until the keys it can take are deleted and the ones it cannot are failed one by one.
+One bad name never holds back another, and the storage's own trouble is never charged to a name.
+Every answer is sorted by one table (`classify`, by S3 error code, then by HTTP status): a 5xx,
+throttling (SlowDown, 429...), a timeout or a dropped connection is the storage's trouble, retried
+by botocore (AWS_S3_CLIENT_CONFIG: standard mode, bounded attempts, exponential backoff with
+jitter) and then left pending for the next run, every name of it, with no request split and no
+attempt counted; a refusal of the bucket or the credentials is the same for every request. Only
+an answer about one key (DeleteObjects' Errors) or a request rejected for what it carried (a 4xx
+such as MalformedXML) counts against names; such a request is split in halves so the keys it can
+take still go. Keys are the storage's location (key prefix) and '/' and the name: the names
+sent have passed the upload-name rule, which every S3 server reads as the same key.
 """
 
 import re
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
 import botocore.exceptions as boto
 from storages.backends.s3 import S3Storage
-from storages.utils import clean_name
 
 from .outcome import DeleteOutcome, StoredObject, describe_error
 
@@ -34,25 +39,128 @@ VERSIONED_STATES = ("Enabled", "Suspended")  # Suspended keeps every version mad
 # Version listings of a batch run this many at a time (botocore's connection pool holds 10).
 LISTING_THREADS = 8
 
-# Answers about the bucket or the credentials, not about what a request carried: every request
-# would get the same, so they mean storage is unavailable to this run.
-BUCKET_LEVEL_CODES = {
-    "AccessDenied",
-    "AccountProblem",
-    "AllAccessDisabled",
-    "AuthorizationHeaderMalformed",
-    "ExpiredToken",
-    "InvalidAccessKeyId",
-    "InvalidBucketName",
-    "InvalidToken",
-    "NoSuchBucket",
-    "PermanentRedirect",
-    "RequestTimeTooSkewed",
-    "SignatureDoesNotMatch",
-    "TokenRefreshRequired",
+# What an S3 answer means to the purge.
+UNREACHABLE = "unreachable"  # the storage's trouble (down, overloaded, throttling): back off
+MISSING = "missing"  # no such bucket
+REFUSED = "refused"  # credentials or access to the bucket
+WRONG_REGION = "wrong-region"  # the bucket is elsewhere
+REJECTED = "rejected"  # this request, for what it carried (or one key, in DeleteObjects' Errors)
+GONE = "gone"  # a key or version already gone: the delete has nothing left to do
+# The answers about the storage, not about what was sent: every request would get the same.
+STORAGE_KINDS = {UNREACHABLE, MISSING, REFUSED, WRONG_REGION}
+
+# S3 error codes (https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html), first;
+# a code not here goes by its HTTP status (STATUSES, then any 5xx is UNREACHABLE, any other
+# answer REJECTED). Some servers send throttling with a 4xx status: the code wins.
+CODES = {
+    **dict.fromkeys(
+        (
+            "SlowDown",
+            "ServiceUnavailable",
+            "InternalError",
+            "RequestTimeout",
+            "Throttling",
+            "ThrottlingException",
+            "TooManyRequests",
+            "RequestLimitExceeded",
+            "BandwidthLimitExceeded",
+            "OperationAborted",
+        ),
+        UNREACHABLE,
+    ),
+    **dict.fromkeys(("NoSuchBucket", "InvalidBucketName"), MISSING),
+    **dict.fromkeys(
+        (
+            "AccessDenied",
+            "AccountProblem",
+            "AllAccessDisabled",
+            "ExpiredToken",
+            "InvalidAccessKeyId",
+            "InvalidPayer",
+            "InvalidSecurity",
+            "InvalidToken",
+            "NotSignedUp",
+            "RequestTimeTooSkewed",
+            "SignatureDoesNotMatch",
+            "TokenRefreshRequired",
+        ),
+        REFUSED,
+    ),
+    **dict.fromkeys(
+        (
+            "PermanentRedirect",
+            "TemporaryRedirect",
+            "Redirect",
+            "AuthorizationHeaderMalformed",
+            "IllegalLocationConstraintException",
+        ),
+        WRONG_REGION,
+    ),
+    **dict.fromkeys(("NoSuchKey", "NoSuchVersion"), GONE),
 }
-# A key or version already gone: the delete has nothing left to do.
-GONE_CODES = {"NoSuchKey", "NoSuchVersion"}
+STATUSES = {
+    301: WRONG_REGION,
+    307: WRONG_REGION,
+    308: WRONG_REGION,
+    401: REFUSED,
+    403: REFUSED,
+    404: MISSING,
+    408: UNREACHABLE,
+    429: UNREACHABLE,
+}
+
+
+def classify_answer(status: int | None, code: str = "") -> str:
+    """What an S3 answer (its HTTP status and error code) means; see CODES."""
+    if code in CODES:
+        return CODES[code]
+    if status in STATUSES:
+        return STATUSES[status]
+    return UNREACHABLE if status and status >= 500 else REJECTED
+
+
+def classify(exc: BaseException) -> str:
+    """What a failed S3 call means: by its answer, or, with none, by how it failed."""
+    if isinstance(exc, boto.ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return classify_answer(status, str(exc.response.get("Error", {}).get("Code", "")))
+    if isinstance(exc, boto.NoCredentialsError | boto.PartialCredentialsError):
+        return REFUSED
+    if isinstance(exc, boto.ConnectionError | boto.HTTPClientError):
+        return UNREACHABLE  # refused, reset, timed out, DNS
+    return REJECTED  # refused before sending (parameter validation) or unknown
+
+
+def explain(exc: BaseException, endpoint: str) -> str:
+    """The failure in an operator's words, with no key in it."""
+    if isinstance(exc, boto.ClientError):
+        error = exc.response.get("Error", {})
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        code, message = str(error.get("Code", "")), str(error.get("Message", "")).strip()
+        said = f"{code}: {message}" if message else code or f"HTTP {status}"
+        if classify(exc) == UNREACHABLE:
+            return f"storage unavailable at {endpoint}: {said} (HTTP {status})"
+        return said
+    if classify(exc) == UNREACHABLE:
+        return f"storage unreachable at {endpoint} ({type(exc).__name__})"
+    # Connection errors quote the request's URL, whose query string can hold a listing's prefix
+    # (a job's folder, a file's key): keep the endpoint and the bucket, drop the query.
+    return re.sub(r"\?[^\s\"']*", "", describe_error(exc))
+
+
+# Retries botocore made, per thread (the calling thread runs the client's events): a session
+# reads the difference before and after its calls.
+_retries = threading.local()
+
+
+def _count_retries(context=None, **kwargs):
+    attempt = ((context or {}).get("retries") or {}).get("attempt", 1)
+    _retries.count = retries_so_far() + max(attempt - 1, 0)
+
+
+def retries_so_far() -> int:
+    """Retries botocore has made for S3 calls in this thread (the purge's sessions)."""
+    return getattr(_retries, "count", 0)
 
 
 def is_s3(storage) -> bool:
@@ -70,9 +178,12 @@ class _RequestRejected(Exception):
 class S3Session:
     """One run's dealings with the bucket; what it learns of the bucket it asks only once."""
 
-    def __init__(self, storage):
+    def __init__(self, storage, rule):
         self.storage = storage
+        self.rule = rule  # the upload-name rule (cleanup.file_models.upload_rule())
         self.bucket = storage.bucket_name
+        location = (storage.location or "").strip("/")
+        self.key_prefix = f"{location}/" if location else ""
         self._versioned = None
         self._client = None
 
@@ -83,12 +194,21 @@ class S3Session:
         # thread-safe), rather than building a boto3 session in each of them.
         if self._client is None:
             self._client = self.storage.connection.meta.client
+            events = self._client.meta.events
+            # Same ids on every session: registered once per client, however many runs use it.
+            events.register("after-call.s3", _count_retries, unique_id="fmr-retries")
+            events.register("after-call-error.s3", _count_retries, unique_id="fmr-retries-error")
         return self._client
+
+    @property
+    def endpoint(self) -> str:
+        return self.client.meta.endpoint_url
 
     # --- deleting -------------------------------------------------------------------------------
 
     def delete_names(self, names) -> DeleteOutcome:
         outcome = DeleteOutcome()
+        retried = retries_so_far()
         try:
             versioned = self._is_versioned(outcome)
             for start in range(0, len(names), S3_MAX_KEYS_PER_REQUEST):
@@ -99,31 +219,31 @@ class S3Session:
             # Every later request would fail the same way: leave the rest pending, untried.
             outcome.unavailable = str(exc)
             decided = set(outcome.deleted) | set(outcome.failed)
-            outcome.failed.update({n: outcome.unavailable for n in names if n not in decided})
+            outcome.deferred.update({n: outcome.unavailable for n in names if n not in decided})
+        outcome.retries += retries_so_far() - retried
         return outcome
 
     def _delete_chunk(self, chunk, versioned, outcome):
-        keys = {}
-        for name in chunk:
-            try:
-                keys[name] = self.storage._normalize_name(clean_name(name))
-            except Exception as exc:  # noqa: BLE001 - the message would repeat the name
-                outcome.failed[name] = f"{type(exc).__name__}: the name maps to no key here"
+        keys = {name: self.key_prefix + name for name in chunk}
         wanted = set(keys.values())
         failed: dict[str, str] = {}
+        deferred: dict[str, str] = {}
         if versioned:
             objects = self._versions_of(wanted, failed, outcome)
         else:
             objects = [{"Key": key} for key in sorted(wanted)]
         for start in range(0, len(objects), S3_MAX_KEYS_PER_REQUEST):
-            self._delete_objects(objects[start : start + S3_MAX_KEYS_PER_REQUEST], failed, outcome)
+            batch = objects[start : start + S3_MAX_KEYS_PER_REQUEST]
+            self._delete_objects(batch, failed, deferred, outcome)
         for name, key in keys.items():
-            if key in failed:
+            if key in deferred:
+                outcome.deferred[name] = deferred[key]
+            elif key in failed:
                 outcome.failed[name] = failed[key]
             else:
                 outcome.deleted.append(name)
 
-    def _delete_objects(self, objects, failed, outcome):
+    def _delete_objects(self, objects, failed, deferred, outcome):
         try:
             response = self._call(
                 "delete_objects",
@@ -138,21 +258,24 @@ class S3Session:
             # Something in this request made it unacceptable as a whole: halve it, so the objects
             # that are fine still go in this run and only the bad ones are left failing.
             middle = len(objects) // 2
-            self._delete_objects(objects[:middle], failed, outcome)
-            self._delete_objects(objects[middle:], failed, outcome)
+            self._delete_objects(objects[:middle], failed, deferred, outcome)
+            self._delete_objects(objects[middle:], failed, deferred, outcome)
             return
         # A 200 answer can still carry per-object failures; only those keys stay pending.
         sent = {obj["Key"] for obj in objects}
         for error in response.get("Errors", []):
-            if error.get("Code") in GONE_CODES:
+            kind = classify_answer(None, str(error.get("Code", "")))
+            if kind == GONE:
                 continue
             reason = f"{error.get('Code', 'Error')}: {error.get('Message', '')}".strip()
             if error.get("Key") not in sent:
-                # An error we cannot pin to a key we sent: trust nothing in this answer.
+                # An error we cannot pin to a key we sent: trust nothing in this answer, and
+                # charge no key for it.
                 for key in sent:
-                    failed.setdefault(key, reason)
+                    deferred.setdefault(key, reason)
                 return
-            failed.setdefault(error["Key"], reason)
+            # An InternalError or SlowDown about one key is still the storage's trouble.
+            (deferred if kind == UNREACHABLE else failed).setdefault(error["Key"], reason)
 
     # --- versions -------------------------------------------------------------------------------
 
@@ -162,9 +285,10 @@ class S3Session:
             try:
                 answer = self.client.get_bucket_versioning(Bucket=self.bucket)
             except Exception as exc:  # unknown versioning: no delete can be known final
-                raise StorageUnavailable(
-                    f"cannot read the bucket's versioning state: {_describe(exc)}"
-                ) from exc
+                reason = explain(exc, self.endpoint)
+                if classify(exc) != UNREACHABLE:
+                    reason = f"cannot read the bucket's versioning state: {reason}"
+                raise StorageUnavailable(reason) from exc
             self._versioned = answer.get("Status") in VERSIONED_STATES
         return self._versioned
 
@@ -187,28 +311,31 @@ class S3Session:
         with ThreadPoolExecutor(LISTING_THREADS) as pool:
             listed = list(pool.map(self._list_plan, plans))
         objects = []
-        for found, refused, requests in listed:
+        for found, counted in listed:
             objects += found
-            failed.update(refused)
-            outcome.requests += requests
+            failed.update(counted.failed)
+            outcome.requests += counted.requests
+            outcome.retries += counted.retries
         return objects
 
-    def _list_plan(self, plan) -> tuple[list[dict], dict[str, str], int]:
+    def _list_plan(self, plan) -> tuple[list[dict], DeleteOutcome]:
         prefix, wanted = plan
-        counted = DeleteOutcome()  # this thread's own request count
-        refused = {}
+        counted = DeleteOutcome()  # this thread's own requests, retries and refused keys
+        retried = retries_so_far()
+        found = []
         try:
             found = self._list_versions(prefix, wanted, counted)
         except _RequestRejected as exc:
             if len(wanted) == 1:
-                return [], {wanted[0]: str(exc)}, counted.requests
-            found = []
-            for key in wanted:  # the folder listing was refused: list each key alone
-                try:
-                    found += self._list_versions(key, [key], counted)
-                except _RequestRejected as one:
-                    refused[key] = str(one)
-        return found, refused, counted.requests
+                counted.failed[wanted[0]] = str(exc)
+            else:  # the folder listing was refused: list each key alone
+                for key in wanted:
+                    try:
+                        found += self._list_versions(key, [key], counted)
+                    except _RequestRejected as one:
+                        counted.failed[key] = str(one)
+        counted.retries = retries_so_far() - retried
+        return found, counted
 
     def _list_versions(self, prefix, wanted, outcome) -> list[dict]:
         wanted_set, last = set(wanted), max(wanted)
@@ -235,29 +362,19 @@ class S3Session:
         outcome.requests += 1
         try:
             return getattr(self.client, operation)(**kwargs)
-        except Exception as exc:  # sorted below: the storage's failure or the request's
-            reason = _describe(exc)
-            kind = _kind_of_failure(exc)
-            if kind == "storage" or (kind == "maybe storage" and not self._answers(outcome)):
+        except Exception as exc:  # sorted by the one table: the storage's failure or the request's
+            reason = explain(exc, self.endpoint)
+            if classify(exc) in STORAGE_KINDS:
                 raise StorageUnavailable(reason) from exc
             raise _RequestRejected(reason) from exc
-
-    def _answers(self, outcome) -> bool:
-        """Does the bucket answer a request that carries no key at all?"""
-        outcome.requests += 1
-        try:
-            self.client.head_bucket(Bucket=self.bucket)
-        except Exception:  # noqa: BLE001 - any failure here is the storage's
-            return False
-        return True
 
     # --- listing --------------------------------------------------------------------------------
 
     def list_objects(self, prefix):
         client = self.client
-        key_prefix = self.storage._normalize_name(clean_name(prefix))
         # Keys come back with the storage's location in front; names in the database have none.
-        location = key_prefix[: len(key_prefix) - len(prefix)]
+        location = self.key_prefix
+        key_prefix = location + prefix
         if self._is_versioned(DeleteOutcome()):
             for key, size, modified in self._keys_with_versions(key_prefix):
                 yield StoredObject(name=key[len(location) :], size=size, modified=modified)
@@ -298,25 +415,3 @@ class _KeyVersions:
     key: str
     size: int
     modified: datetime
-
-
-def _describe(exc) -> str:
-    # Connection errors quote the request's URL, whose query string can hold a listing's prefix
-    # (a job's folder, a file's key): keep the endpoint and the bucket, drop the query.
-    return re.sub(r"\?[^\s\"']*", "", describe_error(exc))
-
-
-def _kind_of_failure(exc) -> str:
-    """'storage': the storage failed; 'maybe storage': a 5xx that may also be one request's
-    fault (some servers answer a body they cannot parse with 500); 'request': this request."""
-    if isinstance(exc, boto.ConnectionError | boto.HTTPClientError | boto.NoCredentialsError):
-        return "storage"  # refused, reset, timed out, or nothing to sign with
-    if not isinstance(exc, boto.ClientError):
-        return "request"  # refused before sending (parameter validation) or unknown
-    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
-    code = exc.response.get("Error", {}).get("Code", "")
-    if code in BUCKET_LEVEL_CODES or status in (301, 307, 403, 404):
-        return "storage"
-    if status >= 500 or code in {"SlowDown", "ServiceUnavailable", "InternalError"}:
-        return "maybe storage"
-    return "request"
