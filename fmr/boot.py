@@ -45,9 +45,12 @@ def database_or_exit(program: str):
     """Stop in one line when the database does not answer (the worker and beat at start)."""
     from django.db import Error, connection
 
+    opened_here = connection.connection is None
     try:
         connection.ensure_connection()
     except Error as exc:
         exit_with(program, f"database unreachable, stopping: {one_line(exc)}")
     finally:
-        connection.close()
+        # A connection this check opened is not left to a forked worker; one in use stays.
+        if opened_here:
+            connection.close()

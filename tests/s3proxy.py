@@ -46,6 +46,7 @@ class S3Proxy:
         self.connections = 0  # accepted client connections, whatever the mode
         self.deletes = 0  # DeleteObjects requests answered in THROTTLE mode
         self._answer = _error_response(503, "SlowDown")
+        self._only_with = None
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
@@ -70,8 +71,11 @@ class S3Proxy:
     def __exit__(self, *exc):
         self.stop()
 
-    def throttle_deletes(self, status: int = 503, code: str = "SlowDown"):
+    def throttle_deletes(self, status: int = 503, code: str = "SlowDown", only_with=None):
+        """`only_with` (bytes): answer only the DeleteObjects whose body holds it; forward the
+        rest (a server that rejects a request for one key it carries)."""
         self._answer = _error_response(status, code)
+        self._only_with = only_with
         self.set_mode(THROTTLE)
 
     def set_mode(self, mode: str):
@@ -129,11 +133,12 @@ class S3Proxy:
         request = _read_request(client)
         if not request:
             return
-        if b"?delete" in request.split(b"\r\n", 1)[0]:
+        head, _, body = request.partition(b"\r\n\r\n")
+        marked = self._only_with is None or self._only_with in body
+        if b"?delete" in request.split(b"\r\n", 1)[0] and marked:
             self.deletes += 1
             client.sendall(self._answer)
             return
-        head, _, body = request.partition(b"\r\n\r\n")
         lines = [h for h in head.split(b"\r\n") if not h.lower().startswith(b"connection:")]
         upstream = socket.create_connection(self.upstream, timeout=10)
         self._track(upstream)

@@ -92,7 +92,9 @@ def test_the_sweep_goes_on_past_a_chunk_where_every_name_fails(media_root):
 
 
 @pytest.mark.parametrize("versioning", [None, "Enabled"])
-def test_one_key_s3_rejects_does_not_fail_the_good_keys_in_its_request(s3_bucket, versioning):
+def test_one_key_s3_rejects_does_not_fail_the_good_keys_in_its_request(
+    s3_bucket, s3_proxy, versioning
+):
     if versioning:
         s3_bucket.client.put_bucket_versioning(
             Bucket=s3_bucket.name, VersioningConfiguration={"Status": versioning}
@@ -100,21 +102,23 @@ def test_one_key_s3_rejects_does_not_fail_the_good_keys_in_its_request(s3_bucket
     folder = f"{UPLOAD_PREFIX}/{uuid.uuid4()}"
     good = [f"{folder}/photo-{i}.png" for i in range(4)]
     bad = f"{folder}/photo-\x01.png"  # a control character: S3 refuses the request body
-    for key in [*good, bad]:
+    poison = f"{folder}/photo-poison.png"  # a name the rule allows but this server rejects
+    for key in [*good, poison]:
         s3_bucket.client.put_object(Bucket=s3_bucket.name, Key=key, Body=b"png")
 
     # The purge's path never sends such a name: it is refused before a request is built.
     outcome = storage.delete_names([good[0], bad], session=open_storage())
     assert outcome.deleted == [good[0]] and list(outcome.refused) == [bad]
 
-    # And a key S3 rejects that reaches a request anyway (S3's rules are not all known here):
-    # the request rejected as a whole falls back, so the good keys beside it still go.
-    outcome = open_storage().delete_names([good[1], bad, good[2], good[3]])
+    # And a key the server rejects that reaches a request anyway (S3's rules are not all known
+    # here): the request rejected as a whole (400) is split, so the good keys beside it still go.
+    s3_proxy.throttle_deletes(400, "MalformedXML", only_with=poison.encode())
+    outcome = open_storage().delete_names([good[1], poison, good[2], good[3]])
 
     assert not outcome.unavailable
     assert sorted(outcome.deleted) == sorted(good[1:])
-    assert list(outcome.failed) == [bad]
-    assert s3_bucket.keys() == {bad}
+    assert list(outcome.failed) == [poison]
+    assert s3_bucket.keys() == {poison}
 
 
 # --- stuck names --------------------------------------------------------------------------------
