@@ -277,4 +277,4 @@ def _mark_failed(failed: dict[str, str], now, *, storage_failed: bool) -> int:
     PendingFileDeletion.objects.bulk_update(
         rows, ["attempts", "last_error", "next_attempt_at"], batch_size=500
     )
-    return sum(row.stuck for row in rows)
+    return PendingFileDeletion.objects.filter(pk__in=[row.pk for row in rows]).stuck().count()

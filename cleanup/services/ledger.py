@@ -45,7 +45,7 @@ def ledger_models() -> list[str]:
 @dataclass
 class LedgerEntry:
     run_id: int
-    parent_run_id: int | None
+    group: str
     started_at: datetime
     finished_at: datetime | None
     trigger: str
@@ -65,7 +65,7 @@ class LedgerEntry:
     def as_dict(self) -> dict:
         return {
             "run_id": self.run_id,
-            "parent_run_id": self.parent_run_id,
+            "group": self.group,
             "started_at": _local(self.started_at),
             "finished_at": _local(self.finished_at),
             "trigger": self.trigger,
@@ -108,7 +108,7 @@ def _entries(start, end) -> Iterator[LedgerEntry]:
         rows.update(run.rows_deleted or {})
         yield LedgerEntry(
             run_id=run.pk,
-            parent_run_id=run.parent_id,
+            group=run.group,
             started_at=run.started_at,
             finished_at=run.finished_at,
             trigger=run.trigger,

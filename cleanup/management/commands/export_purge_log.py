@@ -9,7 +9,7 @@ from fmr.parsing import parse_day
 
 CSV_COLUMNS = [
     "run_id",
-    "parent_run_id",
+    "group",
     "started_at",
     "finished_at",
     "trigger",
@@ -29,8 +29,8 @@ class Command(StrictCommand):
         "The destruction ledger: one line per purge run started from --since to --until, both "
         "days included, in Asia/Seoul time (the project's TIME_ZONE): when, trigger, who asked "
         "(admin runs), rows deleted per model, files deleted and pending, status and method. "
-        "Counts only, no personal data. A fan-out is its own line (the totals) plus one line "
-        "per subtask run (parent_run_id): add up lines without subtasks to avoid counting twice."
+        "Counts only, no personal data. Every run is one line; the runs of one purge (a fan-out) "
+        "share a group."
     )
 
     def add_arguments(self, parser):
