@@ -55,11 +55,7 @@ def purge_expired_jobs(
     ends the run is re-raised once the run is recorded, with the record as `purge_result` (None
     if it could not be written). The cutoff is never ahead of the database's clock (clock.py).
     """
-    batch_size = settings.CLEANUP_BATCH_SIZE if batch_size is None else batch_size
-    check_positive("batch_size", batch_size)
-    if limit is not None:
-        check_positive("limit", limit)
-    check_database_ready()
+    batch_size = _check_sizes(batch_size, limit)
     cutoff = purge_cutoff(now)
     abandon_dead_runs()
     progress = _Progress(rows=dict.fromkeys((m._meta.label for m, _ in cascade_paths(Job)), 0))
@@ -73,9 +69,8 @@ def purge_expired_jobs(
             # Before the first batch: a storage the purge cannot delete from (an unsupported
             # backend) fails the run while every row is still there.
             session = storage.open_session()
-            _delete_expired(
-                run, cutoff, batch_size, limit, progress, should_stop, on_batch, session
-            )
+            args = (cutoff, batch_size, limit, progress, should_stop, on_batch, session)
+            _delete_expired(run, *args)
     except BaseException as exc:
         _record_failure(run, progress, exc)
         raise
@@ -120,6 +115,15 @@ class _Progress:
 # PurgeRun keeps batch_size and limit in PositiveIntegerFields; anything larger could not even
 # be recorded, so it is refused before the run starts rather than failing inside it. (MAX_SIZE
 # lives with the other bounds in fmr/parsing.py.)
+
+
+def _check_sizes(batch_size, limit) -> int:
+    batch_size = settings.CLEANUP_BATCH_SIZE if batch_size is None else batch_size
+    check_positive("batch_size", batch_size)
+    if limit is not None:
+        check_positive("limit", limit)
+    check_database_ready()
+    return batch_size
 
 
 def check_positive(name, value):
