@@ -4,8 +4,7 @@ from datetime import timedelta
 from celery import current_app
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import F
-from django.db.models.functions import Coalesce
+from django.db.models import Count, OuterRef, Subquery
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse, reverse_lazy
@@ -54,7 +53,6 @@ SEVERITY = {
     PurgeRun.Status.DRY_RUN: "#5f6b7a",
     PurgeRun.Status.HANDED_OVER: "#5f6b7a",
     PurgeRun.Status.RUNNING: "#1f5fa8",
-    PurgeRun.Status.FANNED_OUT: "#1f5fa8",
     PurgeRun.Status.FILES_PENDING: "#a15c00",
     PurgeRun.Status.INTERRUPTED: "#a15c00",
     PurgeRun.Status.FAILED: "#b3261e",
@@ -108,14 +106,7 @@ class PurgeRunAdmin(ReadOnlyAdmin):
     ]
     list_filter = ["status", "trigger", "dry_run"]
     date_hierarchy = "started_at"
-    # Newest purge first, and a fan-out's subtask runs right below their parent.
-    ordering = [
-        Coalesce("parent__started_at", "started_at").desc(),
-        Coalesce("parent_id", "id").desc(),
-        F("parent_id").asc(nulls_first=True),
-        "-started_at",
-        "-pk",
-    ]
+    ordering = ["-started_at", "-pk"]
     change_list_template = "admin/cleanup/purgerun/change_list.html"
     readonly_fields = [
         "took",
@@ -136,7 +127,7 @@ class PurgeRunAdmin(ReadOnlyAdmin):
             )
         sets = [
             (None, ["status", "trigger", "requested_by", "started_at", "finished_at", "took"]),
-            ("Fan-out", ["fan_out_runs"] if obj.is_fan_out or obj.parent_id else []),
+            ("Fan-out", ["fan_out_runs"] if obj.fan_out_size > 1 else []),
             done,
             ("How", ["method", "cutoff", "batch_size", "limit", "batches"]),
             ("Backlog", ["expired_at_start", "oldest_expired_at_start", "pending_files_at_end"]),
@@ -207,9 +198,13 @@ class PurgeRunAdmin(ReadOnlyAdmin):
 
     @admin.display(description="fan-out", empty_value="")
     def fan_out(self, run):
-        if run.parent_id:
-            return format_html('↳ <a href="{}">#{}</a>', _run_url(run.parent_id), run.parent_id)
-        return f"{run.subtasks_started} subtasks" if run.is_fan_out else ""
+        # The runs of one purge share a group: a fan-out's runs side by side, and successors.
+        return f"{run.fan_out_size} runs" if run.fan_out_size > 1 else ""
+
+    def get_queryset(self, request):
+        same = PurgeRun.objects.filter(group=OuterRef("group")).values("group")
+        size = Subquery(same.annotate(n=Count("pk")).values("n"))
+        return super().get_queryset(request).annotate(fan_out_size=size)
 
     @admin.display(description="took")
     def took(self, run):
@@ -230,14 +225,7 @@ class PurgeRunAdmin(ReadOnlyAdmin):
 
     @admin.display(description="runs")
     def fan_out_runs(self, run):
-        if run.parent_id:
-            return format_html(
-                'A subtask of the fan-out <a href="{}">run #{}</a>, whose totals include '
-                "this run's.",
-                _run_url(run.parent_id),
-                run.parent_id,
-            )
-        subtasks = run.subtask_runs.order_by("started_at", "pk")
+        subtasks = PurgeRun.objects.filter(group=run.group).order_by("started_at", "pk")
         rows = format_html_join(
             "",
             '<tr><td><a href="{}">#{}</a></td><td>{}</td><td>{}</td><td>{}</td>'
@@ -257,13 +245,13 @@ class PurgeRunAdmin(ReadOnlyAdmin):
             ),
         )
         return format_html(
-            "<p>A fan-out: {} subtask(s) started, {} still to finish; its totals are the sum of "
-            "these runs.</p>"
+            "<p>One purge of {} runs side by side (group {}); its totals are the sum of these "
+            "runs'.</p>"
             '<table class="subtask-runs"><thead><tr><th>run</th><th>status</th><th>started</th>'
             "<th>finished</th><th>jobs</th><th>files deleted</th><th>files pending</th></tr>"
             "</thead><tbody>{}</tbody></table>",
-            run.subtasks_started,
-            run.subtasks_outstanding,
+            len(subtasks),
+            run.group,
             rows,
         )
 
@@ -325,6 +313,9 @@ class PendingFileDeletionAdmin(ReadOnlyAdmin):
     def has_retry_permission(self, request):
         return request.user.has_perm("cleanup.retry_pending")
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).with_stuck()
+
     @admin.display(description="state")
     def state(self, pending):
         if pending.resolved_at is not None:
@@ -332,7 +323,7 @@ class PendingFileDeletionAdmin(ReadOnlyAdmin):
             return f"resolved by {pending.resolved_by or '?'}, {when}"
         if pending.refused_reason:
             return "REFUSED"
-        return "STUCK" if pending.stuck else "pending"
+        return "STUCK" if pending.is_stuck else "pending"
 
     @admin.action(
         description="Retry now: delete the selected files from storage", permissions=["retry"]

@@ -61,19 +61,27 @@ class PendingFileDeletionQuerySet(models.QuerySet):
         return self.unresolved().filter(refused_reason="")
 
     def stuck(self):
-        """Names storage has refused CLEANUP_STUCK_AFTER_ATTEMPTS times: a person must look."""
-        return self.waiting().filter(attempts__gte=settings.CLEANUP_STUCK_AFTER_ATTEMPTS)
+        """The one rule for stuck: a name a run still tries (not refused, not resolved) that
+        storage has refused CLEANUP_STUCK_AFTER_ATTEMPTS times. A person must look."""
+        return self.waiting().filter(_stuck())
 
     def not_stuck(self):
         """Pending proper: still tried by every run, and not (yet) a person's business."""
-        return self.waiting().filter(attempts__lt=settings.CLEANUP_STUCK_AFTER_ATTEMPTS)
+        return self.waiting().exclude(_stuck())
 
     def needs_a_person(self):
         """Stuck or refused: alerted until a person marks them resolved in the admin."""
-        return self.unresolved().filter(
-            models.Q(attempts__gte=settings.CLEANUP_STUCK_AFTER_ATTEMPTS)
-            | ~models.Q(refused_reason="")
+        return self.stuck() | self.refused()
+
+    def with_stuck(self):
+        """Each row annotated `is_stuck`, by the rule above (for the admin's per-row state)."""
+        return self.annotate(
+            is_stuck=models.Exists(self.model.objects.stuck().filter(pk=models.OuterRef("pk")))
         )
+
+
+def _stuck() -> models.Q:
+    return models.Q(attempts__gte=settings.CLEANUP_STUCK_AFTER_ATTEMPTS)
 
 
 class PendingFileDeletion(models.Model):
@@ -119,9 +127,9 @@ class PendingFileDeletion(models.Model):
     def __str__(self):
         return self.name
 
-    @property
-    def stuck(self) -> bool:
-        return self.resolved_at is None and self.attempts >= settings.CLEANUP_STUCK_AFTER_ATTEMPTS
+
+def _new_group() -> str:
+    return uuid.uuid4().hex
 
 
 class PurgeRun(models.Model):
@@ -140,38 +148,27 @@ class PurgeRun(models.Model):
         FILES_PENDING = "files_pending", "Rows purged, files pending"
         FAILED = "failed", "Failed"
         INTERRUPTED = "interrupted", "Interrupted"
-        # A fan-out subtask that used its time budget and handed the rest to a successor: routine,
-        # not a failure, so monitors that alert on failed or interrupted runs stay quiet.
+        # A fan-out run that used its time budget with expired jobs left, and handed them to a
+        # successor in its group: routine, not a failure, so monitors stay quiet.
         HANDED_OVER = "handed_over", "Time budget used, handed over"
         # Its process died mid-run (nothing can record a SIGKILL); a later purge noticed.
         ABANDONED = "abandoned", "Abandoned (process died)"
-        # A fan-out parent while its subtasks purge; it takes their outcome once they are done.
-        FANNED_OUT = "fanned_out", "Fanned out, subtasks running"
         # A dry run that completed: it counted, deleted nothing, and is never a successful purge.
         DRY_RUN = "dry_run", "Dry run (nothing deleted)"
 
     started_at = models.DateTimeField(default=timezone.now, db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    # Bumped, with the counts so far, after every batch: a dead run shows how far it got. A
-    # fan-out parent's is bumped whenever one of its subtasks starts or finishes.
+    # Bumped, with the counts so far, after every batch: a dead run shows how far it got.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     trigger = models.CharField(max_length=16, choices=Trigger.choices, default=Trigger.SHELL)
     # Who asked, for runs started from the admin (the staff user's username); blank otherwise.
     requested_by = models.CharField(max_length=150, blank=True)
     # The Celery task that ran it, to find it in Flower or a result backend; blank otherwise.
     task_id = models.CharField(max_length=255, blank=True)
-    # A fan-out subtask's run points at the fan-out's own run, whose totals are its subtasks'.
-    # Runs are a ledger and never deleted: PROTECT keeps a parent from vanishing under them.
-    parent = models.ForeignKey(
-        "self",
-        null=True,
-        blank=True,
-        on_delete=models.PROTECT,
-        related_name="subtask_runs",
-    )
-    # A fan-out parent: subtasks it started, and those (successors included) not finished yet.
-    subtasks_started = models.PositiveIntegerField(default=0)
-    subtasks_outstanding = models.PositiveIntegerField(default=0)
+    # The purge this run is part of: every run started for one request (a beat tick's fan-out
+    # and the successors its runs hand over to) shares the requesting task's id; a run started
+    # alone has a group of its own. The history shows one purge per group.
+    group = models.CharField(max_length=255, default=_new_group, db_index=True)
     # How data was destroyed (database and storage), for the destruction ledger.
     method = models.CharField(max_length=300, blank=True)
     status = models.CharField(
@@ -200,6 +197,8 @@ class PurgeRun(models.Model):
     # Requests the S3 client sent again (throttling, 5xx, dropped connections): storage trouble
     # that botocore absorbed, which shows nowhere else.
     storage_retries = models.PositiveIntegerField(default=0)
+    # Names this run tried that are now stuck: purge_status's alert, not in files_pending.
+    files_stuck = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
 
     class Meta:
@@ -210,12 +209,38 @@ class PurgeRun(models.Model):
         return f"Purge run {self.pk} ({self.status})"
 
     @property
-    def is_fan_out(self) -> bool:
-        return self.subtasks_started > 0
-
-    @property
     def duration(self):
         return (self.finished_at - self.started_at) if self.finished_at else None
+
+    @property
+    def run_id(self) -> int:
+        return self.pk
+
+    @property
+    def duration_seconds(self) -> float | None:
+        return round(self.duration.total_seconds(), 3) if self.finished_at else None
+
+    @property
+    def rows_total(self) -> int:
+        return sum(self.rows_deleted.values())
+
+    @property
+    def would_delete_rows_total(self) -> int:
+        return sum(self.would_delete_rows.values())
+
+    @property
+    def ok(self) -> bool:
+        """It did all it set out to: purged everything (or, for a dry run, counted it)."""
+        return self.status in (self.Status.SUCCEEDED, self.Status.DRY_RUN)
+
+    def as_dict(self) -> dict:
+        """The run as JSON: every field, and the totals (the task's result, `--json`)."""
+        data = {f.attname: f.value_from_object(self) for f in self._meta.concrete_fields}
+        for name, value in data.items():
+            if hasattr(value, "isoformat"):
+                data[name] = value.isoformat()
+        names = ["run_id", "rows_total", "would_delete_rows_total", "duration_seconds"]
+        return data | {name: getattr(self, name) for name in names}
 
 
 class Retention(PurgeRun):

@@ -122,22 +122,20 @@ def format_status(status) -> str:
             f"started {_local(last['started_at'])}"
         )
         lines.extend(_subtask_lines(last))
-        if last["status"] == "fanned_out":
+        if last["status"] in ("running", "handed_over"):
             lines.append(
                 f"  {'':<30}so far {last['jobs_deleted']} job(s), "
-                f"{last['files_deleted']} file(s) deleted, "
-                f"{last['subtasks_outstanding']} subtask(s) still to finish"
+                f"{last['files_deleted']} file(s) deleted"
             )
     return "\n".join(lines)
 
 
 def _subtask_lines(run) -> list[str]:
-    subtasks = run.get("subtasks") or []
-    if not subtasks:
+    ids = [r["run_id"] for r in run.get("runs") or []]
+    if len(ids) < 2:
         return []
-    ids = [s["run_id"] for s in subtasks]
     shown = ", ".join(f"#{i}" for i in ids[:6]) + (", ..." if len(ids) > 6 else "")
-    return [f"  {'':<30}fan-out over {len(ids)} subtask run(s): {shown}"]
+    return [f"  {'':<30}fan-out over {len(ids)} run(s): {shown}"]
 
 
 class ProgressBar:
@@ -245,6 +243,6 @@ def _run_sentence(run, *, finished: bool) -> str:
     )
     if run["files_pending"]:
         text += f", {run['files_pending']:,} file(s) left pending"
-    if run.get("subtask_runs"):
-        text += f"; a fan-out over {_plural(run['subtask_runs'], 'subtask run')}"
+    if len(run.get("runs") or []) > 1:
+        text += f"; a fan-out over {_plural(len(run['runs']), 'run')}"
     return text + "."

@@ -23,12 +23,11 @@ from .services import (
     purge_expired_chunk,
     purge_expired_jobs,
     reconcile_storage,
-    release_subtask,
-    start_fan_out,
+    record_unsent,
 )
 from .storage import describe_error
 
-# How a run may end and still be a successful task. handed_over is a fan-out subtask passing the
+# How a run may end and still be a successful task. handed_over is a fan-out run passing the
 # rest to its successor: routine.
 SUCCESSFUL_ENDINGS = {
     PurgeRun.Status.SUCCEEDED,
@@ -51,88 +50,66 @@ class PurgeRunFailed(Exception):
 def delete_expired_jobs(
     self, batch_size=None, limit=None, trigger=PurgeRun.Trigger.BEAT, requested_by=""
 ):
-    """Purge expired jobs, or fan a large backlog out; returns the run (or fan-out) summary."""
+    """Purge expired jobs, or fan a large backlog out; returns the run's summary (or the plan).
+
+    Every run this purge starts, here or in a fan-out task, is in the group of this task's id.
+    """
+    run_fields = {"trigger": trigger, "requested_by": requested_by, "group": _task_id(self)}
     if limit is None:
         plan = plan_purge(batch_size=batch_size)
         if not plan.inline:
-            if not plan.subtasks:
-                # An earlier fan-out's subtasks hold every slot and will take this backlog too.
-                return plan.as_dict()
-            fan_out = start_fan_out(
-                plan=plan, trigger=trigger, requested_by=requested_by, task_id=_task_id(self)
-            )
-            _enqueue_subtasks(self, fan_out)
-            return fan_out.as_dict()
+            # With no slot free, an earlier fan-out's tasks hold them all and take this backlog.
+            kwargs = {"cutoff": plan.cutoff.isoformat(), "batch_size": plan.batch_size}
+            _enqueue_chunks(self, plan.subtasks, {**kwargs, **run_fields})
+            return {**plan.as_dict(), "group": run_fields["group"]}
     with _failing_with_the_run():
-        result = purge_expired_jobs(
-            batch_size=batch_size,
-            limit=limit,
-            trigger=trigger,
-            requested_by=requested_by,
-            task_id=_task_id(self),
+        run = purge_expired_jobs(
+            batch_size=batch_size, limit=limit, task_id=_task_id(self), **run_fields
         )
-    return _succeeded(result, result.as_dict())
+    return _succeeded(run)
 
 
 @shared_task(name="delete_expired_jobs_chunk", bind=True)
-def delete_expired_jobs_chunk(self, cutoff, batch_size=None, parent_run_id=None):
+def delete_expired_jobs_chunk(self, cutoff, batch_size=None, **run_fields):
     """One time-bounded share of a fanned-out purge; enqueues its successor while work remains.
 
     `cutoff` is an ISO 8601 time with its UTC offset, never ahead of the database's clock: any
-    other is refused (CutoffRefused, a ValueError) before anything is deleted.
+    other is refused (CutoffRefused, a ValueError) before anything is deleted. `run_fields`
+    (trigger, requested_by, group) are the fan-out's, passed on to every successor.
     """
     with _failing_with_the_run():
-        chunk = purge_expired_chunk(
-            cutoff=parse_cutoff(cutoff),
-            batch_size=batch_size,
-            parent_id=parent_run_id,
-            task_id=_task_id(self),
+        run = purge_expired_chunk(
+            cutoff=parse_cutoff(cutoff), batch_size=batch_size, task_id=_task_id(self), **run_fields
         )
-    if chunk.more:
-        kwargs = {"cutoff": cutoff, "batch_size": batch_size, "parent_run_id": parent_run_id}
-        try:
-            _enqueue_chunk(self, kwargs)
-        except Exception as exc:
-            if parent_run_id is not None:
-                release_subtask(parent_id=parent_run_id, error=describe_error(exc))
-            raise
-    return _succeeded(chunk.result, chunk.as_dict())
+    if run.status == PurgeRun.Status.HANDED_OVER:
+        _enqueue_chunks(self, 1, {"cutoff": cutoff, "batch_size": batch_size, **run_fields})
+    return _succeeded(run)
 
 
-def _enqueue_subtasks(task, fan_out):
-    sent = 0
-    try:
-        for _ in range(fan_out.plan.subtasks):
-            _enqueue_chunk(task, fan_out.chunk_kwargs())
-            sent += 1
-    except Exception as exc:
-        # The fan-out waits only for the subtasks that were sent.
-        release_subtask(
-            parent_id=fan_out.run_id,
-            error=describe_error(exc),
-            count=fan_out.plan.subtasks - sent,
-        )
-        raise
-
-
-def _enqueue_chunk(task, kwargs):
-    # Subtasks stay on the queue the purge came from, so a purge routed to its own queue (and
-    # its own workers) stays there.
+def _enqueue_chunks(task, count, kwargs):
+    # Fan-out tasks stay on the queue the purge came from, so a purge routed to its own queue
+    # (and its own workers) stays there.
     queue = (task.request.delivery_info or {}).get("routing_key")
-    delete_expired_jobs_chunk.apply_async(
-        kwargs=kwargs, expires=SUBTASK_EXPIRES_SECONDS, queue=queue
-    )
+    try:
+        for _ in range(count):
+            delete_expired_jobs_chunk.apply_async(
+                kwargs=kwargs, expires=SUBTASK_EXPIRES_SECONDS, queue=queue
+            )
+    except Exception as exc:
+        # The purge's history must not read as done: a failed run in its group says why.
+        record_unsent(error=describe_error(exc), **kwargs)
+        raise
 
 
 def _task_id(task) -> str:
     return task.request.id or ""
 
 
-def _succeeded(result, summary: dict) -> dict:
+def _succeeded(run) -> dict:
     """The summary for Celery's result, or FAILURE with it when the run did not succeed."""
-    if result.status not in SUCCESSFUL_ENDINGS:
-        raise PurgeRunFailed(summarize_run(result), summary)
-    return summary
+    if run.status not in SUCCESSFUL_ENDINGS:
+        raise PurgeRunFailed(summarize_run(run), run.as_dict())
+    return run.as_dict()
 
 
 @contextmanager
@@ -142,10 +119,10 @@ def _failing_with_the_run():
     try:
         yield
     except Exception as exc:
-        result = getattr(exc, "purge_result", None)
-        if result is None:
+        run = getattr(exc, "purge_result", None)
+        if run is None:
             raise
-        raise PurgeRunFailed(summarize_run(result), result.as_dict()) from exc
+        raise PurgeRunFailed(summarize_run(run), run.as_dict()) from exc
 
 
 @shared_task(name="reconcile_storage")

@@ -134,3 +134,29 @@ def referenced_files() -> set[str]:
 def half_deleted_jobs() -> list:
     """Jobs still in the database that lost some of their rows: must always be empty."""
     return [pk for pk in Job.objects.values_list("pk", flat=True) if rows_of(pk) != FULL_JOB_ROWS]
+
+
+def run_chain(cutoff, batch_size, *, seconds=0, **run_fields) -> list:
+    """One fan-out task as the worker runs it: it, then each successor it hands over to, until
+    one ends without handing over; returns their runs. `run_fields`: group, trigger..."""
+    from cleanup.models import PurgeRun
+    from cleanup.services import purge_expired_chunk
+
+    runs = [purge_expired_chunk(cutoff=cutoff, batch_size=batch_size, **run_fields)]
+    while runs[-1].status == PurgeRun.Status.HANDED_OVER:
+        runs.append(
+            purge_expired_chunk(cutoff=cutoff, batch_size=batch_size, seconds=seconds, **run_fields)
+        )
+        assert len(runs) < 20
+    return runs
+
+
+def run_fan_out(plan, *, group="fan-out", seconds=60, **run_fields) -> list:
+    """A planned fan-out, its tasks one after the other: every run in one group."""
+    return [
+        run
+        for _ in range(plan.subtasks)
+        for run in run_chain(
+            plan.cutoff, plan.batch_size, seconds=seconds, group=group, **run_fields
+        )
+    ]

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import connection
 
 from cleanup.models import PurgeRun
+from cleanup.services import purge_status
 from cleanup.tasks import delete_expired_jobs
 from jobs.models import Job
 from tests.helpers import bulk_expired_jobs, live_job
@@ -120,11 +121,14 @@ def fan_out_on_a_real_worker(tmp_path, **task_kwargs):
     ):
         delete_expired_jobs.apply_async(kwargs=task_kwargs, queue=queue)
         wait_until(lambda: Job.objects.count() == 1, 120, message="the fanned-out purge")
-        # The fan-out's own run closes once every subtask it started has run, including ones
-        # still queued when the backlog was already gone.
-        unfinished = [PurgeRun.Status.RUNNING, PurgeRun.Status.FANNED_OUT]
+        # Every task it started has run, including ones still queued when the backlog was
+        # already gone: no run is open, none waits for its successor.
+        unfinished = [PurgeRun.Status.RUNNING, PurgeRun.Status.HANDED_OVER]
         wait_until(
-            lambda: not PurgeRun.objects.filter(status__in=unfinished).exists(),
+            lambda: (
+                PurgeRun.objects.count() >= 3  # the three tasks it fanned out to, at least
+                and purge_status().last_run["status"] not in unfinished
+            ),
             60,
             message="every run to close",
         )

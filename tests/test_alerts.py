@@ -35,7 +35,7 @@ def test_every_status_counter_is_exported_from_zero(admin_client):
     text = scrape(admin_client)
     for status in ["succeeded", "failed", "files_pending", "abandoned", "interrupted", "dry_run"]:
         assert f'fmr_cleanup_runs_total{{status="{status}"}} 0.0' in text, status
-    assert 'status="running"' not in text and 'status="fanned_out"' not in text
+    assert 'status="running"' not in text
 
     expired_job(with_files=False)
     purge_expired_jobs(trigger=PurgeRun.Trigger.BEAT)

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import connection
 
 from cleanup.models import PurgeRun
+from cleanup.services.runs import purge_facts
 from cleanup.tasks import delete_expired_jobs
 from jobs.models import Job, SmsLog
 from tests.conftest import S3_CREDENTIALS
@@ -172,27 +173,27 @@ def test_fan_out_subtasks_that_leave_files_pending_fail_and_handing_over_succeed
         wait_until(lambda: Job.objects.count() == 1, 120, message="the fanned-out purge")
         wait_until(
             lambda: (
-                PurgeRun.objects.filter(parent__isnull=False).exists()
+                PurgeRun.objects.filter(group=sent.id).exists()
                 and all(
                     results(run.task_id).state in DONE
-                    for run in PurgeRun.objects.filter(parent__isnull=False)
+                    for run in PurgeRun.objects.filter(group=sent.id)
                 )
-                and not PurgeRun.objects.filter(status=PurgeRun.Status.FANNED_OUT).exists()
+                and purge_facts(sent.id)["status"] not in ("running", "handed_over")
             ),
             90,
-            message="every subtask's task to end",
+            message="every fan-out task to end",
         )
 
     assert Job.objects.get() == kept
     assert results(sent.id).state == "SUCCESS"  # it only fanned out
-    subtasks = PurgeRun.objects.filter(parent__isnull=False)
-    states = {run.pk: (run.status, results(run.task_id).state) for run in subtasks}
+    runs = PurgeRun.objects.filter(group=sent.id)
+    states = {run.pk: (run.status, results(run.task_id).state) for run in runs}
     for status, state in states.values():
         expected = "FAILURE" if status in ("failed", "files_pending") else "SUCCESS"
         assert state == expected, states
     assert any(status == "files_pending" for status, _ in states.values()), states
-    for run in subtasks.filter(status="files_pending"):
+    for run in runs.filter(status="files_pending"):
         assert f"run #{run.pk}" in str(results(run.task_id).result)
-    parent = PurgeRun.objects.get(parent__isnull=True)
-    assert parent.status == PurgeRun.Status.FILES_PENDING
-    assert parent.files_pending == sum(s.files_pending for s in subtasks) > 0
+    purge = purge_facts(sent.id)
+    assert purge["status"] == PurgeRun.Status.FILES_PENDING
+    assert purge["files_pending"] == sum(run.files_pending for run in runs) > 0

@@ -11,9 +11,9 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from cleanup.models import PurgeRun
-from cleanup.services import plan_purge, purge_expired_chunk, purge_expired_jobs, start_fan_out
+from cleanup.services import plan_purge, purge_expired_jobs
 from jobs.demo import FILES_PER_JOB
-from tests.helpers import bulk_expired_jobs, expired_job, file_names
+from tests.helpers import bulk_expired_jobs, expired_job, file_names, run_fan_out
 from tests.processes import child_env, run_manage
 
 pytestmark = pytest.mark.django_db
@@ -100,9 +100,7 @@ def test_admin_runs_say_who_asked_and_fan_outs_list_parent_and_subtasks():
     by_admin = purge_expired_jobs(trigger=PurgeRun.Trigger.ADMIN, requested_by="operator")
     bulk_expired_jobs(4)
     plan = plan_purge(batch_size=2, max_parallel=2)
-    fan_out = start_fan_out(plan=plan, trigger=PurgeRun.Trigger.ADMIN, requested_by="operator")
-    for _ in range(plan.subtasks):
-        purge_expired_chunk(cutoff=plan.cutoff, batch_size=2, parent_id=fan_out.run_id, seconds=60)
+    runs = run_fan_out(plan, trigger=PurgeRun.Trigger.ADMIN, requested_by="operator")
     dry = purge_expired_jobs(dry_run=True)
     today = datetime.now(SEOUL).date().isoformat()
 
@@ -112,11 +110,11 @@ def test_admin_runs_say_who_asked_and_fan_outs_list_parent_and_subtasks():
     }
 
     assert lines[by_admin.run_id]["requested_by"] == "operator"
-    assert lines[fan_out.run_id]["requested_by"] == "operator"
-    assert int(lines[fan_out.run_id]["jobs.Job"]) == 4
-    subtasks = PurgeRun.objects.filter(parent_id=fan_out.run_id)
-    for subtask in subtasks:
-        assert int(lines[subtask.pk]["parent_run_id"]) == fan_out.run_id
+    # A fan-out's runs: one line each, in one group, with the admin's trigger and user.
+    assert sum(int(lines[run.pk]["jobs.Job"]) for run in runs) == 4
+    for run in runs:
+        assert lines[run.pk]["requested_by"] == "operator"
+        assert lines[run.pk]["group"] == "fan-out" != lines[by_admin.run_id]["group"]
     assert lines[dry.run_id]["status"] == "dry_run"
     assert int(lines[dry.run_id]["files_deleted"]) == 0
     assert "nothing" in lines[dry.run_id]["method"].lower()

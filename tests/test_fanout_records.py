@@ -1,184 +1,169 @@
-"""One fan-out, one record: a fan-out leaves a parent run whose totals are its subtasks' runs'.
+"""One purge, one entry: a fan-out's runs share a group, and the history reads the group.
 
-The parent carries the trigger that was asked for (beat, admin, ...); its subtasks' runs point at
-it; it is "succeeded" only once every subtask is done and none failed or left files pending; and
-"last successful purge" names the parent, never an empty leftover subtask.
+Every run of a fan-out (its tasks side by side and the successors they hand over to) carries
+the trigger that was asked for (beat, admin, ...) and the group of the request; the purge's
+totals are its runs' sums; it is "succeeded" only once none of its runs is open, failed or left
+files pending, and its latest run did not hand work on; and "last successful purge" names the
+purge, never an empty leftover run on its own.
 """
 
 import json
-from datetime import timedelta
 from io import StringIO
 
 import pytest
 from django.core.management import call_command
-from django.utils import timezone
 
 from cleanup.models import PurgeRun
 from cleanup.services import (
     plan_purge,
     purge_expired_chunk,
     purge_status,
-    release_subtask,
-    start_fan_out,
+    record_unsent,
 )
 from cleanup.tasks import delete_expired_jobs
 from jobs.demo import FILES_PER_JOB, ROWS_PER_JOB
 from jobs.models import Job
-from tests.helpers import FULL_JOB_ROWS, bulk_expired_jobs, expired_job, live_job, rows_of
+from tests.helpers import (
+    FULL_JOB_ROWS,
+    bulk_expired_jobs,
+    expired_job,
+    live_job,
+    rows_of,
+    run_chain,
+    run_fan_out,
+)
 from tests.processes import fan_out_on_a_real_worker
 
-SUMMED = ["batches", "jobs_deleted", "files_deleted", "files_pending"]
+SUMMED = ["jobs_deleted", "files_deleted", "files_pending"]
 
 
-def assert_parent_is_the_sum_of_its_subtasks(parent):
-    subtasks = list(parent.subtask_runs.all())
-    assert subtasks, "a fan-out parent without subtask runs"
+def assert_purge_is_the_sum_of_its_runs(facts, runs):
+    assert runs, "a purge without runs"
+    assert facts["run_id"] == min(run.pk for run in runs)
+    assert {r["run_id"] for r in facts["runs"]} == {run.pk for run in runs}
     for field in SUMMED:
-        assert getattr(parent, field) == sum(getattr(s, field) for s in subtasks), field
+        assert facts[field] == sum(getattr(run, field) for run in runs), field
     rows = {}
-    for subtask in subtasks:
-        for label, count in subtask.rows_deleted.items():
+    for run in runs:
+        for label, count in run.rows_deleted.items():
             rows[label] = rows.get(label, 0) + count
-    assert parent.rows_deleted == rows
-
-
-def run_chain(cutoff, batch_size, parent_id, seconds=0):
-    """Subtasks as the worker runs them: each one's successor runs after it, until none is due."""
-    chunks = [purge_expired_chunk(cutoff=cutoff, batch_size=batch_size, parent_id=parent_id)]
-    while chunks[-1].more:
-        chunks.append(
-            purge_expired_chunk(
-                cutoff=cutoff, batch_size=batch_size, parent_id=parent_id, seconds=seconds
-            )
-        )
-        assert len(chunks) < 20
-    return chunks
+    assert facts["rows_deleted"] == rows
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_fan_out_records_a_parent_run_with_the_requested_trigger_and_its_subtasks_totals(
-    settings,
-):
-    settings.CLEANUP_SUBTASK_SECONDS = 0  # each subtask does one batch, then hands over
+def test_a_fan_out_is_one_purge_with_the_requested_trigger_and_its_runs_totals(settings):
+    settings.CLEANUP_SUBTASK_SECONDS = 0  # each task does one batch, then hands over
     bulk_expired_jobs(9)
     kept = live_job()
     plan = plan_purge(batch_size=2, max_parallel=2)
-    fan_out = start_fan_out(plan=plan, trigger=PurgeRun.Trigger.ADMIN, requested_by="operator")
+    asked = {"group": "tick-1", "trigger": PurgeRun.Trigger.ADMIN, "requested_by": "operator"}
 
-    parent = PurgeRun.objects.get(pk=fan_out.run_id)
-    assert parent.trigger == PurgeRun.Trigger.ADMIN and parent.requested_by == "operator"
-    assert parent.status == PurgeRun.Status.FANNED_OUT
-    assert fan_out.as_dict()["run_id"] == parent.pk
+    # A task handed over and its successor has not run yet: the purge is not done.
+    first = purge_expired_chunk(cutoff=plan.cutoff, batch_size=2, **asked)
+    assert first.status == PurgeRun.Status.HANDED_OVER
+    assert purge_status().last_run["status"] == PurgeRun.Status.HANDED_OVER
+    assert purge_status().last_success is None
 
     # Two chains side by side (here: one after the other), each re-enqueueing itself.
-    first = run_chain(plan.cutoff, 2, parent.pk)
-    parent.refresh_from_db()
-    # One chain is done, the other has not started: the parent is still open.
-    assert parent.status == PurgeRun.Status.FANNED_OUT
-    assert_parent_is_the_sum_of_its_subtasks(parent)
-    second = run_chain(plan.cutoff, 2, parent.pk)
-
-    parent.refresh_from_db()
-    assert parent.status == PurgeRun.Status.SUCCEEDED and parent.finished_at is not None
-    assert parent.jobs_deleted == 9 and parent.rows_deleted["jobs.SmsLog"] == 27
-    assert_parent_is_the_sum_of_its_subtasks(parent)
-    subtasks = parent.subtask_runs.all()
-    assert subtasks.count() == len(first) + len(second)
-    assert {s.trigger for s in subtasks} == {PurgeRun.Trigger.TASK}
+    chains = run_chain(plan.cutoff, 2, **asked) + run_chain(plan.cutoff, 2, **asked)
+    runs = [first, *chains]
+    assert {run.trigger for run in runs} == {PurgeRun.Trigger.ADMIN}
+    assert {run.requested_by for run in runs} == {"operator"}
     assert rows_of(kept.pk) == FULL_JOB_ROWS
 
     facts = purge_status()
-    # The last subtask found nothing left: it is never "the last successful purge".
-    assert facts.last_success["run_id"] == parent.pk
+    assert facts.last_success["status"] == PurgeRun.Status.SUCCEEDED
+    assert facts.last_success["trigger"] == "admin"
     assert facts.last_success["jobs_deleted"] == 9
-    assert facts.last_success["subtask_runs"] == subtasks.count()
-    assert {s["run_id"] for s in facts.last_success["subtasks"]} == {s.pk for s in subtasks}
-    assert facts.last_run["run_id"] == parent.pk
+    assert facts.last_success["rows_deleted"]["jobs.SmsLog"] == 27
+    assert_purge_is_the_sum_of_its_runs(facts.last_success, runs)
+    assert facts.last_run == facts.last_success
 
 
 @pytest.mark.django_db(transaction=True)
-def test_last_successful_purge_never_names_an_empty_leftover_subtask():
+def test_last_successful_purge_never_names_an_empty_leftover_run():
     bulk_expired_jobs(6)
     plan = plan_purge(batch_size=2, max_parallel=3)
-    fan_out = start_fan_out(plan=plan, trigger=PurgeRun.Trigger.BEAT)
-    for _ in range(plan.subtasks):
-        run_chain(plan.cutoff, 2, fan_out.run_id)
-    # The third subtask came too late for work: an empty, succeeded subtask run, the newest run.
+    runs = run_fan_out(plan, group="tick", trigger=PurgeRun.Trigger.BEAT)
+    # The last task came too late for work: an empty, succeeded run, the newest run.
     newest = PurgeRun.objects.order_by("-started_at", "-pk").first()
-    assert newest.parent_id == fan_out.run_id
+    assert newest.group == "tick" and newest.jobs_deleted == 0
 
     out = StringIO()
     call_command("purge_status", stdout=out)
     text = out.getvalue()
-    assert f"last successful purge:        run #{fan_out.run_id} (beat)" in text
+    assert f"last successful purge:        run #{runs[0].pk} (beat)" in text
     assert f"6 job(s), {6 * ROWS_PER_JOB} row(s), {6 * FILES_PER_JOB} file(s) deleted" in text
-    assert "subtask run(s)" in text
+    assert f"fan-out over {len(runs)} run(s)" in text
 
     out = StringIO()
     call_command("purge_status", "--json", stdout=out)
     data = json.loads(out.getvalue())
-    assert data["last_success"]["run_id"] == fan_out.run_id
+    assert data["last_success"]["run_id"] == runs[0].pk
+    assert data["last_success"]["group"] == "tick"
     assert data["last_success"]["jobs_deleted"] == 6
-    assert len(data["last_success"]["subtasks"]) == data["last_success"]["subtask_runs"] >= 3
+    assert len(data["last_success"]["runs"]) == len(runs) >= 3
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_parent_is_not_succeeded_while_a_subtask_failed_or_left_files_pending(settings):
+def test_a_purge_is_not_succeeded_while_one_of_its_runs_failed(settings):
     bulk_expired_jobs(4)
     plan = plan_purge(batch_size=2, max_parallel=2)
-    fan_out = start_fan_out(plan=plan, trigger=PurgeRun.Trigger.BEAT)
     working = settings.STORAGES
-    # The first subtask's storage is one the purge does not support: its run fails before it
+    # The first task's storage is one the purge does not support: its run fails before it
     # deletes anything.
     settings.STORAGES = {
         **working,
         "default": {"BACKEND": "django.core.files.storage.InMemoryStorage"},
     }
     with pytest.raises(Exception, match="not supported") as failed:
-        purge_expired_chunk(cutoff=plan.cutoff, batch_size=2, parent_id=fan_out.run_id)
+        purge_expired_chunk(cutoff=plan.cutoff, batch_size=2, group="tick")
     assert failed.value.purge_result.status == PurgeRun.Status.FAILED
     settings.STORAGES = working
-    run_chain(plan.cutoff, 2, fan_out.run_id)  # the other subtask finishes the backlog
+    runs = [failed.value.purge_result, *run_chain(plan.cutoff, 2, group="tick")]
 
-    parent = PurgeRun.objects.get(pk=fan_out.run_id)
     assert not Job.objects.exists()
-    assert parent.status == PurgeRun.Status.FAILED
-    assert "not supported" in parent.error
-    assert_parent_is_the_sum_of_its_subtasks(parent)
-    assert parent.jobs_deleted == 4
+    facts = purge_status().last_run
+    assert facts["status"] == PurgeRun.Status.FAILED
+    assert_purge_is_the_sum_of_its_runs(facts, runs)
+    assert facts["jobs_deleted"] == 4
     assert purge_status().last_success is None
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_subtask_that_could_not_be_enqueued_does_not_keep_the_parent_open_forever():
+def test_a_fan_out_task_that_could_not_be_enqueued_fails_its_purge():
     bulk_expired_jobs(4)
     plan = plan_purge(batch_size=2, max_parallel=2)
-    fan_out = start_fan_out(plan=plan, trigger=PurgeRun.Trigger.BEAT)
-    run_chain(plan.cutoff, 2, fan_out.run_id)
-    release_subtask(parent_id=fan_out.run_id, error="OperationalError: broker unreachable")
+    run_chain(plan.cutoff, 2, group="tick")
+    record_unsent(
+        cutoff=plan.cutoff.isoformat(),
+        batch_size=2,
+        error="OperationalError: broker unreachable",
+        group="tick",
+    )
 
-    parent = PurgeRun.objects.get(pk=fan_out.run_id)
-    assert parent.status != PurgeRun.Status.FANNED_OUT and parent.finished_at is not None
-    assert parent.status != PurgeRun.Status.SUCCEEDED
-    assert "broker unreachable" in parent.error
+    facts = purge_status().last_run
+    assert facts["status"] == PurgeRun.Status.FAILED and facts["finished_at"] is not None
+    unsent = PurgeRun.objects.get(group="tick", status=PurgeRun.Status.FAILED)
+    assert "broker unreachable" in unsent.error and unsent.jobs_deleted == 0
+    assert "none" in unsent.method
+    assert purge_status().last_success is None
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_fan_out_whose_subtasks_never_came_is_closed_by_a_later_purge():
+def test_a_fan_out_whose_tasks_never_came_claims_no_purge():
+    expired_job(with_files=False)
+    delete_expired_jobs.apply()  # a purge that did its work
+    done = purge_status().last_success
     bulk_expired_jobs(4)
     plan = plan_purge(batch_size=2, max_parallel=2)
-    fan_out = start_fan_out(plan=plan, trigger=PurgeRun.Trigger.BEAT)
-    # Its subtasks expired in the queue: nothing happened for longer than they may wait.
-    long_ago = timezone.now() - timedelta(hours=2)
-    PurgeRun.objects.filter(pk=fan_out.run_id).update(started_at=long_ago, heartbeat_at=long_ago)
-
-    from cleanup.services import purge_expired_jobs
-
-    purge_expired_jobs()
-
-    parent = PurgeRun.objects.get(pk=fan_out.run_id)
-    assert parent.status == PurgeRun.Status.ABANDONED and parent.finished_at is not None
-    assert "subtask" in parent.error
+    # Its tasks expired in the queue: no run was recorded, so none claims the backlog purged.
+    assert plan.subtasks == 2
+    assert purge_status().last_success == done and purge_status().expired_jobs == 4
+    # A chain whose successor never came: never the last successful purge either.
+    first = purge_expired_chunk(cutoff=plan.cutoff, batch_size=2, seconds=0, group="lost")
+    assert first.status == PurgeRun.Status.HANDED_OVER
+    assert purge_status().last_success == done
 
 
 @pytest.mark.django_db(transaction=True)
@@ -187,7 +172,8 @@ def test_a_backlog_one_batch_can_take_is_one_plain_run_with_the_requested_trigge
     summary = delete_expired_jobs.apply(kwargs={"trigger": "admin", "requested_by": "operator"})
     run = PurgeRun.objects.get()
     assert summary.get()["run_id"] == run.pk
-    assert run.trigger == "admin" and run.requested_by == "operator" and run.parent is None
+    assert run.trigger == "admin" and run.requested_by == "operator"
+    assert run.group == summary.id == run.task_id
     assert run.status == PurgeRun.Status.SUCCEEDED and run.jobs_deleted == 1
 
 
@@ -195,15 +181,15 @@ def test_a_backlog_one_batch_can_take_is_one_plain_run_with_the_requested_trigge
 @pytest.mark.redis
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_a_real_worker_fan_out_leaves_one_parent_record_with_the_admins_trigger(tmp_path):
+def test_a_real_worker_fan_out_is_one_purge_with_the_admins_trigger(tmp_path):
     kept = fan_out_on_a_real_worker(tmp_path, trigger="admin", requested_by="operator")
 
     assert rows_of(kept.pk) == FULL_JOB_ROWS
-    parent = PurgeRun.objects.get(parent__isnull=True)
-    assert parent.trigger == PurgeRun.Trigger.ADMIN and parent.requested_by == "operator"
-    assert parent.status == PurgeRun.Status.SUCCEEDED
-    assert parent.jobs_deleted == 120
-    assert_parent_is_the_sum_of_its_subtasks(parent)
-    assert parent.subtask_runs.count() >= 3
-    assert not PurgeRun.objects.filter(parent__isnull=True).exclude(pk=parent.pk).exists()
-    assert purge_status().last_success["run_id"] == parent.pk
+    runs = list(PurgeRun.objects.all())
+    assert len({run.group for run in runs}) == 1 and len(runs) >= 3
+    assert {run.trigger for run in runs} == {PurgeRun.Trigger.ADMIN}
+    assert {run.requested_by for run in runs} == {"operator"}
+    facts = purge_status().last_success
+    assert facts["status"] == PurgeRun.Status.SUCCEEDED and facts["jobs_deleted"] == 120
+    assert_purge_is_the_sum_of_its_runs(facts, runs)
+    assert purge_status().last_run == facts

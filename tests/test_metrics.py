@@ -15,12 +15,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from cleanup.models import PendingFileDeletion, PurgeRun
 from cleanup.services import (
     plan_purge,
-    purge_expired_chunk,
     purge_expired_jobs,
-    start_fan_out,
 )
 from jobs.demo import FILES_PER_JOB, ROWS_PER_JOB
-from tests.helpers import bind_test_storage, bulk_expired_jobs, expired_job, live_job
+from tests.helpers import (
+    bind_test_storage,
+    bulk_expired_jobs,
+    expired_job,
+    live_job,
+    run_fan_out,
+)
 from tests.processes import ROOT, child_env, wait_until
 from tests.s3server import free_port
 
@@ -91,16 +95,13 @@ def test_the_counters_count_runs_jobs_rows_and_files_by_status_each_once(admin_c
     purge_expired_jobs(dry_run=True)  # would delete 1: deletes nothing
     bulk_expired_jobs(4)
     plan = plan_purge(batch_size=2, max_parallel=2)
-    fan_out = start_fan_out(plan=plan, trigger=PurgeRun.Trigger.BEAT)
-    for _ in range(plan.subtasks):
-        purge_expired_chunk(cutoff=plan.cutoff, batch_size=2, parent_id=fan_out.run_id, seconds=60)
-    assert PurgeRun.objects.get(pk=fan_out.run_id).jobs_deleted == 5
+    runs = run_fan_out(plan, trigger=PurgeRun.Trigger.BEAT)
+    assert sum(run.jobs_deleted for run in runs) == 5
 
     text = scrape(admin_client)
 
     assert "# TYPE fmr_cleanup_runs_total counter" in text
-    # The fan-out's jobs are counted once: by the subtask runs that deleted them, not again
-    # by their parent.
+    # The fan-out's jobs are counted once: by the runs that deleted them.
     jobs = sum(
         v for (name, _), v in samples(text).items() if name == "fmr_cleanup_jobs_deleted_total"
     )

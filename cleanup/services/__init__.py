@@ -1,9 +1,9 @@
 """The cleanup app's business logic. Commands, tasks, views and admin call only these.
 
 purge: deleting expired jobs (the purge itself); files: storage deletes of pending names;
-fanout: splitting a large backlog over Celery workers; runs: run records (fan-out parents,
-dead runs, the backlog a run starts with); status: what operators see; history: the purge's
-past, for plots and counters; ledger: the destruction ledger; reconcile: stored objects
+fanout: splitting a large backlog over Celery workers; runs: run records (dead runs, the
+backlog a run starts with, a purge's runs read as one); status: what operators see; history:
+the purge's past, for plots and counters; ledger: the destruction ledger; reconcile: stored objects
 nothing names; readiness: storage and schedules in place (the system checks); clock: whose
 clock decides what has expired; binding: which storage the database's files live in.
 """
@@ -18,21 +18,14 @@ from .binding import (
 )
 from .clock import CutoffRefused, database_now, parse_cutoff, purge_cutoff
 from .errors import PurgeNotPossible, StorageNotVerified
-from .fanout import (
-    ChunkResult,
-    FanOut,
-    PurgePlan,
-    plan_purge,
-    purge_expired_chunk,
-    start_fan_out,
-)
+from .fanout import PurgePlan, plan_purge, purge_expired_chunk
 from .files import FileDeletion, delete_pending_files
 from .history import RetentionHistory, RunTotals, retention_history, run_totals
 from .ledger import LedgerBroken, as_csv_row, ledger_fields, ledger_models, purge_log, verify_ledger
-from .purge import PurgeResult, purge_expired_jobs
+from .purge import purge_expired_jobs
 from .readiness import SCHEDULES, Schedule, ScheduleState, check_schedules, check_storage
 from .reconcile import RECONCILE_GRACE, ReconcileFailed, ReconcileResult, reconcile_storage
-from .runs import SUBTASK_EXPIRES_SECONDS, release_subtask
+from .runs import SUBTASK_EXPIRES_SECONDS, record_unsent
 from .status import (
     PurgeStatus,
     count_expired_jobs,
@@ -48,8 +41,6 @@ __all__ = [
     "SCHEDULES",
     "SUBTASK_EXPIRES_SECONDS",
     "BindingState",
-    "ChunkResult",
-    "FanOut",
     "CutoffRefused",
     "FileDeletion",
     "LedgerBroken",
@@ -58,7 +49,6 @@ __all__ = [
     "verify_ledger",
     "PurgeNotPossible",
     "PurgePlan",
-    "PurgeResult",
     "PurgeSchedule",
     "PurgeStatus",
     "Verdict",
@@ -90,11 +80,10 @@ __all__ = [
     "purge_log",
     "purge_status",
     "reconcile_storage",
-    "release_subtask",
+    "record_unsent",
     "retention_history",
     "resolve_stuck_files",
     "retry_pending_files",
     "run_totals",
-    "start_fan_out",
     "verify_storage",
 ]

@@ -1,7 +1,7 @@
 """Parallel purge: a large backlog fanned out over Celery workers.
 
-A fan-out leaves one run record of its own (the parent, with the trigger that was asked for)
-and one per subtask, pointing at it; see runs.py for how the parent keeps up with them.
+A fan-out is runs side by side, each taking its own batches (SKIP LOCKED), all in the group of
+the request that started them; see runs.py for how a group is read as one purge.
 """
 
 import itertools
@@ -17,13 +17,7 @@ from jobs.models import Job
 
 from ..models import PurgeRun
 from .clock import purge_cutoff
-from .purge import PurgeResult, check_positive, purge_expired_jobs
-from .runs import (
-    open_run,
-    settle_fan_out,
-    settle_fan_out_quietly,
-    start_subtask,
-)
+from .purge import check_positive, purge_expired_jobs
 
 logger = logging.getLogger(__name__)
 
@@ -44,9 +38,6 @@ class PurgePlan:
     def inline(self) -> bool:
         # One subtask at most is no parallelism: the scheduled run then purges by itself.
         return self.backlog <= self.batch_size or self.max_parallel == 1
-
-    def chunk_kwargs(self) -> dict:
-        return {"cutoff": self.cutoff.isoformat(), "batch_size": self.batch_size}
 
     def as_dict(self) -> dict:
         return {
@@ -101,102 +92,41 @@ def plan_purge(
     return plan
 
 
-@dataclass
-class FanOut:
-    """A fan-out's own run record, made before its subtasks are enqueued."""
-
-    run_id: int
-    plan: PurgePlan
-
-    def chunk_kwargs(self) -> dict:
-        return {**self.plan.chunk_kwargs(), "parent_run_id": self.run_id}
-
-    def as_dict(self) -> dict:
-        return {**self.plan.as_dict(), "run_id": self.run_id}
-
-
-def start_fan_out(
-    *, plan: PurgePlan, trigger: str, requested_by: str = "", task_id: str = ""
-) -> FanOut:
-    """Record the run of a fan-out about to start `plan.subtasks` subtasks; they report to it."""
-    run = open_run(
-        cutoff=plan.cutoff,
-        trigger=trigger,
-        requested_by=requested_by,
-        task_id=task_id or "",
-        status=PurgeRun.Status.FANNED_OUT,
-        batch_size=plan.batch_size,
-        heartbeat_at=timezone.now(),
-        subtasks_started=plan.subtasks,
-        subtasks_outstanding=plan.subtasks,
-    )
-    logger.info(
-        "purge.fan_out",
-        extra={"run": run.pk, "trigger": trigger, "subtasks": plan.subtasks},
-    )
-    return FanOut(run_id=run.pk, plan=plan)
-
-
 def _running_subtasks() -> int:
-    # A worker killed mid-run leaves its run open; after two subtask lengths it no longer counts.
+    # Runs in Celery workers (they have a task id). A worker killed mid-run leaves its run
+    # open; after two subtask lengths it no longer counts.
     stale = timedelta(seconds=2 * settings.CLEANUP_SUBTASK_SECONDS + 60)
-    return PurgeRun.objects.filter(
-        trigger=PurgeRun.Trigger.TASK,
-        status=PurgeRun.Status.RUNNING,
-        started_at__gte=timezone.now() - stale,
-    ).count()
-
-
-@dataclass
-class ChunkResult:
-    result: PurgeResult
-    # Expired jobs remain and the subtask ran out of time: it should be enqueued again.
-    more: bool
-
-    def as_dict(self) -> dict:
-        return {**self.result.as_dict(), "more": self.more}
+    return (
+        PurgeRun.objects.filter(
+            status=PurgeRun.Status.RUNNING, started_at__gte=timezone.now() - stale
+        )
+        .exclude(task_id="")
+        .count()
+    )
 
 
 def purge_expired_chunk(
-    *,
-    cutoff: datetime,
-    batch_size: int | None = None,
-    seconds: float | None = None,
-    parent_id: int | None = None,
-    task_id: str = "",
-) -> ChunkResult:
-    """One subtask's share of a fanned-out purge: batches until `seconds` are used up.
+    *, cutoff: datetime, batch_size: int | None = None, seconds: float | None = None, **run_fields
+) -> PurgeRun:
+    """One fan-out task's share of a purge: batches until `seconds` are used up; returns its run.
 
-    Subtasks running side by side take disjoint batches (SKIP LOCKED). Each leaves its own run
-    record (trigger "task", pointing at its fan-out's run `parent_id`), and the fan-out's run is
-    brought up to date when it ends. With `more`, the caller enqueues the successor, which takes
-    this subtask's place in the fan-out (or calls `release_subtask` if it cannot). A naive
-    cutoff, or one ahead of the database's clock, is refused before anything is deleted.
+    Tasks running side by side take disjoint batches (SKIP LOCKED). A run out of time with
+    expired jobs left ends handed_over: the caller enqueues its successor, in the same group.
+    A naive cutoff, or one ahead of the database's clock, is refused before anything is deleted.
     """
     seconds = settings.CLEANUP_SUBTASK_SECONDS if seconds is None else seconds
     deadline = time.monotonic() + seconds
     checks = itertools.count()
-    if parent_id is not None:
-        start_subtask(parent_id=parent_id)
-    try:
-        result = purge_expired_jobs(
-            now=cutoff,
-            batch_size=batch_size,
-            trigger=PurgeRun.Trigger.TASK,
-            parent_id=parent_id,
-            task_id=task_id,
-            # Never before the first batch: every subtask makes progress, however small its
-            # budget.
-            should_stop=lambda: next(checks) > 0 and time.monotonic() >= deadline,
-            stopped_status=PurgeRun.Status.HANDED_OVER,
-        )
-    except Exception:
-        # Ended by an error (its run is recorded): no successor. A BaseException (the worker
-        # shutting down) is not settled: the message goes back to the broker and runs again.
-        if parent_id is not None:
-            settle_fan_out_quietly(parent_id=parent_id, finished=1)
-        raise
-    more = result.status == PurgeRun.Status.HANDED_OVER and Job.objects.expired(cutoff).exists()
-    if parent_id is not None:
-        settle_fan_out(parent_id=parent_id, finished=0 if more else 1)
-    return ChunkResult(result=result, more=more)
+
+    def out_of_time():
+        # Never before the first batch: every task makes progress, however small its budget.
+        late = next(checks) > 0 and time.monotonic() >= deadline
+        return late and Job.objects.expired(cutoff).exists()
+
+    return purge_expired_jobs(
+        now=cutoff,
+        batch_size=batch_size,
+        should_stop=out_of_time,
+        stopped_status=PurgeRun.Status.HANDED_OVER,
+        **run_fields,
+    )

@@ -290,4 +290,6 @@ def _mark_failed(failed: dict[str, str], now, *, storage_failed: bool) -> int:
     PendingFileDeletion.objects.bulk_update(
         rows, ["attempts", "last_error", "next_attempt_at"], batch_size=500
     )
-    return 0 if storage_failed else sum(row.stuck for row in rows)
+    if storage_failed:
+        return 0
+    return PendingFileDeletion.objects.filter(pk__in=[row.pk for row in rows]).stuck().count()

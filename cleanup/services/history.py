@@ -1,10 +1,10 @@
 """The purge's past, from its run records: counters for monitors and a week for the plots.
 
-Counters count finished runs only, and only the runs that did the deleting: plain runs and
-fan-out subtasks, never a fan-out's parent (its totals are its subtasks', counted already).
-A finished run's counts never change, and run records are kept (the admin cannot delete them,
-nothing prunes them), so the counters never go down. Deleting run records by hand would lower
-them; Prometheus reads that as a counter reset.
+Counters count finished runs only, each once (a fan-out's runs each count, as each deleted its
+own share). A finished run's status never changes and its counts only grow (a run a later
+purge marked abandoned adds the work it finished late), and run records are kept (the admin
+cannot delete them, nothing prunes them), so the counters never go down. Deleting run records by
+hand would lower them; Prometheus reads that as a counter reset.
 """
 
 from dataclasses import dataclass
@@ -18,8 +18,6 @@ from django.utils import timezone
 from ..models import PurgeRun
 from .ledger import ledger_models
 
-UNFINISHED = (PurgeRun.Status.RUNNING, PurgeRun.Status.FANNED_OUT)
-
 
 @dataclass
 class RunTotals:
@@ -31,8 +29,12 @@ class RunTotals:
     retries: int = 0
 
 
+# A run still going has no final counts yet.
+UNFINISHED = (PurgeRun.Status.RUNNING,)
+
+
 def counted_runs():
-    return PurgeRun.objects.exclude(status__in=UNFINISHED).filter(subtasks_started=0)
+    return PurgeRun.objects.exclude(status__in=UNFINISHED)
 
 
 def run_totals() -> list[RunTotals]:

@@ -51,7 +51,7 @@ GENESIS = "0" * 64
 # The fields before and after the per-model row counts (ledger_models(): one field per model).
 HEAD = [
     "run_id",
-    "parent_run_id",
+    "group",
     "started_at",
     "finished_at",
     "trigger",
@@ -92,14 +92,17 @@ def purge_log(*, since: date, until: date) -> Iterator[dict]:
     streamed, as chained ledger lines. A bad range raises ValueError here, before any read."""
     start, end = ledger_range(since=since, until=until)
     runs = PurgeRun.objects.filter(started_at__gte=start, started_at__lt=end)
-    return _chained(_line(run, ledger_models()) for run in runs.order_by("started_at", "pk"))
+    return _chained(
+        _line(run, ledger_models())
+        for run in runs.order_by("started_at", "pk").iterator(chunk_size=500)
+    )
 
 
 def _line(run: PurgeRun, models: list[str]) -> dict:
     rows = {label: (run.rows_deleted or {}).get(label, 0) for label in models}
     return {
         "run_id": run.pk,
-        "parent_run_id": run.parent_id,
+        "group": run.group,
         "started_at": _local(run.started_at),
         "finished_at": _local(run.finished_at),
         "trigger": run.trigger,

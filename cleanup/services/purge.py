@@ -6,7 +6,7 @@ import importlib
 import logging
 import pkgutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from django.apps import apps
@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.db.migrations.recorder import MigrationRecorder
 from django.db.models import Value
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Concat
 from django.utils import timezone
 
 from fmr.parsing import MAX_SIZE
@@ -30,55 +30,9 @@ from .errors import PurgeNotPossible
 from .files import FileDeletion, delete_pending_files, open_storage
 from .runs import abandon_dead_runs, open_run
 
+NOTHING_DELETED = "none: the run deleted nothing (refused or failed before its first batch)"
+
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class PurgeResult:
-    """What a run did. A dry run deletes nothing: its *_deleted counts are 0 and its prediction
-    is in would_delete_jobs / would_delete_rows / would_delete_files (0 and {} for real runs)."""
-
-    run_id: int | None
-    dry_run: bool
-    cutoff: datetime
-    status: str
-    jobs_deleted: int
-    rows_deleted: dict[str, int]
-    files_deleted: int
-    files_pending: int
-    batches: int
-    duration_seconds: float
-    error: str = ""
-    would_delete_jobs: int = 0
-    would_delete_rows: dict[str, int] = field(default_factory=dict)
-    would_delete_files: int = 0
-    trigger: str = ""
-    parent_run_id: int | None = None
-    # Files storage refused again that are stuck (purge_status alerts on them): not pending
-    # above, and not a failure of this run.
-    files_stuck: int = 0
-    # File names never sent to storage (not a canonical key under the upload prefix).
-    files_refused: int = 0
-
-    @property
-    def rows_total(self) -> int:
-        return sum(self.rows_deleted.values())
-
-    @property
-    def would_delete_rows_total(self) -> int:
-        return sum(self.would_delete_rows.values())
-
-    @property
-    def ok(self) -> bool:
-        """It did all it set out to: purged everything (or, for a dry run, counted it)."""
-        return self.status in (PurgeRun.Status.SUCCEEDED, PurgeRun.Status.DRY_RUN)
-
-    def as_dict(self) -> dict:
-        data = asdict(self)
-        data["cutoff"] = self.cutoff.isoformat()
-        data["rows_total"] = self.rows_total
-        data["would_delete_rows_total"] = self.would_delete_rows_total
-        return data
 
 
 def purge_expired_jobs(
@@ -87,54 +41,25 @@ def purge_expired_jobs(
     batch_size: int | None = None,
     limit: int | None = None,
     dry_run: bool = False,
-    trigger: str = PurgeRun.Trigger.SHELL,
-    requested_by: str = "",
-    parent_id: int | None = None,
-    task_id: str = "",
     should_stop=None,
     on_batch=None,
     stopped_status: str = PurgeRun.Status.INTERRUPTED,
-) -> PurgeResult:
-    """Delete jobs whose expires_at is before `now`, oldest first, `batch_size` per transaction.
+    **run_fields,
+) -> PurgeRun:
+    """Delete jobs whose expires_at is before `now`, oldest first, `batch_size` per transaction,
+    rows by the ORM cascade and files from storage after each commit; returns the run's record.
 
-    Every dependent row goes through the ORM cascade; every file is recorded as pending in the
-    same transaction and deleted from storage after commit. Before anything is deleted the
-    configured storage is checked against the one the database's files live in
-    (StorageNotVerified, recorded as a failed run, when it is not). `should_stop` is checked between
-    batches so an interrupted run never leaves a batch half done; a run it stops is recorded with
-    `stopped_status`. `on_batch(jobs_deleted)` is called after each batch with the run's total so
-    far (for progress display). `requested_by` (admin runs), `parent_id` (a fan-out's subtask)
-    and `task_id` (Celery) go into the run record.
-
-    An exception that ends the run is re-raised after the run is recorded, carrying the
-    recorded run as `purge_result` (None if the record could not be written).
-
-    The cutoff is never ahead of the database's clock (services/clock.py): without `now`, the
-    earlier of the database's and this process's clock; a naive `now`, or one more than a second
-    ahead of the database, raises CutoffRefused (a ValueError) before anything is deleted.
+    The storage is verified first (StorageNotVerified otherwise). `should_stop()` is asked between
+    batches; a run it stops ends `stopped_status`. `on_batch(jobs_deleted)` follows each batch.
+    `run_fields` go into the record: trigger, requested_by, task_id, group. An exception that
+    ends the run is re-raised once the run is recorded, with the record as `purge_result` (None
+    if it could not be written). The cutoff is never ahead of the database's clock (clock.py).
     """
-    batch_size = settings.CLEANUP_BATCH_SIZE if batch_size is None else batch_size
-    check_positive("batch_size", batch_size)
-    if limit is not None:
-        check_positive("limit", limit)
-    check_database_ready()
+    batch_size = _check_sizes(batch_size, limit)
     cutoff = purge_cutoff(now)
     abandon_dead_runs()
-    # Names pending since before this moment are the final sweep's; names this run records come
-    # later, and each of them is counted by the batch that recorded it.
-    sweep_due_before = timezone.now()
-    run = open_run(
-        cutoff=cutoff,
-        dry_run=dry_run,
-        trigger=trigger,
-        requested_by=requested_by,
-        parent_id=parent_id,
-        task_id=task_id or "",
-        batch_size=batch_size,
-        limit=limit,
-    )
-    started = time.monotonic()
     progress = _Progress(rows=dict.fromkeys((m._meta.label for m, _ in cascade_paths(Job)), 0))
+    run = open_run(cutoff=cutoff, dry_run=dry_run, batch_size=batch_size, limit=limit, **run_fields)
     try:
         # Once per run, before the first row goes: the storage its files live in.
         verify_storage()
@@ -144,51 +69,12 @@ def purge_expired_jobs(
             # Before the first batch: a storage the purge cannot delete from (an unsupported
             # backend) fails the run while every row is still there.
             session = open_storage()
-            _delete_expired(
-                run,
-                cutoff,
-                batch_size,
-                limit,
-                progress,
-                should_stop,
-                on_batch,
-                sweep_due_before,
-                session,
-            )
+            args = (cutoff, batch_size, limit, progress, should_stop, on_batch, session)
+            _delete_expired(run, *args)
     except BaseException as exc:
-        interrupted = isinstance(exc, KeyboardInterrupt)
-        status = PurgeRun.Status.INTERRUPTED if interrupted else PurgeRun.Status.FAILED
-        # A refusal's own words are written for operators; anything else is summarised.
-        error = str(exc) if isinstance(exc, PurgeNotPossible) else storage.describe_error(exc)
-        recorded = _record_failure(run, progress, started, status, error)
-        with contextlib.suppress(AttributeError):  # an exception that takes no attributes
-            exc.purge_result = recorded
+        _record_failure(run, progress, exc)
         raise
-    files = progress.files
-    pending = files.failed - files.stuck
-    if dry_run:
-        status = PurgeRun.Status.DRY_RUN
-    elif progress.stopped:
-        status = stopped_status
-    elif pending or files.refused:
-        # Rows purged, but not every file is known to be gone: never a clean success.
-        status = PurgeRun.Status.FILES_PENDING
-    else:
-        # Deleted everything it could: stuck names are purge_status's alert, not a failed run.
-        status = PurgeRun.Status.SUCCEEDED
-    problems = []
-    if pending:
-        problems.append(f"{pending} file(s) left pending: {'; '.join(files.errors[:3])}")
-    if files.refused:
-        problems.append(
-            f"{files.refused} file name(s) refused, never sent to storage "
-            f"({'; '.join(files.refused_reasons[:3])}); see purge_status"
-        )
-    if files.stuck and not pending:
-        problems.append(
-            f"{files.stuck} stuck file(s) still refused by storage: {'; '.join(files.errors[:3])}"
-        )
-    return _finish(run, progress, started, status, "; ".join(problems))
+    return _finish(run, progress, stopped_status if progress.stopped else None)
 
 
 @dataclass
@@ -197,7 +83,13 @@ class _Progress:
     jobs: int = 0
     batches: int = 0
     files_to_delete: int = 0
+    # The batches' file deletes, and the sweep's of names left by earlier runs.
     files: FileDeletion = field(default_factory=FileDeletion)
+    sweep: FileDeletion = field(default_factory=FileDeletion)
+    # Names pending since before this moment are the sweep's; the batches' names come later.
+    started: datetime = field(default_factory=timezone.now)
+    # The record() tokens of this run's committed batches: its own pending names.
+    tokens: list = field(default_factory=list)
     stopped: bool = False
 
     def with_batch(self, per_model: dict[str, int]) -> "_Progress":
@@ -205,20 +97,33 @@ class _Progress:
         rows = dict(self.rows)
         for label, count in per_model.items():
             rows[label] = rows.get(label, 0) + count
-        return _Progress(
-            rows=rows,
-            jobs=self.jobs + per_model.get(Job._meta.label, 0),
-            batches=self.batches + 1,
-            files=self.files,
-        )
+        jobs = self.jobs + per_model.get(Job._meta.label, 0)
+        return replace(self, rows=rows, jobs=jobs, batches=self.batches + 1)
 
-    def add_batch(self, after: "_Progress"):
+    def add_batch(self, after: "_Progress", token):
         self.rows, self.jobs, self.batches = after.rows, after.jobs, after.batches
+        self.tokens.append(token)
+
+    def left(self) -> tuple[int, int]:
+        """(pending, stuck): this run's own names still waiting, read from the table (another
+        run may have deleted some since), and the sweep's names it could not delete."""
+        mine = PendingFileDeletion.objects.filter(batch__in=self.tokens)
+        stuck = mine.stuck().count() + self.sweep.stuck
+        return mine.not_stuck().count() + self.sweep.failed - self.sweep.stuck, stuck
 
 
 # PurgeRun keeps batch_size and limit in PositiveIntegerFields; anything larger could not even
 # be recorded, so it is refused before the run starts rather than failing inside it. (MAX_SIZE
 # lives with the other bounds in fmr/parsing.py.)
+
+
+def _check_sizes(batch_size, limit) -> int:
+    batch_size = settings.CLEANUP_BATCH_SIZE if batch_size is None else batch_size
+    check_positive("batch_size", batch_size)
+    if limit is not None:
+        check_positive("limit", limit)
+    check_database_ready()
+    return batch_size
 
 
 def check_positive(name, value):
@@ -246,69 +151,71 @@ def _count_expired(cutoff, limit, progress):
     progress.jobs = progress.rows[Job._meta.label]
 
 
-def _delete_expired(
-    run, cutoff, batch_size, limit, progress, should_stop, on_batch, sweep_due_before, session
-):
+def _delete_expired(run, cutoff, batch_size, limit, progress, should_stop, on_batch, session):
     while limit is None or progress.jobs < limit:
         if should_stop is not None and should_stop():
             progress.stopped = True
             return
         size = batch_size if limit is None else min(batch_size, limit - progress.jobs)
-        batch_started = time.monotonic()
-        # durable: files are deleted right after this block, so it must really commit here,
-        # not inside a caller's transaction that could still roll back.
-        with transaction.atomic(durable=True):
-            ids = list(_expired_ids(cutoff, size, lock=True))
-            if not ids:
-                break
-            # The ORM cascade, one DELETE per model (see cleanup/deletion.py); the collector reads
-            # nothing of Job but its key, and hands back the names of the files that must go.
-            cascade = delete_cascading(
-                Job.objects.filter(among("pk", ids)).only("pk"), file_models=file_models(), pks=ids
-            )
-            names = cascade.file_names
-            # The outbox: a pending row per name, committed with the batch (see record()).
-            recorded_as = PendingFileDeletion.objects.record(names)
-            per_model = cascade.per_model
-            after = progress.with_batch(per_model)
-            # The run's record commits with the batch: if the process dies in the file step
-            # below, the record still shows exactly what was purged.
-            _heartbeat(run, after)
-        progress.add_batch(after)
-        files = _delete_batch_files(names, recorded_as, progress.files, session)
-        progress.files.add(files)
-        logger.info(
-            "purge.batch",
-            extra={
-                "run": run.pk,
-                "batch": progress.batches,
-                "jobs": per_model.get(Job._meta.label, 0),
-                "rows": sum(per_model.values()),
-                "files_deleted": files.deleted,
-                "files_pending": files.failed,
-                "duration_ms": int((time.monotonic() - batch_started) * 1000),
-            },
-        )
+        if _delete_batch(run, cutoff, size, progress, session) < size:
+            break  # the backlog is done (or held by a purge beside this one): no empty SELECT
         if on_batch is not None:
             on_batch(progress.jobs)
-        if len(ids) < size:
-            break  # the backlog is done (or held by a purge beside this one): no empty SELECT
     if not progress.files.unavailable:
         # Names left by earlier failures or crashes: this run finishes them.
-        progress.files.add(
-            delete_pending_files(
-                due_before=sweep_due_before, session=session, storage_verified=True
-            )
+        progress.sweep = delete_pending_files(
+            due_before=progress.started, session=session, storage_verified=True
         )
-    if progress.files.unavailable:
+    if progress.files.unavailable or progress.sweep.unavailable:
         # Storage is down, so the sweep stopped at its first failing chunk or never started: the
         # due names it did not get to are left pending by this run too. (The ones it tried were
-        # pushed past `sweep_due_before` when they failed, so none is counted twice.)
-        progress.files.failed += PendingFileDeletion.objects.due(sweep_due_before).count()
+        # pushed past `progress.started` when they failed, so none is counted twice.)
+        progress.sweep.failed += PendingFileDeletion.objects.due(progress.started).count()
+
+
+def _delete_batch(run, cutoff, size, progress, session) -> int:
+    """One batch: its rows in one transaction, then its files; returns how many jobs it took."""
+    batch_started = time.monotonic()
+    # durable: files are deleted right after this block, so it must really commit here,
+    # not inside a caller's transaction that could still roll back.
+    with transaction.atomic(durable=True):
+        ids = list(_expired_ids(cutoff, size, lock=True))
+        if not ids:
+            return 0
+        # The ORM cascade, one DELETE per model (see cleanup/deletion.py); the collector reads
+        # nothing of Job but its key, and hands back the names of the files that must go.
+        cascade = delete_cascading(
+            Job.objects.filter(among("pk", ids)).only("pk"), file_models=file_models(), pks=ids
+        )
+        names = cascade.file_names
+        # The outbox: a pending row per name, committed with the batch (see record()).
+        recorded_as = PendingFileDeletion.objects.record(names)
+        per_model = cascade.per_model
+        after = progress.with_batch(per_model)
+        # The run's record commits with the batch: if the process dies in the file step
+        # below, the record still shows exactly what was purged.
+        _heartbeat(run, after)
+    progress.add_batch(after, recorded_as)
+    files = _delete_batch_files(names, recorded_as, progress.files, session)
+    progress.files.add(files)
+    logger.info(
+        "purge.batch",
+        extra={
+            "run": run.pk,
+            "batch": progress.batches,
+            "jobs": per_model.get(Job._meta.label, 0),
+            "rows": sum(per_model.values()),
+            "files_deleted": files.deleted,
+            "files_pending": files.failed,
+            "duration_ms": int((time.monotonic() - batch_started) * 1000),
+        },
+    )
+    return len(ids)
 
 
 def _heartbeat(run, progress):
-    PurgeRun.objects.filter(pk=run.pk).update(
+    # Only while it runs: a run a later purge marked abandoned keeps what that purge wrote.
+    PurgeRun.objects.filter(pk=run.pk, status=PurgeRun.Status.RUNNING).update(
         heartbeat_at=timezone.now(),
         batches=progress.batches,
         jobs_deleted=progress.jobs,
@@ -327,90 +234,98 @@ def _delete_batch_files(names, recorded_as, so_far: FileDeletion, session) -> Fi
     )
 
 
-def _finish(run, progress, started, status, error) -> PurgeResult:
-    run.finished_at = timezone.now()
-    run.status = status
-    run.batches = progress.batches
+def _finish(run, progress, status=None, error=None) -> PurgeRun:
+    """Write the run's end. Only a running run takes a status: one a later purge marked
+    abandoned keeps its status, end and error, and takes in its late work as counts only."""
+    pending, stuck = progress.left()
+    files = FileDeletion()
+    files.add(progress.files)
+    files.add(progress.sweep)
+    if status is None:
+        status = _status(run, pending, files)
+    counts = _counts(run, progress, files, pending, stuck)
+    now = timezone.now()
+    mine = PurgeRun.objects.filter(pk=run.pk)
+    ended = mine.filter(status=PurgeRun.Status.RUNNING).update(
+        status=status,
+        finished_at=now,
+        error=_problems(pending, stuck, files) if error is None else error,
+        pending_files_at_end=PendingFileDeletion.objects.unresolved().count(),
+        # A run that never finished a batch gets its end as its last sign of life.
+        heartbeat_at=Coalesce("heartbeat_at", Value(now)),
+        **counts,
+    )
+    if not ended:
+        late = f"; it then finished late ({status}) at {now.isoformat()}, counts as of then"
+        mine.update(error=Concat("error", Value(late)), **counts)
+    run.refresh_from_db()
+    _log(run)
+    return run
+
+
+def _counts(run, progress, files, pending, stuck) -> dict:
+    counts = {
+        "batches": progress.batches,
+        "files_refused": files.refused,
+        "files_stuck": stuck,
+        "storage_retries": files.retries,
+    }
     if run.dry_run:
         # Nothing was deleted, and the record says so; the prediction has its own fields.
-        run.would_delete_jobs = progress.jobs
-        run.would_delete_rows = progress.rows
-        run.would_delete_files = progress.files_to_delete
-        run.rows_deleted = dict.fromkeys(progress.rows, 0)
-    else:
-        run.jobs_deleted = progress.jobs
-        run.rows_deleted = progress.rows
-        run.files_deleted = progress.files.deleted
-        # Stuck names are purge_status's alert, not this run's failure (see the status above).
-        run.files_pending = progress.files.failed - progress.files.stuck
-    run.pending_files_at_end = PendingFileDeletion.objects.unresolved().count()
-    run.files_refused = progress.files.refused
-    run.storage_retries = progress.files.retries
-    run.error = error
-    fields = [
-        "finished_at",
-        "status",
-        "batches",
-        "jobs_deleted",
-        "rows_deleted",
-        "files_deleted",
-        "files_pending",
-        "would_delete_jobs",
-        "would_delete_rows",
-        "would_delete_files",
-        "pending_files_at_end",
-        "files_refused",
-        "storage_retries",
-        "error",
-    ]
-    # The last heartbeat stays (a run that never finished a batch gets its end as its last sign
-    # of life); this instance never saw the heartbeats, so it must not write that column.
-    PurgeRun.objects.filter(pk=run.pk).update(
-        heartbeat_at=Coalesce("heartbeat_at", Value(run.finished_at)),
-        **{name: getattr(run, name) for name in fields},
-    )
-    result = PurgeResult(
-        run_id=run.pk,
-        dry_run=run.dry_run,
-        cutoff=run.cutoff,
-        status=status,
-        jobs_deleted=run.jobs_deleted,
-        rows_deleted=dict(run.rows_deleted),
-        files_deleted=run.files_deleted,
-        files_pending=run.files_pending,
-        batches=run.batches,
-        duration_seconds=round(time.monotonic() - started, 3),
-        error=error,
-        would_delete_jobs=run.would_delete_jobs,
-        would_delete_rows=dict(run.would_delete_rows),
-        would_delete_files=run.would_delete_files,
-        trigger=run.trigger,
-        parent_run_id=run.parent_id,
-        files_stuck=progress.files.stuck,
-        files_refused=run.files_refused,
-    )
-    fields = {"run": run.pk, "trigger": run.trigger, "status": status, "dry_run": run.dry_run}
+        return counts | {
+            "would_delete_jobs": progress.jobs,
+            "would_delete_rows": progress.rows,
+            "would_delete_files": progress.files_to_delete,
+            "rows_deleted": dict.fromkeys(progress.rows, 0),
+        }
+    return counts | {
+        "jobs_deleted": progress.jobs,
+        "rows_deleted": progress.rows,
+        "files_deleted": files.deleted,
+        "files_pending": pending,
+    }
+
+
+def _status(run, pending, files) -> str:
+    if run.dry_run:
+        return PurgeRun.Status.DRY_RUN
+    if pending or files.refused:
+        # Rows purged, but not every file is known to be gone: never a clean success.
+        return PurgeRun.Status.FILES_PENDING
+    # Deleted everything it could: stuck names are purge_status's alert, not a failed run.
+    return PurgeRun.Status.SUCCEEDED
+
+
+def _problems(pending, stuck, files) -> str:
+    problems = []
+    if pending:
+        problems.append(f"{pending} file(s) left pending: {'; '.join(files.errors[:3])}")
+    if files.refused:
+        problems.append(
+            f"{files.refused} file name(s) refused, never sent to storage "
+            f"({'; '.join(files.refused_reasons[:3])}); see purge_status"
+        )
+    if stuck and not pending:
+        problems.append(
+            f"{stuck} stuck file(s) still refused by storage: {'; '.join(files.errors[:3])}"
+        )
+    return "; ".join(problems)
+
+
+def _log(run):
+    fields = {"run": run.pk, "trigger": run.trigger, "status": run.status, "dry_run": run.dry_run}
     if run.dry_run:
         fields.update(
-            would_delete_jobs=result.would_delete_jobs,
-            would_delete_rows=result.would_delete_rows_total,
-            would_delete_files=result.would_delete_files,
+            would_delete_jobs=run.would_delete_jobs,
+            would_delete_rows=run.would_delete_rows_total,
+            would_delete_files=run.would_delete_files,
         )
     else:
-        fields.update(
-            jobs=result.jobs_deleted,
-            rows=result.rows_total,
-            files_deleted=result.files_deleted,
-            files_pending=result.files_pending,
-            files_stuck=result.files_stuck,
-            files_refused=result.files_refused,
-            batches=result.batches,
-        )
-    if run.parent_id:
-        fields["parent"] = run.parent_id
-    fields["duration_ms"] = int(result.duration_seconds * 1000)
+        names = ["files_deleted", "files_pending", "files_stuck", "files_refused", "batches"]
+        fields.update(jobs=run.jobs_deleted, rows=run.rows_total)
+        fields.update({name: getattr(run, name) for name in names})
+    fields["duration_ms"] = int(run.duration.total_seconds() * 1000)
     logger.info("purge.run", extra=fields)
-    return result
 
 
 # A purge that cannot run, or whose database goes away mid-run, says so in words an operator can
@@ -453,23 +368,30 @@ def _migrations_on_disk(app_label) -> tuple[str, ...]:
     )
 
 
-def _record_failure(run, progress, started, status, error) -> PurgeResult | None:
-    try:
-        return _finish(run, progress, started, status, error)
-    except DatabaseError as exc:
-        if connection.in_atomic_block:
-            # A caller's transaction owns the connection; the record goes wherever it goes.
-            logger.error(
-                "purge.unrecorded", extra={"run": run.pk, "error": storage.describe_error(exc)}
-            )
-            return None
-    # The failure was the connection itself (terminated, server restarted): the record is worth
-    # one fresh connection.
-    connection.close()
-    try:
-        return _finish(run, progress, started, status, error)
-    except DatabaseError as exc:
-        logger.error(
-            "purge.unrecorded", extra={"run": run.pk, "error": storage.describe_error(exc)}
-        )
-        return None
+def _record_failure(run, progress, exc):
+    """Record the run that `exc` ended, and hang the record on `exc` as `purge_result`."""
+    interrupted = isinstance(exc, KeyboardInterrupt)
+    status = PurgeRun.Status.INTERRUPTED if interrupted else PurgeRun.Status.FAILED
+    # A refusal's own words are written for operators; anything else is summarised.
+    error = str(exc) if isinstance(exc, PurgeNotPossible) else storage.describe_error(exc)
+    recorded = None
+    for attempt in range(2):
+        try:
+            if not progress.batches and not progress.sweep.requests:
+                # Refused or failed before deleting anything: no way of deleting was used.
+                PurgeRun.objects.filter(pk=run.pk).update(method=NOTHING_DELETED)
+            recorded = _finish(run, progress, status, error)
+            break
+        except DatabaseError as failure:
+            if attempt or connection.in_atomic_block:
+                # A caller's transaction owns the connection; the record goes wherever it goes.
+                logger.error(
+                    "purge.unrecorded",
+                    extra={"run": run.pk, "error": storage.describe_error(failure)},
+                )
+                break
+            # The failure was the connection itself (terminated, server restarted): the record
+            # is worth one fresh connection.
+            connection.close()
+    with contextlib.suppress(AttributeError):  # an exception that takes no attributes
+        exc.purge_result = recorded

@@ -1,20 +1,17 @@
-"""Run records: the backlog a run starts with, runs whose process died, and fan-out parents.
+"""Run records: the backlog a run starts with, runs whose process died, and purges as groups.
 
-A fan-out is one run (the parent, with the trigger that was asked for) and the runs of its
-subtasks, which point at it. The parent's totals are always the sum of its subtasks' runs,
-recomputed under a row lock whenever one of them finishes, so subtasks finishing side by side
-cannot lose each other's counts. `subtasks_outstanding` counts the subtask messages not yet
-done: a subtask that hands over to a successor passes its place on, one that ends gives it
-back. At zero, with no subtask run still running, the parent takes its subtasks' outcome.
+A purge is one group of runs (PurgeRun.group): one run, or a fan-out's runs side by side and
+the successors they hand over to, each taking its own batches (SKIP LOCKED). No run waits on or
+settles another: a group's totals are its runs' sums, and its outcome is read from them.
 """
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.conf import settings
-from django.db import DatabaseError, models, transaction
-from django.db.models import Q
+from django.db import models
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from jobs.models import Job
@@ -24,19 +21,12 @@ from .ledger import destruction_method
 
 logger = logging.getLogger(__name__)
 
-# A queued subtask older than this is pointless: the next hourly run plans afresh.
+# A queued fan-out task older than this is pointless: the next hourly run plans afresh.
 SUBTASK_EXPIRES_SECONDS = 50 * 60
-# A fan-out that has heard from no subtask for this long will hear from none: every subtask it
-# could still be waiting for has expired in the queue (a margin for clocks on other hosts).
-FAN_OUT_SILENCE = timedelta(seconds=SUBTASK_EXPIRES_SECONDS) + timedelta(minutes=10)
 
-# What a fan-out parent's status is, given its subtasks' runs, worst first.
-_WORST_FIRST = [
-    PurgeRun.Status.FAILED,
-    PurgeRun.Status.ABANDONED,
-    PurgeRun.Status.INTERRUPTED,
-    PurgeRun.Status.FILES_PENDING,
-]
+Status = PurgeRun.Status
+# What a purge's outcome is, given its runs' statuses, worst first.
+_WORST_FIRST = [Status.FAILED, Status.ABANDONED, Status.INTERRUPTED, Status.FILES_PENDING]
 
 
 @dataclass
@@ -63,10 +53,12 @@ def open_run(*, cutoff: datetime, dry_run: bool = False, **fields) -> PurgeRun:
     that cannot be recomputed later) and how it destroys data (the ledger). `fields` are the
     run's own: trigger, requested_by, task_id, batch size, status..."""
     backlog = measure_backlog(now=cutoff)
+    if not fields.get("group"):
+        fields.pop("group", None)  # a run of its own: a group of its own
+    fields.setdefault("method", destruction_method(dry_run=dry_run))
     return PurgeRun.objects.create(
         cutoff=cutoff,
         dry_run=dry_run,
-        method=destruction_method(dry_run=dry_run),
         expired_at_start=backlog.expired,
         oldest_expired_seconds_at_start=backlog.oldest_seconds,
         **fields,
@@ -74,16 +66,11 @@ def open_run(*, cutoff: datetime, dry_run: bool = False, **fields) -> PurgeRun:
 
 
 def abandon_dead_runs():
-    """Close the records of runs whose process died: killed runs cannot record themselves.
-
-    Then close fan-outs that will hear from no subtask again, and bring the parents of the runs
-    just abandoned up to date.
-    """
+    """Close the records of runs whose process died: killed runs cannot record themselves."""
     now = timezone.now()
     dead = PurgeRun.objects.filter(
         _silent_since(now - settings.CLEANUP_STALE_RUN), status=PurgeRun.Status.RUNNING
     )
-    parents = set(dead.exclude(parent=None).values_list("parent_id", flat=True))
     minutes = int(settings.CLEANUP_STALE_RUN.total_seconds() // 60)
     count = dead.update(
         status=PurgeRun.Status.ABANDONED,
@@ -93,11 +80,20 @@ def abandon_dead_runs():
     )
     if count:
         logger.warning("purge.abandoned", extra={"runs": count})
-    silent = PurgeRun.objects.filter(
-        _silent_since(now - FAN_OUT_SILENCE), status=PurgeRun.Status.FANNED_OUT
-    ).exclude(subtask_runs__status=PurgeRun.Status.RUNNING)
-    for parent_id in parents | set(silent.values_list("pk", flat=True)):
-        settle_fan_out(parent_id=parent_id, silent_since=now - FAN_OUT_SILENCE)
+
+
+def record_unsent(*, cutoff: str, batch_size: int | None, error: str, **fields) -> PurgeRun:
+    """Fan-out tasks the broker refused: a failed run in their group, which deleted nothing, so
+    the purge never reads as done. The next purge takes what they would have."""
+    return open_run(
+        cutoff=datetime.fromisoformat(cutoff),
+        batch_size=batch_size or settings.CLEANUP_BATCH_SIZE,
+        status=Status.FAILED,
+        finished_at=timezone.now(),
+        method="none: the run was never started",
+        error=f"fan-out task not enqueued: {error}",
+        **fields,
+    )
 
 
 def _silent_since(moment: datetime) -> Q:
@@ -105,131 +101,67 @@ def _silent_since(moment: datetime) -> Q:
     return Q(heartbeat_at__lt=moment) | Q(heartbeat_at__isnull=True, started_at__lt=moment)
 
 
-def start_subtask(*, parent_id: int):
-    """A subtask of this fan-out is starting: the fan-out is alive."""
-    PurgeRun.objects.filter(pk=parent_id).update(heartbeat_at=timezone.now())
+def purge_outcome(runs: list[PurgeRun]) -> str:
+    """A group's status: running while one of its runs is; else the worst way one ended; else
+    handed_over while its latest run handed expired jobs on (its successor has not run)."""
+    statuses = {run.status for run in runs}
+    for status in [Status.RUNNING, *_WORST_FIRST]:
+        if status in statuses:
+            return status
+    return max(runs, key=lambda run: (run.finished_at, run.pk)).status
 
 
-def settle_fan_out(
-    *,
-    parent_id: int,
-    finished: int = 0,
-    note: str = "",
-    silent_since: datetime | None = None,
-):
-    """Bring a fan-out parent up to date with its subtasks' runs; close it once they are done.
-
-    `finished` subtask messages are done and hand over to no successor; `note` is kept in the
-    parent's error (a subtask that could not be enqueued). With `silent_since`, a parent whose
-    last sign of life is older is closed even with subtasks outstanding: they never came.
-    """
-    with transaction.atomic():
-        parent = PurgeRun.objects.select_for_update().filter(pk=parent_id).first()
-        if parent is None:
-            return
-        # Read after the lock: every subtask run that finished before it is counted.
-        subtasks = list(parent.subtask_runs.all())
-        parent.subtasks_outstanding = max(parent.subtasks_outstanding - finished, 0)
-        _add_up(parent, subtasks)
-        if note:
-            parent.error = "; ".join(filter(None, [parent.error, note]))[:2000]
-        now = timezone.now()
-        running = any(s.status == PurgeRun.Status.RUNNING for s in subtasks)
-        silent = silent_since is not None and (parent.heartbeat_at or parent.started_at) < (
-            silent_since
-        )
-        closing = parent.status == PurgeRun.Status.FANNED_OUT and not running
-        if closing and (parent.subtasks_outstanding == 0 or silent):
-            parent.status, parent.error = _outcome(parent, subtasks)
-            parent.finished_at = now
-            logger.info(
-                "purge.fan_out_done",
-                extra={
-                    "run": parent.pk,
-                    "status": parent.status,
-                    "subtask_runs": len(subtasks),
-                    "jobs": parent.jobs_deleted,
-                    "files_deleted": parent.files_deleted,
-                    "files_pending": parent.files_pending,
-                },
-            )
-        elif parent.status != PurgeRun.Status.FANNED_OUT and not running:
-            # Word from a closed fan-out's subtask (a run abandoned late): the status follows,
-            # the error written at closing stays.
-            parent.status = _outcome(parent, subtasks)[0]
-        if silent_since is None:
-            parent.heartbeat_at = now  # word from a subtask, not a check from another purge
-        parent.save()
-
-
-def release_subtask(*, parent_id: int, error: str, count: int = 1):
-    """Subtasks that were never enqueued (the broker refused): the fan-out waits for none."""
-    settle_fan_out(
-        parent_id=parent_id, finished=count, note=f"{count} subtask(s) not enqueued: {error}"
-    )
-
-
-def settle_fan_out_quietly(**kwargs):
-    # After a failed subtask the database may be what failed: its error is the one that counts.
-    try:
-        settle_fan_out(**kwargs)
-    except DatabaseError as exc:
-        logger.error(
-            "purge.fan_out_unrecorded",
-            extra={"run": kwargs.get("parent_id"), "error": type(exc).__name__},
-        )
-
-
-def _add_up(parent, subtasks):
+def purge_facts(group: str | None) -> dict | None:
+    """One purge (a group of runs) as operators see it: totals, outcome, and its runs."""
+    runs = list(PurgeRun.objects.filter(group=group).order_by("started_at", "pk"))
+    if not runs:
+        return None
     rows: dict[str, int] = {}
-    for subtask in subtasks:
-        for label, count in (subtask.rows_deleted or {}).items():
+    for run in runs:
+        for label, count in run.rows_deleted.items():
             rows[label] = rows.get(label, 0) + count
-    parent.rows_deleted = rows
-    for name in ("batches", "jobs_deleted", "files_deleted", "files_pending"):
-        setattr(parent, name, sum(getattr(s, name) for s in subtasks))
-    # What was pending when the fan-out's last subtask run ended.
-    ended = [s for s in subtasks if s.finished_at and s.pending_files_at_end is not None]
-    if ended:
-        last = max(ended, key=lambda s: s.finished_at)
-        parent.pending_files_at_end = last.pending_files_at_end
+    ended = [run.finished_at for run in runs if run.finished_at]
+    first = runs[0]
+    facts = {
+        "run_id": first.pk,
+        "group": group,
+        "trigger": first.trigger,
+        "requested_by": first.requested_by,
+        "status": purge_outcome(runs),
+        "started_at": first.started_at.isoformat(),
+        "finished_at": max(ended).isoformat() if len(ended) == len(runs) else None,
+        "rows_deleted": rows,
+    }
+    for name in ("jobs_deleted", "files_deleted", "files_pending", "files_refused"):
+        facts[name] = sum(getattr(run, name) for run in runs)
+    names = ["status", "started_at", "finished_at", "jobs_deleted", "files_deleted"]
+    facts["runs"] = [{"run_id": run.pk, **_as_dict(run, names)} for run in runs]
+    return facts
 
 
-def _outcome(parent, subtasks) -> tuple[str, str]:
-    """The parent's status and error: done only when every subtask is, and none went wrong.
+def _as_dict(run, names) -> dict:
+    data = run.as_dict()
+    return {name: data[name] for name in names}
 
-    While a fan-out is open its error holds only notes (subtasks not enqueued); they are kept
-    after the summary of what went wrong.
+
+def last_purges() -> tuple[str | None, str | None]:
+    """The groups of the latest purge and of the latest successful one (None: none yet).
+
+    Successful: none of its runs is running or ended badly, and its latest run succeeded (a
+    handed-over one is still waiting for its successor). Dry runs delete nothing: never one.
     """
-    by_status: dict[str, list] = {}
-    for subtask in subtasks:
-        by_status.setdefault(subtask.status, []).append(subtask)
-    lost = parent.subtasks_outstanding
-    problems = []
-    for status in _WORST_FIRST:
-        runs = by_status.get(status, [])
-        if runs:
-            reasons = list(dict.fromkeys(r.error for r in runs if r.error))[:3]
-            problems.append(
-                f"{len(runs)} of {len(subtasks)} subtask run(s) {status}"
-                + (f" ({' | '.join(reasons)})" if reasons else "")
-            )
-    if lost:
-        problems.append(
-            f"{lost} subtask(s) never finished (expired in the queue or lost with their "
-            "worker); the next run purges what they left"
-        )
-    pending_elsewhere = parent.files_pending and not by_status.get(PurgeRun.Status.FILES_PENDING)
-    if pending_elsewhere:
-        problems.append(f"{parent.files_pending} file(s) left pending by handed-over subtasks")
-    error = "; ".join([*problems, parent.error] if parent.error else problems)[:2000]
-    # A note is a subtask that could not even be enqueued: the fan-out failed at that.
-    if by_status.get(PurgeRun.Status.FAILED) or parent.error:
-        return PurgeRun.Status.FAILED, error
-    if lost or by_status.get(PurgeRun.Status.ABANDONED):
-        return PurgeRun.Status.ABANDONED, error
-    if by_status.get(PurgeRun.Status.INTERRUPTED):
-        return PurgeRun.Status.INTERRUPTED, error
-    if by_status.get(PurgeRun.Status.FILES_PENDING) or parent.files_pending:
-        return PurgeRun.Status.FILES_PENDING, error
-    return PurgeRun.Status.SUCCEEDED, error
+    runs = PurgeRun.objects.filter(dry_run=False)
+    latest = runs.order_by("-started_at", "-pk").values_list("group", flat=True).first()
+    unfinished = ~Q(status__in=[Status.SUCCEEDED, Status.HANDED_OVER])
+    candidates = (
+        runs.values("group")
+        .annotate(ended=Max("finished_at"), unfinished=Count("pk", filter=unfinished))
+        .filter(unfinished=0)
+        .order_by("-ended")
+        .values_list("group", flat=True)
+    )
+    for group in candidates.iterator():
+        last = runs.filter(group=group).order_by("-finished_at", "-pk").first()
+        if last.status == Status.SUCCEEDED:
+            return latest, group
+    return latest, None

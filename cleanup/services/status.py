@@ -9,9 +9,10 @@ from django.utils import timezone
 from fmr.parsing import parse_minutes
 from jobs.models import Job
 
-from ..models import PendingFileDeletion, PurgeRun
+from ..models import PendingFileDeletion
 from .binding import verify_storage
 from .files import FileDeletion, delete_pending_files
+from .runs import last_purges, purge_facts
 
 
 @dataclass
@@ -88,11 +89,8 @@ def purge_status(*, now: datetime | None = None) -> PurgeStatus:
         .annotate(count=models.Count("pk"))
         .order_by("refused_reason")
     )
-    # Whole purges only: a fan-out's subtask is part of its parent's run, never a purge of its own
-    # (the last one of a fan-out usually finds nothing left). Dry runs delete nothing.
-    runs = PurgeRun.objects.filter(dry_run=False, parent__isnull=True).order_by(
-        "-started_at", "-pk"
-    )
+    # Whole purges: a fan-out's runs are one purge (runs.py). Dry runs delete nothing.
+    last_run, last_success = last_purges()
     return PurgeStatus(
         checked_at=now,
         expired_jobs=expired.count(),
@@ -100,8 +98,8 @@ def purge_status(*, now: datetime | None = None) -> PurgeStatus:
         pending_files=pending["count"],
         oldest_pending_seconds=_age(now, pending["oldest"]),
         # A run that deleted everything it could; stuck names it could not are alerted below.
-        last_success=_run_facts(runs.filter(status=PurgeRun.Status.SUCCEEDED).first()),
-        last_run=_run_facts(runs.first()),
+        last_success=purge_facts(last_success),
+        last_run=purge_facts(last_run),
         pending_reasons=_reasons(not_stuck),
         stuck_files=stuck_facts["count"],
         oldest_stuck_seconds=_age(now, stuck_facts["oldest"]),
@@ -165,39 +163,3 @@ def _age(now, moment) -> float | None:
 
 def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min"
-
-
-def _run_facts(run: PurgeRun | None) -> dict | None:
-    if run is None:
-        return None
-    facts = {
-        "run_id": run.pk,
-        "trigger": run.trigger,
-        "requested_by": run.requested_by,
-        "status": run.status,
-        "started_at": run.started_at.isoformat(),
-        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-        "jobs_deleted": run.jobs_deleted,
-        "rows_deleted": dict(run.rows_deleted),
-        "files_deleted": run.files_deleted,
-        "files_pending": run.files_pending,
-        "files_refused": run.files_refused,
-    }
-    # A fan-out: its totals above are the sum of these runs; none for a plain run.
-    runs = list(run.subtask_runs.order_by("started_at", "pk")) if run.is_fan_out else []
-    facts["subtask_runs"] = len(runs)
-    facts["subtasks_outstanding"] = run.subtasks_outstanding
-    facts["subtasks"] = [_subtask_facts(subtask) for subtask in runs]
-    return facts
-
-
-def _subtask_facts(run: PurgeRun) -> dict:
-    return {
-        "run_id": run.pk,
-        "status": run.status,
-        "started_at": run.started_at.isoformat(),
-        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-        "jobs_deleted": run.jobs_deleted,
-        "files_deleted": run.files_deleted,
-        "files_pending": run.files_pending,
-    }

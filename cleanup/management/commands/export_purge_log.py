@@ -20,8 +20,8 @@ class Command(StrictCommand):
         "days included, in Asia/Seoul time (the project's TIME_ZONE): when, trigger, who asked "
         "(admin runs), cutoff, backlog at start, rows deleted per model, files deleted and "
         "pending, status, reason and method; each line hash-chained to the one before. Counts "
-        "only, no personal data. A fan-out is its own line (the totals) plus one line per "
-        "subtask run (parent_run_id): add up lines without subtasks to avoid counting twice. "
+        "only, no personal data. Every run is one line; the runs of one purge (a fan-out) "
+        "share a group. "
         "--verify FILE checks an exported file (either format) instead."
     )
 

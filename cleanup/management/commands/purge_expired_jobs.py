@@ -53,7 +53,7 @@ class Command(StrictCommand):
         quiet = bar is not None or options["verbosity"] == 0
         with stop_on_first_sigint(self.stderr) as stopping, logs_quieted(quiet):
             try:
-                result = purge_expired_jobs(
+                run = purge_expired_jobs(
                     batch_size=options["batch_size"],
                     limit=options["limit"],
                     dry_run=options["dry_run"],
@@ -73,17 +73,17 @@ class Command(StrictCommand):
                 if bar:
                     bar.close()
         if options["json"]:
-            self.stdout.write(json.dumps(result.as_dict(), indent=2))
+            self.stdout.write(json.dumps(run.as_dict(), indent=2))
         elif options["verbosity"] > 0:
-            self.stdout.write(format_result(result))
-        if result.status == PurgeRun.Status.INTERRUPTED:
+            self.stdout.write(format_result(run))
+        if run.status == PurgeRun.Status.INTERRUPTED:
             raise CommandError(
-                f"interrupted after {result.jobs_deleted} job(s); every batch finished, "
-                f"run #{result.run_id} recorded as interrupted",
+                f"interrupted after {run.jobs_deleted} job(s); every batch finished, "
+                f"run #{run.pk} recorded as interrupted",
                 returncode=INTERRUPTED_EXIT,
             )
-        if not result.ok:
-            raise CommandError(result.error or f"purge ended with status {result.status}")
+        if not run.ok:
+            raise CommandError(run.error or f"purge ended with status {run.status}")
 
     def _progress_bar(self, options):
         # For a person at a terminal only: never in pipes, logs, --json or -v 0 output.
