@@ -194,7 +194,7 @@ class PurgeRunAdmin(ReadOnlyAdmin):
 
     @admin.display(description="error")
     def short_error(self, run):
-        return Truncator(run.error).chars(60)
+        return Truncator(run.error).chars(48)
 
     @admin.display(description="fan-out", empty_value="")
     def fan_out(self, run):
