@@ -294,6 +294,11 @@ class ReconcileRun(models.Model):
     deleted = models.PositiveIntegerField(default=0)
     deleted_bytes = models.PositiveBigIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
+    # Incomplete multipart uploads under the upload prefix: past grace with no live job (aborted
+    # with --delete), and the ones kept (young, or their job is live).
+    uploads_orphaned = models.PositiveIntegerField(default=0)
+    uploads_aborted = models.PositiveIntegerField(default=0)
+    uploads_kept = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
 
     class Meta:

@@ -14,13 +14,21 @@ re-checks every object against the database (rows may have been written since) a
 orphans, at most as many as were counted. Both passes stream the listing, 1,000 objects at a
 time, so memory does not grow with the bucket; the storage binding is checked before either.
 
+Incomplete multipart uploads under the prefix hold an upload's bytes in parts that no object
+listing shows. Each run lists them (ListMultipartUploads, paged); one begun before the grace period
+(on the earlier of the database's clock and this process's) whose job is not live (no live job
+row with the id in its name's second segment) is aborted when deleting, unless the run refused;
+the others are kept.
+
 Each run is recorded in ReconcileRun: counts and bytes, never a name.
 """
 
 import logging
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from itertools import islice
 
 from django.conf import settings
 from django.utils import timezone
@@ -28,8 +36,10 @@ from django.utils import timezone
 from jobs.models import UPLOAD_PREFIX, Job
 
 from .. import storage
+from ..storage import bucket
 from ..models import PendingFileDeletion, PurgeRun, ReconcileRun
 from .binding import verify_storage
+from .clock import database_now
 from .errors import StorageNotVerified
 from .files import pending_names, referenced_names
 
@@ -59,6 +69,9 @@ class ReconcileResult:
     deleted: int = 0
     deleted_bytes: int = 0
     failed: int = 0
+    uploads_orphaned: int = 0  # incomplete multipart uploads past grace whose job is not live
+    uploads_aborted: int = 0
+    uploads_kept: int = 0  # begun within the grace period, or their job is live
     requests: int = 0
     error: str = ""
     duration_seconds: float = 0.0
@@ -115,6 +128,7 @@ def reconcile_storage(
                 result.error = refusal
             elif result.orphans:
                 _delete_orphans(result, session)
+        _settle_uploads(result, session, grace=grace, abort=delete and not result.refused)
     except StorageNotVerified as exc:
         result.status = ReconcileRun.Status.REFUSED
         result.error = str(exc)
@@ -140,6 +154,8 @@ def reconcile_storage(
             "orphan_bytes": result.orphan_bytes,
             "deleted": result.deleted,
             "failed": result.failed,
+            "uploads_aborted": result.uploads_aborted,
+            "uploads_kept": result.uploads_kept,
             "error": bool(result.error),
             "duration_ms": int(result.duration_seconds * 1000),
         },
@@ -239,6 +255,33 @@ def _delete_orphans(result: ReconcileResult, session):
             raise _StorageUnavailable
 
 
+def _settle_uploads(result: ReconcileResult, session, *, grace: timedelta, abort: bool):
+    if not storage.is_s3(session.storage):
+        return  # local files have no multipart uploads
+    now = min(database_now(), timezone.now())
+    cutoff = min(result.cutoff, now - grace)
+    uploads = bucket.list_uploads(session.storage, f"{UPLOAD_PREFIX}/")
+    while page := list(islice(uploads, storage.S3_MAX_KEYS_PER_REQUEST)):
+        ids = {_job_id(upload.name) for upload in page} - {None}
+        live = set(Job.objects.live(now).filter(pk__in=ids).values_list("pk", flat=True))
+        for upload in page:
+            if upload.initiated > cutoff or _job_id(upload.name) in live:
+                result.uploads_kept += 1
+                continue
+            result.uploads_orphaned += 1
+            if abort:
+                bucket.abort_upload(session.storage, upload)
+                result.uploads_aborted += 1
+
+
+def _job_id(name: str) -> uuid.UUID | None:
+    # Uploads are named jobs/<job id>/...: anything else has no job.
+    try:
+        return uuid.UUID(name.split("/")[1])
+    except (IndexError, ValueError):
+        return None
+
+
 def _record(run: ReconcileRun, result: ReconcileResult):
     for name in (
         "status",
@@ -251,6 +294,9 @@ def _record(run: ReconcileRun, result: ReconcileResult):
         "deleted",
         "deleted_bytes",
         "failed",
+        "uploads_orphaned",
+        "uploads_aborted",
+        "uploads_kept",
         "error",
     ):
         setattr(run, name, getattr(result, name))
