@@ -24,6 +24,7 @@ class SeaweedServer:
         self.ports = [free_port() for _ in range(8)]
         self.endpoint_url = f"http://127.0.0.1:{self.ports[6]}"
         self.process = None
+        self.credentials = CREDENTIALS
 
     def start(self, timeout: float = 60):
         weed = shutil.which("weed", path=os.path.dirname(os.sys.executable)) or "weed"

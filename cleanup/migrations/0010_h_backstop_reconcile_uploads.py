@@ -4,25 +4,24 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('cleanup', '0009_pending_outbox'),
+        ("cleanup", "0009_pending_outbox"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='reconcilerun',
-            name='uploads_aborted',
+            model_name="reconcilerun",
+            name="uploads_aborted",
             field=models.PositiveIntegerField(default=0),
         ),
         migrations.AddField(
-            model_name='reconcilerun',
-            name='uploads_kept',
+            model_name="reconcilerun",
+            name="uploads_kept",
             field=models.PositiveIntegerField(default=0),
         ),
         migrations.AddField(
-            model_name='reconcilerun',
-            name='uploads_orphaned',
+            model_name="reconcilerun",
+            name="uploads_orphaned",
             field=models.PositiveIntegerField(default=0),
         ),
     ]

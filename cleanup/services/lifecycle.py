@@ -83,7 +83,7 @@ def plan_lifecycle(*, apply: bool = False) -> LifecyclePlan | None:
     if apply and plan.changed:
         try:
             bucket.write_lifecycle(s3, merged)
-        except Exception as exc:  # noqa: BLE001 - any failure: nothing was written
+        except Exception as exc:
             raise LifecycleFailed(storage.describe_error(exc)) from exc
         plan.applied = True
     return plan
@@ -118,7 +118,7 @@ def _s3_and_prefix():
 def _read(s3) -> list[dict]:
     try:
         return bucket.read_lifecycle(s3)
-    except Exception as exc:  # noqa: BLE001 - any failure: say why, change nothing
+    except Exception as exc:
         raise LifecycleFailed(storage.describe_error(exc)) from exc
 
 

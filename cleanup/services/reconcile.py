@@ -36,8 +36,8 @@ from django.utils import timezone
 from jobs.models import UPLOAD_PREFIX, Job
 
 from .. import storage
-from ..storage import bucket
 from ..models import PendingFileDeletion, PurgeRun, ReconcileRun
+from ..storage import bucket
 from .binding import verify_storage
 from .clock import database_now
 from .errors import StorageNotVerified
