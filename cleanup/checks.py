@@ -119,15 +119,14 @@ def storage_check(app_configs=None, **kwargs):
 def lifecycle_check(app_configs=None, **kwargs):
     """The lifecycle backstop (storage_lifecycle): missing is a warning; a rule on the upload
     prefix shorter than JOB_TTL is an error, since S3 would delete live jobs' files."""
-    if not _wanted(app_configs):
-        return []
     try:
         findings = lifecycle_findings()
     except LifecycleFailed as exc:
         return [
             Warning(
                 f"The bucket's lifecycle configuration could not be read ({exc}).",
-                hint="Allow s3:GetLifecycleConfiguration to this process, then check again.",
+                hint="Allow s3:GetLifecycleConfiguration; a server without lifecycle support "
+                "(s3rver) cannot hold the backstop.",
                 id="cleanup.W022",
             )
         ]
@@ -138,8 +137,8 @@ def lifecycle_check(app_configs=None, **kwargs):
         Error(
             f"Lifecycle rule {rule} in {where}: sooner than JOB_TTL ({settings.JOB_TTL}), so "
             "S3 would delete files of live jobs.",
-            hint=f"Make it at least {expiration_days(settings.JOB_TTL)} days, or keep its "
-            "prefix off the upload prefix.",
+            hint=f"Make it at least {expiration_days(settings.JOB_TTL)} days (JOB_TTL + 1 day, "
+            "as storage_lifecycle writes), or keep its prefix off the upload prefix.",
             id="cleanup.E021",
         )
         for rule in findings.too_short

@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from cleanup.models import ReconcileRun
 from cleanup.services import reconcile_storage
-from jobs.models import FileExpired
+from jobs.models import FileExpired, Job
 from tests.helpers import expired_job, live_job
 from tests.s3rver_server import S3rverServer
 from tests.seaweed import SeaweedServer
@@ -319,7 +319,10 @@ def refusing_bucket(request):
 
 
 def test_a_link_fetched_after_its_job_expired_is_refused(refusing_bucket):
-    job = live_job(remaining=timedelta(seconds=3))
+    job = live_job()
+    # Three seconds left from now, however long the uploads took.
+    Job.objects.filter(pk=job.pk).update(expires_at=timezone.now() + timedelta(seconds=3))
+    job.refresh_from_db()
     url = job.files.first().file.url
     assert link_lifetime(url) <= 3
     assert urllib.request.urlopen(url).status == 200

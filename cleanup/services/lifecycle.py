@@ -1,18 +1,11 @@
 """The lifecycle backstop: if every worker is down for days, S3 itself deletes the jobs' files.
 
-Two rules on the upload prefix, known by fixed IDs, so a merge replaces only them and keeps every
-rule someone else wrote, in its place:
-
-- fmr-jobs-backstop: current objects expire JOB_TTL + 1 day after upload, in whole days (2 for
-  24 h; S3 counts from the upload and rounds up to midnight UTC, and a file is uploaded after its
-  job is created, so no live job's file can go); noncurrent versions 1 day after they became
-  noncurrent; incomplete multipart uploads 1 day after they began.
-- fmr-jobs-delete-markers: a delete marker with no version left behind it. S3 refuses
-  ExpiredObjectDeleteMarker in the same Expiration as Days, hence a rule of its own.
-
-Any enabled rule that covers the upload prefix (its prefix is above or below it) and expires
-current objects sooner than JOB_TTL, or on a fixed date, would delete live jobs' files: the
-system check reports it by ID (lifecycle_findings).
+Two rules on the upload prefix, known by fixed IDs: a merge replaces only those and keeps every
+other rule, in its place. fmr-jobs-backstop expires current objects JOB_TTL + 1 day after upload,
+in whole days (S3 counts from the upload, and a job's files are uploaded after the job is made,
+so no live job's file goes), noncurrent versions and incomplete multipart uploads after 1 day.
+fmr-jobs-delete-markers expires delete markers with nothing behind them: S3 refuses
+ExpiredObjectDeleteMarker in the same Expiration as Days.
 """
 
 import math

@@ -154,8 +154,6 @@ def reconcile_storage(
             "orphan_bytes": result.orphan_bytes,
             "deleted": result.deleted,
             "failed": result.failed,
-            "uploads_aborted": result.uploads_aborted,
-            "uploads_kept": result.uploads_kept,
             "error": bool(result.error),
             "duration_ms": int(result.duration_seconds * 1000),
         },
