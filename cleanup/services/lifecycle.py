@@ -14,8 +14,6 @@ from datetime import timedelta
 
 from django.conf import settings
 
-from jobs.models import UPLOAD_PREFIX
-
 from .. import storage
 from ..storage import bucket
 
@@ -105,7 +103,7 @@ def _s3_and_prefix():
     s3 = storage.get_storage()
     if not storage.is_s3(s3):
         return None, ""
-    return s3, bucket.key_prefix(s3, f"{UPLOAD_PREFIX}/")
+    return s3, bucket.key_prefix(s3)
 
 
 def _read(s3) -> list[dict]:

@@ -258,7 +258,7 @@ def _settle_uploads(result: ReconcileResult, session, *, grace: timedelta, abort
         return  # local files have no multipart uploads
     now = min(database_now(), timezone.now())
     cutoff = min(result.cutoff, now - grace)
-    uploads = bucket.list_uploads(session.storage, f"{UPLOAD_PREFIX}/")
+    uploads = bucket.list_uploads(session.storage)
     while page := list(islice(uploads, storage.S3_MAX_KEYS_PER_REQUEST)):
         ids = {_job_id(upload.name) for upload in page} - {None}
         live = set(Job.objects.live(now).filter(pk__in=ids).values_list("pk", flat=True))

@@ -11,6 +11,8 @@ from datetime import datetime
 
 from botocore.exceptions import ClientError
 
+from jobs.models import UPLOAD_PREFIX
+
 NO_LIFECYCLE = "NoSuchLifecycleConfiguration"
 
 
@@ -21,9 +23,10 @@ class Upload:
     initiated: datetime  # aware, UTC
 
 
-def key_prefix(storage, prefix: str) -> str:
+def key_prefix(storage, name: str = f"{UPLOAD_PREFIX}/") -> str:
+    """The key of `name` (by default the upload prefix, as lifecycle rules and listings take it)."""
     location = (storage.location or "").strip("/")
-    return f"{location}/{prefix}" if location else prefix
+    return f"{location}/{name}" if location else name
 
 
 def _client(storage):
@@ -47,10 +50,10 @@ def write_lifecycle(storage, rules: list[dict]):
     )
 
 
-def list_uploads(storage, prefix: str) -> Iterator[Upload]:
-    """Every incomplete multipart upload under `prefix`, paged (1,000 per request)."""
-    keys = key_prefix(storage, prefix)
-    start = len(keys) - len(prefix)
+def list_uploads(storage) -> Iterator[Upload]:
+    """Every incomplete multipart upload under the upload prefix, paged (1,000 per request)."""
+    keys = key_prefix(storage)
+    start = len(keys) - len(f"{UPLOAD_PREFIX}/")
     pages = (
         _client(storage)
         .get_paginator("list_multipart_uploads")
