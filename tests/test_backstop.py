@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from botocore.exceptions import ClientError
 from django.core.management import CommandError, call_command
+from django.core.management.base import SystemCheckError
 from django.utils import timezone
 
 from cleanup.models import ReconcileRun
@@ -33,7 +34,6 @@ from jobs.models import FileExpired, Job
 from tests.helpers import expired_job, live_job
 from tests.s3rver_server import S3rverServer
 from tests.seaweed import SeaweedServer
-from tests.test_checks import check_output
 
 pytestmark = pytest.mark.django_db
 
@@ -94,6 +94,16 @@ def bucket(request):
 def lifecycle(*args) -> str:
     out = StringIO()
     call_command("storage_lifecycle", *args, stdout=out)
+    return out.getvalue()
+
+
+def deploy_checks() -> str:
+    """`manage.py check --deploy` in this process (where the storage checks run); its output."""
+    out = StringIO()
+    try:
+        call_command("check", deploy=True, stdout=out, stderr=out)
+    except SystemCheckError as exc:
+        return f"{out.getvalue()}{exc}"
     return out.getvalue()
 
 
@@ -177,7 +187,7 @@ def test_expiration_is_the_smallest_whole_day_count_past_ttl_plus_a_day(
 def test_a_server_without_lifecycle_is_one_line_and_changes_nothing(s3rver_bucket):
     with pytest.raises(CommandError, match="not changed: .*NotImplemented"):
         lifecycle("--apply")
-    assert "cleanup.W022" in check_output(deploy=True)
+    assert "cleanup.W022" in deploy_checks()
 
 
 def test_both_flags_are_refused(s3_bucket):
@@ -199,10 +209,10 @@ def test_an_unreachable_bucket_is_one_line_and_changes_nothing(s3_bucket, settin
 
 
 def test_check_warns_without_the_backstop_and_not_with_it(s3_bucket):
-    assert "cleanup.W021" in check_output(deploy=True)
+    assert "cleanup.W021" in deploy_checks()
     lifecycle("--apply")
-    assert "cleanup.W021" not in check_output(deploy=True)
-    assert "cleanup.E021" not in check_output(deploy=True)
+    assert "cleanup.W021" not in deploy_checks()
+    assert "cleanup.E021" not in deploy_checks()
 
 
 @pytest.mark.parametrize("prefix", ["jobs/", "", "jobs/0", "jo"])
@@ -217,7 +227,7 @@ def test_check_errors_on_a_rule_that_would_delete_live_files(s3_bucket, settings
     s3_bucket.client.put_bucket_lifecycle_configuration(
         Bucket=s3_bucket.name, LifecycleConfiguration={"Rules": [FOREIGN, short]}
     )
-    output = check_output(deploy=True)
+    output = deploy_checks()
     assert "cleanup.E021" in output and "'short-rule'" in output
     assert "keep-logs-30-days" not in output  # a rule on another prefix is no one's concern
 
@@ -227,7 +237,7 @@ def test_a_rule_as_long_as_the_ttl_is_no_error(s3_bucket):
     s3_bucket.client.put_bucket_lifecycle_configuration(
         Bucket=s3_bucket.name, LifecycleConfiguration={"Rules": [one_day]}
     )
-    assert "cleanup.E021" not in check_output(deploy=True)
+    assert "cleanup.E021" not in deploy_checks()
 
 
 # --- 2. incomplete multipart uploads -------------------------------------------------------------
