@@ -15,10 +15,12 @@ requests are bounded by the client's timeouts (AWS_S3_CONNECT_TIMEOUT, AWS_S3_RE
 AWS_S3_MAX_ATTEMPTS).
 """
 
-from django.core.checks import Error, Info, register
+from django.conf import settings
+from django.core.checks import Error, Info, Warning, register
 from django.db import DatabaseError
 
 from . import services
+from .services.lifecycle import LifecycleFailed, expiration_days, lifecycle_findings
 from .storage import describe_error
 from .storage.probe import MISSING, REFUSED, UNREACHABLE, WRONG_REGION
 
@@ -87,6 +89,46 @@ def storage_check(app_configs=None, **kwargs):
             )
         ]
     return [Info(_versioning(probe), id="cleanup.I001")]
+
+
+@register(TAG, deploy=True)
+def lifecycle_check(app_configs=None, **kwargs):
+    """The lifecycle backstop (storage_lifecycle): missing is a warning; a rule on the upload
+    prefix shorter than JOB_TTL is an error, since S3 would delete live jobs' files."""
+    try:
+        findings = lifecycle_findings()
+    except LifecycleFailed as exc:
+        return [
+            Warning(
+                f"The bucket's lifecycle configuration could not be read ({exc}).",
+                hint="Allow s3:GetLifecycleConfiguration; a server without lifecycle support "
+                "(s3rver) cannot hold the backstop.",
+                id="cleanup.W022",
+            )
+        ]
+    if findings is None:  # local files: no lifecycle
+        return []
+    where = f"bucket '{findings.bucket}' on '{findings.prefix}'"
+    messages = [
+        Error(
+            f"Lifecycle rule {rule} in {where}: sooner than JOB_TTL ({settings.JOB_TTL}), so "
+            "S3 would delete files of live jobs.",
+            hint=f"Make it at least {expiration_days(settings.JOB_TTL)} days (JOB_TTL + 1 day, "
+            "as storage_lifecycle writes), or keep its prefix off the upload prefix.",
+            id="cleanup.E021",
+        )
+        for rule in findings.too_short
+    ]
+    if not findings.backstop:
+        messages.append(
+            Warning(
+                f"No lifecycle backstop in {where}: if the purge stops running, the jobs' "
+                "files stay in the bucket indefinitely.",
+                hint="Run `python manage.py storage_lifecycle --apply` (docs/backstop.md).",
+                id="cleanup.W021",
+            )
+        )
+    return messages
 
 
 def _versioning(probe) -> str:

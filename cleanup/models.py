@@ -324,6 +324,11 @@ class ReconcileRun(models.Model):
     failed = models.PositiveIntegerField(default=0)
     # Stored keys that break the upload-name rule: never sent, kept as refused pending names.
     refused_keys = models.PositiveIntegerField(default=0)
+    # Incomplete multipart uploads under the upload prefix: past grace with no live job (aborted
+    # with --delete), and the ones kept (young, or their job is live).
+    uploads_orphaned = models.PositiveIntegerField(default=0)
+    uploads_aborted = models.PositiveIntegerField(default=0)
+    uploads_kept = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
 
     class Meta:

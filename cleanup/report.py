@@ -179,6 +179,8 @@ def format_reconcile(result, *, examples=False) -> str:
         f"  newer than {cutoff}, left alone: {result.young}",
         f"  named by a row or a pending deletion: {result.held}",
         f"  orphans: {result.orphans} ({result.orphan_bytes} bytes)",
+        f"  incomplete uploads past grace with no live job: {result.uploads_orphaned} "
+        f"({result.uploads_aborted} aborted), kept: {result.uploads_kept}",
     ]
     if result.refused:
         lines.append("  refused: nothing deleted (see the error)")

@@ -162,8 +162,11 @@ AWS_S3_FILE_OVERWRITE = False
 # times 5 attempts: connect and read timeouts in seconds, and attempts per request (1 = no retry).
 # The purge stops calling S3 for the rest of a run once a request has failed this way. This is
 # django-storages' own setting; it replaces (does not merge with) its default Config, which only
-# holds what this project leaves at botocore's defaults (addressing style, signature, proxies).
+# holds what this project leaves at botocore's defaults (addressing style, proxies). Links are
+# signed with SigV4 in every region: their lifetime is X-Amz-Expires, capped at the job's
+# (jobs.models.JobFieldFile); botocore would sign SigV2 links in us-east-1.
 AWS_S3_CLIENT_CONFIG = BotocoreConfig(
+    signature_version="s3v4",
     connect_timeout=env("AWS_S3_CONNECT_TIMEOUT", parse_int, 5, minimum=1, maximum=3600),
     read_timeout=env("AWS_S3_READ_TIMEOUT", parse_int, 30, minimum=1, maximum=3600),
     retries={

@@ -5,8 +5,9 @@ import uuid
 from pathlib import PurePosixPath
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
+from django.db.models.fields.files import FieldFile
 from django.utils import timezone
 from django.utils.deconstruct import deconstructible
 
@@ -178,6 +179,42 @@ def job_file_upload_to(instance, filename):
     return name
 
 
+class FileExpired(PermissionDenied):
+    """A link was asked for a file whose job has expired: the file is deleted, or about to be."""
+
+
+class JobFieldFile(FieldFile):
+    """A job file's link dies with its job: a presigned URL lasts the storage's query-string
+    expiry (AWS_QUERYSTRING_EXPIRE) or the seconds the job has left, whichever is less, and an
+    expired job's file gets no link at all."""
+
+    @property
+    def url(self):
+        if not self:
+            return super().url  # Django's error for a field with no file
+        expires_at = self.instance.job.expires_at
+        left = (expires_at - timezone.now()).total_seconds()
+        if left < 1:  # a link lasts whole seconds, at least one
+            when = timezone.localtime(expires_at).strftime("%Y-%m-%d %H:%M:%S %Z")
+            raise FileExpired(
+                f"this file's job {'expired' if left < 0 else 'expires'} at {when}: no link "
+                "is handed out"
+            )
+        lifetime = getattr(self.storage, "querystring_expire", None)  # S3Storage's setting
+        if lifetime is None:
+            return super().url
+        return self.storage.url(self.name, expire=min(lifetime, int(left)))
+
+
+class JobFileField(models.FileField):
+    attr_class = JobFieldFile
+
+    def deconstruct(self):
+        # Only the links it hands out differ; to migrations (and the column) it is a FileField.
+        name, _path, args, kwargs = super().deconstruct()
+        return name, "django.db.models.FileField", args, kwargs
+
+
 class JobFile(models.Model):
     class Kind(models.TextChoices):
         ORIGINAL = "original", "Original photo"
@@ -186,7 +223,7 @@ class JobFile(models.Model):
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="files")
     kind = models.CharField(max_length=16, choices=Kind.choices)
     # Indexed: storage deletes and the orphan reconciler look files up by name.
-    file = models.FileField(
+    file = JobFileField(
         upload_to=job_file_upload_to,
         max_length=512,
         db_index=True,

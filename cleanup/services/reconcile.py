@@ -19,13 +19,21 @@ a worker whose clock runs fast must not take a fresh upload for an old one. Both
 the listing, 1,000 objects at a time, so memory does not grow with the bucket; the storage
 binding is checked before either.
 
+Incomplete multipart uploads under the prefix hold an upload's bytes in parts that no object
+listing shows. Each run lists them (ListMultipartUploads, paged); one begun before the grace period
+(on the earlier of the database's clock and this process's) whose job is not live (no live job
+row with the id in its name's second segment) is aborted when deleting, unless the run refused;
+the others are kept.
+
 Each run is recorded in ReconcileRun: counts and bytes, never a name.
 """
 
 import logging
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from itertools import islice
 
 from django.conf import settings
 from django.utils import timezone
@@ -34,8 +42,9 @@ from jobs.models import Job
 
 from .. import storage
 from ..models import PendingFileDeletion, PurgeRun, ReconcileRun
+from ..storage import bucket
 from .binding import verify_storage
-from .clock import purge_cutoff
+from .clock import database_now, purge_cutoff
 from .errors import StorageNotVerified
 from .files import open_storage, pending_names, referenced_names
 
@@ -66,6 +75,9 @@ class ReconcileResult:
     deleted_bytes: int = 0
     failed: int = 0
     refused_keys: int = 0  # keys that break the upload-name rule: never sent, kept as refused names
+    uploads_orphaned: int = 0  # incomplete multipart uploads past grace whose job is not live
+    uploads_aborted: int = 0
+    uploads_kept: int = 0  # begun within the grace period, or their job is live
     requests: int = 0
     error: str = ""
     duration_seconds: float = 0.0
@@ -123,6 +135,7 @@ def reconcile_storage(
                 result.error = refusal
             elif result.orphans:
                 _delete_orphans(result, session)
+        _settle_uploads(result, session, grace=grace, abort=delete and not result.refused)
     except StorageNotVerified as exc:
         result.status = ReconcileRun.Status.REFUSED
         result.error = str(exc)
@@ -266,6 +279,33 @@ def _delete_orphans(result: ReconcileResult, session):
             raise _StorageUnavailable
 
 
+def _settle_uploads(result: ReconcileResult, session, *, grace: timedelta, abort: bool):
+    if not storage.is_s3(session.storage):
+        return  # local files have no multipart uploads
+    now = min(database_now(), timezone.now())
+    cutoff = min(result.cutoff, now - grace)
+    uploads = bucket.list_uploads(session.storage)
+    while page := list(islice(uploads, storage.S3_MAX_KEYS_PER_REQUEST)):
+        ids = {_job_id(upload.name) for upload in page} - {None}
+        live = set(Job.objects.live(now).filter(pk__in=ids).values_list("pk", flat=True))
+        for upload in page:
+            if upload.initiated > cutoff or _job_id(upload.name) in live:
+                result.uploads_kept += 1
+                continue
+            result.uploads_orphaned += 1
+            if abort:
+                bucket.abort_upload(session.storage, upload)
+                result.uploads_aborted += 1
+
+
+def _job_id(name: str) -> uuid.UUID | None:
+    # Uploads are named jobs/<job id>/...: anything else has no job.
+    try:
+        return uuid.UUID(name.split("/")[1])
+    except (IndexError, ValueError):
+        return None
+
+
 def _record(run: ReconcileRun, result: ReconcileResult):
     for name in (
         "status",
@@ -279,6 +319,9 @@ def _record(run: ReconcileRun, result: ReconcileResult):
         "deleted_bytes",
         "failed",
         "refused_keys",
+        "uploads_orphaned",
+        "uploads_aborted",
+        "uploads_kept",
         "error",
     ):
         setattr(run, name, getattr(result, name))

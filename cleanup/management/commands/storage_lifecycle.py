@@ -1,0 +1,45 @@
+import json
+
+from django.core.management.base import CommandError
+
+from cleanup.services.lifecycle import (
+    BACKSTOP_RULE_ID,
+    MARKERS_RULE_ID,
+    LifecycleFailed,
+    plan_lifecycle,
+)
+from fmr.commands import StrictCommand
+
+
+class Command(StrictCommand):
+    help = (
+        "The lifecycle backstop on the upload prefix: S3 deletes the jobs' files itself, JOB_TTL "
+        f"+ 1 day after upload, if the purge does not run (rules {BACKSTOP_RULE_ID} and "
+        f"{MARKERS_RULE_ID}, merged into the bucket's configuration; other rules are kept). "
+        "Prints the merged configuration; writes it only with --apply."
+    )
+
+    def add_arguments(self, parser):
+        flags = parser.add_mutually_exclusive_group()
+        flags.add_argument("--apply", action="store_true", help="Write the merged configuration.")
+        flags.add_argument(
+            "--dry-run", action="store_true", help="Print it without writing (the default)."
+        )
+
+    def handle(self, *args, **options):
+        try:
+            plan = plan_lifecycle(apply=options["apply"])
+        except LifecycleFailed as exc:
+            raise CommandError(f"lifecycle configuration not changed: {exc}") from None
+        if plan is None:
+            self.stdout.write("Files are on local storage (MEDIA_ROOT): no lifecycle to set.")
+            return
+        config = {"Bucket": plan.bucket, "Rules": plan.rules}
+        self.stdout.write(json.dumps(config, indent=2, default=str))
+        where = f"bucket '{plan.bucket}', prefix '{plan.prefix}'"
+        if not plan.changed:
+            self.stdout.write(f"The backstop is already in place on {where}: nothing changed.")
+        elif plan.applied:
+            self.stdout.write(f"Wrote the backstop rules to {where}.")
+        else:
+            self.stdout.write(f"Not written (dry run): --apply writes it to {where}.")

@@ -1,0 +1,127 @@
+"""The lifecycle backstop: if every worker is down for days, S3 itself deletes the jobs' files.
+
+Two rules on the upload prefix, known by fixed IDs: a merge replaces only those and keeps every
+other rule, in its place. fmr-jobs-backstop expires current objects JOB_TTL + 1 day after upload,
+in whole days (S3 counts from the upload, and a job's files are uploaded after the job is made,
+so no live job's file goes), noncurrent versions and incomplete multipart uploads after 1 day.
+fmr-jobs-delete-markers expires delete markers with nothing behind them: S3 refuses
+ExpiredObjectDeleteMarker in the same Expiration as Days.
+"""
+
+import math
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+
+from .. import storage
+from ..storage import bucket
+
+BACKSTOP_RULE_ID = "fmr-jobs-backstop"
+MARKERS_RULE_ID = "fmr-jobs-delete-markers"
+DAY = timedelta(days=1)
+
+
+class LifecycleFailed(Exception):
+    """The bucket's lifecycle configuration could not be read or written; nothing changed."""
+
+
+@dataclass
+class LifecyclePlan:
+    bucket: str
+    prefix: str  # the key prefix the rules cover
+    rules: list[dict]  # the bucket's configuration once merged
+    changed: bool  # whether writing it changes the bucket's
+    applied: bool = False
+
+
+@dataclass
+class LifecycleFindings:
+    bucket: str
+    prefix: str
+    backstop: bool  # our rules are in place, as storage_lifecycle writes them
+    too_short: list[str] = field(default_factory=list)  # rules that would delete live files
+
+
+def expiration_days(ttl: timedelta) -> int:
+    return math.ceil((ttl + DAY) / DAY)
+
+
+def backstop_rules(prefix: str) -> list[dict]:
+    only_jobs = {"Status": "Enabled", "Filter": {"Prefix": prefix}}
+    return [
+        {
+            "ID": BACKSTOP_RULE_ID,
+            **only_jobs,
+            "Expiration": {"Days": expiration_days(settings.JOB_TTL)},
+            "NoncurrentVersionExpiration": {"NoncurrentDays": 1},
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+        },
+        {"ID": MARKERS_RULE_ID, **only_jobs, "Expiration": {"ExpiredObjectDeleteMarker": True}},
+    ]
+
+
+def plan_lifecycle(*, apply: bool = False) -> LifecyclePlan | None:
+    """The bucket's lifecycle configuration with the backstop merged in; written when `apply`
+    and it differs. None when the files are local (no lifecycle to set)."""
+    s3, prefix = _s3_and_prefix()
+    if s3 is None:
+        return None
+    current = _read(s3)
+    ours = {rule["ID"]: rule for rule in backstop_rules(prefix)}
+    merged = [ours.pop(rule.get("ID"), rule) for rule in current] + list(ours.values())
+    plan = LifecyclePlan(s3.bucket_name, prefix, merged, changed=not _has_backstop(current, prefix))
+    if apply and plan.changed:
+        try:
+            bucket.write_lifecycle(s3, merged)
+        except Exception as exc:
+            raise LifecycleFailed(storage.describe_error(exc)) from exc
+        plan.applied = True
+    return plan
+
+
+def lifecycle_findings() -> LifecycleFindings | None:
+    """Whether the backstop is in place, and which rules would delete live jobs' files."""
+    s3, prefix = _s3_and_prefix()
+    if s3 is None:
+        return None
+    rules = _read(s3)
+    findings = LifecycleFindings(s3.bucket_name, prefix, _has_backstop(rules, prefix))
+    for rule in rules:
+        expiration = rule.get("Expiration") or {}
+        if rule.get("Status") != "Enabled" or not _covers(rule, prefix):
+            continue
+        name = f"'{rule.get('ID', '(no ID)')}'"
+        if "Date" in expiration:
+            findings.too_short.append(f"{name} expires every object on {expiration['Date']:%F}")
+        elif "Days" in expiration and expiration["Days"] * DAY < settings.JOB_TTL:
+            findings.too_short.append(f"{name} expires objects after {expiration['Days']} day(s)")
+    return findings
+
+
+def _s3_and_prefix():
+    s3 = storage.get_storage()
+    if not storage.is_s3(s3):
+        return None, ""
+    return s3, bucket.key_prefix(s3)
+
+
+def _read(s3) -> list[dict]:
+    try:
+        return bucket.read_lifecycle(s3)
+    except Exception as exc:
+        raise LifecycleFailed(storage.describe_error(exc)) from exc
+
+
+def _has_backstop(rules, prefix) -> bool:
+    # Only the fields we write: a server may add its own defaults to what it returns.
+    ours = backstop_rules(prefix)
+    found = {rule.get("ID"): rule for rule in rules}
+    return all({k: found.get(r["ID"], {}).get(k) for k in r} == r for r in ours)
+
+
+def _covers(rule, prefix) -> bool:
+    where = rule.get("Filter") or {}
+    theirs = rule.get("Prefix") or where.get("Prefix") or (where.get("And") or {}).get("Prefix")
+    theirs = theirs or ""
+    return prefix.startswith(theirs) or theirs.startswith(prefix)
