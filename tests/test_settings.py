@@ -230,15 +230,20 @@ def project_commands() -> list[str]:
 # Values for the arguments a command requires; a new required argument fails the test below
 # until it is given one here.
 REQUIRED = {"--since": "2026-01-01", "--until": "2026-01-02"}
+# Flags a command needs to reach its database that its parser cannot require (export_purge_log
+# takes either a range or --verify FILE).
+GIVEN = {"export_purge_log": ["--since", "2026-01-01", "--until", "2026-01-02"]}
+# Commands that never read the database: they must still not trip over it.
+NO_DATABASE = {"storage_lifecycle"}
 
 
 def arguments_for(name) -> list[str]:
     from django.core.management import get_commands, load_command_class
 
     parser = load_command_class(get_commands()[name], name).create_parser("manage.py", name)
-    args = []
+    args = list(GIVEN.get(name, []))
     for action in parser._actions:
-        if action.required:
+        if action.required and action.option_strings[0] not in args:
             flag = action.option_strings[0]
             assert flag in REQUIRED, f"{name} requires {flag}: give it a value in REQUIRED"
             args += [flag, REQUIRED[flag]]
@@ -258,7 +263,10 @@ def test_every_command_against_an_unreachable_database_says_so_in_one_line(comma
         env=child_env(DATABASE_URL=unreachable_database()),
     )
 
-    assert_one_line_refusal(done, "database", "127.0.0.1")
+    if command in NO_DATABASE:
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    else:
+        assert_one_line_refusal(done, "database", "127.0.0.1")
 
 
 @pytest.mark.slow
