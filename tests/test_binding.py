@@ -15,7 +15,7 @@ from django.utils import timezone
 from cleanup.models import StorageBinding
 from cleanup.services import PurgeNotPossible, purge_expired_jobs
 from jobs.models import Job, JobFile
-from tests.helpers import FULL_JOB_ROWS, expired_job, file_names, live_job, rows_of
+from tests.helpers import FULL_JOB_ROWS, expired_job, live_job, rows_of
 
 LOCAL = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
 

@@ -3,7 +3,6 @@
 import django.utils.timezone
 from django.db import migrations, models
 
-
 # cleanup.storage.names.NON_CANONICAL_PATTERN when this migration was written (a test checks
 # that the two agree and that PostgreSQL uses these indexes for the reference check).
 NON_CANONICAL_PATTERN = r"\\|^/|//|/$|(^|/)\.\.?(/|$)"
