@@ -192,7 +192,7 @@ def _check_holds_files(configured):
         found = f"{len(names) - held} of the {len(names)} checked are missing"
     raise StorageNotVerified(
         f"{configured.describe()} does not hold the files this database names: "
-        f"{found}. Refusing to bind it; "
-        "nothing was deleted. Point this process at the storage that holds the files, or copy "
+        f"{found}. Refusing to bind it. "
+        "Nothing was deleted. Point this process at the storage that holds the files, or copy "
         'them there first, then run `python manage.py bind_storage --rebind` (README, "Safety").'
     )
