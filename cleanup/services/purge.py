@@ -160,6 +160,10 @@ def purge_expired_jobs(
         status = PurgeRun.Status.INTERRUPTED if interrupted else PurgeRun.Status.FAILED
         # A refusal's own words are written for operators; anything else is summarised.
         error = str(exc) if isinstance(exc, PurgeNotPossible) else storage.describe_error(exc)
+        if isinstance(exc, PurgeNotPossible):  # only verify_storage() raises it in here
+            error = f"Never started: refused before its first row. {error}"
+        elif not (progress.batches or progress.files.deleted):
+            error = f"Nothing was deleted: {error}"
         recorded = _record_failure(run, progress, started, status, error)
         with contextlib.suppress(AttributeError):  # an exception that takes no attributes
             exc.purge_result = recorded
