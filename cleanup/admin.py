@@ -94,7 +94,9 @@ class PurgeRunAdmin(ReadOnlyAdmin):
             (None, {"fields": [*when, "heartbeat_at", "task_id"]}),
             ("Fan-out", {"fields": ["fan_out_runs"]}) if obj.is_fan_out or obj.parent_id else None,
         ]
-        if obj.dry_run:
+        if obj.error.startswith("Never started"):
+            pass  # refused before its first row: the error says why, there is nothing to count
+        elif obj.dry_run:
             sets.append(
                 (
                     "Dry run: what it would have deleted (nothing was deleted)",
