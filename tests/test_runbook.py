@@ -13,8 +13,6 @@ every few seconds, and beat, the worker and S3 do the rest: the expired jobs and
 go, the live job stays. Screenshots go to tests/artifacts/runbook-*.png.
 """
 
-import datetime
-import ipaddress
 import json
 import os
 import ssl
@@ -36,7 +34,13 @@ from fmr.celery import app
 from tests.browser import ARTIFACTS
 from tests.conftest import S3_CREDENTIALS
 from tests.processes import ROOT, stop
-from tests.runbook import environment, new_secret_key, site_environment, steps
+from tests.runbook import (
+    environment,
+    new_secret_key,
+    site_environment,
+    steps,
+    throwaway_certificate,
+)
 from tests.s3server import free_port
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
@@ -73,42 +77,6 @@ def fresh_database():
     yield f"{server}/{name}"
     with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def throwaway_certificate(directory: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1: the TLS a proxy would terminate in production."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "tls.crt", directory / "tls.key"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
 
 
 class Site:
