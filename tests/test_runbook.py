@@ -46,12 +46,15 @@ from tests.s3server import free_port
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
 BIN = Path(sys.executable).parent
-ADMIN = {"username": "ops", "email": "ops@fmr.test", "password": "runbook-" + uuid.uuid4().hex}
+# The admin's password differs per site; the README's name and email are used as written.
+ADMIN_PASSWORD = "runbook-" + uuid.uuid4().hex
 # The README's commands, in this order; each checked against the README before it runs.
 EXPECTED_STEPS = [
+    ["python", "manage.py", "create_bucket"],
     ["python", "manage.py", "migrate"],
     ["python", "manage.py", "collectstatic", "--noinput"],
-    ["python", "manage.py", "createsuperuser"],
+    ["export", "DJANGO_SUPERUSER_USERNAME="],
+    ["python", "manage.py", "createsuperuser", "--noinput"],
     ["python", "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
     ["gunicorn", "fmr.wsgi"],
     ["celery", "-A", "fmr", "worker"],
@@ -171,7 +174,7 @@ def test_the_readme_runbook_brings_up_the_admin_the_worker_and_beat_and_the_purg
     env = {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ} | env
     certfile, keyfile = throwaway_certificate(tmp_path)
 
-    # --- 2. The bucket exists before anything uses it (README: "The bucket") ----------------
+    # --- 2. Nothing but the S3 server: the README's first step makes the bucket ------------
     s3 = boto3.client(
         "s3",
         endpoint_url=s3_server.endpoint_url,
@@ -179,33 +182,32 @@ def test_the_readme_runbook_brings_up_the_admin_the_worker_and_beat_and_the_purg
         aws_access_key_id=S3_CREDENTIALS["access_key"],
         aws_secret_access_key=S3_CREDENTIALS["secret_key"],
     )
-    s3.create_bucket(
-        Bucket=bucket,
-        CreateBucketConfiguration={"LocationConstraint": env["AWS_S3_REGION_NAME"]},
-    )
     app.control.purge()  # nothing left over in this broker database from earlier tests
 
     # --- 3. The README's steps, in order ----------------------------------------------------
     readme_steps = steps()
     assert len(readme_steps) == len(EXPECTED_STEPS), readme_steps
     for step, expected in zip(readme_steps, EXPECTED_STEPS, strict=True):
-        assert step[: len(expected)] == expected, step
+        assert step[: len(expected) - 1] == expected[:-1], step
+        assert step[len(expected) - 1].startswith(expected[-1]), step
+    admin = {}
     with ExitStack() as stack:
         site = Site(env, tmp_path, stack)
         processes = []
         for words in readme_steps:
-            if words[:2] == ["python", "manage.py"]:
-                argv = [sys.executable, *words[1:]]
-                if words[2] == "createsuperuser":
-                    # The README's scripted form: the three variables and --noinput.
-                    site.run(
-                        [*argv, "--noinput"],
-                        extra_env={f"DJANGO_SUPERUSER_{k.upper()}": v for k, v in ADMIN.items()},
-                    )
-                else:
-                    done = site.run(argv)
-                    if words[2] == "check":
-                        check_output = done.stdout + done.stderr
+            if words[0] == "export":
+                # The admin's variables for the next line; its password is this site's.
+                admin = dict(word.split("=", 1) for word in words[1:])
+                assert set(admin) == {
+                    f"DJANGO_SUPERUSER_{k}" for k in ("USERNAME", "EMAIL", "PASSWORD")
+                }
+                admin["DJANGO_SUPERUSER_PASSWORD"] = ADMIN_PASSWORD
+            elif words[:2] == ["python", "manage.py"]:
+                done = site.run([sys.executable, *words[1:]], extra_env=admin)
+                if words[2] == "check":
+                    check_output = done.stdout + done.stderr
+                if words[2] == "create_bucket":
+                    assert done.stdout.startswith(f"Created bucket '{bucket}'"), done.stdout
             elif words[0] == "gunicorn":
                 argv = [str(BIN / "gunicorn"), *words[1:]]
                 argv[argv.index("--bind") + 1] = f"127.0.0.1:{port}"
@@ -269,8 +271,8 @@ def test_the_readme_runbook_brings_up_the_admin_the_worker_and_beat_and_the_purg
             header = page.eval_on_selector("#header", "e => getComputedStyle(e).backgroundColor")
             assert header not in ("rgba(0, 0, 0, 0)", "transparent"), header
             page.screenshot(path=str(ARTIFACTS / "runbook-admin-login.png"))
-            page.fill("#id_username", ADMIN["username"])
-            page.fill("#id_password", ADMIN["password"])
+            page.fill("#id_username", admin["DJANGO_SUPERUSER_USERNAME"])
+            page.fill("#id_password", ADMIN_PASSWORD)
             page.click("input[type=submit]")
             page.wait_for_selector("#site-name")
             assert page.url == f"{origin}/admin/"
