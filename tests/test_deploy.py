@@ -10,7 +10,6 @@
 
 import configparser
 import http.client
-import os
 import shlex
 import shutil
 import ssl
@@ -23,7 +22,15 @@ import pytest
 
 from tests.conftest import _unavailable
 from tests.processes import ROOT, child_env, stop, wait_until
-from tests.runbook import environment, new_secret_key, steps, throwaway_certificate
+from tests.runbook import (
+    environment,
+    new_secret_key,
+    nginx_command,
+    nginx_config,
+    nginx_missing,
+    steps,
+    throwaway_certificate,
+)
 from tests.s3server import free_port
 
 DEPLOY = ROOT / "deploy"
@@ -33,35 +40,6 @@ UNITS = {
     "fmr-beat.service": ["celery", "-A", "fmr", "beat"],
 }
 VENV_BIN = "/srv/fmr/app/.venv/bin/"
-
-
-def replace_once(text, old, new):
-    assert text.count(old) == 1, f"deploy/nginx/fmr.conf should have {old!r} once"
-    return text.replace(old, new)
-
-
-def nginx_config(tmp: Path, *, http_port, https_port, upstream_port, cert, key) -> Path:
-    """deploy/nginx/fmr.conf as it is, but for this machine's ports and certificate, inside the
-    few main-context lines a packaged nginx.conf has."""
-    site = (DEPLOY / "nginx" / "fmr.conf").read_text()
-    site = replace_once(site, "listen 80;", f"listen 127.0.0.1:{http_port};")
-    site = replace_once(site, "listen 443 ssl;", f"listen 127.0.0.1:{https_port} ssl;")
-    site = replace_once(site, "/etc/ssl/fmr/fullchain.pem", str(cert))
-    site = replace_once(site, "/etc/ssl/fmr/privkey.pem", str(key))
-    site = replace_once(site, "127.0.0.1:8000", f"127.0.0.1:{upstream_port}")
-    (tmp / "site.conf").write_text(site)
-    temp = "\n".join(
-        f"    {kind}_temp_path {tmp / kind};" for kind in ("client_body", "proxy", "fastcgi")
-    )
-    main = tmp / "nginx.conf"
-    main.write_text(
-        ("user root;\n" if os.geteuid() == 0 else "")
-        + f"daemon off;\nworker_processes 1;\npid {tmp / 'nginx.pid'};\n"
-        + f"error_log {tmp / 'error.log'};\nevents {{}}\nhttp {{\n    access_log off;\n"
-        + f"{temp}\n    uwsgi_temp_path {tmp / 'uwsgi'};\n    scgi_temp_path {tmp / 'scgi'};\n"
-        + f"    include {tmp / 'site.conf'};\n}}\n"
-    )
-    return main
 
 
 def request(port, path, headers=(), *, tls=False):
@@ -102,9 +80,8 @@ CLAIMS_HTTPS = [
 
 @pytest.mark.django_db(transaction=True)
 def test_nginx_terminates_tls_and_a_client_cannot_claim_https_over_plain_http(tmp_path):
-    nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
-    if nginx is None:
-        _unavailable("needs nginx (Debian's nginx-light; .ci/run installs it)")
+    if nginx_missing():
+        _unavailable(nginx_missing())
     readme = environment()
     https_settings = {name: value for name, value in readme.items() if name.startswith("DJANGO_")}
     env = child_env(
@@ -131,7 +108,7 @@ def test_nginx_terminates_tls_and_a_client_cannot_claim_https_over_plain_http(tm
     with ExitStack() as stack:
         for argv in (
             [*web, "--bind", f"127.0.0.1:{gunicorn_port}"],
-            [nginx, "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c", str(config)],
+            nginx_command(tmp_path, config),
         ):
             process = subprocess.Popen(argv, cwd=ROOT, env=env, start_new_session=True)
             stack.callback(stop, process)

@@ -2,10 +2,11 @@
 
 The environment block and the commands are read from the README (tests/runbook.py), so the two
 cannot drift apart. What the test supplies is what differs per site (its own PostgreSQL
-database, Redis, the S3-compatible server and bucket, secrets, host names), plus one stand-in:
-in production a proxy terminates TLS in front of gunicorn; here gunicorn terminates it itself
-with a throwaway certificate (`--certfile/--keyfile`), so every HTTPS setting of the README stays
-as written (redirect to HTTPS, secure cookies, HSTS) and the browser speaks HTTPS.
+database, Redis, the S3-compatible server and bucket, secrets, host names, the admin's
+password). The README's proxy, deploy/nginx/fmr.conf in Debian's nginx, terminates TLS in front
+of gunicorn with a throwaway certificate (only its ports and certificate paths changed), so every
+HTTPS setting of the README stays as written (redirect to HTTPS, secure cookies, HSTS) and the
+browser speaks HTTPS to the proxy.
 
 Then a person logs into the admin in a real browser (Debian's chromium), the admin's CSS is
 served by WhiteNoise with DEBUG off, the person changes the delete-expired-jobs schedule to fire
@@ -37,6 +38,9 @@ from tests.processes import ROOT, stop
 from tests.runbook import (
     environment,
     new_secret_key,
+    nginx_command,
+    nginx_config,
+    nginx_missing,
     site_environment,
     steps,
     throwaway_certificate,
@@ -152,7 +156,9 @@ def test_the_readme_runbook_brings_up_the_admin_the_worker_and_beat_and_the_purg
         assert readme_env.get(name) == value, f"the README should set {name}={value}"
     assert int(readme_env["DJANGO_SECURE_HSTS_SECONDS"]) >= 31536000
     assert "DJANGO_DEBUG" not in readme_env
-    port = free_port()
+    if nginx_missing():
+        pytest.fail(nginx_missing())
+    port, http_port, gunicorn_port = free_port(), free_port(), free_port()
     origin = f"https://127.0.0.1:{port}"
     bucket = f"fmr-runbook-{uuid.uuid4().hex[:8]}"
     static_root = tmp_path / "static"
@@ -172,7 +178,17 @@ def test_the_readme_runbook_brings_up_the_admin_the_worker_and_beat_and_the_purg
     )
     # A fresh machine: only the basics of this process's environment, then the README's.
     env = {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ} | env
-    certfile, keyfile = throwaway_certificate(tmp_path)
+    proxy = tmp_path / "nginx"
+    proxy.mkdir()
+    certfile, keyfile = throwaway_certificate(proxy)
+    nginx = nginx_config(
+        proxy,
+        http_port=http_port,
+        https_port=port,
+        upstream_port=gunicorn_port,
+        cert=certfile,
+        key=keyfile,
+    )
 
     # --- 2. Nothing but the S3 server: the README's first step makes the bucket ------------
     s3 = boto3.client(
@@ -210,9 +226,9 @@ def test_the_readme_runbook_brings_up_the_admin_the_worker_and_beat_and_the_purg
                     assert done.stdout.startswith(f"Created bucket '{bucket}'"), done.stdout
             elif words[0] == "gunicorn":
                 argv = [str(BIN / "gunicorn"), *words[1:]]
-                argv[argv.index("--bind") + 1] = f"127.0.0.1:{port}"
-                argv += ["--certfile", str(certfile), "--keyfile", str(keyfile)]
+                argv[argv.index("--bind") + 1] = f"127.0.0.1:{gunicorn_port}"
                 processes.append(("gunicorn", site.start("gunicorn", argv)))
+                processes.append(("nginx", site.start("nginx", nginx_command(proxy, nginx))))
             else:
                 name = words[3]
                 processes.append((name, site.start(name, [str(BIN / "celery"), *words[1:]])))
@@ -240,7 +256,7 @@ def test_the_readme_runbook_brings_up_the_admin_the_worker_and_beat_and_the_purg
         wait_for(
             lambda: https_get(f"{origin}/admin/login/")[0] == 200,
             60,
-            "gunicorn to serve the admin",
+            "gunicorn to serve the admin through nginx",
             processes,
         )
         wait_for(lambda: "ready" in site.log("worker"), 60, "the worker", processes)

@@ -43,7 +43,9 @@ class Command(StrictCommand):
                 data["problems"] = problems
             self.stdout.write(json.dumps(data, indent=2))
         elif options["verbosity"] > 0:
-            self.stdout.write(f"{format_status(status)}\n  storage: {_reach(status.storage)}")
+            self.stdout.write(
+                f"{format_status(status)}\n  {'storage:':<30}{_reach(status.storage)}"
+            )
         if problems:
             raise CommandError("the 24-hour promise is at risk: " + "; ".join(problems))
 
