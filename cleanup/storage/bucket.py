@@ -42,7 +42,7 @@ def create_bucket(storage) -> str:
     try:
         client.create_bucket(**request)
     except ClientError as exc:
-        if _code(exc) != "BucketAlreadyOwnedByYou":  # someone else's name, or refused
+        if not _reason(exc).startswith("BucketAlreadyOwnedByYou"):  # another's name, or refused
             raise BucketNotCreated(f"cannot create {where}: {_reason(exc)}") from None
     try:
         client.put_public_access_block(
@@ -52,10 +52,6 @@ def create_bucket(storage) -> str:
         # S3-compatible servers without this API: the bucket stays private by its ACL.
         return f"created {where}, private (ACL); public access block not set: {_reason(exc)}"
     return f"created {where}, private (ACL), public access blocked"
-
-
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 def _reason(exc: ClientError) -> str:
