@@ -120,7 +120,9 @@ class PurgeRunAdmin(ReadOnlyAdmin):
         if obj is None:
             return super().get_fieldsets(request, obj)
         done = ("What it deleted", ["jobs_deleted", "rows_table", "files_deleted", "files_pending"])
-        if obj.dry_run:
+        if obj.error.startswith("Never started"):
+            done = ("", [])  # refused before its first row: the error says why, nothing to count
+        elif obj.dry_run:
             done = (
                 "Dry run: what it would have deleted (nothing was deleted)",
                 ["would_delete_jobs", "would_delete_rows_table", "would_delete_files"],

@@ -39,10 +39,9 @@ def storage_check(app_configs=None, **kwargs):
                 f"The storage bucket {where} does not exist ({probe.reason}): every upload and "
                 "every file delete of the purge would fail.",
                 hint=(
-                    f"Create the bucket before anything uses it, e.g. `aws s3 mb "
-                    f"s3://{probe.bucket} --region {probe.region}` (README, 'Running it in "
-                    "production'), or set AWS_STORAGE_BUCKET_NAME to the bucket that holds "
-                    "the files."
+                    "Create the bucket before anything uses it: `python manage.py "
+                    "create_bucket` (README, 'Running it in production'), or set "
+                    "AWS_STORAGE_BUCKET_NAME to the bucket that holds the files."
                 ),
                 id="cleanup.E001",
             )

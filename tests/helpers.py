@@ -56,14 +56,25 @@ def job_ttl():
 
 
 def bind_test_storage():
-    """Bind the test's storage to the database, as saving the first file through the ORM does.
+    """Bind the test's storage to the database, unverified (only a test may).
 
-    For rows made in bulk (bulk_create sends no pre_save): without a binding, a database that
-    names files refuses every delete (issue 9, "the database remembers which storage").
+    For rows made in bulk, whose files were never stored: without a binding, a database that
+    names files it does not hold refuses every delete (issue 18, "no binding without
+    verification").
     """
-    from cleanup.services import bind_storage
+    from cleanup.models import StorageBinding
+    from cleanup.storage import configured_identity
 
-    bind_storage(by="tests")
+    found = configured_identity()
+    StorageBinding.objects.get_or_create(
+        pk=1,
+        defaults={
+            "kind": found.kind,
+            "bucket": found.bucket,
+            "location": found.location,
+            "bound_by": "tests",
+        },
+    )
 
 
 def bulk_expired_jobs(count, *, by=timedelta(minutes=5)) -> list:

@@ -6,13 +6,19 @@ on GitHub): `<!-- runbook: environment -->` before the `export NAME=value` lines
 `<!-- runbook: steps -->` before the commands, one per line, in order.
 """
 
+import datetime
+import ipaddress
+import os
 import re
 import secrets
 import shlex
+import shutil
+from pathlib import Path
 
 from tests.processes import ROOT
 
 README = ROOT / "README.md"
+NGINX_PATH = f"{os.environ.get('PATH', '')}:/usr/sbin"
 
 # What differs from one installation to the next: the test puts its own services, names and
 # secrets here. Everything else in the README's environment is used as written.
@@ -76,3 +82,83 @@ def site_environment(**site) -> dict[str, str]:
 
 def new_secret_key() -> str:
     return secrets.token_urlsafe(50)
+
+
+def throwaway_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1: the TLS a proxy would terminate in production."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "tls.crt", directory / "tls.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+# deploy/nginx/fmr.conf, run by Debian's nginx in front of gunicorn (the README's proxy).
+
+
+def nginx_missing() -> str:
+    if shutil.which("nginx", path=NGINX_PATH):
+        return ""
+    return "needs nginx (Debian's nginx-light; .ci/run installs it)"
+
+
+def nginx_command(directory: Path, config: Path) -> list[str]:
+    """nginx in the foreground with this configuration, its files in `directory`."""
+    nginx = shutil.which("nginx", path=NGINX_PATH)
+    return [nginx, "-p", str(directory), "-e", str(directory / "error.log"), "-c", str(config)]
+
+
+def replace_once(text, old, new):
+    assert text.count(old) == 1, f"deploy/nginx/fmr.conf should have {old!r} once"
+    return text.replace(old, new)
+
+
+def nginx_config(tmp: Path, *, http_port, https_port, upstream_port, cert, key) -> Path:
+    """deploy/nginx/fmr.conf as it is, but for this machine's ports and certificate, inside the
+    few main-context lines a packaged nginx.conf has."""
+    site = (ROOT / "deploy" / "nginx" / "fmr.conf").read_text()
+    site = replace_once(site, "listen 80;", f"listen 127.0.0.1:{http_port};")
+    site = replace_once(site, "listen 443 ssl;", f"listen 127.0.0.1:{https_port} ssl;")
+    site = replace_once(site, "/etc/ssl/fmr/fullchain.pem", str(cert))
+    site = replace_once(site, "/etc/ssl/fmr/privkey.pem", str(key))
+    site = replace_once(site, "127.0.0.1:8000", f"127.0.0.1:{upstream_port}")
+    (tmp / "site.conf").write_text(site)
+    temp = "\n".join(
+        f"    {kind}_temp_path {tmp / kind};" for kind in ("client_body", "proxy", "fastcgi")
+    )
+    main = tmp / "nginx.conf"
+    main.write_text(
+        ("user root;\n" if os.geteuid() == 0 else "")
+        + f"daemon off;\nworker_processes 1;\npid {tmp / 'nginx.pid'};\n"
+        + f"error_log {tmp / 'error.log'};\nevents {{}}\nhttp {{\n    access_log off;\n"
+        + f"{temp}\n    uwsgi_temp_path {tmp / 'uwsgi'};\n    scgi_temp_path {tmp / 'scgi'};\n"
+        + f"    include {tmp / 'site.conf'};\n}}\n"
+    )
+    return main

@@ -381,22 +381,6 @@ def test_an_unsupported_storage_is_refused_before_a_row_is_deleted(settings):
     assert rows_of(job.pk) == FULL_JOB_ROWS
 
 
-@pytest.mark.django_db(transaction=True)
-def test_the_migration_binds_an_existing_deployment(settings, media_root):
-    from django.core.management import call_command as run
-
-    run("migrate", "cleanup", "0005", verbosity=0)
-    try:
-        job = Job.objects.create()
-        JobFile.objects.bulk_create([JobFile(job=job, kind="original", file="jobs/x/o-1.png")])
-        run("migrate", "cleanup", verbosity=0)
-        binding = StorageBinding.objects.get()
-        assert binding.kind == "local" and binding.location == os.path.realpath(media_root)
-        assert "migration" in binding.bound_by
-    finally:
-        run("migrate", verbosity=0)
-
-
 # --- 2. object storage needs a real database --------------------------------------------------
 
 

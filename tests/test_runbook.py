@@ -2,10 +2,11 @@
 
 The environment block and the commands are read from the README (tests/runbook.py), so the two
 cannot drift apart. What the test supplies is what differs per site (its own PostgreSQL
-database, Redis, the S3-compatible server and bucket, secrets, host names), plus one stand-in:
-in production a proxy terminates TLS in front of gunicorn; here gunicorn terminates it itself
-with a throwaway certificate (`--certfile/--keyfile`), so every HTTPS setting of the README stays
-as written (redirect to HTTPS, secure cookies, HSTS) and the browser speaks HTTPS.
+database, Redis, the S3-compatible server and bucket, secrets, host names, the admin's
+password). The README's proxy, deploy/nginx/fmr.conf in Debian's nginx, terminates TLS in front
+of gunicorn with a throwaway certificate (only its ports and certificate paths changed), so every
+HTTPS setting of the README stays as written (redirect to HTTPS, secure cookies, HSTS) and the
+browser speaks HTTPS to the proxy.
 
 Then a person logs into the admin in a real browser (Debian's chromium), the admin's CSS is
 served by WhiteNoise with DEBUG off, the person changes the delete-expired-jobs schedule to fire
@@ -13,8 +14,6 @@ every few seconds, and beat, the worker and S3 do the rest: the expired jobs and
 go, the live job stays. Screenshots go to tests/artifacts/runbook-*.png.
 """
 
-import datetime
-import ipaddress
 import json
 import os
 import ssl
@@ -36,18 +35,30 @@ from fmr.celery import app
 from tests.browser import ARTIFACTS
 from tests.conftest import S3_CREDENTIALS
 from tests.processes import ROOT, stop
-from tests.runbook import environment, new_secret_key, site_environment, steps
+from tests.runbook import (
+    environment,
+    new_secret_key,
+    nginx_command,
+    nginx_config,
+    nginx_missing,
+    site_environment,
+    steps,
+    throwaway_certificate,
+)
 from tests.s3server import free_port
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
 BIN = Path(sys.executable).parent
-ADMIN = {"username": "ops", "email": "ops@fmr.test", "password": "runbook-" + uuid.uuid4().hex}
+# The admin's password differs per site; the README's name and email are used as written.
+ADMIN_PASSWORD = "runbook-" + uuid.uuid4().hex
 # The README's commands, in this order; each checked against the README before it runs.
 EXPECTED_STEPS = [
+    ["python", "manage.py", "create_bucket"],
     ["python", "manage.py", "migrate"],
     ["python", "manage.py", "collectstatic", "--noinput"],
-    ["python", "manage.py", "createsuperuser"],
+    ["export", "DJANGO_SUPERUSER_USERNAME="],
+    ["python", "manage.py", "createsuperuser", "--noinput"],
     ["python", "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
     ["gunicorn", "fmr.wsgi"],
     ["celery", "-A", "fmr", "worker"],
@@ -73,42 +84,6 @@ def fresh_database():
     yield f"{server}/{name}"
     with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def throwaway_certificate(directory: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1: the TLS a proxy would terminate in production."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "tls.crt", directory / "tls.key"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
 
 
 class Site:
@@ -181,7 +156,9 @@ def test_the_readme_runbook_brings_up_the_admin_the_worker_and_beat_and_the_purg
         assert readme_env.get(name) == value, f"the README should set {name}={value}"
     assert int(readme_env["DJANGO_SECURE_HSTS_SECONDS"]) >= 31536000
     assert "DJANGO_DEBUG" not in readme_env
-    port = free_port()
+    if nginx_missing():
+        pytest.fail(nginx_missing())
+    port, http_port, gunicorn_port = free_port(), free_port(), free_port()
     origin = f"https://127.0.0.1:{port}"
     bucket = f"fmr-runbook-{uuid.uuid4().hex[:8]}"
     static_root = tmp_path / "static"
@@ -201,9 +178,19 @@ def test_the_readme_runbook_brings_up_the_admin_the_worker_and_beat_and_the_purg
     )
     # A fresh machine: only the basics of this process's environment, then the README's.
     env = {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ} | env
-    certfile, keyfile = throwaway_certificate(tmp_path)
+    proxy = tmp_path / "nginx"
+    proxy.mkdir()
+    certfile, keyfile = throwaway_certificate(proxy)
+    nginx = nginx_config(
+        proxy,
+        http_port=http_port,
+        https_port=port,
+        upstream_port=gunicorn_port,
+        cert=certfile,
+        key=keyfile,
+    )
 
-    # --- 2. The bucket exists before anything uses it (README: "The bucket") ----------------
+    # --- 2. Nothing but the S3 server: the README's first step makes the bucket ------------
     s3 = boto3.client(
         "s3",
         endpoint_url=s3_server.endpoint_url,
@@ -211,38 +198,37 @@ def test_the_readme_runbook_brings_up_the_admin_the_worker_and_beat_and_the_purg
         aws_access_key_id=S3_CREDENTIALS["access_key"],
         aws_secret_access_key=S3_CREDENTIALS["secret_key"],
     )
-    s3.create_bucket(
-        Bucket=bucket,
-        CreateBucketConfiguration={"LocationConstraint": env["AWS_S3_REGION_NAME"]},
-    )
     app.control.purge()  # nothing left over in this broker database from earlier tests
 
     # --- 3. The README's steps, in order ----------------------------------------------------
     readme_steps = steps()
     assert len(readme_steps) == len(EXPECTED_STEPS), readme_steps
     for step, expected in zip(readme_steps, EXPECTED_STEPS, strict=True):
-        assert step[: len(expected)] == expected, step
+        assert step[: len(expected) - 1] == expected[:-1], step
+        assert step[len(expected) - 1].startswith(expected[-1]), step
+    admin = {}
     with ExitStack() as stack:
         site = Site(env, tmp_path, stack)
         processes = []
         for words in readme_steps:
-            if words[:2] == ["python", "manage.py"]:
-                argv = [sys.executable, *words[1:]]
-                if words[2] == "createsuperuser":
-                    # The README's scripted form: the three variables and --noinput.
-                    site.run(
-                        [*argv, "--noinput"],
-                        extra_env={f"DJANGO_SUPERUSER_{k.upper()}": v for k, v in ADMIN.items()},
-                    )
-                else:
-                    done = site.run(argv)
-                    if words[2] == "check":
-                        check_output = done.stdout + done.stderr
+            if words[0] == "export":
+                # The admin's variables for the next line; its password is this site's.
+                admin = dict(word.split("=", 1) for word in words[1:])
+                assert set(admin) == {
+                    f"DJANGO_SUPERUSER_{k}" for k in ("USERNAME", "EMAIL", "PASSWORD")
+                }
+                admin["DJANGO_SUPERUSER_PASSWORD"] = ADMIN_PASSWORD
+            elif words[:2] == ["python", "manage.py"]:
+                done = site.run([sys.executable, *words[1:]], extra_env=admin)
+                if words[2] == "check":
+                    check_output = done.stdout + done.stderr
+                if words[2] == "create_bucket":
+                    assert done.stdout.startswith(f"Created bucket '{bucket}'"), done.stdout
             elif words[0] == "gunicorn":
                 argv = [str(BIN / "gunicorn"), *words[1:]]
-                argv[argv.index("--bind") + 1] = f"127.0.0.1:{port}"
-                argv += ["--certfile", str(certfile), "--keyfile", str(keyfile)]
+                argv[argv.index("--bind") + 1] = f"127.0.0.1:{gunicorn_port}"
                 processes.append(("gunicorn", site.start("gunicorn", argv)))
+                processes.append(("nginx", site.start("nginx", nginx_command(proxy, nginx))))
             else:
                 name = words[3]
                 processes.append((name, site.start(name, [str(BIN / "celery"), *words[1:]])))
@@ -270,7 +256,7 @@ def test_the_readme_runbook_brings_up_the_admin_the_worker_and_beat_and_the_purg
         wait_for(
             lambda: https_get(f"{origin}/admin/login/")[0] == 200,
             60,
-            "gunicorn to serve the admin",
+            "gunicorn to serve the admin through nginx",
             processes,
         )
         wait_for(lambda: "ready" in site.log("worker"), 60, "the worker", processes)
@@ -301,8 +287,8 @@ def test_the_readme_runbook_brings_up_the_admin_the_worker_and_beat_and_the_purg
             header = page.eval_on_selector("#header", "e => getComputedStyle(e).backgroundColor")
             assert header not in ("rgba(0, 0, 0, 0)", "transparent"), header
             page.screenshot(path=str(ARTIFACTS / "runbook-admin-login.png"))
-            page.fill("#id_username", ADMIN["username"])
-            page.fill("#id_password", ADMIN["password"])
+            page.fill("#id_username", admin["DJANGO_SUPERUSER_USERNAME"])
+            page.fill("#id_password", ADMIN_PASSWORD)
             page.click("input[type=submit]")
             page.wait_for_selector("#site-name")
             assert page.url == f"{origin}/admin/"

@@ -6,8 +6,10 @@ local files; another bucket; another MEDIA_ROOT) then refuses instead of "deleti
 are not there and forgetting the real objects for good.
 
 The binding is written when the first file row is saved (`ensure_storage_bound`, from a
-pre_save receiver) or by migration 0008 for a deployment that already had files, and changed
-only on purpose, by `manage.py bind_storage --rebind` (`bind_storage`).
+pre_save receiver), or at the first delete for a database that already names files, and changed
+only on purpose, by `manage.py bind_storage --rebind` (`bind_storage`). Whenever the database
+already names files, a storage is bound only once it is shown to hold them (`_check_holds_files`):
+a shell with the wrong settings never binds its storage, whether it migrates, saves or rebinds.
 """
 
 import logging
@@ -68,28 +70,15 @@ def binding_state() -> BindingState:
 def verify_storage() -> storage.StorageIdentity:
     """The configured storage, if it is the one the database's files live in; else refuse.
 
-    With nothing bound and nothing stored (no file row, no pending name) nothing is at risk: the
-    first file written binds its storage.
+    With nothing bound, the configured storage is bound once it is shown to hold the files the
+    database names (rows written without a file save: bulk inserts, loaddata, a deployment older
+    than the binding); with nothing stored (no file row, no pending name) nothing is at risk.
     """
     state = binding_state()
     if state.bound is None:
-        sample = _referenced_sample()
-        if not sample:
-            return state.configured
-        if _holds_any(sample):
-            # Rows written without a file save (bulk inserts, loaddata, an old deployment): the
-            # configured storage really holds their files, so it is the one; remember it.
-            ensure_storage_bound(
-                by=f"verified: it holds files the database names ({len(sample)} checked)"
-            )
-            return state.configured
-        raise StorageNotVerified(
-            "no storage is bound to this database, and none of the "
-            f"{len(sample)} stored file(s) it names that were checked is in "
-            f"{state.configured.describe()}: refusing to delete from it. Nothing was deleted. "
-            "Check that this storage holds the files, then run "
-            '`python manage.py bind_storage --rebind` to bind it (README, "Safety").'
-        )
+        if any(_referenced_names()):
+            _bind_verified(state.configured, by="verified: it holds the files the database names")
+        return state.configured
     if not state.matches:
         raise StorageNotVerified(
             f"the database's files are in {state.bound.describe()}, but this process is "
@@ -100,25 +89,32 @@ def verify_storage() -> storage.StorageIdentity:
 
 
 def ensure_storage_bound(*, by: str):
-    """Before a file row is saved: bind the configured storage if nothing is bound yet; refuse a
-    save into a storage other than the bound one (its file would never be purged)."""
+    """Before a file row is saved: bind the configured storage if nothing is bound yet (verified
+    first when the database already names files); refuse a save into a storage other than the
+    bound one (its file would never be purged)."""
     configured = configured_storage()
     binding = StorageBinding.objects.filter(pk=1).first()
     if binding is None:
-        try:
-            with transaction.atomic():
-                StorageBinding.objects.create(pk=1, **_fields(configured, by))
-        except IntegrityError:
-            binding = StorageBinding.objects.get(pk=1)  # bound by someone else just now
-        else:
-            logger.debug("storage.bound", extra={"kind": configured.kind, "by": "first file"})
-            return
+        _bind_verified(configured, by=by)
+        return
     if _identity(binding) != configured:
         raise StorageNotVerified(
             f"refusing to save a file row: the database's files are in "
             f"{_identity(binding).describe()}, but this process writes to "
             f"{configured.describe()}. {HOW_TO_SWITCH}"
         )
+
+
+def _bind_verified(configured, *, by):
+    """Bind `configured` where nothing is bound yet, once it holds the files the database names."""
+    _check_holds_files(configured)
+    try:
+        with transaction.atomic():
+            StorageBinding.objects.create(pk=1, **_fields(configured, by))
+    except IntegrityError:
+        verify_storage()  # bound by someone else just now: it must be this storage
+    else:
+        logger.debug("storage.bound", extra={"kind": configured.kind, "by": by[:40]})
 
 
 @dataclass
@@ -133,6 +129,7 @@ def bind_storage(*, by: str) -> Rebinding:
     state = binding_state()
     if state.matches:
         return Rebinding(state=state, changed=False)
+    _check_holds_files(state.configured)
     previous = state.bound.describe() if state.bound else ""
     StorageBinding.objects.update_or_create(
         pk=1, defaults={**_fields(state.configured, by), "previous": previous}
@@ -158,31 +155,42 @@ def _identity(binding) -> storage.StorageIdentity:
     return storage.StorageIdentity(binding.kind, binding.bucket, binding.location)
 
 
-# How many of the names the database holds are looked for in an unbound storage.
+# How many of the names the database holds are looked for in a storage before it is bound.
 SAMPLE_SIZE = 10
 
 
-def _referenced_sample() -> list[str]:
-    """A few names the database says are stored: the newest file rows, then pending names."""
-    names = []
+def _referenced_names() -> tuple[list[str], list[str]]:
+    """A few names the database says are stored: the newest file rows', and pending names."""
+    rows = []
     for model in file_models():
         for f in file_fields(model):
-            rows = model._default_manager.exclude(**{f.attname: ""}).order_by("-pk")
-            names += rows.values_list(f.attname, flat=True)[:SAMPLE_SIZE]
+            newest = model._default_manager.exclude(**{f.attname: ""}).order_by("-pk")
+            rows += newest.values_list(f.attname, flat=True)[:SAMPLE_SIZE]
     pending = PendingFileDeletion.objects.waiting().order_by("-pk")
-    names += pending.values_list("name", flat=True)[:SAMPLE_SIZE]
-    return names
+    names = pending.values_list("name", flat=True)[:SAMPLE_SIZE]
+    return (rows, []) if rows else ([], list(names))
 
 
-def _holds_any(names) -> bool:
-    """Whether the configured storage holds at least one of these names (as storage keys)."""
+def _check_holds_files(configured):
+    """Refuse (StorageNotVerified) unless `configured` holds the files the database names: every
+    sampled file row's name, or (with no file rows) at least one pending name, since a pending
+    name may already be gone from any storage. Nothing named, nothing to verify."""
+    rows, pending = _referenced_names()
+    names = rows or pending
+    if not names:
+        return
     live = storage.get_storage()
-    for name in names:
-        if upload_rule().problem(name):
-            continue  # never looked up: it is not a key under the upload prefix
-        try:
-            if live.exists(name):
-                return True
-        except Exception:  # noqa: BLE001 - unreachable or refused: this cannot verify anything
-            return False
-    return False
+    try:
+        held = sum(1 for name in names if not upload_rule().problem(name) and live.exists(name))
+    except Exception as exc:  # noqa: BLE001 - unreachable or refused: nothing is verified
+        found = f"they could not be checked ({storage.describe_error(exc)})"
+    else:
+        if held == len(names) or (pending and held):
+            return
+        found = f"{len(names) - held} of the {len(names)} checked are missing"
+    raise StorageNotVerified(
+        f"{configured.describe()} does not hold the files this database names: "
+        f"{found}. Refusing to bind it. "
+        "Nothing was deleted. Point this process at the storage that holds the files, or copy "
+        'them there first, then run `python manage.py bind_storage --rebind` (README, "Safety").'
+    )

@@ -374,6 +374,10 @@ def _record_failure(run, progress, exc):
     status = PurgeRun.Status.INTERRUPTED if interrupted else PurgeRun.Status.FAILED
     # A refusal's own words are written for operators; anything else is summarised.
     error = str(exc) if isinstance(exc, PurgeNotPossible) else storage.describe_error(exc)
+    if isinstance(exc, PurgeNotPossible):  # only verify_storage() raises it inside a run
+        error = f"Never started: refused before its first row. {error}"
+    elif not (progress.batches or progress.files.deleted):
+        error = f"Nothing was deleted: {error}"
     recorded = None
     for attempt in range(2):
         try:

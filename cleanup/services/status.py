@@ -9,8 +9,9 @@ from django.utils import timezone
 from fmr.parsing import parse_minutes
 from jobs.models import Job
 
-from ..models import PendingFileDeletion
-from .binding import verify_storage
+from .. import storage
+from ..models import PendingFileDeletion, PurgeRun
+from .binding import configured_storage, verify_storage
 from .files import FileDeletion, delete_pending_files
 from .runs import last_purges, purge_facts
 
@@ -39,6 +40,9 @@ class PurgeStatus:
     # how many per reason. Not counted in pending_files: no run will try them again.
     refused_files: int = 0
     refused_reasons: dict[str, int] | None = None
+    # Whether the configured storage answers (and its bucket exists), when it was asked: kind,
+    # where, reachable, problem ("missing", "refused", "unreachable", ...), reason.
+    storage: dict | None = None
 
     def problems(self, *, max_overdue: timedelta) -> list[str]:
         """Why the promise is at risk, given how late is too late; empty when it holds."""
@@ -74,8 +78,9 @@ class PurgeStatus:
         return data
 
 
-def purge_status(*, now: datetime | None = None) -> PurgeStatus:
-    """The facts a monitor needs: what is overdue, what is pending, when the purge last worked."""
+def purge_status(*, now: datetime | None = None, reach_storage: bool = False) -> PurgeStatus:
+    """The facts a monitor needs: what is overdue, what is pending, when the purge last worked;
+    with `reach_storage`, whether the storage answers (one bounded listing request on S3)."""
     now = now or timezone.now()
     expired = Job.objects.expired(now)
     oldest_expiry = expired.aggregate(oldest=models.Min("expires_at"))["oldest"]
@@ -106,7 +111,23 @@ def purge_status(*, now: datetime | None = None) -> PurgeStatus:
         stuck_reasons=_reasons(stuck),
         refused_files=sum(refused.values()),
         refused_reasons=refused,
+        storage=storage_reach() if reach_storage else None,
     )
+
+
+def storage_reach() -> dict:
+    """Can the configured storage be reached, and does its bucket exist? Local files need no
+    network: they are there."""
+    configured = configured_storage()
+    probe = storage.probe_s3(storage.get_storage())
+    return {
+        "kind": configured.kind,
+        "where": configured.describe(),
+        "endpoint": probe.endpoint if probe else None,
+        "reachable": probe is None or probe.ok,
+        "problem": probe.problem if probe else "",
+        "reason": probe.reason if probe else "",
+    }
 
 
 def overdue_limit(minutes) -> timedelta:

@@ -64,9 +64,15 @@ class Command(StrictCommand):
             except (PurgeNotPossible, CutoffRefused) as exc:
                 raise CommandError(str(exc)) from exc
             except DatabaseError as exc:
+                run = getattr(exc, "purge_result", None)
+                if run and not (run.jobs_deleted or run.files_deleted):
+                    done = "Nothing was deleted"
+                else:
+                    done = (
+                        "Batches committed before the failure stay purged, no job is half deleted"
+                    )
                 raise CommandError(
-                    f"the purge failed on the database: {describe_error(exc)}. Batches "
-                    "committed before the failure stay purged, no job is half deleted; the next "
+                    f"the purge failed on the database: {describe_error(exc)}. {done}; the next "
                     "run continues."
                 ) from exc
             finally:

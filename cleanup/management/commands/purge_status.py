@@ -3,7 +3,7 @@ import json
 from django.core.management.base import CommandError
 
 from cleanup.report import format_status
-from cleanup.services import purge_status
+from cleanup.services import PurgeNotPossible, purge_status
 from fmr.commands import StrictCommand, argument_type
 from fmr.parsing import parse_minutes
 
@@ -13,7 +13,8 @@ minutes = argument_type(parse_minutes)
 class Command(StrictCommand):
     help = (
         "Is the 24-hour promise holding? Expired jobs still present, pending file deletions, "
-        "the last successful purge. With --max-overdue, exits non-zero when it is at risk."
+        "the last successful purge, whether storage can be reached. Exits non-zero when storage "
+        "cannot be reached, and with --max-overdue when the promise is at risk."
     )
 
     def add_arguments(self, parser):
@@ -28,15 +29,29 @@ class Command(StrictCommand):
         )
 
     def handle(self, *args, **options):
-        status = purge_status()
+        try:
+            status = purge_status(reach_storage=True)
+        except PurgeNotPossible as exc:  # a storage backend that is not supported at all
+            raise CommandError(str(exc)) from exc
         limit = options["max_overdue"]
         problems = [] if limit is None else status.problems(max_overdue=limit)
+        if not status.storage["reachable"]:
+            problems.insert(0, f"storage cannot be reached: {_reach(status.storage)}")
         if options["json"]:
             data = status.as_dict()
             if limit is not None:
                 data["problems"] = problems
             self.stdout.write(json.dumps(data, indent=2))
         elif options["verbosity"] > 0:
-            self.stdout.write(format_status(status))
+            self.stdout.write(
+                f"{format_status(status)}\n  {'storage:':<30}{_reach(status.storage)}"
+            )
         if problems:
             raise CommandError("the 24-hour promise is at risk: " + "; ".join(problems))
+
+
+def _reach(facts) -> str:
+    where = facts["where"] + (f" at {facts['endpoint']}" if facts["endpoint"] else "")
+    if facts["reachable"]:
+        return f"reachable, {where}"
+    return f"NOT reachable, {where} ({facts['problem']}: {facts['reason']})"

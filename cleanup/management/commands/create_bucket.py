@@ -1,0 +1,21 @@
+from django.core.management.base import CommandError
+
+from cleanup.storage import get_storage
+from cleanup.storage.create import BucketNotCreated, create_bucket
+from fmr.commands import StrictCommand
+
+
+class Command(StrictCommand):
+    help = (
+        "Create the configured S3 bucket (AWS_STORAGE_BUCKET_NAME, in AWS_S3_REGION_NAME at "
+        "AWS_S3_ENDPOINT_URL), private. A bucket these credentials can already use is left "
+        "as it is."
+    )
+
+    def handle(self, *args, **options):
+        try:
+            done = create_bucket(get_storage())
+        except BucketNotCreated as exc:
+            raise CommandError(str(exc)) from exc
+        if options["verbosity"] > 0:
+            self.stdout.write(done[0].upper() + done[1:] + ".")
