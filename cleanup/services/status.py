@@ -10,7 +10,7 @@ from fmr.parsing import parse_minutes
 from jobs.models import Job
 
 from .. import storage
-from ..models import PendingFileDeletion, PurgeRun
+from ..models import PendingFileDeletion
 from .binding import configured_storage, verify_storage
 from .files import FileDeletion, delete_pending_files
 from .runs import last_purges, purge_facts
