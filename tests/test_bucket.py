@@ -64,7 +64,7 @@ def test_create_bucket_makes_a_private_bucket_in_the_region_and_a_second_run_cha
     assert "already exists" in again.stdout and "nothing to do" in again.stdout
     assert s3.get_object(Bucket=bucket, Key="jobs/x/kept.png")["Body"].read() == b"png"
     # The storage check finds it (the schedule rows are another check's business here).
-    check = run_manage("check", "--tag", "cleanup", env=env)
+    check = run_manage("check", "--deploy", "--tag", "cleanup", env=env)
     found = check.stdout + check.stderr
     assert "(cleanup.I001)" in found, found
     assert not any(f"(cleanup.E00{n})" in found for n in (1, 2, 3, 8, 9)), found

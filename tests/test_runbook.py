@@ -55,6 +55,7 @@ ADMIN_PASSWORD = "runbook-" + uuid.uuid4().hex
 # The README's commands, in this order; each checked against the README before it runs.
 EXPECTED_STEPS = [
     ["python", "manage.py", "create_bucket"],
+    ["python", "manage.py", "storage_lifecycle", "--apply"],
     ["python", "manage.py", "migrate"],
     ["python", "manage.py", "collectstatic", "--noinput"],
     ["export", "DJANGO_SUPERUSER_USERNAME="],
