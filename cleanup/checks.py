@@ -215,7 +215,10 @@ PLAN_ERRORS = {
 
 @register(Tags.models, TAG)
 def delete_plan_check(app_configs=None, **kwargs):
-    """Whether the purge's delete plan honours every relation in the Job's cascade."""
+    """Whether the purge's delete plan honours every relation in the Job's cascade.
+
+    Model metadata only, nothing reached: it runs with every command's checks, not only `check`.
+    """
     plan = purge_plan()
     messages = [
         Error(
