@@ -8,7 +8,7 @@ import pytest
 from django.contrib.contenttypes.fields import GenericForeignKey, GenericRelation
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ImproperlyConfigured
-from django.db import models
+from django.db import connection, models
 from django.db.models.signals import post_delete
 from django.test import override_settings
 from django.test.utils import isolate_apps
@@ -137,3 +137,35 @@ def test_a_purge_refuses_a_plan_it_cannot_honour_before_deleting_anything():
     assert rows_of(job.pk) == FULL_JOB_ROWS and not PendingFileDeletion.objects.exists()
     assert PurgeRun.objects.get().status == PurgeRun.Status.FAILED
     assert Job.objects.filter(pk=job.pk).exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_a_plan_with_two_ways_down_and_a_many_to_many_deletes_exactly_the_batch():
+    with isolate_apps("cleanup"):
+        root = model("Root")
+        box = model("Box", root=models.OneToOneField(root, on_delete=models.CASCADE))
+        tag = model("Tag", boxes=models.ManyToManyField(box))
+        item = model("Item", box=models.ForeignKey(box, models.CASCADE), root=fk(root))
+        with connection.schema_editor() as editor:  # PostgreSQL: rolled back with the test
+            for table in (root, box, tag, item):
+                editor.create_model(table)
+        gone, kept = root.objects.create(), root.objects.create()
+        box_gone, box_kept = box.objects.create(root=gone), box.objects.create(root=kept)
+        tag.objects.create().boxes.set([box_gone, box_kept])
+        item.objects.create(box=box_gone, root=kept)  # goes with its box
+        item.objects.create(box=box_kept, root=gone)  # goes with its root
+        item.objects.create(box=box_kept, root=kept)
+
+        cascade = build_plan(root).delete([gone.pk])
+
+        through = tag.boxes.through
+        assert cascade.per_model == {
+            "cleanup.Item": 2,
+            "cleanup.Tag_boxes": 1,
+            "cleanup.Box": 1,
+            "cleanup.Root": 1,
+        }
+        assert list(root.objects.all()) == [kept] and list(box.objects.all()) == [box_kept]
+        assert item.objects.get().box == box_kept and tag.objects.count() == 1
+        assert list(through.objects.values_list("box", flat=True)) == [box_kept.pk]
