@@ -6,7 +6,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.db import connection, transaction
 from django.db.models import F, Lookup, Q
 from django.utils import timezone
 
@@ -325,8 +325,8 @@ _NATIVE = {
 }
 
 
-def among(name, values, *, using=DEFAULT_DB_ALIAS):
+def among(name, values):
     """A filter for `name__in=values`, as one array parameter where the backend has arrays."""
-    if connections[using].vendor == "postgresql":
+    if connection.vendor == "postgresql":
         return AnyOf(F(name), values)
     return Q(**{f"{name}__in": values})
