@@ -128,9 +128,10 @@ def build_plan(root, declared_file_models=()) -> Plan:
     steps = []
     for model in sorted(edges, key=depth, reverse=True):
         sql = f"DELETE FROM {quote(model._meta.db_table)} WHERE {where(model)}"
-        names = [quote(f.column) for f in file_fields(model)] * (model in declared_file_models)
-        sql += f" RETURNING {', '.join(names)}" if names else ""
-        steps.append(Step(model, sql, lookups(model), bool(names)))
+        files = file_fields(model) if model in declared_file_models else []
+        if files:
+            sql += f" RETURNING {', '.join(quote(f.column) for f in files)}"
+        steps.append(Step(model, sql, lookups(model), bool(files)))
     return Plan(tuple(steps), tuple(edges), tuple(problems))
 
 
