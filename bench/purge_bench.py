@@ -13,8 +13,11 @@ Three scenarios, each on identical freshly seeded data (N expired jobs with the 
 
 The ways: `project` (cleanup.services.purge_expired_jobs), `floor` (hand-written SQL doing the
 same work: per batch, select expired ids with SKIP LOCKED, select their file names, delete
-children then jobs, commit, delete the files through cleanup.storage, as the project does), and
-`original` (the first design: load every expired job, job.delete() each, one transaction, no
+children then jobs, commit, delete the files through cleanup.storage, as the project does),
+`stock` (the design's first approach: per batch, stock `QuerySet.delete()` through Django's
+Collector and its signals, a post_delete receiver collecting the file names, then the project's
+outbox and file step; files and db scenarios), and
+`original` (the first loop: load every expired job, job.delete() each, one transaction, no
 file work). Every way runs in its own subprocess, so each peak RSS is its own.
 
 Steady state: the database is never reset between rounds, only the seeded tables are refilled;
@@ -202,7 +205,7 @@ class Seeder:
         return {"rows_left": rows, "pending_left": pending, "files_left": files, "dirs": dirs}
 
 
-# --- the three ways (each in a child process) --------------------------------------------------
+# --- the four ways (each in a child process) --------------------------------------------------
 
 
 class StatementTimer:
@@ -338,7 +341,54 @@ def run_original(batch_size, timer):
     return jobs, rows, 1, []
 
 
-WAYS = {"project": run_project, "floor": run_floor, "original": run_original}
+def run_stock(batch_size, timer):
+    from django.db import transaction
+    from django.db.models.signals import post_delete
+
+    from cleanup import storage
+    from cleanup.file_models import file_models, names_of
+    from cleanup.models import PendingFileDeletion
+    from cleanup.services import delete_pending_files
+    from jobs.models import Job
+
+    # A receiver collects the names of the file rows the Collector deletes (cleanup's own would
+    # delete each file after its own commit); the outbox and the file step are the project's.
+    names = []
+    for model in file_models():
+        post_delete.disconnect(
+            sender=model, dispatch_uid=f"cleanup.record_deleted_files.{model._meta.label}"
+        )
+        post_delete.connect(
+            lambda instance, **kw: names.extend(names_of(instance)), sender=model, weak=False
+        )
+    session = storage.open_session()
+    jobs = rows = batches = 0
+    per_batch = []
+    while True:
+        before = timer.count
+        names.clear()
+        with transaction.atomic():
+            expired = Job.objects.expired(CUTOFF).order_by("expires_at")
+            expired = expired.select_for_update(skip_locked=True).values_list("pk", flat=True)
+            ids = list(expired[:batch_size])
+            if not ids:
+                break
+            deleted, per_model = Job.objects.filter(pk__in=ids).delete()
+            recorded_as = PendingFileDeletion.objects.record(names)
+        rows += deleted
+        jobs += per_model[Job._meta.label]
+        outcome = delete_pending_files(
+            names=names, recorded_as=recorded_as, session=session, storage_verified=True
+        )
+        assert not outcome.failed, outcome.errors
+        batches += 1
+        per_batch.append(timer.count - before)
+        if len(ids) < batch_size:
+            break
+    return jobs, rows, batches, per_batch
+
+
+WAYS = {"project": run_project, "floor": run_floor, "stock": run_stock, "original": run_original}
 
 
 def peak_rss_mb() -> float:
@@ -596,7 +646,7 @@ def main(argv=None):
         plan += [("db", n) for n in args.db_jobs] + [("s3", n) for n in args.s3_jobs]
         for round_no in range(1, args.rounds + 1):
             for scenario, n in plan:
-                ways = ["project", "floor"]
+                ways = ["project", "floor"] + ["stock"] * (scenario != "s3")
                 if scenario == "files" and (n <= 10_000 or round_no <= args.original_rounds):
                     ways.append("original")
                 # Rotate the order each round, so no way always runs first or last.
@@ -658,6 +708,10 @@ def summarize(bench, args, batch_size) -> dict:
                 "project_seconds": round(project["seconds"], 2),
                 "floor_seconds": round(floor["seconds"], 2),
             }
+            stock = bench.median(scenario, "stock", n, batch_size)
+            if stock:
+                entry["stock_jobs_per_s"] = round(stock["jobs_per_s"])
+                entry["project_vs_stock"] = round(project["jobs_per_s"] / stock["jobs_per_s"], 1)
             if original:
                 entry["original_jobs_per_s"] = round(original["jobs_per_s"])
                 entry["project_vs_original"] = round(
@@ -689,6 +743,8 @@ def print_summary(summary):
             f"  {e['scenario']:<5} {e['jobs']:>7} jobs: project {e['project_jobs_per_s']:>6} "
             f"jobs/s, floor {e['floor_jobs_per_s']:>6} -> {e['project_vs_floor']:.2f}x floor"
         )
+        if "project_vs_stock" in e:
+            line += f", stock {e['stock_jobs_per_s']} -> {e['project_vs_stock']:.1f}x stock"
         if "project_vs_original" in e:
             line += (
                 f", original {e['original_jobs_per_s']} -> {e['project_vs_original']:.1f}x original"

@@ -16,10 +16,11 @@ AWS_S3_MAX_ATTEMPTS).
 """
 
 from django.conf import settings
-from django.core.checks import Error, Info, Warning, register
+from django.core.checks import Error, Info, Tags, Warning, register
 from django.db import DatabaseError
 
 from . import services
+from .deletion import GENERIC, NOT_CASCADE, SHAPE, UNDECLARED_FILES, purge_plan, unheard_receivers
 from .services.lifecycle import LifecycleFailed, expiration_days, lifecycle_findings
 from .storage import describe_error
 from .storage.probe import MISSING, REFUSED, UNREACHABLE, WRONG_REGION
@@ -201,4 +202,56 @@ def schedule_check(app_configs=None, **kwargs):
                     id="cleanup.E006",
                 )
             )
+    return messages
+
+
+# The purge's delete plan (cleanup/deletion.py): what it cannot honour, with the way out.
+PLAN_ERRORS = {
+    NOT_CASCADE: (
+        "cleanup.E030",
+        "The plan deletes with plain DELETEs and honours only CASCADE: make the relation "
+        "on_delete=CASCADE, or move the model out of the Job's cascade.",
+    ),
+    GENERIC: (
+        "cleanup.E031",
+        "A generic relation has no foreign key for the plan to follow, so its rows would outlive "
+        "the job: give the related model a ForeignKey with on_delete=CASCADE instead.",
+    ),
+    UNDECLARED_FILES: (
+        "cleanup.E032",
+        "Its files would outlive its rows: add the model to CLEANUP_FILE_MODELS.",
+    ),
+    SHAPE: (
+        "cleanup.E033",
+        "One DELETE per model cannot follow it: break the cycle or the multi-table inheritance.",
+    ),
+}
+
+
+@register(Tags.models, TAG)
+def delete_plan_check(app_configs=None, **kwargs):
+    """Whether the purge's delete plan honours every relation in the Job's cascade.
+
+    Model metadata only, nothing reached: it runs with every command's checks, not only `check`.
+    """
+    plan = purge_plan()
+    messages = [
+        Error(
+            f"The purge's delete plan cannot honour {what}: {kind}.",
+            hint=PLAN_ERRORS[kind][1],
+            id=PLAN_ERRORS[kind][0],
+        )
+        for kind, what in plan.problems
+    ]
+    # A warning, not an error: the rows and files still go; what the purge skips is a side
+    # effect someone else wanted, which they may have written for admin deletes only.
+    messages += [
+        Warning(
+            f"{where} has delete receivers the purge does not send: its delete plan deletes "
+            "with plain SQL and sends no pre_delete or post_delete signal.",
+            hint="Do that work another way for purged rows, or silence cleanup.W030.",
+            id="cleanup.W030",
+        )
+        for where in unheard_receivers(plan)
+    ]
     return messages

@@ -4,8 +4,8 @@ rows deleted outside the purge durable pending deletions.
 A delete from the admin or a shell sends post_delete inside the transaction that deletes the row,
 so the pending name commits or rolls back with it; deleting from storage happens only after
 commit, and only if the configured storage is the one the database's files live in (otherwise
-the names stay pending). The purge records its own batches' names from its collector in one
-INSERT (see cleanup/deletion.py), and marks its deletes so these receivers leave them alone.
+the names stay pending). The purge's delete plan sends no signals: it records its batches' names
+itself, from its DELETE … RETURNING (see cleanup/deletion.py).
 
 Before a file row is saved, the storage it is written to is bound to the database if nothing is
 bound yet (the first file), and a save into another storage than the bound one is refused.
@@ -16,7 +16,7 @@ import logging
 from django.db import transaction
 from django.db.models.signals import post_delete, pre_save
 
-from .deletion import purge_does_the_work_of, records_its_own_files
+from .deletion import connect_own_receiver
 from .file_models import file_models, names_of, validate_file_models
 from .models import PendingFileDeletion
 from .services import StorageNotVerified, delete_pending_files, ensure_storage_bound
@@ -27,10 +27,10 @@ logger = logging.getLogger(__name__)
 def connect_file_receivers():
     validate_file_models()
     for model in file_models():
-        post_delete.connect(
+        connect_own_receiver(
+            post_delete,
             record_deleted_files,
             sender=model,
-            weak=False,
             dispatch_uid=f"cleanup.record_deleted_files.{model._meta.label}",
         )
         pre_save.connect(
@@ -48,10 +48,7 @@ def bind_storage_of_saved_files(sender, instance, raw=False, using=None, **kwarg
         ensure_storage_bound(by="first file written")
 
 
-@purge_does_the_work_of
-def record_deleted_files(sender, instance, using, origin=None, **kwargs):
-    if records_its_own_files(origin):
-        return
+def record_deleted_files(sender, instance, using, **kwargs):
     names = names_of(instance)
     if not names:
         return

@@ -4,16 +4,13 @@ import json
 import subprocess
 import sys
 import uuid
-from collections import Counter
 from datetime import timedelta
 
 import pytest
 from django.db import connection
-from django.db.models.signals import post_delete
 from django.test.utils import CaptureQueriesContext
 
-from cleanup.deletion import delete_cascading
-from cleanup.file_models import file_models
+from cleanup.deletion import purge_plan
 from cleanup.models import PendingFileDeletion, PurgeRun
 from cleanup.services import (
     delete_pending_files,
@@ -22,7 +19,7 @@ from cleanup.services import (
     purge_expired_jobs,
 )
 from jobs.demo import FILES_PER_JOB, ROWS_PER_JOB
-from jobs.models import Job, JobFile, Report
+from jobs.models import Job, JobFile
 from tests.helpers import (
     FULL_JOB_ROWS,
     NO_ROWS,
@@ -37,82 +34,41 @@ from tests.helpers import (
 from tests.processes import ROOT, child_env, fan_out_on_a_real_worker
 
 
-def count_deleted_instances():
-    seen = Counter()
-
-    def receiver(sender, instance, **kwargs):
-        seen[sender._meta.label] += 1
-
-    post_delete.connect(receiver, weak=False, dispatch_uid="test_scale.count")
-    return seen
-
-
-@pytest.fixture
-def deleted_instances():
-    seen = count_deleted_instances()
-    yield seen
-    post_delete.disconnect(dispatch_uid="test_scale.count")
-
-
 @pytest.mark.django_db
-def test_the_purge_cascade_deletes_every_dependent_row_and_sends_every_post_delete(
-    deleted_instances,
-):
+def test_the_delete_plan_deletes_every_dependent_row_of_a_batch_and_nothing_else():
     # 130 jobs: more than Django's 100-key delete chunks and, on SQLite, more file rows than
-    # one statement may carry parameters for.
+    # one statement may carry parameters for (the batch's ids travel as one parameter).
     jobs = bulk_expired_jobs(130)
     kept = live_job()
 
-    cascade = delete_cascading(Job.objects.filter(pk__in=[j.pk for j in jobs]))
+    cascade = purge_plan().delete([j.pk for j in jobs])
 
     expected = {label: 130 * n for label, n in FULL_JOB_ROWS.items()}
     assert cascade.per_model == expected and cascade.total == 130 * ROWS_PER_JOB
-    assert dict(deleted_instances) == expected
     assert all(rows_of(job.pk) == NO_ROWS for job in jobs)
     assert rows_of(kept.pk) == FULL_JOB_ROWS
 
 
 @pytest.mark.django_db
-def test_models_nobody_listens_to_are_deleted_without_fetching_a_row():
-    # Django's fast-delete rule (no receivers, nothing to fetch a row for), applied to the whole
-    # cascade: one DELETE per model, children first, and the file names from the DELETE itself.
+def test_a_batch_is_one_delete_per_model_children_first_and_no_row_fetched():
+    # One DELETE per model, children first, and the file names from the DELETE itself.
     jobs = bulk_expired_jobs(30)
     ids = [job.pk for job in jobs]
     names = set(JobFile.objects.values_list("file", flat=True))
     kept = live_job()
 
     with CaptureQueriesContext(connection) as queries:
-        cascade = delete_cascading(
-            Job.objects.filter(pk__in=ids), file_models=file_models(), pks=ids
-        )
+        cascade = purge_plan().delete(ids)
 
-    statements = [q["sql"].split()[0] for q in queries if not q["sql"].startswith("SAVEPOINT")]
-    assert "SELECT" not in statements and statements.count("DELETE") == len(FULL_JOB_ROWS)
+    statements = [q["sql"] for q in queries if not q["sql"].startswith("SAVEPOINT")]
+    assert [sql.split()[0] for sql in statements] == ["DELETE"] * len(FULL_JOB_ROWS)
+    tables = [sql.split()[2].strip('"') for sql in statements]
+    assert tables.index("jobs_reportknowledge") < tables.index("jobs_report")
+    assert tables[-1] == Job._meta.db_table
     assert cascade.per_model == {label: 30 * n for label, n in FULL_JOB_ROWS.items()}
     assert set(cascade.file_names) == names and len(cascade.file_names) == len(names)
     assert all(rows_of(job.pk) == NO_ROWS for job in jobs)
     assert rows_of(kept.pk) == FULL_JOB_ROWS
-
-
-@pytest.mark.django_db
-def test_a_model_someone_listens_to_is_fetched_and_heard_and_the_rest_stay_fast():
-    heard = []
-    receiver = lambda sender, instance, **kwargs: heard.append(instance.pk)  # noqa: E731
-    post_delete.connect(receiver, sender=Report, weak=False, dispatch_uid="test_scale.report")
-    try:
-        jobs = bulk_expired_jobs(7)
-        reports = set(Report.objects.values_list("pk", flat=True))
-        with CaptureQueriesContext(connection) as queries:
-            cascade = delete_cascading(Job.objects.filter(pk__in=[j.pk for j in jobs]))
-    finally:
-        post_delete.disconnect(sender=Report, dispatch_uid="test_scale.report")
-
-    assert set(heard) == reports and len(heard) == 7
-    fetched = {
-        q["sql"].split('FROM "')[1].split('"')[0] for q in queries if q["sql"].startswith("SELECT")
-    }
-    assert Report._meta.db_table in fetched and "jobs_smslog" not in fetched
-    assert cascade.per_model == {label: 7 * n for label, n in FULL_JOB_ROWS.items()}
 
 
 @pytest.mark.postgres

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
+from django.db.models import F, Lookup, Q
 from django.utils import timezone
 
 from .. import storage
-from ..deletion import among
 from ..file_models import file_fields, file_models, upload_rule
 from ..models import PendingFileDeletion
 from .binding import verify_storage
@@ -293,3 +293,55 @@ def _mark_failed(failed: dict[str, str], now, *, storage_failed: bool) -> int:
     if storage_failed:
         return 0
     return PendingFileDeletion.objects.filter(pk__in=[row.pk for row in rows]).stuck().count()
+
+
+class AnyOf(Lookup):
+    """`column = ANY(%s::type[])`: the values travel as one array parameter (PostgreSQL).
+
+    `__in` renders one placeholder per value, and with thousands of values per batch building,
+    rendering and re-parsing that SQL costs more than the database spends running it.
+
+    The array is cast to the column's own type. Left to itself psycopg sends a list of small
+    integers as smallint[] (int2), and `bigint = ANY(smallint[])` is a cross-type comparison
+    PostgreSQL cannot hash: measured, deleting 20,000 outbox rows by id took 400 ms that way and
+    21 ms with the cast (tests/test_scale.py checks the plan).
+    """
+
+    lookup_name = "any_of"  # used directly, never registered on a field
+    prepare_rhs = False
+
+    def get_prep_lookup(self):
+        return list(self.rhs)
+
+    def as_sql(self, compiler, connection):
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        field = self.lhs.output_field
+        values = self.rhs
+        # Keys, ids and names as the ORM itself returned them need no preparing, and a batch
+        # has tens of thousands of them: prepare only values of another type.
+        native = _NATIVE.get(
+            (field.target_field if field.is_relation else field).get_internal_type()
+        )
+        if not all(type(value) is native for value in values):
+            values = [field.get_db_prep_value(value, connection) for value in values]
+        return f"{lhs} = ANY(%s::{field.cast_db_type(connection)}[])", (*lhs_params, values)
+
+
+# The Python type psycopg sends as these fields' own column type, unchanged by get_db_prep_value.
+_NATIVE = {
+    "UUIDField": uuid.UUID,
+    "AutoField": int,
+    "BigAutoField": int,
+    "BigIntegerField": int,
+    "IntegerField": int,
+    "CharField": str,
+    "TextField": str,
+    "FileField": str,
+}
+
+
+def among(name, values):
+    """A filter for `name__in=values`, as one array parameter where the backend has arrays."""
+    if connection.vendor == "postgresql":
+        return AnyOf(F(name), values)
+    return Q(**{f"{name}__in": values})

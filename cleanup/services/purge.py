@@ -21,7 +21,7 @@ from fmr.parsing import MAX_SIZE
 from jobs.models import Job
 
 from .. import storage
-from ..deletion import among, cascade_paths, delete_cascading
+from ..deletion import cascade_paths, purge_plan
 from ..file_models import file_fields, file_models
 from ..models import PendingFileDeletion, PurgeRun
 from .binding import verify_storage
@@ -182,11 +182,9 @@ def _delete_batch(run, cutoff, size, progress, session) -> int:
         ids = list(_expired_ids(cutoff, size, lock=True))
         if not ids:
             return 0
-        # The ORM cascade, one DELETE per model (see cleanup/deletion.py); the collector reads
-        # nothing of Job but its key, and hands back the names of the files that must go.
-        cascade = delete_cascading(
-            Job.objects.filter(among("pk", ids)).only("pk"), file_models=file_models(), pks=ids
-        )
+        # The delete plan, one DELETE per model (see cleanup/deletion.py); it hands back the
+        # names of the files that must go.
+        cascade = purge_plan().delete(ids)
         names = cascade.file_names
         # The outbox: a pending row per name, committed with the batch (see record()).
         recorded_as = PendingFileDeletion.objects.record(names)
