@@ -93,8 +93,8 @@ class PendingFileDeletion(models.Model):
 
     # Neither unique (see record()) nor indexed: a purge batch writes 20,000 of these rows, and
     # an index on a random name costs each write as much as the row itself (measured: COPY of
-    # 20,000 rows, 71 ms with it, 35 ms without). Rows are found by key, by the time they were
-    # recorded, or by scanning a table that holds only batches in flight and past failures;
+    # 20,000 rows, 71 ms with it, 35 ms without). Rows are found by key or by batch token (both
+    # indexed), or by scanning a table that holds only batches in flight and past failures;
     # names spelled oddly have their own small partial index (migration 0008).
     name = models.CharField(max_length=512)
     created_at = models.DateTimeField(default=timezone.now)
