@@ -101,7 +101,7 @@ class PendingFileDeletion(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
     # Not indexed: the sweep reads the rows that failed before (few); an index here would cost
-    # every batch's INSERT and DELETE of its names.
+    # every batch's COPY and DELETE of its names.
     next_attempt_at = models.DateTimeField(default=timezone.now)
     # A person dealt with a stuck name (deleted it by hand, or found it must stay): it no longer
     # counts as pending or stuck, and is no longer tried, but stays here as the record of that.
