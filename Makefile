@@ -38,8 +38,9 @@ lint: setup
 	$(BIN)/lint-imports
 	$(DEMO_ENV) $(BIN)/python manage.py makemigrations --check --dry-run
 
-# The purge against a raw-SQL floor and the original design (README, "Scale"). Needs
-# DATABASE_URL pointing at a PostgreSQL database whose name contains "bench": it is wiped.
+# The purge against a raw-SQL floor, stock QuerySet.delete() and the original design
+# (bench/README.md). Needs DATABASE_URL pointing at a PostgreSQL database whose name contains
+# "bench": it is wiped.
 BENCH_JOBS ?= 5000,100000
 BENCH_ROUNDS ?= 3
 bench: setup

@@ -93,15 +93,15 @@ class PendingFileDeletion(models.Model):
 
     # Neither unique (see record()) nor indexed: a purge batch writes 20,000 of these rows, and
     # an index on a random name costs each write as much as the row itself (measured: COPY of
-    # 20,000 rows, 71 ms with it, 35 ms without). Rows are found by key, by the time they were
-    # recorded, or by scanning a table that holds only batches in flight and past failures;
+    # 20,000 rows, 71 ms with it, 35 ms without). Rows are found by key or by batch token (both
+    # indexed), or by scanning a table that holds only batches in flight and past failures;
     # names spelled oddly have their own small partial index (migration 0008).
     name = models.CharField(max_length=512)
     created_at = models.DateTimeField(default=timezone.now)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
     # Not indexed: the sweep reads the rows that failed before (few); an index here would cost
-    # every batch's INSERT and DELETE of its names.
+    # every batch's COPY and DELETE of its names.
     next_attempt_at = models.DateTimeField(default=timezone.now)
     # A person dealt with a stuck name (deleted it by hand, or found it must stay): it no longer
     # counts as pending or stuck, and is no longer tried, but stays here as the record of that.

@@ -191,8 +191,9 @@ STORAGES = {
 JOB_TTL = timedelta(
     seconds=env("JOB_TTL_SECONDS", parse_int, 24 * 3600, minimum=1, maximum=MAX_SECONDS)
 )
-# Jobs deleted per transaction by the purge, chosen by measurement (README, "Scale"): larger
-# batches pay off up to 2,000; 5,000 is as fast, with fewer transactions at a large backlog.
+# Jobs deleted per transaction by the purge. Chosen by a batch-size sweep (bench/README.md,
+# "Batch size"; `bench/purge_bench.py --sweep` runs it again): larger batches paid off up to
+# 2,000, and 5,000 was as fast, with fewer transactions at a large backlog.
 CLEANUP_BATCH_SIZE = env("CLEANUP_BATCH_SIZE", parse_int, 5000, minimum=1)  # at most MAX_SIZE
 # A scheduled run with more than one batch of backlog fans out into at most this many Celery
 # subtasks; each purges for about CLEANUP_SUBTASK_SECONDS, then re-enqueues itself if needed.
