@@ -10,7 +10,7 @@ once, by one handler, in every process.
 
 import json
 import logging
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 # Attributes every LogRecord has; anything else on a record came in through `extra`.
 _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
@@ -41,7 +41,7 @@ class KeyValueFormatter(logging.Formatter):
 class JsonFormatter(logging.Formatter):
     def format(self, record):
         entry = {
-            "time": datetime.fromtimestamp(record.created, tz=UTC).isoformat(),
+            "time": datetime.fromtimestamp(record.created, tz=timezone.utc).isoformat(),
             "level": record.levelname,
             "logger": record.name,
             "event": record.getMessage(),

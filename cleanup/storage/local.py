@@ -9,7 +9,7 @@ directories behind; MEDIA_ROOT and the upload prefix itself always stay.
 import errno
 import os
 import stat
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 from jobs.models import UPLOAD_PREFIX
 
@@ -163,5 +163,5 @@ def list_objects(storage, prefix):
                     yield StoredObject(
                         name=os.path.relpath(entry.path, root).replace(os.sep, "/"),
                         size=stat.st_size,
-                        modified=datetime.fromtimestamp(stat.st_mtime, tz=UTC),
+                        modified=datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc),
                     )
