@@ -10,7 +10,7 @@ DEMO_ENV := env -u DATABASE_URL -u AWS_STORAGE_BUCKET_NAME -u MEDIA_ROOT DJANGO_
 .PHONY: setup demo test test-pair lint bench clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
-	$(PYTHON) -c 'import sys; sys.exit(not (3, 10) <= sys.version_info[:2] <= (3, 13) and "fmr needs Python 3.10 to 3.13")'
+	$(PYTHON) -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 13) and "constraints.txt needs Python 3.11 to 3.13 (3.10: make test-pair)")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
 	touch $@
