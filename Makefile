@@ -1,4 +1,5 @@
 # The README's two commands: `make demo` and `make test`. Both set everything up first.
+# The default pair: Python 3.11 and Django 5.2 (constraints.txt); the others: constraints/.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -6,10 +7,10 @@ BIN := $(VENV)/bin
 # (DJANGO_DEBUG=true: no secret key needed, no HTTPS).
 DEMO_ENV := env -u DATABASE_URL -u AWS_STORAGE_BUCKET_NAME -u MEDIA_ROOT DJANGO_DEBUG=true
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test test-pair lint bench clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
-	$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "fmr needs Python 3.11")'
+	$(PYTHON) -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 13) and "constraints.txt needs Python 3.11 to 3.13 (3.10: make test-pair)")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
 	touch $@
@@ -30,6 +31,21 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest
 
+# The purge, safety and S3 tests on another supported pair, in its own venv, e.g.
+#   make test-pair PY=python3.13 CONSTRAINTS=constraints/py313-django60.txt
+# CI runs it for every file in constraints/, each on its own PostgreSQL database (DATABASE_URL).
+PAIR_TESTS := tests/test_purge.py tests/test_files.py tests/test_expiry.py tests/test_never_early.py \
+	tests/test_clock.py tests/test_stuck.py tests/test_leftovers.py tests/test_run_records.py \
+	tests/test_names.py tests/test_fail_closed.py tests/test_resilience.py tests/test_s3.py \
+	tests/test_versions.py tests/test_reconcile.py
+PAIR_VENV = .venv-$(basename $(notdir $(CONSTRAINTS)))
+test-pair:
+	@test -n "$(PY)" -a -f "$(CONSTRAINTS)" || { echo "usage: make test-pair PY=python3.X CONSTRAINTS=constraints/FILE.txt"; exit 2; }
+	test -x $(PAIR_VENV)/bin/python || $(PY) -m venv $(PAIR_VENV)
+	$(PAIR_VENV)/bin/pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e '.[test]'
+	$(PAIR_VENV)/bin/python -c 'import sys, django; print("pair: Python", sys.version.split()[0], "Django", django.__version__)'
+	$(PAIR_VENV)/bin/python -m pytest -q $(PAIR_TESTS)
+
 # What CI checks besides the tests: style, the import layering (pyproject.toml's import-linter
 # contracts) and that every model change has its migration.
 lint: setup
@@ -48,4 +64,4 @@ bench: setup
 		--json bench/results/purge.json
 
 clean:
-	rm -rf $(VENV) db.sqlite3 media .pytest_cache
+	rm -rf $(VENV) .venv-py3* db.sqlite3 media .pytest_cache

@@ -40,7 +40,7 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,7 +51,7 @@ os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-key-not-secret")
 
 FILE_BYTES = b"\x89PNG\r\n\x1a\n" + bytes(248)
 # Every seeded job expired before this; the purges run with now=CUTOFF.
-CUTOFF = datetime(2026, 1, 2, tzinfo=UTC)
+CUTOFF = datetime(2026, 1, 2, tzinfo=timezone.utc)
 CHILD_TABLES = [
     "jobs_payment",
     "jobs_jobfile",
@@ -633,7 +633,7 @@ def main(argv=None):
         s3 = (client, bucket)
 
     bench = Bench(args, media_root, s3)
-    started = datetime.now(UTC)
+    started = datetime.now(timezone.utc)
     print(
         f"{platform.node()}: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; "
         f"PostgreSQL {connection.pg_version}; media in {media_root}; "

@@ -9,7 +9,7 @@ directories behind; MEDIA_ROOT and the upload prefix itself always stay.
 import errno
 import os
 import stat
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 from . import names as canonical
 from .outcome import DeleteOutcome, StoredObject, describe_error
@@ -162,5 +162,5 @@ def list_objects(storage, prefix):
                     yield StoredObject(
                         name=os.path.relpath(entry.path, root).replace(os.sep, "/"),
                         size=stat.st_size,
-                        modified=datetime.fromtimestamp(stat.st_mtime, tz=UTC),
+                        modified=datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc),
                     )
