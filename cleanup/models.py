@@ -49,6 +49,9 @@ class PendingFileDeletionQuerySet(models.QuerySet):
     def unresolved(self):
         return self.filter(resolved_at__isnull=True)
 
+    def resolved(self):
+        return self.filter(resolved_at__isnull=False)
+
     def due(self, now=None):
         # Refused names are never sent to storage again: they wait for a person, not a run.
         return self.waiting().filter(next_attempt_at__lte=now or timezone.now())

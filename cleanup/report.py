@@ -101,21 +101,21 @@ def format_status(status) -> str:
     if status.refused_files:
         reasons = ", ".join(f"{n} {reason}" for reason, n in (status.refused_reasons or {}).items())
         lines.append(f"  {'refused file names:':<30}{status.refused_files} ({reasons})")
-    success = status.last_success
+    return "\n".join(lines + _run_lines(status.last_success, status.last_run))
+
+
+def _run_lines(success, last) -> list[str]:
     if success is None:
-        lines.append(f"  {'last successful purge:':<30}none recorded")
+        lines = [f"  {'last successful purge:':<30}none recorded"]
     else:
-        lines.append(
+        lines = [
             f"  {'last successful purge:':<30}run #{success['run_id']} ({success['trigger']}), "
-            f"finished {_local(success['finished_at'])}"
-        )
-        lines.extend(_subtask_lines(success))
-        lines.append(
+            f"finished {_local(success['finished_at'])}",
+            *_subtask_lines(success),
             f"  {'':<30}{success['jobs_deleted']} job(s), "
             f"{sum(success['rows_deleted'].values())} row(s), "
-            f"{success['files_deleted']} file(s) deleted"
-        )
-    last = status.last_run
+            f"{success['files_deleted']} file(s) deleted",
+        ]
     if last is not None and last != success:
         lines.append(
             f"  {'latest run:':<30}run #{last['run_id']} ({last['trigger']}) {last['status']}, "
@@ -127,7 +127,7 @@ def format_status(status) -> str:
                 f"  {'':<30}so far {last['jobs_deleted']} job(s), "
                 f"{last['files_deleted']} file(s) deleted"
             )
-    return "\n".join(lines)
+    return lines
 
 
 def _subtask_lines(run) -> list[str]:

@@ -31,7 +31,7 @@ Each run is recorded in ReconcileRun: counts and bytes, never a name.
 import logging
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
 from itertools import islice
 
@@ -111,8 +111,7 @@ def reconcile_storage(
     and if that cannot be a mass deletion (see the module's docstring), or if `force`d.
 
     Objects modified within `grace` of `now` (never later than the database's clock) are never
-    touched. A refusal deletes nothing and
-    comes back with status "refused" and the reason in `error`.
+    touched. A refusal deletes nothing: status "refused", the reason in `error`.
     """
     if not isinstance(grace, timedelta) or grace < timedelta(0):
         raise ValueError(f"grace must be a non-negative duration, got {grace!r}")
@@ -124,18 +123,7 @@ def reconcile_storage(
     result.run_id = run.pk
     try:
         verify_storage()
-        # One session: a versioned bucket is listed by its versions (an orphan whose current
-        # version is a delete marker still holds data) and its orphans lose every version.
-        session = open_storage()
-        _count(result, session)
-        if delete and not result.error:
-            refusal = "" if force else _refusal(result)
-            if refusal:
-                result.status = ReconcileRun.Status.REFUSED
-                result.error = refusal
-            elif result.orphans:
-                _delete_orphans(result, session)
-        _settle_uploads(result, session, grace=grace, abort=delete and not result.refused)
+        _passes(result, grace=grace)
     except StorageNotVerified as exc:
         result.status = ReconcileRun.Status.REFUSED
         result.error = str(exc)
@@ -147,26 +135,33 @@ def reconcile_storage(
         result.status = ReconcileRun.Status.FAILED
     result.duration_seconds = round(time.monotonic() - started, 3)
     _record(run, result)
-    logger.info(
-        "reconcile.run",
-        extra={
-            "run": run.pk,
-            "status": result.status,
-            "delete": delete,
-            "forced": force,
-            "scanned": result.scanned,
-            "young": result.young,
-            "held": result.held,
-            "orphans": result.orphans,
-            "orphan_bytes": result.orphan_bytes,
-            "deleted": result.deleted,
-            "failed": result.failed,
-            "refused_keys": result.refused_keys,
-            "error": bool(result.error),
-            "duration_ms": int(result.duration_seconds * 1000),
-        },
-    )
+    counts = {name: getattr(result, name) for name in LOGGED}
+    duration_ms = int(result.duration_seconds * 1000)
+    extra = {"run": run.pk, **counts, "error": bool(result.error), "duration_ms": duration_ms}
+    logger.info("reconcile.run", extra=extra)
     return result
+
+
+# What the log line says of a run (counts, never a name); the run record holds these and more.
+LOGGED = (
+    *("status", "delete", "forced", "scanned", "young", "held", "orphans", "orphan_bytes"),
+    *("deleted", "failed", "refused_keys"),
+)
+
+
+def _passes(result: ReconcileResult, *, grace: timedelta):
+    # One session: a versioned bucket is listed by its versions (an orphan whose current
+    # version is a delete marker still holds data) and its orphans lose every version.
+    session = open_storage()
+    _count(result, session)
+    if result.delete and not result.error:
+        refusal = "" if result.forced else _refusal(result)
+        if refusal:
+            result.status = ReconcileRun.Status.REFUSED
+            result.error = refusal
+        elif result.orphans:
+            _delete_orphans(result, session)
+    _settle_uploads(result, session, grace=grace, abort=result.delete and not result.refused)
 
 
 class _StorageUnavailable(Exception):
@@ -307,23 +302,11 @@ def _job_id(name: str) -> uuid.UUID | None:
 
 
 def _record(run: ReconcileRun, result: ReconcileResult):
-    for name in (
-        "status",
-        "scanned",
-        "scanned_bytes",
-        "young",
-        "held",
-        "orphans",
-        "orphan_bytes",
-        "deleted",
-        "deleted_bytes",
-        "failed",
-        "refused_keys",
-        "uploads_orphaned",
-        "uploads_aborted",
-        "uploads_kept",
-        "error",
-    ):
+    for name in RECORDED:
         setattr(run, name, getattr(result, name))
     run.finished_at = timezone.now()
     run.save()
+
+
+# The result's counts the run record has a column for (the rest is the run's own business).
+RECORDED = [f.name for f in fields(ReconcileResult) if f.name in ReconcileRun.__dict__]
