@@ -235,7 +235,7 @@ class PurgeRunAdmin(ReadOnlyAdmin):
 class PendingStateFilter(admin.SimpleListFilter):
     title = parameter_name = "state"
     # value: (label, the PendingFileDeletion queryset method that selects it)
-    choices = {
+    states = {
         "pending": ("pending", "not_stuck"),
         "stuck": ("stuck", "stuck"),
         "refused": ("refused", "refused"),
@@ -243,16 +243,16 @@ class PendingStateFilter(admin.SimpleListFilter):
     }
 
     def lookups(self, request, model_admin):
-        return [(value, label) for value, (label, _) in self.choices.items()]
+        return [(value, label) for value, (label, _) in self.states.items()]
 
     def queryset(self, request, queryset):
-        chosen = self.choices.get(self.value())
+        chosen = self.states.get(self.value())
         return getattr(queryset, chosen[1])() if chosen else queryset
 
 
 class RefusedFilter(PendingStateFilter):
     title = parameter_name = "refused"
-    choices = {
+    states = {
         "yes": ("Refused (never sent to storage)", "refused"),
         "no": ("Waiting for storage", "waiting"),
     }
