@@ -207,7 +207,14 @@ def retention_facts(status) -> list[dict]:
     overdue = format_duration(status.most_overdue_seconds or 0)
     waiting = format_duration(status.oldest_pending_seconds or 0)
     facts = [
-        ("Expired jobs", None, "none present: every job past its expiry is gone."),
+        (
+            "Expired jobs",
+            None,
+            f"{_plural(expired, 'expired job')} still present; the most overdue is {overdue} "
+            "past its expiry."
+            if expired
+            else "none present: every job past its expiry is gone.",
+        ),
         (
             "Pending file deletions",
             None,
@@ -218,17 +225,12 @@ def retention_facts(status) -> list[dict]:
             None,
             f"{stuck:,}, storage keeps refusing them." if stuck else "none.",
         ),
-        ("Last successful purge", None, "none recorded."),
-    ]
-    if expired:
-        text = f"{_plural(expired, 'expired job')} still present; the most overdue is {overdue}"
-        facts[0] = ("Expired jobs", None, f"{text} past its expiry.")
-    if success:
-        facts[3] = (
+        (
             "Last successful purge",
-            success["run_id"],
-            _run_sentence(success, finished=True),
-        )
+            success and success["run_id"],
+            _run_sentence(success, finished=True) if success else "none recorded.",
+        ),
+    ]
     if last is not None and last != success:
         facts.append(("Latest run", last["run_id"], _run_sentence(last, finished=False)))
     return [{"heading": h, "run_id": run_id, "text": text} for h, run_id, text in facts]
