@@ -1,5 +1,7 @@
 """The cleanup app's business logic. Commands, tasks, views and admin call only these (the
-modules' own docstrings say what each does); ruff is told these imports are the re-exports."""
+modules' own docstrings say what each does)."""
+
+# ruff: noqa: F401 - these imports are the package's public names, re-exported.
 
 from .binding import bind_storage, binding_state, ensure_storage_bound, verify_storage
 from .clock import CutoffRefused, parse_cutoff
