@@ -64,12 +64,10 @@ def reconcile_storage(
     force: bool = False,
     trigger: str = PurgeRun.Trigger.SHELL,
 ) -> ReconcileRun:
-    """Find objects under the jobs' upload prefix that nothing references; delete them if asked
-    and if that cannot be a mass deletion (see the module's docstring), or if `force`d.
-
-    Objects modified within `grace` of `now` (never later than the database's clock) are never
-    touched. A refusal deletes nothing: status "refused", the reason in `error`.
-    """
+    """Find objects under the upload prefix that nothing references; delete them if asked and if
+    that cannot be a mass deletion (see above), or if `force`d. Objects modified within `grace`
+    of `now` (never later than the database's clock) are never touched. A refusal deletes
+    nothing: status "refused", the reason in `error`."""
     if not isinstance(grace, timedelta) or grace < timedelta(0):
         raise ValueError(f"grace must be a non-negative duration, got {grace!r}")
     result = ReconcileRun.objects.create(
