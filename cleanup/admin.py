@@ -6,10 +6,10 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, OuterRef, Subquery
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse, reverse_lazy
-from django.utils import timezone
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
 from django.utils.text import Truncator
 from django_celery_beat.admin import PeriodicTaskAdmin, PeriodicTaskForm
 from django_celery_beat.models import PeriodicTask
@@ -227,74 +227,35 @@ class PurgeRunAdmin(ReadOnlyAdmin):
 
     @admin.display(description="runs")
     def fan_out_runs(self, run):
-        subtasks = PurgeRun.objects.filter(group=run.group).order_by("started_at", "pk")
-        rows = format_html_join(
-            "",
-            '<tr><td><a href="{}">#{}</a></td><td>{}</td><td>{}</td><td>{}</td>'
-            '<td class="num">{}</td><td class="num">{}</td><td class="num">{}</td></tr>',
-            (
-                (
-                    _run_url(s.pk),
-                    s.pk,
-                    s.status,
-                    _local(s.started_at),
-                    _local(s.finished_at),
-                    s.jobs_deleted,
-                    s.files_deleted,
-                    s.files_pending,
-                )
-                for s in subtasks
-            ),
-        )
-        return format_html(
-            "<p>One purge of {} runs side by side (group {}); its totals are the sum of these "
-            "runs'.</p>"
-            '<table class="subtask-runs"><thead><tr><th>run</th><th>status</th><th>started</th>'
-            "<th>finished</th><th>jobs</th><th>files deleted</th><th>files pending</th></tr>"
-            "</thead><tbody>{}</tbody></table>",
-            len(subtasks),
-            run.group,
-            rows,
-        )
+        runs = PurgeRun.objects.filter(group=run.group).order_by("started_at", "pk")
+        context = {"runs": runs, "group": run.group}
+        return render_to_string("admin/cleanup/purgerun/fan_out_runs.html", context)
 
 
 class PendingStateFilter(admin.SimpleListFilter):
-    title = "state"
-    parameter_name = "state"
+    title = parameter_name = "state"
+    # value: (label, the PendingFileDeletion queryset method that selects it)
+    states = {
+        "pending": ("pending", "not_stuck"),
+        "stuck": ("stuck", "stuck"),
+        "refused": ("refused", "refused"),
+        "resolved": ("resolved", "resolved"),
+    }
 
     def lookups(self, request, model_admin):
-        return [
-            ("pending", "pending"),
-            ("stuck", "stuck"),
-            ("refused", "refused"),
-            ("resolved", "resolved"),
-        ]
+        return [(value, label) for value, (label, _) in self.states.items()]
 
     def queryset(self, request, queryset):
-        if self.value() == "pending":
-            return queryset.not_stuck()
-        if self.value() == "stuck":
-            return queryset.stuck()
-        if self.value() == "refused":
-            return queryset.refused()
-        if self.value() == "resolved":
-            return queryset.filter(resolved_at__isnull=False)
-        return queryset
+        chosen = self.states.get(self.value())
+        return getattr(queryset, chosen[1])() if chosen else queryset
 
 
-class RefusedFilter(admin.SimpleListFilter):
-    title = "refused"
-    parameter_name = "refused"
-
-    def lookups(self, request, model_admin):
-        return [("yes", "Refused (never sent to storage)"), ("no", "Waiting for storage")]
-
-    def queryset(self, request, queryset):
-        if self.value() == "yes":
-            return queryset.refused()
-        if self.value() == "no":
-            return queryset.waiting()
-        return queryset
+class RefusedFilter(PendingStateFilter):
+    title = parameter_name = "refused"
+    states = {
+        "yes": ("Refused (never sent to storage)", "refused"),
+        "no": ("Waiting for storage", "waiting"),
+    }
 
 
 @admin.register(PendingFileDeletion)
@@ -336,23 +297,15 @@ class PendingFileDeletionAdmin(ReadOnlyAdmin):
         except PurgeNotPossible as exc:
             self.message_user(request, f"Nothing was deleted: {exc}", messages.ERROR)
             return
-        if outcome.deleted:
-            self.message_user(
-                request, f"Deleted {outcome.deleted} file(s) from storage.", messages.SUCCESS
-            )
-        if outcome.failed:
-            self.message_user(
-                request,
-                f"{outcome.failed} file(s) still pending: {'; '.join(outcome.errors[:3])}",
-                messages.WARNING,
-            )
-        if outcome.refused:
-            self.message_user(
-                request,
-                f"{outcome.refused} name(s) refused, never sent to storage: "
-                f"{'; '.join(outcome.refused_reasons[:3])}.",
-                messages.WARNING,
-            )
+        said = [
+            (outcome.deleted, messages.SUCCESS, "Deleted {} file(s) from storage."),
+            (outcome.failed, messages.WARNING, "{} file(s) still pending: {}"),
+            (outcome.refused, messages.WARNING, "{} name(s) refused, never sent to storage: {}."),
+        ]
+        reasons = ["", "; ".join(outcome.errors[:3]), "; ".join(outcome.refused_reasons[:3])]
+        for (count, level, text), why in zip(said, reasons, strict=True):
+            if count:
+                self.message_user(request, text.format(count, why), level)
         if not outcome.deleted and not outcome.failed and not outcome.refused:
             self.message_user(request, "Nothing was left to delete.", messages.INFO)
 
@@ -421,21 +374,10 @@ def _run_url(run_id) -> str:
     return reverse("admin:cleanup_purgerun_change", args=[run_id])
 
 
-def _local(moment) -> str:
-    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
-
-
 def _rows_table(rows) -> str:
     rows = rows or {}
-    body = format_html_join(
-        "", '<tr><td>{}</td><td class="num">{}</td></tr>', sorted(rows.items(), key=_by_model)
-    )
-    return format_html(
-        '<table class="rows-per-model"><thead><tr><th>model</th><th>rows</th></tr></thead>'
-        '<tbody>{}</tbody><tfoot><tr><th>total</th><th class="num">{}</th></tr></tfoot></table>',
-        body,
-        sum(rows.values()),
-    )
+    context = {"rows": sorted(rows.items(), key=_by_model), "total": sum(rows.values())}
+    return render_to_string("admin/cleanup/purgerun/rows_table.html", context)
 
 
 def _by_model(item):
@@ -486,8 +428,22 @@ def _schedule_url() -> str | None:
 
 def _plots(history) -> list[dict]:
     """The Retention page's four plots, over the same span."""
+    span = {"since": history.since, "until": history.until}
+    return [
+        {
+            "title": title,
+            "note": note,
+            "svg": charts.time_series(title=title, y_title=axis, points=points, **span, **kw),
+        }
+        for title, note, axis, points, kw in _plot_table(history)
+    ]
+
+
+def _plot_table(history) -> list[tuple]:
     backlog, oldest = ([(at, b[i] or 0) for at, *b in history.backlog] for i in (0, 1))
-    plots = [
+    line = {"kind": "line"}
+    duration = {**line, "label": format_duration, "ceiling": charts.nice_duration_ceiling}
+    return [
         (
             "Jobs purged per hour",
             "Expired jobs deleted, by the hour their run reported them.",
@@ -500,7 +456,7 @@ def _plots(history) -> list[dict]:
             "The backlog each run found when it started.",
             "expired jobs",
             backlog,
-            {"kind": "line"},
+            line,
         ),
         (
             "Oldest expired job's age (at each run's start)",
@@ -508,22 +464,13 @@ def _plots(history) -> list[dict]:
             "broken (the hourly schedule allows about one hour).",
             "past expiry",
             oldest,
-            {"kind": "line", "label": format_duration, "ceiling": charts.nice_duration_ceiling},
+            duration,
         ),
         (
             "Pending file deletions (at each run's end)",
             "Files whose rows are gone and whose delete storage has not confirmed yet.",
             "files pending",
             history.pending,
-            {"kind": "line"},
+            line,
         ),
-    ]
-    span = {"since": history.since, "until": history.until}
-    return [
-        {
-            "title": title,
-            "note": note,
-            "svg": charts.time_series(title=title, y_title=axis, points=points, **span, **kw),
-        }
-        for title, note, axis, points, kw in plots
     ]

@@ -50,8 +50,7 @@ def time_series(
     ceiling: Callable[[float], float] = nice_ceiling,
     step: timedelta | None = None,
 ) -> SafeString:
-    """A plot of `points` between `since` and `until`: `kind` "bars" (one bar per `step`) or
-    "line" (a polyline through the samples, with a dot on each). The y axis runs from 0 to
+    """`kind` "bars" (one bar per `step`) or "line"; the y axis runs from 0 to
     `ceiling(largest value)`, labelled with `label`."""
     span = (until - since).total_seconds() or 1.0
     top = ceiling(max((v for _, v in points), default=0))
@@ -76,6 +75,14 @@ def time_series(
             'opacity="0.7">no run recorded in this period</text>'
         )
     width = max(PLOT_W * (step.total_seconds() / span) - 0.6, 0.8) if step else 2
+    parts += _marks(points, kind, x, y, label, width)
+    # Safe: every text that comes from outside this function went through escape().
+    return mark_safe("".join([*parts, "</svg>"]))
+
+
+def _marks(points, kind, x, y, label, width) -> list[str]:
+    """A bar per nonzero point, or a dot per point and the polyline through them."""
+    parts = []
     for moment, value in points:
         tip = f"<title>{escape(_when(moment))}: {escape(label(value))}</title>"
         if kind == "bars" and value:
@@ -94,8 +101,7 @@ def time_series(
             f'<polyline points="{path}" fill="none" stroke-width="2" '
             'style="stroke:var(--link-fg, currentColor)"/>'
         )
-    # Safe: every text that comes from outside this function went through escape() above.
-    return mark_safe("".join([*parts, "</svg>"]))
+    return parts
 
 
 def _y_axis(top, label, y_title):

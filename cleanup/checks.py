@@ -1,18 +1,9 @@
 """System checks (`check --deploy`) for what would make the first purge fail, each with the fix.
 
-- storage: the bucket exists (E001), accepts the credentials (E002), answers at all (E003), is
-  in the configured region (E008), or what else it said (E009); its versioning state (I001,
-  informational).
-- the beat schedule: the rows delete-expired-jobs and reconcile-storage exist (E004), are
-  enabled (E005), run their task (E006), and can be read at all (E007: database not migrated or
-  not reachable).
-
 They reach S3 and the database, so they are deployment checks (`deploy=True`): only `manage.py
-check --deploy` runs them, with Django's HTTPS checks. The implicit checks every other command
-runs first (`migrate`, `runserver`, `purge_status`, ...) and the ones a Celery worker runs when
-it starts skip them, so none of those waits on S3 or fails for a bucket it does not use. The S3
-requests are bounded by the client's timeouts (AWS_S3_CONNECT_TIMEOUT, AWS_S3_READ_TIMEOUT,
-AWS_S3_MAX_ATTEMPTS).
+check --deploy` runs them. The implicit checks every other command (and a starting worker) runs
+skip them, so none of those waits on S3 or fails for a bucket it does not use. The S3 requests
+are bounded by AWS_S3_CONNECT_TIMEOUT, AWS_S3_READ_TIMEOUT and AWS_S3_MAX_ATTEMPTS.
 """
 
 from django.conf import settings
@@ -27,68 +18,55 @@ from .storage.probe import MISSING, REFUSED, UNREACHABLE, WRONG_REGION
 
 TAG = "cleanup"
 
+# A storage probe's problem: (id, message, hint); the message is formatted with the probe and
+# `where`. Any other problem is E009.
+STORAGE_ERRORS = {
+    MISSING: (
+        "cleanup.E001",
+        "The storage bucket {where} does not exist ({p.reason}): every upload and every file "
+        "delete of the purge would fail.",
+        "Create the bucket before anything uses it: `python manage.py create_bucket` (README, "
+        "'Running it in production'), or set AWS_STORAGE_BUCKET_NAME to the bucket that holds "
+        "the files.",
+    ),
+    REFUSED: (
+        "cleanup.E002",
+        "The storage refused these credentials for bucket {where} ({p.reason}).",
+        "Check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the machine's role): valid for "
+        "this endpoint, and allowed s3:ListBucket, s3:GetObject, s3:PutObject and "
+        "s3:DeleteObject on the bucket.",
+    ),
+    UNREACHABLE: (
+        "cleanup.E003",
+        "The storage endpoint {p.endpoint} could not be reached for bucket '{p.bucket}' "
+        "({p.reason}).",
+        "Check AWS_S3_ENDPOINT_URL (leave it unset for AWS itself), AWS_S3_REGION_NAME, and the "
+        "network path from this machine. Each attempt waited at most AWS_S3_CONNECT_TIMEOUT + "
+        "AWS_S3_READ_TIMEOUT seconds.",
+    ),
+    WRONG_REGION: (
+        "cleanup.E008",
+        "The storage bucket {where} is not in region '{p.region}' ({p.reason}).",
+        "Set AWS_S3_REGION_NAME to the bucket's region.",
+    ),
+    None: (
+        "cleanup.E009",
+        "The storage bucket {where} answered with an error ({p.reason}).",
+        "Check the bucket's settings and permissions; run the check again.",
+    ),
+}
+
 
 @register(TAG, deploy=True)
 def storage_check(app_configs=None, **kwargs):
     probe = services.check_storage()
     if probe is None:  # local files: nothing to reach
         return []
+    if not probe.problem:
+        return [Info(_versioning(probe), id="cleanup.I001")]
+    check_id, message, hint = STORAGE_ERRORS.get(probe.problem, STORAGE_ERRORS[None])
     where = f"'{probe.bucket}' at {probe.endpoint}"
-    if probe.problem == MISSING:
-        return [
-            Error(
-                f"The storage bucket {where} does not exist ({probe.reason}): every upload and "
-                "every file delete of the purge would fail.",
-                hint=(
-                    "Create the bucket before anything uses it: `python manage.py "
-                    "create_bucket` (README, 'Running it in production'), or set "
-                    "AWS_STORAGE_BUCKET_NAME to the bucket that holds the files."
-                ),
-                id="cleanup.E001",
-            )
-        ]
-    if probe.problem == REFUSED:
-        return [
-            Error(
-                f"The storage refused these credentials for bucket {where} ({probe.reason}).",
-                hint=(
-                    "Check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the machine's "
-                    "role): valid for this endpoint, and allowed s3:ListBucket, s3:GetObject, "
-                    "s3:PutObject and s3:DeleteObject on the bucket."
-                ),
-                id="cleanup.E002",
-            )
-        ]
-    if probe.problem == UNREACHABLE:
-        return [
-            Error(
-                f"The storage endpoint {probe.endpoint} could not be reached for bucket "
-                f"'{probe.bucket}' ({probe.reason}).",
-                hint=(
-                    "Check AWS_S3_ENDPOINT_URL (leave it unset for AWS itself), "
-                    "AWS_S3_REGION_NAME, and the network path from this machine. Each attempt "
-                    "waited at most AWS_S3_CONNECT_TIMEOUT + AWS_S3_READ_TIMEOUT seconds."
-                ),
-                id="cleanup.E003",
-            )
-        ]
-    if probe.problem == WRONG_REGION:
-        return [
-            Error(
-                f"The storage bucket {where} is not in region '{probe.region}' ({probe.reason}).",
-                hint="Set AWS_S3_REGION_NAME to the bucket's region.",
-                id="cleanup.E008",
-            )
-        ]
-    if probe.problem:
-        return [
-            Error(
-                f"The storage bucket {where} answered with an error ({probe.reason}).",
-                hint="Check the bucket's settings and permissions; run the check again.",
-                id="cleanup.E009",
-            )
-        ]
-    return [Info(_versioning(probe), id="cleanup.I001")]
+    return [Error(message.format(p=probe, where=where), hint=hint, id=check_id)]
 
 
 @register(TAG, deploy=True)
@@ -161,48 +139,29 @@ def schedule_check(app_configs=None, **kwargs):
                 id="cleanup.E007",
             )
         ]
-    messages = []
-    for state in states:
-        schedule = state.schedule
-        row = f"The beat schedule row '{schedule.name}'"
-        if not state.exists:
-            messages.append(
-                Error(
-                    f"{row} does not exist, so beat never runs {schedule.task}: "
-                    f"{schedule.purpose}.",
-                    hint=(
-                        "`python manage.py migrate` creates it on a new database. If it was "
-                        "deleted, add it again in Django admin -> Periodic tasks: name "
-                        f"'{schedule.name}', task '{schedule.task}', crontab "
-                        f"'{schedule.crontab}' in Asia/Seoul, keyword arguments "
-                        f"{schedule.kwargs}, enabled."
-                    ),
-                    id="cleanup.E004",
-                )
-            )
-        elif not state.enabled:
-            messages.append(
-                Error(
-                    f"{row} is disabled, so beat does not run {schedule.task}: {schedule.purpose}.",
-                    hint=(
-                        f"Tick 'Enabled' in Django admin -> Periodic tasks -> {schedule.name}; "
-                        "a running beat picks it up without a restart."
-                    ),
-                    id="cleanup.E005",
-                )
-            )
-        if state.exists and state.runs != schedule.task:
-            messages.append(
-                Error(
-                    f"{row} runs '{state.runs}', not '{schedule.task}': {schedule.purpose}.",
-                    hint=(
-                        f"Pick '{schedule.task}' as its task in Django admin -> Periodic tasks "
-                        f"-> {schedule.name}."
-                    ),
-                    id="cleanup.E006",
-                )
-            )
-    return messages
+    return [message for state in states for message in _schedule_errors(state)]
+
+
+def _schedule_errors(state) -> list:
+    s, row = state.schedule, f"The beat schedule row '{state.schedule.name}'"
+    found = []
+    if not state.exists:
+        hint = (
+            "`python manage.py migrate` creates it on a new database. If it was deleted, add it "
+            f"again in Django admin -> Periodic tasks: name '{s.name}', task '{s.task}', crontab "
+            f"'{s.crontab}' in Asia/Seoul, keyword arguments {s.kwargs}, enabled."
+        )
+        found.append((f"{row} does not exist, so beat never runs {s.task}", hint, "E004"))
+    elif not state.enabled:
+        hint = (
+            f"Tick 'Enabled' in Django admin -> Periodic tasks -> {s.name}; a running beat "
+            "picks it up without a restart."
+        )
+        found.append((f"{row} is disabled, so beat does not run {s.task}", hint, "E005"))
+    if state.exists and state.runs != s.task:
+        hint = f"Pick '{s.task}' as its task in Django admin -> Periodic tasks -> {s.name}."
+        found.append((f"{row} runs '{state.runs}', not '{s.task}'", hint, "E006"))
+    return [Error(f"{msg}: {s.purpose}.", hint=hint, id=f"cleanup.{n}") for msg, hint, n in found]
 
 
 # The purge's delete plan (cleanup/deletion.py): what it cannot honour, with the way out.

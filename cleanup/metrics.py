@@ -50,11 +50,23 @@ def _first_run_due(now) -> GaugeMetricFamily:
 
 def render_metrics(*, status, totals) -> bytes:
     """`status`: a PurgeStatus; `totals`: RunTotals per status (finished runs)."""
+    families = [GaugeMetricFamily(name, text, value=value) for name, text, value in _gauges(status)]
+    for name, help_text, attribute in COUNTERS:
+        family = CounterMetricFamily(name, help_text, labels=["status"])
+        for total in totals:
+            family.add_metric([total.status], getattr(total, attribute))
+        families.append(family)
+    families.append(_first_run_due(status.checked_at))
+    # generate_latest() takes anything with collect(): no registry needed for one snapshot.
+    return generate_latest(_Snapshot(families))
+
+
+def _gauges(status) -> list[tuple]:
     last = status.last_success
     last_finished = 0.0
     if last and last["finished_at"]:
         last_finished = datetime.fromisoformat(last["finished_at"]).timestamp()
-    gauges = [
+    return [
         UP,
         (
             "fmr_cleanup_expired_jobs",
@@ -83,25 +95,17 @@ def render_metrics(*, status, totals) -> bytes:
             last_finished,
         ),
     ]
-    families = [
-        GaugeMetricFamily(name, help_text, value=value) for name, help_text, value in gauges
-    ]
-    counters = [
-        ("fmr_cleanup_runs", "Finished purge runs (plain runs and fan-out subtasks).", "runs"),
-        ("fmr_cleanup_jobs_deleted", "Expired jobs deleted by finished runs.", "jobs"),
-        ("fmr_cleanup_rows_deleted", "Rows deleted by finished runs, all models.", "rows"),
-        ("fmr_cleanup_files_deleted", "Files deleted from storage by finished runs.", "files"),
-        (
-            "fmr_cleanup_storage_retries",
-            "Storage requests the S3 client sent again (throttling, 5xx, dropped connections).",
-            "retries",
-        ),
-    ]
-    for name, help_text, attribute in counters:
-        family = CounterMetricFamily(name, help_text, labels=["status"])
-        for total in totals:
-            family.add_metric([total.status], getattr(total, attribute))
-        families.append(family)
-    families.append(_first_run_due(status.checked_at))
-    # generate_latest() takes anything with collect(): no registry needed for one snapshot.
-    return generate_latest(_Snapshot(families))
+
+
+# name, help, RunTotals attribute; one series per run status.
+COUNTERS = [
+    ("fmr_cleanup_runs", "Finished purge runs (plain runs and fan-out subtasks).", "runs"),
+    ("fmr_cleanup_jobs_deleted", "Expired jobs deleted by finished runs.", "jobs"),
+    ("fmr_cleanup_rows_deleted", "Rows deleted by finished runs, all models.", "rows"),
+    ("fmr_cleanup_files_deleted", "Files deleted from storage by finished runs.", "files"),
+    (
+        "fmr_cleanup_storage_retries",
+        "Storage requests the S3 client sent again (throttling, 5xx, dropped connections).",
+        "retries",
+    ),
+]

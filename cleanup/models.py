@@ -49,6 +49,9 @@ class PendingFileDeletionQuerySet(models.QuerySet):
     def unresolved(self):
         return self.filter(resolved_at__isnull=True)
 
+    def resolved(self):
+        return self.filter(resolved_at__isnull=False)
+
     def due(self, now=None):
         # Refused names are never sent to storage again: they wait for a person, not a run.
         return self.waiting().filter(next_attempt_at__lte=now or timezone.now())
@@ -235,12 +238,16 @@ class PurgeRun(models.Model):
 
     def as_dict(self) -> dict:
         """The run as JSON: every field, and the totals (the task's result, `--json`)."""
-        data = {f.attname: f.value_from_object(self) for f in self._meta.concrete_fields}
-        for name, value in data.items():
-            if hasattr(value, "isoformat"):
-                data[name] = value.isoformat()
-        names = ["run_id", "rows_total", "would_delete_rows_total", "duration_seconds"]
-        return data | {name: getattr(self, name) for name in names}
+        return _as_dict(self, "rows_total", "would_delete_rows_total")
+
+
+def _as_dict(run, *extra) -> dict:
+    data = {f.attname: f.value_from_object(run) for f in run._meta.concrete_fields}
+    for name, value in data.items():
+        if hasattr(value, "isoformat"):
+            data[name] = value.isoformat()
+    names = ["run_id", *extra, "duration_seconds"]
+    return data | {name: getattr(run, name) for name in names}
 
 
 class Retention(PurgeRun):
@@ -334,5 +341,25 @@ class ReconcileRun(models.Model):
     class Meta:
         ordering = ["-started_at"]
 
+    # Not columns: what reconcile_storage tells its caller besides the record (storage requests
+    # sent, and a few orphan keys for --verbosity 2; keys are never stored).
+    requests = 0
+    examples = ()
+
     def __str__(self):
         return f"Reconcile run {self.pk} ({self.status})"
+
+    run_id = PurgeRun.run_id
+    duration_seconds = PurgeRun.duration_seconds
+    duration = PurgeRun.duration
+
+    @property
+    def ok(self) -> bool:
+        return self.status == self.Status.SUCCEEDED and not self.error
+
+    @property
+    def refused(self) -> bool:
+        return self.status == self.Status.REFUSED
+
+    def as_dict(self) -> dict:
+        return _as_dict(self, "requests")

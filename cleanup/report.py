@@ -101,21 +101,21 @@ def format_status(status) -> str:
     if status.refused_files:
         reasons = ", ".join(f"{n} {reason}" for reason, n in (status.refused_reasons or {}).items())
         lines.append(f"  {'refused file names:':<30}{status.refused_files} ({reasons})")
-    success = status.last_success
+    return "\n".join(lines + _run_lines(status.last_success, status.last_run))
+
+
+def _run_lines(success, last) -> list[str]:
     if success is None:
-        lines.append(f"  {'last successful purge:':<30}none recorded")
+        lines = [f"  {'last successful purge:':<30}none recorded"]
     else:
-        lines.append(
+        lines = [
             f"  {'last successful purge:':<30}run #{success['run_id']} ({success['trigger']}), "
-            f"finished {_local(success['finished_at'])}"
-        )
-        lines.extend(_subtask_lines(success))
-        lines.append(
+            f"finished {_local(success['finished_at'])}",
+            *_subtask_lines(success),
             f"  {'':<30}{success['jobs_deleted']} job(s), "
             f"{sum(success['rows_deleted'].values())} row(s), "
-            f"{success['files_deleted']} file(s) deleted"
-        )
-    last = status.last_run
+            f"{success['files_deleted']} file(s) deleted",
+        ]
     if last is not None and last != success:
         lines.append(
             f"  {'latest run:':<30}run #{last['run_id']} ({last['trigger']}) {last['status']}, "
@@ -127,7 +127,7 @@ def format_status(status) -> str:
                 f"  {'':<30}so far {last['jobs_deleted']} job(s), "
                 f"{last['files_deleted']} file(s) deleted"
             )
-    return "\n".join(lines)
+    return lines
 
 
 def _subtask_lines(run) -> list[str]:
@@ -207,7 +207,14 @@ def retention_facts(status) -> list[dict]:
     overdue = format_duration(status.most_overdue_seconds or 0)
     waiting = format_duration(status.oldest_pending_seconds or 0)
     facts = [
-        ("Expired jobs", None, "none present: every job past its expiry is gone."),
+        (
+            "Expired jobs",
+            None,
+            f"{_plural(expired, 'expired job')} still present; the most overdue is {overdue} "
+            "past its expiry."
+            if expired
+            else "none present: every job past its expiry is gone.",
+        ),
         (
             "Pending file deletions",
             None,
@@ -218,17 +225,12 @@ def retention_facts(status) -> list[dict]:
             None,
             f"{stuck:,}, storage keeps refusing them." if stuck else "none.",
         ),
-        ("Last successful purge", None, "none recorded."),
-    ]
-    if expired:
-        text = f"{_plural(expired, 'expired job')} still present; the most overdue is {overdue}"
-        facts[0] = ("Expired jobs", None, f"{text} past its expiry.")
-    if success:
-        facts[3] = (
+        (
             "Last successful purge",
-            success["run_id"],
-            _run_sentence(success, finished=True),
-        )
+            success and success["run_id"],
+            _run_sentence(success, finished=True) if success else "none recorded.",
+        ),
+    ]
     if last is not None and last != success:
         facts.append(("Latest run", last["run_id"], _run_sentence(last, finished=False)))
     return [{"heading": h, "run_id": run_id, "text": text} for h, run_id, text in facts]

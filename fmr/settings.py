@@ -7,18 +7,23 @@ from pathlib import Path
 from botocore.config import Config as BotocoreConfig
 from django.core.exceptions import ImproperlyConfigured
 
-from .env import (
+from .parsing import (
+    MAX_MINUTES,
+    MAX_SECONDS,
     env,
+    parse_bool,
+    parse_choice,
     parse_database_url,
+    parse_int,
     parse_list,
     parse_matching,
     parse_origins,
     parse_path,
+    parse_share,
     parse_token,
     parse_url,
     refuse_code_setting,
 )
-from .parsing import MAX_MINUTES, MAX_SECONDS, parse_bool, parse_choice, parse_int, parse_share
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 

@@ -46,22 +46,7 @@ def create_full_job(
                 data = image_bytes(rng)
                 job_file = JobFile(job=job, kind=kind, content_type="image/png", size=len(data))
                 job_file.file.save(f"photo-{index}.png", ContentFile(data), save=True)
-        code = f"{rng.randint(0, 999999):06d}"
-        for attempt in range(3):
-            SmsLog.objects.create(
-                job=job,
-                phone_number=phone,
-                message=f"[fmr] 인증번호 {code}를 입력해 주세요.",
-                status=SmsLog.Status.DELIVERED,
-                provider_message_id=f"msg-{rng.getrandbits(48):012x}",
-            )
-            PhoneVerificationAttempt.objects.create(
-                job=job,
-                phone_number=phone,
-                code=code,
-                verified=attempt == 2,
-                attempt_count=attempt + 1,
-            )
+        _verification(job, phone, rng)
         PaymentFailure.objects.create(
             job=job,
             provider=Payment.Provider.TOSS,
@@ -83,3 +68,19 @@ def create_full_job(
             for i in range(5)
         )
     return job
+
+
+def _verification(job, phone, rng):
+    """Three SMS codes sent and three attempts, the last one verified."""
+    code = f"{rng.randint(0, 999999):06d}"
+    for attempt in range(3):
+        SmsLog.objects.create(
+            job=job,
+            phone_number=phone,
+            message=f"[fmr] 인증번호 {code}를 입력해 주세요.",
+            status=SmsLog.Status.DELIVERED,
+            provider_message_id=f"msg-{rng.getrandbits(48):012x}",
+        )
+        PhoneVerificationAttempt.objects.create(
+            job=job, phone_number=phone, code=code, verified=attempt == 2, attempt_count=attempt + 1
+        )

@@ -56,9 +56,8 @@ def plan_purge(
     """Decide whether a scheduled run purges by itself or fans out, and into how many subtasks.
 
     A backlog one batch can take is purged inline (any backlog, with `max_parallel` 1). A larger
-    one is split over at most
-    `max_parallel` subtasks, counting the ones still running from an earlier run, so a beat that
-    fires while the last purge is still going does not pile more workers on.
+    one is split over at most `max_parallel` subtasks, counting the ones still running from an
+    earlier run, so a beat that fires while the last purge is still going piles no more on.
     """
     batch_size = settings.CLEANUP_BATCH_SIZE if batch_size is None else batch_size
     max_parallel = settings.CLEANUP_MAX_PARALLEL if max_parallel is None else max_parallel
@@ -68,41 +67,23 @@ def plan_purge(
     cutoff = purge_cutoff(now)
     # Bounded: counting a million-job backlog exactly would cost more than the decision needs.
     backlog = Job.objects.expired(cutoff)[: batch_size * max_parallel + 1].count()
-    plan = PurgePlan(
-        cutoff=cutoff,
-        batch_size=batch_size,
-        max_parallel=max_parallel,
-        backlog=backlog,
-        running=0,
-        subtasks=0,
-    )
+    plan = PurgePlan(cutoff, batch_size, max_parallel, backlog, running=0, subtasks=0)
     if plan.inline:
         return plan
     plan.running = _running_subtasks()
     wanted = -(-backlog // batch_size)
     plan.subtasks = max(0, min(max_parallel - plan.running, wanted))
-    logger.info(
-        "purge.plan",
-        extra={
-            "backlog_at_least": backlog,
-            "running": plan.running,
-            "subtasks": plan.subtasks,
-        },
-    )
+    counts = {"backlog_at_least": backlog, "running": plan.running, "subtasks": plan.subtasks}
+    logger.info("purge.plan", extra=counts)
     return plan
 
 
 def _running_subtasks() -> int:
     # Runs in Celery workers (they have a task id). A worker killed mid-run leaves its run
     # open; after two subtask lengths it no longer counts.
-    stale = timedelta(seconds=2 * settings.CLEANUP_SUBTASK_SECONDS + 60)
-    return (
-        PurgeRun.objects.filter(
-            status=PurgeRun.Status.RUNNING, started_at__gte=timezone.now() - stale
-        )
-        .exclude(task_id="")
-        .count()
-    )
+    since = timezone.now() - timedelta(seconds=2 * settings.CLEANUP_SUBTASK_SECONDS + 60)
+    running = PurgeRun.objects.filter(status=PurgeRun.Status.RUNNING, started_at__gte=since)
+    return running.exclude(task_id="").count()
 
 
 def purge_expired_chunk(

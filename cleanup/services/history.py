@@ -90,15 +90,35 @@ class RetentionHistory:
 
 def retention_history(*, now: datetime | None = None, days: int = 7) -> RetentionHistory:
     now = now or timezone.now()
-    hour = now.replace(minute=0, second=0, microsecond=0)
+    hour = _hour(now)
     since = hour - timedelta(days=days) + timedelta(hours=1)
     # From the first run of the week, and a day at least: a new deployment's few hours are not
     # squeezed against the right edge of an empty week.
     first = PurgeRun.objects.filter(started_at__gte=since).aggregate(at=Min("started_at"))["at"]
-    since = max(
-        since,
-        min(hour - timedelta(hours=23), first or hour).replace(minute=0, second=0, microsecond=0),
+    since = max(since, _hour(min(hour - timedelta(hours=23), first or hour)))
+    runs = PurgeRun.objects.filter(started_at__gte=since).order_by("started_at", "pk")
+    backlog = runs.filter(expired_at_start__isnull=False).values_list(
+        "started_at", "expired_at_start", "oldest_expired_seconds_at_start"
     )
+    pending = (
+        runs.filter(Q(pending_files_at_end__isnull=False) & Q(finished_at__isnull=False))
+        .order_by("finished_at", "pk")
+        .values_list("finished_at", "pending_files_at_end")
+    )
+    return RetentionHistory(
+        since=since,
+        until=now,
+        purged_per_hour=_purged_per_hour(since, hour),
+        backlog=list(backlog),
+        pending=list(pending),
+    )
+
+
+def _hour(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def _purged_per_hour(since, hour) -> list[tuple[datetime, int]]:
     hours = int((hour - since).total_seconds() // 3600) + 1
     per_hour = dict.fromkeys((since + timedelta(hours=h) for h in range(hours)), 0)
     # A run's jobs count in the hour it last reported them (finished, or its last heartbeat).
@@ -110,24 +130,6 @@ def retention_history(*, now: datetime | None = None, days: int = 7) -> Retentio
         .values_list("at", "jobs_deleted")
     )
     for at, jobs in purged:
-        bucket = at.replace(minute=0, second=0, microsecond=0)
-        if bucket in per_hour:
-            per_hour[bucket] += jobs
-    runs = PurgeRun.objects.filter(started_at__gte=since).order_by("started_at", "pk")
-    backlog = list(
-        runs.filter(expired_at_start__isnull=False).values_list(
-            "started_at", "expired_at_start", "oldest_expired_seconds_at_start"
-        )
-    )
-    pending = list(
-        runs.filter(Q(pending_files_at_end__isnull=False) & Q(finished_at__isnull=False))
-        .order_by("finished_at", "pk")
-        .values_list("finished_at", "pending_files_at_end")
-    )
-    return RetentionHistory(
-        since=since,
-        until=now,
-        purged_per_hour=sorted(per_hour.items()),
-        backlog=backlog,
-        pending=pending,
-    )
+        if _hour(at) in per_hour:
+            per_hour[_hour(at)] += jobs
+    return sorted(per_hour.items())

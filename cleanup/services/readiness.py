@@ -58,17 +58,11 @@ def check_storage() -> StorageProbe | None:
 def check_schedules() -> list[ScheduleState]:
     """Each schedule the promise depends on, as the database has it. Raises DatabaseError when
     the rows cannot be read (a database never migrated, or not reachable)."""
-    rows = {
-        row.name: row
-        for row in PeriodicTask.objects.filter(name__in=[s.name for s in SCHEDULES]).only(
-            "name", "task", "enabled"
-        )
-    }
-    states = []
-    for schedule in SCHEDULES:
-        row = rows.get(schedule.name)
-        if row is None:
-            states.append(ScheduleState(schedule, exists=False))
-        else:
-            states.append(ScheduleState(schedule, exists=True, enabled=row.enabled, runs=row.task))
-    return states
+    wanted = PeriodicTask.objects.filter(name__in=[s.name for s in SCHEDULES])
+    rows = wanted.only("name", "task", "enabled").in_bulk(field_name="name")
+    return [
+        ScheduleState(s, exists=True, enabled=rows[s.name].enabled, runs=rows[s.name].task)
+        if s.name in rows
+        else ScheduleState(s, exists=False)
+        for s in SCHEDULES
+    ]

@@ -29,9 +29,7 @@ Each run is recorded in ReconcileRun: counts and bytes, never a name.
 """
 
 import logging
-import time
 import uuid
-from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from itertools import islice
 
@@ -58,47 +56,6 @@ class ReconcileFailed(Exception):
     """A reconcile refused or failed; raised by the Celery task so the failure is visible."""
 
 
-@dataclass
-class ReconcileResult:
-    delete: bool
-    cutoff: datetime
-    forced: bool = False
-    status: str = ReconcileRun.Status.SUCCEEDED
-    run_id: int | None = None
-    scanned: int = 0  # objects under the upload prefix
-    scanned_bytes: int = 0
-    young: int = 0  # newer than the grace period: maybe an upload in flight, not looked at
-    held: int = 0  # named by a row or a pending deletion, in any spelling
-    orphans: int = 0
-    orphan_bytes: int = 0
-    deleted: int = 0
-    deleted_bytes: int = 0
-    failed: int = 0
-    refused_keys: int = 0  # keys that break the upload-name rule: never sent, kept as refused names
-    uploads_orphaned: int = 0  # incomplete multipart uploads past grace whose job is not live
-    uploads_aborted: int = 0
-    uploads_kept: int = 0  # begun within the grace period, or their job is live
-    requests: int = 0
-    error: str = ""
-    duration_seconds: float = 0.0
-    # A few orphan keys (job ids and random hex, nothing about the user) for --verbosity 2.
-    examples: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return self.status == ReconcileRun.Status.SUCCEEDED and not self.error
-
-    @property
-    def refused(self) -> bool:
-        return self.status == ReconcileRun.Status.REFUSED
-
-    def as_dict(self) -> dict:
-        data = asdict(self)
-        data["cutoff"] = self.cutoff.isoformat()
-        del data["examples"]
-        return data
-
-
 def reconcile_storage(
     *,
     delete: bool = False,
@@ -106,36 +63,20 @@ def reconcile_storage(
     now: datetime | None = None,
     force: bool = False,
     trigger: str = PurgeRun.Trigger.SHELL,
-) -> ReconcileResult:
-    """Find objects under the jobs' upload prefix that nothing references; delete them if asked
-    and if that cannot be a mass deletion (see the module's docstring), or if `force`d.
-
-    Objects modified within `grace` of `now` (never later than the database's clock) are never
-    touched. A refusal deletes nothing and
-    comes back with status "refused" and the reason in `error`.
-    """
+) -> ReconcileRun:
+    """Find objects under the upload prefix that nothing references; delete them if asked and if
+    that cannot be a mass deletion (see above), or if `force`d. Objects modified within `grace`
+    of `now` (never later than the database's clock) are never touched. A refusal deletes
+    nothing: status "refused", the reason in `error`."""
     if not isinstance(grace, timedelta) or grace < timedelta(0):
         raise ValueError(f"grace must be a non-negative duration, got {grace!r}")
-    started = time.monotonic()
-    result = ReconcileResult(delete=delete, cutoff=(now or purge_cutoff()) - grace, forced=force)
-    run = ReconcileRun.objects.create(
-        trigger=trigger, delete=delete, forced=force, cutoff=result.cutoff
+    result = ReconcileRun.objects.create(
+        trigger=trigger, delete=delete, forced=force, cutoff=(now or purge_cutoff()) - grace
     )
-    result.run_id = run.pk
+    result.examples = []
     try:
         verify_storage()
-        # One session: a versioned bucket is listed by its versions (an orphan whose current
-        # version is a delete marker still holds data) and its orphans lose every version.
-        session = open_storage()
-        _count(result, session)
-        if delete and not result.error:
-            refusal = "" if force else _refusal(result)
-            if refusal:
-                result.status = ReconcileRun.Status.REFUSED
-                result.error = refusal
-            elif result.orphans:
-                _delete_orphans(result, session)
-        _settle_uploads(result, session, grace=grace, abort=delete and not result.refused)
+        _passes(result, grace=grace)
     except StorageNotVerified as exc:
         result.status = ReconcileRun.Status.REFUSED
         result.error = str(exc)
@@ -143,37 +84,46 @@ def reconcile_storage(
         pass
     except Exception as exc:  # noqa: BLE001 - listing failed: report it, the next run starts over
         result.error = storage.describe_error(exc)
-    if result.error and result.status == ReconcileRun.Status.SUCCEEDED:
-        result.status = ReconcileRun.Status.FAILED
-    result.duration_seconds = round(time.monotonic() - started, 3)
-    _record(run, result)
-    logger.info(
-        "reconcile.run",
-        extra={
-            "run": run.pk,
-            "status": result.status,
-            "delete": delete,
-            "forced": force,
-            "scanned": result.scanned,
-            "young": result.young,
-            "held": result.held,
-            "orphans": result.orphans,
-            "orphan_bytes": result.orphan_bytes,
-            "deleted": result.deleted,
-            "failed": result.failed,
-            "refused_keys": result.refused_keys,
-            "error": bool(result.error),
-            "duration_ms": int(result.duration_seconds * 1000),
-        },
-    )
+    if result.status == ReconcileRun.Status.RUNNING:
+        result.status = (
+            ReconcileRun.Status.FAILED if result.error else ReconcileRun.Status.SUCCEEDED
+        )
+    result.finished_at = timezone.now()
+    result.save()
+    counts = {name: getattr(result, name) for name in LOGGED}
+    duration_ms = int(result.duration_seconds * 1000)
+    extra = {"run": result.pk, **counts, "error": bool(result.error), "duration_ms": duration_ms}
+    logger.info("reconcile.run", extra=extra)
     return result
+
+
+# What the log line says of a run (counts, never a name); the run record holds these and more.
+LOGGED = (
+    *("status", "delete", "forced", "scanned", "young", "held", "orphans", "orphan_bytes"),
+    *("deleted", "failed", "refused_keys"),
+)
+
+
+def _passes(result: ReconcileRun, *, grace: timedelta):
+    # One session: a versioned bucket is listed by its versions (an orphan whose current
+    # version is a delete marker still holds data) and its orphans lose every version.
+    session = open_storage()
+    _count(result, session)
+    if result.delete and not result.error:
+        refusal = "" if result.forced else _refusal(result)
+        if refusal:
+            result.status = ReconcileRun.Status.REFUSED
+            result.error = refusal
+        elif result.orphans:
+            _delete_orphans(result, session)
+    _settle_uploads(result, session, grace=grace, abort=result.delete and not result.refused)
 
 
 class _StorageUnavailable(Exception):
     pass
 
 
-def _old_chunks(result: ReconcileResult, session, *, count: bool):
+def _old_chunks(result: ReconcileRun, session, *, count: bool):
     """The listing, streamed, as chunks of objects past the grace period (counting the rest)."""
     chunk: list[storage.StoredObject] = []
     for obj in storage.list_objects(session.rule.prefix, session=session):
@@ -216,7 +166,7 @@ def _keep_refused(refused: dict[str, str]):
     )
 
 
-def _count(result: ReconcileResult, session):
+def _count(result: ReconcileRun, session):
     for chunk in _old_chunks(result, session, count=True):
         orphans, refused = _orphans_in(chunk, session)
         if refused:
@@ -229,7 +179,7 @@ def _count(result: ReconcileResult, session):
         result.examples.extend(obj.name for obj in orphans[:room])
 
 
-def _refusal(result: ReconcileResult) -> str:
+def _refusal(result: ReconcileRun) -> str:
     past_grace = result.held + result.orphans
     if not past_grace:
         return ""
@@ -253,7 +203,7 @@ def _refusal(result: ReconcileResult) -> str:
     return ""
 
 
-def _delete_orphans(result: ReconcileResult, session):
+def _delete_orphans(result: ReconcileRun, session):
     # The counted orphans are the most this pass deletes: the share was decided on that count.
     room = result.orphans
     attempted = 0
@@ -279,7 +229,7 @@ def _delete_orphans(result: ReconcileResult, session):
             raise _StorageUnavailable
 
 
-def _settle_uploads(result: ReconcileResult, session, *, grace: timedelta, abort: bool):
+def _settle_uploads(result: ReconcileRun, session, *, grace: timedelta, abort: bool):
     if not storage.is_s3(session.storage):
         return  # local files have no multipart uploads
     now = min(database_now(), timezone.now())
@@ -304,26 +254,3 @@ def _job_id(name: str) -> uuid.UUID | None:
         return uuid.UUID(name.split("/")[1])
     except (IndexError, ValueError):
         return None
-
-
-def _record(run: ReconcileRun, result: ReconcileResult):
-    for name in (
-        "status",
-        "scanned",
-        "scanned_bytes",
-        "young",
-        "held",
-        "orphans",
-        "orphan_bytes",
-        "deleted",
-        "deleted_bytes",
-        "failed",
-        "refused_keys",
-        "uploads_orphaned",
-        "uploads_aborted",
-        "uploads_kept",
-        "error",
-    ):
-        setattr(run, name, getattr(result, name))
-    run.finished_at = timezone.now()
-    run.save()

@@ -13,7 +13,7 @@ from .. import storage
 from ..models import PendingFileDeletion
 from .binding import configured_storage, verify_storage
 from .files import FileDeletion, delete_pending_files
-from .runs import last_purges, purge_facts
+from .runs import last_purges, measure_backlog, purge_facts
 
 
 @dataclass
@@ -82,8 +82,7 @@ def purge_status(*, now: datetime | None = None, reach_storage: bool = False) ->
     """The facts a monitor needs: what is overdue, what is pending, when the purge last worked;
     with `reach_storage`, whether the storage answers (one bounded listing request on S3)."""
     now = now or timezone.now()
-    expired = Job.objects.expired(now)
-    oldest_expiry = expired.aggregate(oldest=models.Min("expires_at"))["oldest"]
+    backlog = measure_backlog(now=now)
     not_stuck = PendingFileDeletion.objects.not_stuck()
     stuck = PendingFileDeletion.objects.stuck()
     pending = not_stuck.aggregate(count=models.Count("pk"), oldest=models.Min("created_at"))
@@ -98,8 +97,8 @@ def purge_status(*, now: datetime | None = None, reach_storage: bool = False) ->
     last_run, last_success = last_purges()
     return PurgeStatus(
         checked_at=now,
-        expired_jobs=expired.count(),
-        most_overdue_seconds=_age(now, oldest_expiry),
+        expired_jobs=backlog.expired,
+        most_overdue_seconds=backlog.oldest_seconds,
         pending_files=pending["count"],
         oldest_pending_seconds=_age(now, pending["oldest"]),
         # A run that deleted everything it could; stuck names it could not are alerted below.

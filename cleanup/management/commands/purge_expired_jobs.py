@@ -64,17 +64,7 @@ class Command(StrictCommand):
             except (PurgeNotPossible, CutoffRefused) as exc:
                 raise CommandError(str(exc)) from exc
             except DatabaseError as exc:
-                run = getattr(exc, "purge_result", None)
-                if run and not (run.jobs_deleted or run.files_deleted):
-                    done = "Nothing was deleted"
-                else:
-                    done = (
-                        "Batches committed before the failure stay purged, no job is half deleted"
-                    )
-                raise CommandError(
-                    f"the purge failed on the database: {describe_error(exc)}. {done}; the next "
-                    "run continues."
-                ) from exc
+                raise CommandError(_database_failure(exc)) from exc
             finally:
                 if bar:
                     bar.close()
@@ -139,3 +129,14 @@ def stop_on_first_sigint(err):
         yield stopping
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def _database_failure(exc) -> str:
+    run = getattr(exc, "purge_result", None)
+    if run and not (run.jobs_deleted or run.files_deleted):
+        done = "Nothing was deleted"
+    else:
+        done = "Batches committed before the failure stay purged, no job is half deleted"
+    return (
+        f"the purge failed on the database: {describe_error(exc)}. {done}; the next run continues."
+    )
