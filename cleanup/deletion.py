@@ -44,13 +44,16 @@ class Plan:
     order: tuple[type[models.Model], ...]  # root first, in cascade order (the ledger's columns)
     problems: tuple[tuple[str, str], ...]  # (kind, what), kinds above
 
-    def delete(self, ids) -> "Cascade":
-        """Delete the rows with these root keys and everything that cascades from them."""
+    def refuse_problems(self):
         if self.problems:
             raise ImproperlyConfigured(
                 f"the purge's delete plan cannot honour {self.problems[0][1]} "
                 "(see `manage.py check`); nothing was deleted"
             )
+
+    def delete(self, ids) -> "Cascade":
+        """Delete the rows with these root keys and everything that cascades from them."""
+        self.refuse_problems()
         pk = self.order[0]._meta.pk
         values = [pk.get_db_prep_value(value, connection) for value in ids]
         batch = json.dumps(values) if connection.vendor == "sqlite" else values

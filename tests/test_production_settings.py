@@ -170,6 +170,8 @@ def test_check_deploy_passes_with_the_readme_production_environment(s3_server, s
     ensure_purge_schedule()
     ensure_reconcile_schedule()
     env = readme_site(s3_server, s3_bucket.name, tmp_path)
+    # The runbook's step before the check: the lifecycle backstop (else cleanup.W021).
+    run([sys.executable, "manage.py", "storage_lifecycle", "--apply"], env, tmp_path)
 
     done = run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],

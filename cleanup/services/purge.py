@@ -61,7 +61,9 @@ def purge_expired_jobs(
     progress = _Progress(rows=dict.fromkeys((m._meta.label for m, _ in cascade_paths(Job)), 0))
     run = open_run(cutoff=cutoff, dry_run=dry_run, batch_size=batch_size, limit=limit, **run_fields)
     try:
-        # Once per run, before the first row goes: the storage its files live in.
+        # Once per run, before the first row goes: a cascade the plan can honour, and the
+        # storage its files live in.
+        purge_plan().refuse_problems()
         verify_storage()
         if dry_run:
             _count_expired(cutoff, limit, progress)
