@@ -139,14 +139,15 @@ def bucket_on(server, settings, fresh=False):
             },
         },
     }
-    return Bucket(client, bucket, server.endpoint_url)
+    return Bucket(client, bucket, server.endpoint_url, server.name)
 
 
 class Bucket:
-    def __init__(self, client, name, endpoint_url=""):
+    def __init__(self, client, name, endpoint_url="", server="moto"):
         self.client = client
         self.name = name
         self.endpoint_url = endpoint_url
+        self.server = server
 
     def deny_deletes(self, key):
         """A bucket policy that refuses deleting `key` (a pattern: `jobs/*`): S3 answers each
@@ -181,9 +182,11 @@ def s3_proxy(s3_server, s3_bucket, settings):
         yield proxy
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", "s3", "s3rver"])
 def any_storage(request):
-    """Run a test once on local files and once on S3 over HTTP."""
+    """Run a test on local files, then on S3 over HTTP on moto ("s3") and on s3rver."""
     if request.param == "s3":
         request.getfixturevalue("s3_bucket")
+    elif request.param == "s3rver":
+        bucket_on(_server(request, "s3rver"), request.getfixturevalue("settings"))
     return request.param
