@@ -2,7 +2,6 @@ import json
 import os
 import uuid
 
-import boto3
 import pytest
 from django.db import connection
 
@@ -76,61 +75,52 @@ def chromium():
     return open_browser
 
 
-@pytest.fixture(scope="session")
-def s3_server():
-    server = S3Server().start()
-    yield server
-    server.stop()
+def _session_server(cls):
+    @pytest.fixture(scope="session")
+    def server():
+        """Started when a test first asks, once per session, stopped at its end."""
+        started = cls().start()
+        yield started
+        started.stop()
+
+    return server
 
 
-@pytest.fixture(scope="session")
-def other_s3_servers():
-    """s3rver and SeaweedFS, each started at most once per session, when a test first asks."""
-    started = {}
-    yield started
-    for server in started.values():
-        server.stop()
+s3_server = _session_server(S3Server)
+s3rver_server = _session_server(S3rver)
+seaweedfs_server = _session_server(SeaweedFS)
 
 
 def _server(request, kind):
-    if kind == "moto":
-        return request.getfixturevalue("s3_server")
-    started = request.getfixturevalue("other_s3_servers")
-    if kind not in started:
-        started[kind] = {"s3rver": S3rver, "seaweedfs": SeaweedFS}[kind]().start()
-    return started[kind]
+    return request.getfixturevalue(f"{kind}_server" if kind != "moto" else "s3_server")
 
 
 @pytest.fixture(params=["moto", "s3rver"])
 def s3_two(request, settings):
     """A fresh bucket on moto, then on s3rver: the S3 safety tests hold on both."""
-    return _bucket_on(_server(request, request.param), settings)
+    return bucket_on(_server(request, request.param), settings)
 
 
 @pytest.fixture(params=["moto", "s3rver", "seaweedfs"])
 def s3_three(request, settings):
     """A fresh bucket on moto, s3rver and SeaweedFS in turn."""
-    return _bucket_on(_server(request, request.param), settings)
+    return bucket_on(_server(request, request.param), settings)
 
 
 @pytest.fixture
 def s3_bucket(s3_server, settings):
     """A fresh bucket on the S3-compatible server, made the default storage for this test."""
-    return _bucket_on(s3_server, settings)
+    return bucket_on(s3_server, settings)
 
 
-def _bucket_on(server, settings):
+def bucket_on(server, settings, fresh=False):
+    """A bucket on `server`, made the default storage for this test: a fresh one, but on
+    SeaweedFS one shared bucket unless the test needs its own (`fresh`), as SeaweedFS gives each
+    bucket volumes of its own, out of -volume.max."""
     bucket = f"fmr-test-{uuid.uuid4().hex[:12]}"
     access, secret = server.credentials
-    client = boto3.client(
-        "s3",
-        endpoint_url=server.endpoint_url,
-        aws_access_key_id=access,
-        aws_secret_access_key=secret,
-        region_name=S3_CREDENTIALS["region_name"],
-    )
-    if server.name == "seaweedfs":
-        # SeaweedFS gives each bucket volumes of its own, out of -volume.max: one bucket for all.
+    client = server.client()
+    if server.name == "seaweedfs" and not fresh:
         bucket = "fmr-test-seaweedfs"
         if bucket not in {b["Name"] for b in client.list_buckets()["Buckets"]}:
             client.create_bucket(Bucket=bucket)
@@ -149,14 +139,15 @@ def _bucket_on(server, settings):
             },
         },
     }
-    return Bucket(client, bucket, server.endpoint_url)
+    return Bucket(client, bucket, server.endpoint_url, server.name)
 
 
 class Bucket:
-    def __init__(self, client, name, endpoint_url=""):
+    def __init__(self, client, name, endpoint_url="", server="moto"):
         self.client = client
         self.name = name
         self.endpoint_url = endpoint_url
+        self.server = server
 
     def deny_deletes(self, key):
         """A bucket policy that refuses deleting `key` (a pattern: `jobs/*`): S3 answers each
@@ -191,9 +182,11 @@ def s3_proxy(s3_server, s3_bucket, settings):
         yield proxy
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", "s3", "s3rver"])
 def any_storage(request):
-    """Run a test once on local files and once on S3 over HTTP."""
+    """Run a test on local files, then on S3 over HTTP on moto ("s3") and on s3rver."""
     if request.param == "s3":
         request.getfixturevalue("s3_bucket")
+    elif request.param == "s3rver":
+        bucket_on(_server(request, "s3rver"), request.getfixturevalue("settings"))
     return request.param

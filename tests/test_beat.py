@@ -41,6 +41,10 @@ def beat_runs():
 def test_beat_follows_an_admin_schedule_change_and_the_worker_purges_on_time(tmp_path):
     task = the_migrated_schedule()
     assert task.crontab.minute == "0" and task.interval is None and task.enabled
+    # Still hourly, at a minute half an hour away: not due while beat runs here, whatever the
+    # clock says when the test starts.
+    task.crontab.minute = str((timezone.localtime().minute + 30) % 60)
+    task.crontab.save()
     now = timezone.now()
     gone = [expired_job(now, by=timedelta(minutes=i + 1)) for i in range(3)]
     kept = live_job(now)
@@ -53,7 +57,7 @@ def test_beat_follows_an_admin_schedule_change_and_the_worker_purges_on_time(tmp
         celery("worker", "--pool=solo", "--loglevel=INFO", log_path=worker_log) as worker,
         celery(
             "beat",
-            "--loglevel=INFO",
+            "--loglevel=DEBUG",  # "beat: Waking up": a tick has read the schedule
             f"--pidfile={tmp_path / 'beat.pid'}",
             f"--schedule={tmp_path / 'beat-schedule'}",
             log_path=beat_log,
@@ -61,10 +65,10 @@ def test_beat_follows_an_admin_schedule_change_and_the_worker_purges_on_time(tmp
     ):
         wait_until(lambda: "beat: Starting" in beat_log.read_text(), 60, message="beat to start")
         wait_until(lambda: "ready" in worker_log.read_text(), 60, message="the worker to start")
-        time.sleep(2)
-        if timezone.localtime().minute not in (59, 0):
-            # The hourly schedule is not due while beat runs here: nothing is purged yet.
-            assert not beat_runs().exists() and Job.objects.count() == 4
+        wait_until(lambda: "beat: Waking up" in beat_log.read_text(), 60, message="a tick")
+        # The hourly schedule is not due: beat sent nothing, nothing is purged yet.
+        assert "Sending due task" not in beat_log.read_text()
+        assert not beat_runs().exists() and Job.objects.count() == 4
 
         # What Django admin does when an operator picks "every 3 seconds" and saves.
         task = PeriodicTask.objects.get(pk=task.pk)

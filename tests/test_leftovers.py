@@ -1,7 +1,6 @@
 """No leftovers: no empty job directories, and run records that tell the truth to the end."""
 
 import signal
-import time
 import uuid
 from datetime import timedelta
 
@@ -76,14 +75,19 @@ def test_a_finished_run_keeps_its_heartbeat(any_storage):
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_a_run_killed_in_its_file_step_shows_the_batches_it_committed():
+def test_a_run_killed_in_its_file_step_shows_the_batches_it_committed(tmp_path):
     bulk_expired_jobs(6)
     # Storage so slow that the child is still deleting the first batch's files when killed.
-    env = child_env(DJANGO_SETTINGS_MODULE="tests.slow_settings", FMR_TEST_STORAGE_DELAY="60")
+    deleting = tmp_path / "deleting"
+    env = child_env(
+        DJANGO_SETTINGS_MODULE="tests.slow_settings",
+        FMR_TEST_STORAGE_DELAY="60",
+        FMR_TEST_DELETING_FLAG=deleting,
+    )
     child = manage("purge_expired_jobs", "--batch-size", "4", env=env)
     try:
-        wait_until(lambda: Job.objects.count() == 2, timeout=60, message="the first batch")
-        time.sleep(0.5)
+        wait_until(deleting.exists, timeout=60, message="the first batch's file step")
+        assert Job.objects.count() == 2
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait(10)

@@ -5,9 +5,6 @@ database, with local storage slowed down (tests.slow_settings) so they are still
 test strikes.
 """
 
-import os
-import random
-import time
 import uuid
 from datetime import timedelta
 from io import StringIO
@@ -97,8 +94,9 @@ def test_a_purge_killed_mid_run_half_deletes_nothing_and_the_next_run_finishes(s
     # Its record shows how far it got as of its last finished batch, never more than it did.
     assert killed.jobs_deleted <= len(gone) - Job.objects.expired().count()
 
-    settings.CLEANUP_STALE_RUN = timedelta(seconds=1)  # its last sign of life is long enough ago
-    time.sleep(1.1)
+    # Its last sign of life is long enough ago.
+    long_ago = timezone.now() - settings.CLEANUP_STALE_RUN - timedelta(minutes=1)
+    PurgeRun.objects.filter(pk=killed.pk).update(started_at=long_ago, heartbeat_at=long_ago)
     result = purge_expired_jobs()
 
     assert result.ok and result.files_pending == 0
@@ -107,16 +105,32 @@ def test_a_purge_killed_mid_run_half_deletes_nothing_and_the_next_run_finishes(s
     assert killed.status == PurgeRun.Status.ABANDONED and killed.finished_at is not None
 
 
-def test_a_purge_killed_again_and_again_at_random_moments_never_orphans_or_half_deletes():
-    gone, kept = backlog()
+def test_a_purge_killed_again_and_again_never_orphans_or_half_deletes():
+    gone, kept = backlog(expired=20)  # four batches: one left for each moment
     kept_names = names_of_jobs(kept)
-    # Seeded, so a failure replays; FMR_TEST_SEED=<n> tries other moments.
-    rng = random.Random(int(os.environ.get("FMR_TEST_SEED", "20261126")))
+    moments = {
+        # As soon as its run is recorded: starting up, or inside its first batch's transaction.
+        "starting up": lambda runs, left: PurgeRun.objects.count() > runs,
+        # A batch committed since this purge started, its files being deleted.
+        "deleting a batch's files": lambda runs, left: (
+            Job.objects.expired().count() < left and PendingFileDeletion.objects.exists()
+        ),
+        # Every expired row gone, the last batch's files still being deleted.
+        "deleting the last files": lambda runs, left: (
+            not Job.objects.expired().exists() and PendingFileDeletion.objects.exists()
+        ),
+    }
 
-    for _ in range(3):
+    for moment, reached in moments.items():
+        runs, left = PurgeRun.objects.count(), Job.objects.expired().count()
         purge = manage("purge_expired_jobs", "--batch-size", "5", env=child_env(**SLOW))
-        # Anywhere: starting up, inside a batch's transaction, deleting files, sweeping.
-        time.sleep(rng.uniform(0.5, 3.0))
+        wait_until(
+            lambda: purge.poll() is not None or reached(runs, left),  # noqa: B023
+            90,
+            interval=0.05,
+            message=moment,
+        )
+        assert purge.poll() is None, f"the purge finished before {moment}"
         kill(purge)
         assert_whole_after_a_crash(kept_names)
 

@@ -182,19 +182,21 @@ def test_a_connection_failure_is_named_as_an_unreachable_storage(exc):
 
 
 @pytest.mark.django_db
-def test_refused_orphan_keys_are_kept_as_refused_names_and_do_not_fail_the_run(s3_bucket):
+def test_refused_orphan_keys_are_kept_as_refused_names_and_do_not_fail_the_run(s3_two):
     live_job()
     odd = [f"{UPLOAD_PREFIX}/../x", f"{UPLOAD_PREFIX}/A//b.png", f"{UPLOAD_PREFIX}/A/p.png "]
+    if s3_two.server == "s3rver":
+        odd = odd[2:]  # s3rver cannot store a `..` or an empty segment (PutObject answers 404)
     for key in odd:
-        s3_bucket.client.put_object(Bucket=s3_bucket.name, Key=key, Body=b"png")
+        s3_two.client.put_object(Bucket=s3_two.name, Key=key, Body=b"png")
     later = timezone.now() + timedelta(hours=2)
 
     for _ in range(2):
         result = reconcile_storage(delete=True, now=later, force=True)
         assert result.status == ReconcileRun.Status.SUCCEEDED, result.error
-    assert ReconcileRun.objects.order_by("pk").first().refused_keys == 3
+    assert ReconcileRun.objects.order_by("pk").first().refused_keys == len(odd)
     assert set(PendingFileDeletion.objects.refused().values_list("name", flat=True)) == set(odd)
-    assert set(odd) <= s3_bucket.keys()
+    assert set(odd) <= s3_two.keys()
 
 
 @pytest.mark.django_db
