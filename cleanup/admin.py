@@ -9,6 +9,7 @@ from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse, reverse_lazy
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import Truncator
 from django_celery_beat.admin import PeriodicTaskAdmin, PeriodicTaskForm
@@ -265,7 +266,7 @@ class PendingFileDeletionAdmin(ReadOnlyAdmin):
         "state",
         "created_at",
         "attempts",
-        "next_attempt_at",
+        "next_attempt",
         "last_error",
         "refused_reason",
     ]
@@ -278,6 +279,15 @@ class PendingFileDeletionAdmin(ReadOnlyAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).with_stuck()
+
+    @admin.display(description="next attempt", ordering="next_attempt_at")
+    def next_attempt(self, pending):
+        # A due name goes with the next purge's sweep: a time in the past would read as missed.
+        if pending.resolved_at is not None or pending.refused_reason:
+            return "-"
+        if pending.next_attempt_at <= timezone.now():
+            return "with the next purge"
+        return timezone.localtime(pending.next_attempt_at).strftime("%Y-%m-%d %H:%M:%S %Z")
 
     @admin.display(description="state")
     def state(self, pending):
