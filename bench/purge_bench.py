@@ -351,7 +351,7 @@ def run_stock(batch_size, timer):
     from django.db.models.signals import post_delete
 
     from cleanup import storage
-    from cleanup.file_models import file_models, names_of
+    from cleanup.file_models import file_models, names_of, upload_rule
     from cleanup.models import PendingFileDeletion
     from cleanup.services import delete_pending_files
     from jobs.models import Job
@@ -366,7 +366,7 @@ def run_stock(batch_size, timer):
         post_delete.connect(
             lambda instance, **kw: names.extend(names_of(instance)), sender=model, weak=False
         )
-    session = storage.open_session()
+    session = storage.open_session(upload_rule())
     jobs = rows = batches = 0
     per_batch = []
     while True:
