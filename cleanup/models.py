@@ -38,8 +38,7 @@ class PendingFileDeletionQuerySet(models.QuerySet):
         columns = ", ".join(quote(meta.get_field(f).column) for f in fields)
         types = ["varchar", "timestamptz", "int4", "text", "timestamptz", "varchar", "varchar"]
         types.append("uuid")
-        # The driver's own cursor: its errors are wrapped as Django's (DatabaseError) here, so a
-        # connection lost mid-COPY is reported as any other lost connection, not as a traceback.
+        # The driver's cursor: a connection lost mid-COPY raises Django's DatabaseError, as usual.
         with connection.cursor() as cursor, connection.wrap_database_errors:
             sql = f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN (FORMAT BINARY)"
             with cursor.cursor.copy(sql) as copy:
