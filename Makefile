@@ -57,11 +57,14 @@ lint: setup
 # The purge against a raw-SQL floor, stock QuerySet.delete() and the original design
 # (bench/README.md). Needs DATABASE_URL pointing at a PostgreSQL database whose name contains
 # "bench": it is wiped.
+# The far-s3 scenario (bench/README.md, "Far S3") runs moto behind the shared latency proxy
+# (bench/latency_proxy.py, 40 ms round trip, 5 ms/KiB) and reports it against the same purge on loopback.
 BENCH_JOBS ?= 5000,100000
+BENCH_S3_JOBS ?= 5000
 BENCH_ROUNDS ?= 3
 bench: setup
 	$(BIN)/python bench/purge_bench.py --jobs $(BENCH_JOBS) --rounds $(BENCH_ROUNDS) \
-		--json bench/results/purge.json
+		--s3-jobs $(BENCH_S3_JOBS) --far-jobs $(BENCH_S3_JOBS) --json bench/results/purge.json
 
 clean:
 	rm -rf $(VENV) .venv-py3* db.sqlite3 media .pytest_cache

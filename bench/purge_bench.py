@@ -9,7 +9,10 @@ Three scenarios, each on identical freshly seeded data (N expired jobs with the 
 
 - files: the files are real, in a temporary MEDIA_ROOT on tmpfs;
 - db:    the same rows, no stored objects (the storage deletes find nothing): database work;
-- s3:    the files are objects on moto's S3 server on loopback (both ways use DeleteObjects).
+- s3:    the files are objects on moto's S3 server on loopback (both ways use DeleteObjects);
+- far:   the same, with moto behind bench/latency_proxy.py (a 40 ms round trip and
+         5 ms per KiB of request body: a 1,000-key DeleteObjects takes ~0.4 s, as AWS's do);
+         reported against s3 as far/loopback (the "far-s3" scenario of `make bench`).
 
 The ways: `project` (cleanup.services.purge_expired_jobs), `floor` (hand-written SQL doing the
 same work: per batch, select expired ids with SKIP LOCKED, select their file names, delete
@@ -59,6 +62,8 @@ CHILD_TABLES = [
     "jobs_phoneverificationattempt",
     "jobs_paymentfailure",
 ]
+S3_SCENARIOS = ("s3", "far")
+LATENCY_PROXY = Path(__file__).resolve().parent / "latency_proxy.py"
 S3_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "bench",
     "AWS_SECRET_ACCESS_KEY": "bench",
@@ -151,7 +156,7 @@ class Seeder:
                 cursor.execute(sql, {"base": base, "n": n} if "%(" in sql else None)
             # Seeded in SQL, so no file was saved through the ORM to bind the storage: bind the
             # one the children purge from (the purge refuses storage it cannot verify).
-            if self.scenario == "s3":
+            if self.scenario in S3_SCENARIOS:
                 kind, bucket, location = "s3", self.s3[1], ""
             else:
                 kind, bucket, location = "local", "", os.path.realpath(self.media_root)
@@ -167,7 +172,7 @@ class Seeder:
                 (self.media_root / file_name(i, 0)).parent.mkdir(parents=True, exist_ok=True)
             for name in names:
                 (self.media_root / name).write_bytes(FILE_BYTES)
-        elif self.scenario == "s3":
+        elif self.scenario in S3_SCENARIOS:
             from tests.s3server import put_objects
 
             client, bucket = self.s3
@@ -188,7 +193,7 @@ class Seeder:
                 "(SELECT count(*) FROM cleanup_pendingfiledeletion)"
             )
             rows, pending = cursor.fetchone()
-        if self.scenario == "s3":
+        if self.scenario in S3_SCENARIOS:
             client, bucket = self.s3
             files = sum(
                 page.get("KeyCount", 0)
@@ -346,7 +351,7 @@ def run_stock(batch_size, timer):
     from django.db.models.signals import post_delete
 
     from cleanup import storage
-    from cleanup.file_models import file_models, names_of
+    from cleanup.file_models import file_models, names_of, upload_rule
     from cleanup.models import PendingFileDeletion
     from cleanup.services import delete_pending_files
     from jobs.models import Job
@@ -361,7 +366,7 @@ def run_stock(batch_size, timer):
         post_delete.connect(
             lambda instance, **kw: names.extend(names_of(instance)), sender=model, weak=False
         )
-    session = storage.open_session()
+    session = storage.open_session(upload_rule())
     jobs = rows = batches = 0
     per_batch = []
     while True:
@@ -444,11 +449,11 @@ class Bench:
 
     def env(self, scenario) -> dict:
         env = {**os.environ, "MEDIA_ROOT": str(self.media_root), "CLEANUP_LOG_LEVEL": "INFO"}
-        if scenario == "s3":
+        if scenario in S3_SCENARIOS:
             client, bucket = self.s3
             env.update(
                 AWS_STORAGE_BUCKET_NAME=bucket,
-                AWS_S3_ENDPOINT_URL=client.meta.endpoint_url,
+                AWS_S3_ENDPOINT_URL=self.far_url if scenario == "far" else client.meta.endpoint_url,
                 **S3_CREDENTIALS,
             )
         else:
@@ -562,6 +567,9 @@ def main(argv=None):
     parser.add_argument("--db-jobs", type=sizes, default=[5_000], help="backlogs (db only)")
     parser.add_argument("--s3-jobs", type=sizes, default=[5_000], help="backlogs (S3; '' skips)")
     parser.add_argument(
+        "--far-jobs", type=sizes, default=[5_000], help="backlogs (far S3; '' skips; needs S3)"
+    )
+    parser.add_argument(
         "--small-jobs",
         type=int,
         default=10_000,
@@ -611,7 +619,9 @@ def main(argv=None):
     call_command("migrate", verbosity=0)
     batch_size = args.batch_size or settings.CLEANUP_BATCH_SIZE
 
-    server = s3 = None
+    server = s3 = far = None
+    if args.far_jobs and not args.s3_jobs:
+        parser.error("--far-jobs is reported against the same purge on loopback: give --s3-jobs")
     if args.s3_jobs:
         import boto3
 
@@ -631,8 +641,11 @@ def main(argv=None):
         bucket = f"bench-{uuid.uuid4().hex[:12]}"
         client.create_bucket(Bucket=bucket)
         s3 = (client, bucket)
+    if args.far_jobs:
+        far = far_proxy(server.endpoint_url)
 
     bench = Bench(args, media_root, s3)
+    bench.far_url = far and far.url
     started = datetime.now(timezone.utc)
     print(
         f"{platform.node()}: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; "
@@ -644,9 +657,10 @@ def main(argv=None):
     try:
         plan = [("files", n) for n in args.jobs]
         plan += [("db", n) for n in args.db_jobs] + [("s3", n) for n in args.s3_jobs]
+        plan += [("far", n) for n in args.far_jobs]
         for round_no in range(1, args.rounds + 1):
             for scenario, n in plan:
-                ways = ["project", "floor"] + ["stock"] * (scenario != "s3")
+                ways = ["project", "floor"] + ["stock"] * (scenario not in S3_SCENARIOS)
                 if scenario == "files" and (n <= 10_000 or round_no <= args.original_rounds):
                     ways.append("original")
                 # Rotate the order each round, so no way always runs first or last.
@@ -660,6 +674,9 @@ def main(argv=None):
         for size in sizes(args.sweep):
             bench.measure("files", "project", args.sweep_jobs, size, 1)
     finally:
+        if far:
+            far.terminate()
+            far.wait(10)
         if server:
             server.stop()
     summary = summarize(bench, args, batch_size)
@@ -687,9 +704,27 @@ def main(argv=None):
     return 0
 
 
+def far_proxy(target_url):
+    """moto behind the shared latency proxy: 40 ms round trip, 5 ms per KiB sent."""
+    from tests.s3server import free_port
+
+    port = free_port()
+    target = target_url.removeprefix("http://")
+    proxy = subprocess.Popen(
+        [sys.executable, str(LATENCY_PROXY), "--listen", f"127.0.0.1:{port}", "--target", target]
+        + ["--rtt-ms", "40", "--per-kib-ms", "5"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    proxy.stdout.readline()  # printed once it listens
+    proxy.url = f"http://127.0.0.1:{port}"
+    return proxy
+
+
 def summarize(bench, args, batch_size) -> dict:
     summary = {"median_of_rounds": args.rounds, "ratios": []}
-    for scenario, sizes_ in (("files", args.jobs), ("db", args.db_jobs), ("s3", args.s3_jobs)):
+    plan = [("files", args.jobs), ("db", args.db_jobs), ("s3", args.s3_jobs)]
+    for scenario, sizes_ in [*plan, ("far", args.far_jobs)]:
         for n in sizes_:
             project = bench.median(scenario, "project", n, batch_size)
             floor = bench.median(scenario, "floor", n, batch_size)
@@ -712,6 +747,10 @@ def summarize(bench, args, batch_size) -> dict:
             if stock:
                 entry["stock_jobs_per_s"] = round(stock["jobs_per_s"])
                 entry["project_vs_stock"] = round(project["jobs_per_s"] / stock["jobs_per_s"], 1)
+            near = bench.median("s3", "project", n, batch_size) if scenario == "far" else None
+            if near:
+                entry["loopback_jobs_per_s"] = round(near["jobs_per_s"])
+                entry["far_vs_loopback"] = round(project["jobs_per_s"] / near["jobs_per_s"], 2)
             if original:
                 entry["original_jobs_per_s"] = round(original["jobs_per_s"])
                 entry["project_vs_original"] = round(
@@ -745,6 +784,8 @@ def print_summary(summary):
         )
         if "project_vs_stock" in e:
             line += f", stock {e['stock_jobs_per_s']} -> {e['project_vs_stock']:.1f}x stock"
+        if "far_vs_loopback" in e:
+            line += f", loopback {e['loopback_jobs_per_s']} -> {e['far_vs_loopback']:.2f}x loopback"
         if "project_vs_original" in e:
             line += (
                 f", original {e['original_jobs_per_s']} -> {e['project_vs_original']:.1f}x original"

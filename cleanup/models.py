@@ -38,7 +38,8 @@ class PendingFileDeletionQuerySet(models.QuerySet):
         columns = ", ".join(quote(meta.get_field(f).column) for f in fields)
         types = ["varchar", "timestamptz", "int4", "text", "timestamptz", "varchar", "varchar"]
         types.append("uuid")
-        with connection.cursor() as cursor:
+        # The driver's cursor: a connection lost mid-COPY raises Django's DatabaseError, as usual.
+        with connection.cursor() as cursor, connection.wrap_database_errors:
             sql = f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN (FORMAT BINARY)"
             with cursor.cursor.copy(sql) as copy:
                 copy.set_types(types)

@@ -170,8 +170,13 @@ AWS_S3_FILE_OVERWRITE = False
 # holds what this project leaves at botocore's defaults (addressing style, proxies). Links are
 # signed with SigV4 in every region: their lifetime is X-Amz-Expires, capped at the job's
 # (jobs.models.JobFieldFile); botocore would sign SigV2 links in us-east-1.
+# DeleteObjects and version listings a purge keeps in flight at once (a far bucket answers each in
+# a round trip or more); throttling lowers it for the run (cleanup/storage/s3.py).
+CLEANUP_S3_CONCURRENCY = env("CLEANUP_S3_CONCURRENCY", parse_int, 8, minimum=1, maximum=64)
 AWS_S3_CLIENT_CONFIG = BotocoreConfig(
     signature_version="s3v4",
+    # botocore's pool holds 10 connections by default: never fewer than the requests in flight.
+    max_pool_connections=max(10, CLEANUP_S3_CONCURRENCY),
     connect_timeout=env("AWS_S3_CONNECT_TIMEOUT", parse_int, 5, minimum=1, maximum=3600),
     read_timeout=env("AWS_S3_READ_TIMEOUT", parse_int, 30, minimum=1, maximum=3600),
     retries={

@@ -24,21 +24,24 @@ class SlowFileSystemStorage(FileSystemStorage):
 class PartitionedStorage(FileSystemStorage):
     """A network partition: storage unreachable, and the purge's database connection cut too.
 
-    The first delete has the server terminate the caller's PostgreSQL connection (from another
-    session, as a failover or a dropped link would), then every delete fails.
+    Each delete has the server terminate the purge's PostgreSQL connections (every other
+    session on its database, from a session of its own, as a failover or a dropped link would:
+    the purge deletes files in a thread of its own, not the one holding the connection), then
+    fails.
     """
 
     def delete(self, name):
-        if connection.connection is not None and not connection.connection.closed:
-            pid = connection.connection.info.backend_pid
-            db = connection.settings_dict
-            with psycopg.connect(
-                host=db["HOST"] or "127.0.0.1",
-                port=db["PORT"] or 5432,
-                user=db["USER"],
-                password=db["PASSWORD"] or None,
-                dbname=db["NAME"],
-                autocommit=True,
-            ) as other:
-                other.execute("SELECT pg_terminate_backend(%s)", [pid])
+        db = connection.settings_dict
+        with psycopg.connect(
+            host=db["HOST"] or "127.0.0.1",
+            port=db["PORT"] or 5432,
+            user=db["USER"],
+            password=db["PASSWORD"] or None,
+            dbname=db["NAME"],
+            autocommit=True,
+        ) as other:
+            other.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
         raise OSError("network is unreachable")

@@ -2,6 +2,7 @@
 
 import logging
 import uuid
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -126,14 +127,49 @@ def _settle(result: FileDeletion, outcome, now):
 
 
 def _delete_chunk(names, now, session, *, recorded_as=None, rows=None) -> FileDeletion:
+    outcome = _send(_unreferenced(names), session)
+    return _record(names, outcome, now, recorded_as=recorded_as, rows=rows)
+
+
+@dataclass
+class BatchFiles:
+    """A committed purge batch's storage step, under way in another thread."""
+
+    names: list[str]
+    recorded_as: uuid.UUID
+    started: datetime
+    outcome: Future
+
+
+def start_batch_files(names, recorded_as, session, thread) -> BatchFiles:
+    """Start deleting a just-committed batch's files in `thread` (an executor), to overlap the
+    next batch's database work. The names a row still references are left out here, in the
+    caller's thread: the storage thread never touches the database (connections are per thread),
+    so the outcome is recorded by finish_batch_files(), in the caller's thread again."""
+    outcome = thread.submit(_send, _unreferenced(names), session)
+    return BatchFiles(names, recorded_as, timezone.now(), outcome)
+
+
+def finish_batch_files(batch: BatchFiles) -> FileDeletion:
+    """Wait for a batch's storage step, then forget its names that are gone, mark the others."""
+    outcome = batch.outcome.result()
+    return _record(batch.names, outcome, batch.started, recorded_as=batch.recorded_as)
+
+
+def _unreferenced(names) -> list[str]:
     referenced = referenced_names(names)
-    unreferenced = [n for n in names if n not in referenced]
+    return [n for n in names if n not in referenced]
+
+
+def _send(names, session) -> storage.DeleteOutcome:
     try:
         # Names that are not a canonical key under the upload prefix come back refused, unsent.
-        outcome = storage.delete_names(unreferenced, session=session)
+        return storage.delete_names(names, session=session)
     except Exception as exc:  # noqa: BLE001 - a chunk that fails this way fails alone
-        reason = storage.describe_error(exc)
-        outcome = storage.DeleteOutcome(failed=dict.fromkeys(unreferenced, reason))
+        return storage.DeleteOutcome(failed=dict.fromkeys(names, storage.describe_error(exc)))
+
+
+def _record(names, outcome, now, *, recorded_as=None, rows=None) -> FileDeletion:
     kept = {*outcome.failed, *outcome.deferred, *outcome.refused}
     if recorded_as is not None:
         deleted = _forget_recorded(recorded_as, keep=kept)
@@ -158,9 +194,8 @@ def _forget_recorded(recorded_as, *, keep) -> int:
     No other run writes these rows, and a run that takes them in its sweep locks them only for
     its own short delete, never waiting on anyone (SKIP LOCKED in _forget_unowned), so deleting
     them can wait briefly but never deadlock; each row is counted by whichever run removes it.
-    No lock first: locking 20,000 rows costs as much again as deleting them. One statement, a
-    scan of the table (it holds only the batches in flight and the names that failed before),
-    the same plan whatever the statistics say.
+    No lock first: locking 20,000 rows costs as much again as deleting them. One statement,
+    through the index on `batch`: it reads this batch's rows, not other batches' or old ones'.
     """
     mine = PendingFileDeletion.objects.unresolved().filter(batch=recorded_as)
     if keep:

@@ -6,6 +6,7 @@ import importlib
 import logging
 import pkgutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -27,7 +28,14 @@ from ..models import PendingFileDeletion, PurgeRun
 from .binding import verify_storage
 from .clock import purge_cutoff
 from .errors import PurgeNotPossible
-from .files import FileDeletion, delete_pending_files, open_storage
+from .files import (
+    BatchFiles,
+    FileDeletion,
+    delete_pending_files,
+    finish_batch_files,
+    open_storage,
+    start_batch_files,
+)
 from .runs import abandon_dead_runs, open_run
 
 NOTHING_DELETED = "none: the run deleted nothing (refused or failed before its first batch)"
@@ -154,15 +162,28 @@ def _count_expired(cutoff, limit, progress):
 
 
 def _delete_expired(run, cutoff, batch_size, limit, progress, should_stop, on_batch, session):
-    while limit is None or progress.jobs < limit:
-        if should_stop is not None and should_stop():
-            progress.stopped = True
-            return
-        size = batch_size if limit is None else min(batch_size, limit - progress.jobs)
-        if _delete_batch(run, cutoff, size, progress, session) < size:
-            break  # the backlog is done (or held by a purge beside this one): no empty SELECT
-        if on_batch is not None:
-            on_batch(progress.jobs)
+    # Batch N's storage step runs in `thread` while batch N+1's rows are deleted here: at most one
+    # batch's files in flight. Only this thread touches the database. Its names are in the outbox,
+    # committed, before the step starts: if the run dies (an exception, Ctrl-C), the executor
+    # still waits for the step, but its outcome is never recorded, so its names stay pending and
+    # the next run's sweep finishes them (a missing name counts as deleted).
+    with ThreadPoolExecutor(1, thread_name_prefix="purge-storage") as thread:
+        in_flight = None
+        while limit is None or progress.jobs < limit:
+            if should_stop is not None and should_stop():
+                progress.stopped = True
+                break
+            size = batch_size if limit is None else min(batch_size, limit - progress.jobs)
+            batch = _delete_batch(run, cutoff, size, progress)
+            if in_flight is not None:
+                _finish_batch(run, in_flight, progress)
+            in_flight = batch and _start_batch(batch, progress, session, thread)
+            if batch is None or batch.jobs < size:
+                break  # the backlog is done (or held by a purge beside this one): no empty SELECT
+            if on_batch is not None:
+                on_batch(progress.jobs)
+        if in_flight is not None:
+            _finish_batch(run, in_flight, progress)
     if not progress.files.unavailable:
         # Names left by earlier failures or crashes: this run finishes them.
         progress.sweep = delete_pending_files(
@@ -175,42 +196,66 @@ def _delete_expired(run, cutoff, batch_size, limit, progress, should_stop, on_ba
         progress.sweep.failed += PendingFileDeletion.objects.due(progress.started).count()
 
 
-def _delete_batch(run, cutoff, size, progress, session) -> int:
-    """One batch: its rows in one transaction, then its files; returns how many jobs it took."""
-    batch_started = time.monotonic()
-    # durable: files are deleted right after this block, so it must really commit here,
+@dataclass
+class _Batch:
+    jobs: int
+    number: int
+    names: list[str]
+    token: object  # what record() put on the batch's pending rows
+    per_model: dict[str, int]
+    started: float  # time.monotonic()
+    files: BatchFiles | FileDeletion | None = None
+
+
+def _delete_batch(run, cutoff, size, progress) -> _Batch | None:
+    """One batch's rows in one transaction, with its outbox; None when nothing is left."""
+    started = time.monotonic()
+    # durable: files are deleted once this block ends, so it must really commit here,
     # not inside a caller's transaction that could still roll back.
     with transaction.atomic(durable=True):
         ids = list(_expired_ids(cutoff, size, lock=True))
         if not ids:
-            return 0
+            return None
         # The delete plan, one DELETE per model (see cleanup/deletion.py); it hands back the
         # names of the files that must go.
         cascade = purge_plan().delete(ids)
-        names = cascade.file_names
         # The outbox: a pending row per name, committed with the batch (see record()).
-        recorded_as = PendingFileDeletion.objects.record(names)
-        per_model = cascade.per_model
-        after = progress.with_batch(per_model)
+        recorded_as = PendingFileDeletion.objects.record(cascade.file_names)
+        after = progress.with_batch(cascade.per_model)
         # The run's record commits with the batch: if the process dies in the file step
         # below, the record still shows exactly what was purged.
         _heartbeat(run, after)
     progress.add_batch(after, recorded_as)
-    files = _delete_batch_files(names, recorded_as, progress.files, session)
+    names, per_model = cascade.file_names, cascade.per_model
+    return _Batch(len(ids), after.batches, names, recorded_as, per_model, started)
+
+
+def _start_batch(batch, progress, session, thread) -> _Batch:
+    if progress.files.unavailable:
+        # Storage is down: don't spend every batch timing out. The names are safely pending.
+        batch.files = FileDeletion(failed=len(batch.names), errors=[progress.files.unavailable])
+    else:
+        batch.files = start_batch_files(batch.names, batch.token, session, thread)
+    return batch
+
+
+def _finish_batch(run, batch, progress):
+    files = batch.files
+    if isinstance(files, BatchFiles):
+        files = finish_batch_files(files)
     progress.files.add(files)
     logger.info(
         "purge.batch",
         extra={
             "run": run.pk,
-            "batch": progress.batches,
-            "jobs": per_model.get(Job._meta.label, 0),
-            "rows": sum(per_model.values()),
+            "batch": batch.number,
+            "jobs": batch.jobs,
+            "rows": sum(batch.per_model.values()),
             "files_deleted": files.deleted,
             "files_pending": files.failed,
-            "duration_ms": int((time.monotonic() - batch_started) * 1000),
+            "duration_ms": int((time.monotonic() - batch.started) * 1000),
         },
     )
-    return len(ids)
 
 
 def _heartbeat(run, progress):
@@ -222,15 +267,6 @@ def _heartbeat(run, progress):
         rows_deleted=progress.rows,
         files_deleted=progress.files.deleted,
         files_pending=progress.files.failed,
-    )
-
-
-def _delete_batch_files(names, recorded_as, so_far: FileDeletion, session) -> FileDeletion:
-    if so_far.unavailable:
-        # Storage is down: don't spend every batch timing out. The names are safely pending.
-        return FileDeletion(failed=len(names), errors=[so_far.unavailable])
-    return delete_pending_files(
-        names=names, recorded_as=recorded_as, session=session, storage_verified=True
     )
 
 

@@ -9,6 +9,10 @@ each by version id, still up to 1,000 objects per DeleteObjects. A version Objec
 (retention, legal hold) comes back in the answer's Errors; its name stays failed with S3's reason.
 On an unversioned bucket nothing more is sent than one DeleteObjects per 1,000 names.
 
+A far bucket answers each request in a round trip or more, so requests go several at once
+(CLEANUP_S3_CONCURRENCY, within botocore's connection pool): a throttling answer halves that for
+the call, each request answered at once adds one back (_Window).
+
 One bad name never holds back another, and the storage's own trouble is never charged to a name.
 Every answer is sorted by one table (`classify`, by S3 error code, then by HTTP status): a 5xx,
 throttling (SlowDown, 429...), a timeout or a dropped connection is the storage's trouble, retried
@@ -24,10 +28,12 @@ sent have passed the upload-name rule, which every S3 server reads as the same k
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
 import botocore.exceptions as boto
+from django.conf import settings
 from storages.backends.s3 import S3Storage
 
 from .outcome import DeleteOutcome, StoredObject, describe_error
@@ -36,8 +42,6 @@ from .outcome import DeleteOutcome, StoredObject, describe_error
 S3_MAX_KEYS_PER_REQUEST = 1000
 
 VERSIONED_STATES = ("Enabled", "Suspended")  # Suspended keeps every version made before
-# Version listings of a batch run this many at a time (botocore's connection pool holds 10).
-LISTING_THREADS = 8
 
 # What an S3 answer means to the purge.
 UNREACHABLE = "unreachable"  # the storage's trouble (down, overloaded, throttling): back off
@@ -186,6 +190,7 @@ class S3Session:
         self.key_prefix = f"{location}/" if location else ""
         self._versioned = None
         self._client = None
+        self.window = _Window(settings.CLEANUP_S3_CONCURRENCY)
 
     @property
     def client(self):
@@ -209,32 +214,24 @@ class S3Session:
     def delete_names(self, names) -> DeleteOutcome:
         outcome = DeleteOutcome()
         retried = retries_so_far()
-        try:
-            versioned = self._is_versioned(outcome)
-            for start in range(0, len(names), S3_MAX_KEYS_PER_REQUEST):
-                self._delete_chunk(
-                    names[start : start + S3_MAX_KEYS_PER_REQUEST], versioned, outcome
-                )
-        except StorageUnavailable as exc:
-            # Every later request would fail the same way: leave the rest pending, untried.
-            outcome.unavailable = str(exc)
-            decided = set(outcome.deleted) | set(outcome.failed)
-            outcome.deferred.update({n: outcome.unavailable for n in names if n not in decided})
-        outcome.retries += retries_so_far() - retried
-        return outcome
-
-    def _delete_chunk(self, chunk, versioned, outcome):
-        keys = {name: self.key_prefix + name for name in chunk}
-        wanted = set(keys.values())
+        keys = {name: self.key_prefix + name for name in names}
         failed: dict[str, str] = {}
         deferred: dict[str, str] = {}
-        if versioned:
-            objects = self._versions_of(wanted, failed, outcome)
-        else:
-            objects = [{"Key": key} for key in sorted(wanted)]
-        for start in range(0, len(objects), S3_MAX_KEYS_PER_REQUEST):
-            batch = objects[start : start + S3_MAX_KEYS_PER_REQUEST]
-            self._delete_objects(batch, failed, deferred, outcome)
+        self.window.stopped = ""
+        try:
+            if self._is_versioned(outcome):
+                objects = self._versions_of(set(keys.values()), failed, outcome)
+            else:
+                objects = [{"Key": key} for key in sorted(keys.values())]
+            parts = [
+                objects[start : start + S3_MAX_KEYS_PER_REQUEST]
+                for start in range(0, len(objects), S3_MAX_KEYS_PER_REQUEST)
+            ]
+            self._in_parallel(self._delete_part, parts, failed, deferred, outcome)
+            outcome.unavailable = self.window.stopped
+        except StorageUnavailable as exc:  # the versioning state or a listing: nothing was sent
+            outcome.unavailable = str(exc)
+            deferred.update(dict.fromkeys(keys.values(), outcome.unavailable))
         for name, key in keys.items():
             if key in deferred:
                 outcome.deferred[name] = deferred[key]
@@ -242,6 +239,40 @@ class S3Session:
                 outcome.failed[name] = failed[key]
             else:
                 outcome.deleted.append(name)
+        outcome.retries += retries_so_far() - retried
+        return outcome
+
+    def _in_parallel(self, task, items, failed, deferred, outcome) -> list:
+        """`task(item, counted)` for each item, in threads, at most the window's requests in
+        flight; each keeps its own counts (merged here, keyed by S3 key). Returns the results."""
+        self.client  # noqa: B018 - resolved here, in the run's thread, for the pool's threads
+        with ThreadPoolExecutor(self.window.most) as pool:
+            done = list(pool.map(lambda item: self._counted(task, item), items))
+        for _, counted in done:
+            failed.update(counted.failed)
+            deferred.update(counted.deferred)
+            outcome.requests += counted.requests
+            outcome.retries += counted.retries
+        return [result for result, _ in done]
+
+    def _counted(self, task, item) -> tuple:
+        counted = DeleteOutcome()
+        retried = retries_so_far()  # this thread's
+        result = task(item, counted)
+        counted.retries = retries_so_far() - retried
+        return result, counted
+
+    def _delete_part(self, objects, counted):
+        # Once the storage has failed a request, every later one would fail the same way: the
+        # parts not yet sent stay pending, untried, and cost the bucket nothing.
+        if self.window.stopped:
+            counted.deferred.update(dict.fromkeys((o["Key"] for o in objects), self.window.stopped))
+            return
+        try:
+            self._delete_objects(objects, counted.failed, counted.deferred, counted)
+        except StorageUnavailable as exc:
+            self.window.stopped = self.window.stopped or str(exc)
+            counted.deferred.update(dict.fromkeys((o["Key"] for o in objects), str(exc)))
 
     def _delete_objects(self, objects, failed, deferred, outcome):
         try:
@@ -305,37 +336,32 @@ class S3Session:
                 plans.append((folder, members))
             else:
                 plans.extend((key, [key]) for key in members)
-        self.client  # noqa: B018 - resolved here, in the run's thread, for the listing threads
         # One listing per folder is one round trip per job: several at once, so a batch of
         # thousands of jobs does not wait for them one after another.
-        with ThreadPoolExecutor(LISTING_THREADS) as pool:
-            listed = list(pool.map(self._list_plan, plans))
-        objects = []
-        for found, counted in listed:
-            objects += found
-            failed.update(counted.failed)
-            outcome.requests += counted.requests
-            outcome.retries += counted.retries
-        return objects
+        listed = self._in_parallel(self._list_plan, plans, failed, {}, outcome)
+        if self.window.stopped:
+            raise StorageUnavailable(self.window.stopped)
+        return [obj for found in listed for obj in found]
 
-    def _list_plan(self, plan) -> tuple[list[dict], DeleteOutcome]:
+    def _list_plan(self, plan, counted) -> list[dict]:
         prefix, wanted = plan
-        counted = DeleteOutcome()  # this thread's own requests, retries and refused keys
-        retried = retries_so_far()
-        found = []
         try:
-            found = self._list_versions(prefix, wanted, counted)
+            return self._list_versions(prefix, wanted, counted)
+        except StorageUnavailable as exc:
+            self.window.stopped = self.window.stopped or str(exc)
         except _RequestRejected as exc:
             if len(wanted) == 1:
                 counted.failed[wanted[0]] = str(exc)
-            else:  # the folder listing was refused: list each key alone
-                for key in wanted:
-                    try:
-                        found += self._list_versions(key, [key], counted)
-                    except _RequestRejected as one:
-                        counted.failed[key] = str(one)
-        counted.retries = retries_so_far() - retried
-        return found, counted
+                return []
+            # The folder listing was refused: list each key alone.
+            found = []
+            for key in wanted:
+                try:
+                    found += self._list_versions(key, [key], counted)
+                except _RequestRejected as one:
+                    counted.failed[key] = str(one)
+            return found
+        return []
 
     def _list_versions(self, prefix, wanted, outcome) -> list[dict]:
         wanted_set, last = set(wanted), max(wanted)
@@ -360,13 +386,24 @@ class S3Session:
 
     def _call(self, operation, outcome, **kwargs):
         outcome.requests += 1
+        retried = retries_so_far()
         try:
-            return getattr(self.client, operation)(**kwargs)
+            with self.window.slot():
+                answer = getattr(self.client, operation)(**kwargs)
         except Exception as exc:  # sorted by the one table: the storage's failure or the request's
             reason = explain(exc, self.endpoint)
+            if classify(exc) == UNREACHABLE:
+                self.window.shrink()
             if classify(exc) in STORAGE_KINDS:
                 raise StorageUnavailable(reason) from exc
             raise _RequestRejected(reason) from exc
+        # botocore retried it (throttling, a 5xx, a dropped connection): the storage is under
+        # strain, so fewer requests at once; an answer at the first try earns one more.
+        if retries_so_far() > retried:
+            self.window.shrink()
+        else:
+            self.window.grow()
+        return answer
 
     # --- listing --------------------------------------------------------------------------------
 
@@ -408,6 +445,40 @@ class S3Session:
                 current.modified = max(current.modified, item["LastModified"])
         if current is not None:
             yield current.key, current.size, current.modified
+
+
+class _Window:
+    """Requests in flight, at most `most`: additive increase, multiplicative decrease (TCP's
+    congestion control): a request botocore had to retry (throttling, a 5xx) halves how many go
+    at once, each answered at the first try adds one back. botocore's retries back off with
+    jitter between attempts (AWS_S3_CLIENT_CONFIG); this thins out the requests themselves."""
+
+    def __init__(self, most: int):
+        self.most = self.limit = most
+        self.busy = 0
+        self.stopped = ""  # set once the storage has failed a request of this call: send no more
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def slot(self):
+        with self._changed:
+            self._changed.wait_for(lambda: self.busy < self.limit)
+            self.busy += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self.busy -= 1
+                self._changed.notify_all()
+
+    def shrink(self):
+        with self._changed:
+            self.limit = max(1, self.limit // 2)
+
+    def grow(self):
+        with self._changed:
+            self.limit = min(self.most, self.limit + 1)
+            self._changed.notify_all()
 
 
 @dataclass
