@@ -29,7 +29,7 @@ pytestmark = [
 ]
 
 # The start of a line written by the project's plain formatter (cleanup.logs.KeyValueFormatter).
-PLAIN_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ \S+ ")
+PLAIN_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d [A-Z]+ \S+ ")
 JSON_KEYS = {"time", "level", "logger", "event"}
 
 
