@@ -37,7 +37,7 @@ test: setup
 PAIR_TESTS := tests/test_purge.py tests/test_files.py tests/test_expiry.py tests/test_never_early.py \
 	tests/test_clock.py tests/test_stuck.py tests/test_leftovers.py tests/test_run_records.py \
 	tests/test_names.py tests/test_fail_closed.py tests/test_resilience.py tests/test_s3.py \
-	tests/test_versions.py tests/test_reconcile.py
+	tests/test_versions.py tests/test_reconcile.py tests/test_plan.py tests/test_key_mapping.py
 PAIR_VENV = .venv-$(basename $(notdir $(CONSTRAINTS)))
 test-pair:
 	@test -n "$(PY)" -a -f "$(CONSTRAINTS)" || { echo "usage: make test-pair PY=python3.X CONSTRAINTS=constraints/FILE.txt"; exit 2; }
