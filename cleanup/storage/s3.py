@@ -191,12 +191,13 @@ class S3Session:
         self._versioned = None
         self._client = None
         self.window = _Window(settings.CLEANUP_S3_CONCURRENCY)
+        self.client  # noqa: B018 - resolved in the run's thread (see below), before any other
 
     @property
     def client(self):
-        # The storage keeps one connection per thread; the session keeps the one of the thread
-        # that first used it and shares it with its listing threads (boto3 clients are
-        # thread-safe), rather than building a boto3 session in each of them.
+        # The storage keeps one connection per thread; the session keeps the run's thread's and
+        # shares it with the storage and request threads (boto3 clients are thread-safe), so
+        # every request of a run goes through one client and its event hooks.
         if self._client is None:
             self._client = self.storage.connection.meta.client
             events = self._client.meta.events
