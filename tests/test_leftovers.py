@@ -9,7 +9,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
 from cleanup import storage
-from cleanup.models import PurgeRun
+from cleanup.models import PendingFileDeletion, PurgeRun
 from cleanup.services import purge_expired_jobs
 from cleanup.services.files import open_storage
 from jobs.models import UPLOAD_PREFIX, Job
@@ -87,15 +87,17 @@ def test_a_run_killed_in_its_file_step_shows_the_batches_it_committed(tmp_path):
     child = manage("purge_expired_jobs", "--batch-size", "4", env=env)
     try:
         wait_until(deleting.exists, timeout=60, message="the first batch's file step")
-        assert Job.objects.count() == 2
+        # The next batch's rows go while the first batch's files are still being deleted.
+        wait_until(lambda: not Job.objects.exists(), timeout=60, message="the second batch")
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait(10)
 
     run = PurgeRun.objects.get()
     assert run.status == PurgeRun.Status.RUNNING  # nothing could record the kill
-    assert run.batches == 1 and run.jobs_deleted == 4
-    assert run.rows_deleted == {label: 4 * n for label, n in FULL_JOB_ROWS.items()}
+    assert run.batches == 2 and run.jobs_deleted == 6
+    assert run.rows_deleted == {label: 6 * n for label, n in FULL_JOB_ROWS.items()}
+    assert PendingFileDeletion.objects.count() == 24  # every name of both batches still pending
     assert run.heartbeat_at is not None
 
 
