@@ -51,6 +51,8 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fmr.settings")
 # A benchmark, not a site: production settings (DEBUG off) with a throwaway key.
 os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-key-not-secret")
+# Production settings require a broker; the bench sends no task.
+os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
 
 FILE_BYTES = b"\x89PNG\r\n\x1a\n" + bytes(248)
 # Every seeded job expired before this; the purges run with now=CUTOFF.
