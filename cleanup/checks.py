@@ -1,10 +1,6 @@
-"""System checks (`check --deploy`) for what would make the first purge fail, each with the fix.
-
-They reach S3 and the database, so they are deployment checks (`deploy=True`): only `manage.py
-check --deploy` runs them. The implicit checks every other command (and a starting worker) runs
-skip them, so none of those waits on S3 or fails for a bucket it does not use. The S3 requests
-are bounded by AWS_S3_CONNECT_TIMEOUT, AWS_S3_READ_TIMEOUT and AWS_S3_MAX_ATTEMPTS.
-"""
+"""System checks for what would make the first purge fail, each with the fix. Those that reach S3
+or the database are `deploy=True`: only `check --deploy` runs them, so no other command (nor a
+starting worker) waits on S3 or fails for a bucket it does not use."""
 
 from django.conf import settings
 from django.core.checks import Error, Info, Tags, Warning, register
@@ -18,8 +14,7 @@ from .storage.probe import MISSING, REFUSED, UNREACHABLE, WRONG_REGION
 
 TAG = "cleanup"
 
-# A storage probe's problem: (id, message, hint); the message is formatted with the probe and
-# `where`. Any other problem is E009.
+# A storage probe's problem: (id, message with the probe and `where`, hint); any other is E009.
 STORAGE_ERRORS = {
     MISSING: (
         "cleanup.E001",
@@ -71,8 +66,7 @@ def storage_check(app_configs=None, **kwargs):
 
 @register(TAG, deploy=True)
 def lifecycle_check(app_configs=None, **kwargs):
-    """The lifecycle backstop (storage_lifecycle): missing is a warning; a rule on the upload
-    prefix shorter than JOB_TTL is an error, since S3 would delete live jobs' files."""
+    """The lifecycle backstop: missing warns; shorter than JOB_TTL errs (S3 deletes live files)."""
     try:
         findings = lifecycle_findings()
     except LifecycleFailed as exc:
@@ -189,21 +183,15 @@ PLAN_ERRORS = {
 
 @register(Tags.models, TAG)
 def delete_plan_check(app_configs=None, **kwargs):
-    """Whether the purge's delete plan honours every relation in the Job's cascade.
-
-    Model metadata only, nothing reached: it runs with every command's checks, not only `check`.
-    """
+    """Whether the purge's delete plan honours the Job's cascade: model metadata only, nothing
+    reached, so it runs with every command's checks."""
     plan = purge_plan()
     messages = [
-        Error(
-            f"The purge's delete plan cannot honour {what}: {kind}.",
-            hint=PLAN_ERRORS[kind][1],
-            id=PLAN_ERRORS[kind][0],
-        )
+        Error(f"The purge's delete plan cannot honour {what}: {kind}.", hint=hint, id=check_id)
         for kind, what in plan.problems
+        for check_id, hint in [PLAN_ERRORS[kind]]
     ]
-    # A warning, not an error: the rows and files still go; what the purge skips is a side
-    # effect someone else wanted, which they may have written for admin deletes only.
+    # A warning: rows and files still go; what is skipped is a side effect someone else wanted.
     messages += [
         Warning(
             f"{where} has delete receivers the purge does not send: its delete plan deletes "

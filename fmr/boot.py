@@ -1,15 +1,9 @@
-"""Refusing to start on unusable settings or without a database: one line, no traceback.
-
-ImproperlyConfigured from fmr/settings.py or from loading the apps (cleanup/file_models.py)
-would otherwise be a traceback in manage.py, the worker and beat, or a gunicorn boot failure.
-"""
+"""Refusing to start on unusable settings (fmr/settings.py, cleanup/file_models.py) or without a
+database: one line, no traceback, in manage.py, the worker and beat, or gunicorn."""
 
 import sys
 
 from django.core.exceptions import ImproperlyConfigured
-
-# The exit status of a process that refused to start (as a failed command).
-CONFIG_EXIT = 1
 
 
 def one_line(exc) -> str:
@@ -31,14 +25,13 @@ def settings_problem() -> str:
 
 
 def settings_or_exit(program: str = "fmr"):
-    problem = settings_problem()
-    if problem:
+    if problem := settings_problem():
         exit_with(program, f"configuration error: {problem}")
 
 
 def exit_with(program, problem):
     print(f"{program}: {problem}", file=sys.stderr, flush=True)
-    raise SystemExit(CONFIG_EXIT)
+    raise SystemExit(1)  # as a failed command
 
 
 def database_or_exit(program: str):

@@ -13,9 +13,8 @@ app.autodiscover_tasks()
 
 @app.on_configure.connect
 def refuse_unusable_settings(sender=None, **kwargs):
-    # Sent when Celery first reads its configuration, before it loads Django's settings: the
-    # worker and beat then stop in one line on bad settings instead of a traceback. (Not at
-    # import: fmr/__init__.py imports this module while fmr/settings.py is being loaded.)
+    # Sent before Celery loads Django's settings, so bad settings stop the worker and beat in one
+    # line. (Not at import: fmr/__init__.py imports this module while the settings load.)
     from .boot import settings_or_exit
 
     settings_or_exit("celery")
@@ -23,9 +22,8 @@ def refuse_unusable_settings(sender=None, **kwargs):
 
 @import_modules.connect
 def refuse_without_database(sender=None, **kwargs):
-    # Sent as a worker or beat loads its task modules, before beat reads its schedule or the
-    # worker says ready: without a database neither can do anything but fail every purge, so
-    # each stops in one line and its service manager starts it again until the database answers.
+    # Sent before beat reads its schedule or the worker says ready: without a database either
+    # would fail every purge, so it stops and its service manager restarts it until one answers.
     from .boot import database_or_exit
 
     database_or_exit("celery")
@@ -33,9 +31,8 @@ def refuse_without_database(sender=None, **kwargs):
 
 @setup_logging.connect
 def use_django_logging(loglevel=None, **kwargs):
-    # With a receiver here Celery leaves logging alone: the worker and beat log through the
-    # project's one root handler (settings.LOGGING), so no line is written twice. `--loglevel`
-    # still sets the root level.
+    # With a receiver here Celery leaves logging alone: one root handler (settings.LOGGING), so
+    # no line is written twice. `--loglevel` still sets the root level.
     from django.conf import settings
 
     from .logconfig import configure

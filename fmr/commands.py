@@ -1,9 +1,6 @@
-"""The base of every fmr management command: flags parsed strictly, by fmr/parsing.py.
-
-argparse takes any unambiguous prefix of a flag (`--d` for `--delete`, `--max-over` for
-`--max-overdue`) and Django's --verbosity any int() (`٣`). A mistyped flag must be refused, not
-guessed at, and a number must mean the same to every tool that reads it.
-"""
+"""The base of every fmr management command. argparse takes any unambiguous prefix of a flag
+(`--d` for `--delete`) and Django's --verbosity any int() (`٣`): a mistyped flag is refused, not
+guessed at, and numbers are parsed by fmr/parsing.py."""
 
 from argparse import ArgumentTypeError
 

@@ -1,16 +1,13 @@
-"""Every value an operator gives fmr, parsed one way: settings (every read goes through `env()`),
-command flags (fmr/commands.py) and the status endpoint's query string all call these.
-(django-environ was weighed: its int() takes "٥" and "1_000" and bounds nothing, so it would need
-these same parsers around it.)
+"""Every value an operator gives fmr, parsed one way: settings (through `env()`), command flags
+(fmr/commands.py) and the status endpoint's query string. Text in, a bounded value out, or
+`InvalidValue` saying what was expected.
 
-Pure functions: text in, a bounded value out, or `InvalidValue` with a sentence that says what
-was expected. ASCII digits only (Python's int() and float() also take "٥", "１０", "1_000",
-"+5" and " 5 "; a value that means something else to the next tool is refused here), and every
-number has an upper bound, so no value can overflow a timedelta, a datetime or a database column
-later, inside a run, as a traceback.
+ASCII digits only: int() and float() also take "٥", "１０", "1_000", "+5" and " 5 ", which mean
+something else to the next tool. Every number is bounded, so none overflows a timedelta, a
+datetime or a column later, inside a run. (django-environ was weighed: it takes "٥", bounds
+nothing and reads os.environ once, at import.)
 """
 
-import math
 import os
 import re
 from datetime import date, timedelta
@@ -21,18 +18,18 @@ from django.core.exceptions import ImproperlyConfigured
 
 # The largest count the run records can hold (PositiveIntegerField): batch sizes, limits.
 MAX_SIZE = 2_147_483_647
-# Ten years: far beyond any sensible grace, overdue limit or lifetime, and far inside what
-# `datetime.now() - timedelta(...)` can represent.
+# Ten years: beyond any sensible duration, far inside what `now() - timedelta(...)` can hold.
 MAX_MINUTES = 10 * 366 * 24 * 60
 MAX_SECONDS = MAX_MINUTES * 60
-
+# A day's bounds in any time zone must stay inside what datetime can hold.
 FIRST_DAY, LAST_DAY = date(2, 1, 1), date(9998, 12, 31)
 
-_INTEGER = re.compile(r"-?[0-9]+")
-_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-_DECIMAL = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
+_NUMBER = {
+    int: re.compile(r"-?[0-9]+"),
+    float: re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"),
+}
+_BOOL = dict.fromkeys(["1", "true", "yes", "on"], True)
+_BOOL.update(dict.fromkeys(["0", "false", "no", "off"], False))
 
 
 class InvalidValue(ValueError):
@@ -45,64 +42,44 @@ def shown(value) -> str:
     return text[:60]
 
 
+def _bounded(value, kind, minimum, maximum, expected):
+    """`value` as `kind` (int, or float when fractions are allowed), from minimum to maximum."""
+    number = None
+    if isinstance(value, str) and _NUMBER[kind].fullmatch(value.strip()):
+        number = kind(value.strip())
+    elif isinstance(value, int | kind) and not isinstance(value, bool):
+        number = kind(value)
+    # NaN fails every comparison, infinities the bounds.
+    if number is None or not minimum <= number <= maximum:
+        raise InvalidValue(f"expected {expected}, got {shown(value)}")
+    return number
+
+
 def parse_int(value, *, minimum: int = 0, maximum: int = MAX_SIZE, expected: str = "") -> int:
-    """A whole number from `minimum` to `maximum`, written in ASCII digits."""
     expected = expected or f"a whole number from {minimum} to {maximum}"
-    if isinstance(value, bool):
-        raise InvalidValue(f"expected {expected}, got {shown(value)}")
-    if isinstance(value, int):
-        number = value
-    elif isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
-        number = int(value.strip())
-    else:
-        raise InvalidValue(f"expected {expected}, got {shown(value)}")
-    if not minimum <= number <= maximum:
-        raise InvalidValue(f"expected {expected}, got {shown(value)}")
-    return number
-
-
-def parse_decimal(value, *, minimum: float, maximum: float, expected: str = "") -> float:
-    """A finite number from `minimum` to `maximum` (fractions allowed), in ASCII digits."""
-    expected = expected or f"a number from {minimum:g} to {maximum:g}"
-    if isinstance(value, bool):
-        raise InvalidValue(f"expected {expected}, got {shown(value)}")
-    if isinstance(value, int | float):
-        number = float(value)
-    elif isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
-        number = float(value.strip())
-    else:
-        raise InvalidValue(f"expected {expected}, got {shown(value)}")
-    if not math.isfinite(number) or not minimum <= number <= maximum:
-        raise InvalidValue(f"expected {expected}, got {shown(value)}")
-    return number
+    return _bounded(value, int, minimum, maximum, expected)
 
 
 def parse_day(value) -> date:
-    """A calendar day written exactly YYYY-MM-DD (date.fromisoformat would also take 20261101
-    or 2026-W48-1)."""
-    if not isinstance(value, str) or not _DAY.fullmatch(value):
+    """A calendar day written exactly YYYY-MM-DD (fromisoformat also takes 20261101, 2026-W48-1)."""
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
         raise InvalidValue(f"expected a date as YYYY-MM-DD, got {shown(value)}")
     try:
         day = date.fromisoformat(value)
     except ValueError:
         raise InvalidValue(f"{shown(value)} is not a calendar date (YYYY-MM-DD)") from None
-    # A day's bounds in any time zone must stay inside what datetime can hold.
     if not FIRST_DAY <= day <= LAST_DAY:
         raise InvalidValue(f"expected a date from {FIRST_DAY} to {LAST_DAY}, got {shown(value)}")
     return day
 
 
 def parse_minutes(value, *, expected: str = "") -> timedelta:
-    """A number of minutes, 0 up to MAX_MINUTES (fractions allowed), as a timedelta."""
     expected = expected or f"a number of minutes, 0 or more (at most {MAX_MINUTES})"
-    return timedelta(
-        minutes=parse_decimal(value, minimum=0, maximum=MAX_MINUTES, expected=expected)
-    )
+    return timedelta(minutes=_bounded(value, float, 0, MAX_MINUTES, expected))
 
 
 def parse_share(value) -> float:
-    """A fraction from 0 to 1 (0.5 is half)."""
-    return parse_decimal(value, minimum=0, maximum=1, expected="a fraction from 0 to 1, like 0.5")
+    return _bounded(value, float, 0, 1, "a fraction from 0 to 1, like 0.5")
 
 
 def parse_choice(value, *, choices) -> str:
@@ -115,20 +92,14 @@ def parse_choice(value, *, choices) -> str:
 
 def parse_bool(value) -> bool:
     text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise InvalidValue(f"expected true or false, got {shown(value)}")
+    if text not in _BOOL:
+        raise InvalidValue(f"expected true or false, got {shown(value)}")
+    return _BOOL[text]
 
 
 def clean_secret(value) -> str | None:
-    """A token or secret as read from the environment or a secret file: surrounding whitespace
-    (the newline a file ends with) is not part of it; nothing left means unset."""
-    if value is None:
-        return None
-    value = str(value).strip()
-    return value or None
+    """A secret without surrounding whitespace (a secret file's newline); empty means unset."""
+    return (str(value).strip() or None) if value is not None else None
 
 
 def env(name, parse=str, default=None, **options):
@@ -142,8 +113,8 @@ def env(name, parse=str, default=None, **options):
 
 
 def refuse_code_setting(name, where):
-    """A setting that moved from the environment into code: its old variable, whatever its value
-    (a blank one once meant "none"), must not be silently ignored."""
+    """A setting moved from the environment into code: its old variable, whatever its value (a
+    blank one once meant "none"), must not be silently ignored."""
     if name in os.environ:
         raise ImproperlyConfigured(
             f"{name} is code configuration now, set in {where}, not in the environment: "
@@ -188,9 +159,8 @@ def parse_path(value):
 
 
 def parse_token(value):
-    """A bearer token or key: surrounding whitespace (a secret file's newline) dropped, then 32 or
-    more printable ASCII characters. A placeholder ("...") or a non-ASCII token, which no HTTP
-    header can carry, is refused. The value is never repeated."""
+    """32 or more printable ASCII characters once stripped (no HTTP header carries others); a
+    placeholder ("...") is refused. The value is never repeated."""
     if not re.fullmatch(r"[!-~]{32,}", value.strip()):
         raise InvalidValue(
             "expected 32 or more printable ASCII characters, e.g. the output of python3 -c "
@@ -200,16 +170,12 @@ def parse_token(value):
 
 
 def parse_database_url(url: str) -> dict:
-    """A DATABASES entry from postgres://user:pass@host:port/name or sqlite:///path.
-
-    Parsed by dj-database-url; refused here: engines this project does not ship a driver for,
-    and SQLite URLs that dj-database-url would quietly read as an in-memory database
-    (`sqlite://name`, `sqlite://`), where a purge or a reconcile would see no data at all.
-    """
+    """A DATABASES entry from postgres://... or sqlite:///path, by dj-database-url; refused: an
+    engine without a driver here, and SQLite URLs it reads as in-memory (sqlite://name), where a
+    purge or a reconcile would see no data at all. The URL is never repeated (a password)."""
     try:
         config = dj_database_url.parse(url)
     except (ValueError, dj_database_url.UnknownSchemeError) as exc:
-        # The message never repeats the URL: it may hold a password.
         raise InvalidValue(
             f"not a usable database URL: {str(exc).split('. Following')[0]}"
         ) from None

@@ -10,9 +10,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fmr.settings")
 
 problem = settings_problem()
 if problem and "gunicorn" in sys.modules:
-    # One line, then gunicorn's "application failed to load" status: a booting worker that exits
-    # with it stops the master ("App failed to load") instead of being respawned, and with
-    # --preload the master itself exits with it. Either way no traceback per worker.
+    # One line, then gunicorn's "App failed to load" status, which stops the master (with
+    # --preload too) instead of respawning the worker: no traceback per worker.
     from gunicorn.arbiter import Arbiter
 
     print(f"gunicorn: configuration error: {problem}", file=sys.stderr, flush=True)

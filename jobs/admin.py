@@ -1,15 +1,7 @@
 from django.contrib import admin
 from django.utils import timezone
 
-from .models import (
-    Job,
-    JobFile,
-    Payment,
-    PaymentFailure,
-    PhoneVerificationAttempt,
-    Report,
-    SmsLog,
-)
+from .models import Job, JobFile, Payment, PaymentFailure, PhoneVerificationAttempt, Report, SmsLog
 
 
 class ExpiryFilter(admin.SimpleListFilter):

@@ -1,4 +1,4 @@
-"""A user's job and everything attached to it. All of it expires together (see Job.expires_at)."""
+"""A user's job and everything attached to it, which all expires together (Job.expires_at)."""
 
 import re
 import uuid
@@ -17,14 +17,10 @@ UPLOAD_PREFIX = "jobs"
 
 @deconstructible
 class UploadName:
-    """The one upload-name rule, an allow-list: `<prefix>/` then segments of ASCII letters,
-    digits, '-', '_' and '.', none empty, '.' or '..', at most 1,024 bytes in all.
-
-    Every S3 server and file system reads such a name as the same key. Anything else, a space
-    or other Unicode whitespace (s3rver trims it from DeleteObjects keys), a backslash, a control
-    character, '%', '+', '?', '#', a non-ASCII letter, '//' or '..' (which storage collapses), is
-    read differently by one of them, so an expired row could delete a live row's file. Such names
-    are refused by model validation, and the purge and the reconciler never send one to storage.
+    """The one upload-name rule, an allow-list: `<prefix>/`, then segments of ASCII letters,
+    digits, '-', '_' and '.', none empty, '.' or '..', 1,024 bytes at most. Every S3 server and
+    file system reads such a name as the same key; any other (whitespace, '\\', '%', '+', '//',
+    non-ASCII...) one of them reads differently, so an expired row could delete a live row's file.
     """
 
     MAX_BYTES = 1024
@@ -49,8 +45,7 @@ class UploadName:
         return ""
 
     def __call__(self, value):
-        problem = self.problem(getattr(value, "name", value))
-        if problem:
+        if problem := self.problem(getattr(value, "name", value)):
             raise ValidationError(
                 "A stored file name is refused: %(problem)s.",
                 code="unsafe_name",
@@ -61,13 +56,8 @@ class UploadName:
 validate_upload_name = UploadName(UPLOAD_PREFIX)
 
 
-def expiry_for(created_at):
-    return created_at + settings.JOB_TTL
-
-
 def is_expired_at(now) -> models.Q:
-    # The one definition of "expired": strictly past expires_at. A job whose expiry is exactly
-    # now is still live, so the promise is never broken early.
+    # The one definition of "expired": strictly past expires_at, so a job is never purged early.
     return models.Q(expires_at__lt=now)
 
 
@@ -125,7 +115,7 @@ class Job(models.Model):
         if self.created_at is None:
             self.created_at = timezone.now()
         if self.expires_at is None:
-            self.expires_at = expiry_for(self.created_at)
+            self.expires_at = self.created_at + settings.JOB_TTL
 
 
 class Payment(models.Model):
@@ -172,21 +162,19 @@ def job_file_upload_to(instance, filename):
     if instance.kind not in JobFile.Kind.values:
         raise ValueError("a job file's kind must be one of JobFile.Kind")
     job = uuid.UUID(str(instance.job_id))  # a job id, nothing that could carry a path
-    name = (
-        f"{UPLOAD_PREFIX}/{job}/{instance.kind}-{uuid.uuid4().hex}{'.' if suffix else ''}{suffix}"
-    )
+    name = f"{UPLOAD_PREFIX}/{job}/{instance.kind}-{uuid.uuid4().hex}"
+    name += f".{suffix}" if suffix else ""
     validate_upload_name(name)
     return name
 
 
 class FileExpired(PermissionDenied):
-    """A link was asked for a file whose job has expired: the file is deleted, or about to be."""
+    """A link was asked for a file whose job has expired (the file is gone or about to be)."""
 
 
 class JobFieldFile(FieldFile):
-    """A job file's link dies with its job: a presigned URL lasts the storage's query-string
-    expiry (AWS_QUERYSTRING_EXPIRE) or the seconds the job has left, whichever is less, and an
-    expired job's file gets no link at all."""
+    """A job file's link dies with its job: a presigned URL lasts AWS_QUERYSTRING_EXPIRE or the
+    seconds the job has left, whichever is less; an expired job's file gets no link."""
 
     @property
     def url(self):
