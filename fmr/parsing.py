@@ -1,11 +1,8 @@
-"""Every value an operator gives fmr, parsed one way: settings (through `env()`), command flags
-(fmr/commands.py) and the status endpoint's query string. Text in, a bounded value out, or
-`InvalidValue` saying what was expected.
-
-ASCII digits only: int() and float() also take "٥", "１０", "1_000", "+5" and " 5 ", which mean
-something else to the next tool. Every number is bounded, so none overflows a timedelta, a
-datetime or a column later, inside a run. (django-environ was weighed: it takes "٥", bounds
-nothing and reads os.environ once, at import.)
+"""Every value an operator gives fmr (settings through `env()`, command flags, the status query
+string) parsed one way: text in, a bounded value out, or `InvalidValue` saying what was expected.
+ASCII digits only (int() and float() also take "٥", "１０", "1_000", "+5"), every number bounded,
+so none overflows a timedelta, a datetime or a column later, inside a run. (django-environ takes
+"٥", bounds nothing and reads os.environ once, at import: it would need these parsers around it.)
 """
 
 import os

@@ -12,10 +12,8 @@ class ExpiryFilter(admin.SimpleListFilter):
         return [("expired", "Expired"), ("live", "Live")]
 
     def queryset(self, request, queryset):
-        if self.value() == "expired":
-            return queryset.expired(timezone.now())
-        if self.value() == "live":
-            return queryset.live(timezone.now())
+        if self.value() in {"expired", "live"}:  # JobQuerySet.expired() or .live()
+            return getattr(queryset, self.value())(timezone.now())
         return queryset
 
 

@@ -13,7 +13,6 @@ from fmr.parsing import parse_int
 from jobs.demo import create_full_job
 
 count = argument_type(parse_int, minimum=0, maximum=100_000)
-seed_number = argument_type(parse_int, minimum=0)
 
 
 class Command(StrictCommand):
@@ -22,20 +21,18 @@ class Command(StrictCommand):
     def add_arguments(self, parser):
         parser.add_argument("--expired", type=count, default=3)
         parser.add_argument("--live", type=count, default=2)
-        parser.add_argument("--seed", type=seed_number, default=None)
+        parser.add_argument("--seed", type=argument_type(parse_int, minimum=0), default=None)
 
     def handle(self, *args, expired, live, seed, **options):
         rng = random.Random(seed)
-        now = timezone.now()
-        ttl = settings.JOB_TTL
-        created_at = [now - ttl - timedelta(minutes=10 * (i + 1)) for i in range(expired)]
-        created_at += [now - ttl + timedelta(hours=i + 1) for i in range(live)]
+        born = timezone.now() - settings.JOB_TTL
+        created_at = [born - timedelta(minutes=10 * (i + 1)) for i in range(expired)]
+        created_at += [born + timedelta(hours=i + 1) for i in range(live)]
         for done, moment in enumerate(created_at):
             try:
                 create_full_job(created_at=moment, rng=rng)
             except ImproperlyConfigured as exc:
-                # The storage is not the one this database's files live in (cleanup refuses
-                # the save); the message names both, without a file's name.
+                # Not the storage this database's files live in: the message names both.
                 raise CommandError(f"{exc} {done} of {len(created_at)} job(s) created.") from None
             except (ClientError, BotoCoreError, OSError) as exc:
                 # Each job is saved in one transaction: the failed one left no row.
@@ -57,8 +54,7 @@ def storage_description() -> str:
 
 
 def storage_error(exc) -> str:
-    # Codes and types only: botocore's messages and OSError's filename carry the object's key,
-    # which holds the job's id.
+    # Codes and types only: botocore's messages and OSError's filename carry the key (a job id).
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         return f"{error.get('Code', 'Error')} ({exc.operation_name}): {error.get('Message', '')}"
