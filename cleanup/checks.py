@@ -160,24 +160,25 @@ def _schedule_errors(state) -> list:
 
 # The purge's delete plan (cleanup/deletion.py): what it cannot honour, with the way out.
 PLAN_ERRORS = {
-    NOT_CASCADE: (
-        "cleanup.E030",
-        "The plan deletes with plain DELETEs and honours only CASCADE: make the relation "
+    NOT_CASCADE: {
+        "id": "cleanup.E030",
+        "hint": "The plan deletes with plain DELETEs and honours only CASCADE: make the relation "
         "on_delete=CASCADE, or move the model out of the Job's cascade.",
-    ),
-    GENERIC: (
-        "cleanup.E031",
-        "A generic relation has no foreign key for the plan to follow, so its rows would outlive "
-        "the job: give the related model a ForeignKey with on_delete=CASCADE instead.",
-    ),
-    UNDECLARED_FILES: (
-        "cleanup.E032",
-        "Its files would outlive its rows: add the model to CLEANUP_FILE_MODELS.",
-    ),
-    SHAPE: (
-        "cleanup.E033",
-        "One DELETE per model cannot follow it: break the cycle or the multi-table inheritance.",
-    ),
+    },
+    GENERIC: {
+        "id": "cleanup.E031",
+        "hint": "A generic relation has no foreign key for the plan to follow, so its rows would "
+        "outlive the job: give the related model a ForeignKey with on_delete=CASCADE instead.",
+    },
+    UNDECLARED_FILES: {
+        "id": "cleanup.E032",
+        "hint": "Its files would outlive its rows: add the model to CLEANUP_FILE_MODELS.",
+    },
+    SHAPE: {
+        "id": "cleanup.E033",
+        "hint": "One DELETE per model cannot follow it: break the cycle or the multi-table "
+        "inheritance.",
+    },
 }
 
 
@@ -187,9 +188,8 @@ def delete_plan_check(app_configs=None, **kwargs):
     reached, so it runs with every command's checks."""
     plan = purge_plan()
     messages = [
-        Error(f"The purge's delete plan cannot honour {what}: {kind}.", hint=hint, id=check_id)
+        Error(f"The purge's delete plan cannot honour {what}: {kind}.", **PLAN_ERRORS[kind])
         for kind, what in plan.problems
-        for check_id, hint in [PLAN_ERRORS[kind]]
     ]
     # A warning: rows and files still go; what is skipped is a side effect someone else wanted.
     messages += [
