@@ -172,10 +172,9 @@ def parse_database_url(url: str) -> dict:
     purge or a reconcile would see no data at all. The URL is never repeated (a password)."""
     try:
         config = dj_database_url.parse(url)
-    except (ValueError, dj_database_url.UnknownSchemeError) as exc:
-        raise InvalidValue(
-            f"not a usable database URL: {str(exc).split('. Following')[0]}"
-        ) from None
+    except ValueError as exc:  # UnknownSchemeError too
+        reason = str(exc).split(" Did you")[0]  # without its advice and every scheme it knows
+        raise InvalidValue(f"not a usable database URL: {reason}") from None
     if config["ENGINE"] not in {"django.db.backends.postgresql", "django.db.backends.sqlite3"}:
         raise InvalidValue(f"names {config['ENGINE']}; use postgres://... or sqlite:///path")
     if config["ENGINE"].endswith("sqlite3") and (
