@@ -70,11 +70,7 @@ class JobQuerySet(models.QuerySet):
 
     def with_expired_flag(self, now=None):
         """Each job with `is_expired`, computed by the database from the same definition."""
-        return self.annotate(
-            is_expired=models.ExpressionWrapper(
-                is_expired_at(now or timezone.now()), output_field=models.BooleanField()
-            )
-        )
+        return self.annotate(is_expired=is_expired_at(now or timezone.now()))
 
     def bulk_create(self, objs, *args, **kwargs):
         # bulk_create skips save(), which is where expiry is otherwise filled in.
