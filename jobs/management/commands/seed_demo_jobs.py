@@ -46,8 +46,7 @@ class Command(StrictCommand):
 
 
 def storage_description() -> str:
-    bucket = getattr(default_storage, "bucket_name", None)
-    if bucket:
+    if bucket := getattr(default_storage, "bucket_name", None):
         endpoint = getattr(default_storage, "endpoint_url", None) or "AWS S3"
         return f"bucket '{bucket}' at {endpoint}"
     return f"local storage at {getattr(default_storage, 'location', settings.MEDIA_ROOT)}"
