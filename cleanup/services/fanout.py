@@ -47,8 +47,7 @@ class PurgePlan:
 def plan_purge(
     *, now: datetime | None = None, batch_size: int | None = None, max_parallel: int | None = None
 ) -> PurgePlan:
-    """Whether a scheduled run purges by itself or fans out over at most `max_parallel`
-    subtasks, counting those still running (a beat firing during a long purge adds none)."""
+    """Purge inline, or fan out over at most `max_parallel` subtasks, counting those running."""
     batch_size = settings.CLEANUP_BATCH_SIZE if batch_size is None else batch_size
     max_parallel = settings.CLEANUP_MAX_PARALLEL if max_parallel is None else max_parallel
     check_positive("batch_size", batch_size)
@@ -72,8 +71,7 @@ def plan_purge(
 def purge_expired_chunk(
     *, cutoff: datetime, batch_size: int | None = None, seconds: float | None = None, **run_fields
 ) -> PurgeRun:
-    """One fan-out task's share: batches until `seconds` are used up; a run out of time with
-    expired jobs left ends handed_over (the caller enqueues its successor in the group)."""
+    """One fan-out task's batches for `seconds`; out of time with jobs left, it is handed_over."""
     seconds = settings.CLEANUP_SUBTASK_SECONDS if seconds is None else seconds
     deadline = time.monotonic() + seconds
     checks = itertools.count()

@@ -49,14 +49,12 @@ class ScheduleState:
 
 
 def check_storage() -> StorageProbe | None:
-    """The configured storage, probed (one listing, one versioning request); None for local
-    files, which need no network."""
+    """The configured storage, probed (one listing, one versioning request); None: local files."""
     return storage.probe_s3(storage.get_storage())
 
 
 def check_schedules() -> list[ScheduleState]:
-    """Each schedule the promise depends on, as the database has it; DatabaseError when the
-    rows cannot be read (a database never migrated, or not reachable)."""
+    """Each schedule the promise depends on, as the database has it (DatabaseError: unreadable)."""
     wanted = PeriodicTask.objects.filter(name__in=[s.name for s in SCHEDULES])
     rows = wanted.only("name", "task", "enabled").in_bulk(field_name="name")
     return [

@@ -6,11 +6,11 @@ run settles another: a group's totals are its runs' sums, and its outcome is rea
 
 import logging
 from collections import Counter
-from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
 from django.db.models import Count, Max, Min, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from jobs.models import Job
@@ -29,34 +29,27 @@ OUTCOME_ORDER = ["running", "failed", "abandoned", "interrupted", "files_pending
 RUN_FIELDS = ["run_id", "status", "started_at", "finished_at", "jobs_deleted", "files_deleted"]
 
 
-@dataclass
-class Backlog:
-    expired: int
-    oldest_seconds: float | None  # how long the most overdue job is past its expiry
-
-
 def seconds_since(moment: datetime | None, *, now: datetime) -> float | None:
     return None if moment is None else round((now - moment).total_seconds(), 3)
 
 
-def measure_backlog(*, now: datetime) -> Backlog:
-    """The expired jobs at `now`: one aggregate over the expires_at index."""
+def measure_backlog(*, now: datetime) -> tuple[int, float | None]:
+    """Expired jobs at `now`, and the oldest one's seconds past expiry (None: none); one query."""
     found = Job.objects.expired(now).aggregate(count=Count("pk"), oldest=Min("expires_at"))
-    return Backlog(found["count"], seconds_since(found["oldest"], now=now))
+    return found["count"], seconds_since(found["oldest"], now=now)
 
 
 def open_run(*, cutoff: datetime, dry_run: bool = False, **fields) -> PurgeRun:
-    """A new run's record, with the backlog at `cutoff` (no one can recompute it later) and how
-    it destroys data. `fields`: trigger, requested_by, task_id, batch size, status..."""
-    backlog = measure_backlog(now=cutoff)
+    """A new run's record, with the backlog at `cutoff`: no one can recompute it later."""
+    expired, oldest_seconds = measure_backlog(now=cutoff)
     if not fields.get("group"):
         fields.pop("group", None)  # a run of its own: a group of its own
     fields.setdefault("method", destruction_method(dry_run=dry_run))
     return PurgeRun.objects.create(
         cutoff=cutoff,
         dry_run=dry_run,
-        expired_at_start=backlog.expired,
-        oldest_expired_seconds_at_start=backlog.oldest_seconds,
+        expired_at_start=expired,
+        oldest_expired_seconds_at_start=oldest_seconds,
         **fields,
     )
 
@@ -64,12 +57,10 @@ def open_run(*, cutoff: datetime, dry_run: bool = False, **fields) -> PurgeRun:
 def abandon_dead_runs():
     """Close the records of runs whose process died: killed runs cannot record themselves."""
     now = timezone.now()
-    silent_since = now - settings.CLEANUP_STALE_RUN  # no heartbeat (or start) after this
-    silent = Q(heartbeat_at__lt=silent_since) | Q(
-        heartbeat_at__isnull=True, started_at__lt=silent_since
-    )
+    running = PurgeRun.objects.filter(status=Status.RUNNING)
+    silent = running.alias(seen=Coalesce("heartbeat_at", "started_at"))  # its last sign of life
     minutes = int(settings.CLEANUP_STALE_RUN.total_seconds() // 60)
-    count = PurgeRun.objects.filter(silent, status=Status.RUNNING).update(
+    count = silent.filter(seen__lt=now - settings.CLEANUP_STALE_RUN).update(
         status=Status.ABANDONED,
         finished_at=now,
         error=f"no batch finished for over {minutes} min: the process died (killed, OOM, host "

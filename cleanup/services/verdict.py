@@ -87,10 +87,9 @@ class PurgeStatus:
 
 
 def purge_status(*, now: datetime | None = None, reach_storage: bool = False) -> PurgeStatus:
-    """What is overdue, what is pending, when the purge last worked (whole purges: a fan-out's
-    runs are one); with `reach_storage`, whether storage answers (one bounded S3 listing)."""
+    """The facts a monitor needs; with `reach_storage`, whether storage answers (one listing)."""
     now = now or timezone.now()
-    backlog = measure_backlog(now=now)
+    expired, most_overdue_seconds = measure_backlog(now=now)
     refused = dict(
         PendingFileDeletion.objects.refused()
         .values_list("refused_reason")
@@ -100,8 +99,8 @@ def purge_status(*, now: datetime | None = None, reach_storage: bool = False) ->
     last_run, last_success = last_purges()
     return PurgeStatus(
         checked_at=now,
-        expired_jobs=backlog.expired,
-        most_overdue_seconds=backlog.oldest_seconds,
+        expired_jobs=expired,
+        most_overdue_seconds=most_overdue_seconds,
         last_success=purge_facts(last_success),
         last_run=purge_facts(last_run),
         **_names("pending", PendingFileDeletion.objects.not_stuck(), now=now),
@@ -113,8 +112,7 @@ def purge_status(*, now: datetime | None = None, reach_storage: bool = False) ->
 
 
 def _names(kind: str, names, *, now: datetime) -> dict:
-    """PurgeStatus' facts of `kind`: how many names, how long the oldest has waited, and their
-    distinct last errors, most frequent first."""
+    """How many names, how long the oldest has waited, their last errors (most frequent first)."""
     found = names.aggregate(count=Count("pk"), oldest=Min("created_at"))
     reasons = (
         names.exclude(last_error="")
@@ -143,9 +141,8 @@ def storage_reach() -> dict:
     }
 
 
-def overdue_limit(minutes) -> timedelta:
-    """`--max-overdue` / `?max_overdue=`; ValueError (fmr.parsing.InvalidValue) if invalid."""
-    return parse_minutes(minutes)
+# `--max-overdue` / `?max_overdue=`: a timedelta, or ValueError (fmr.parsing.InvalidValue).
+overdue_limit = parse_minutes
 
 
 def count_expired_jobs(*, now: datetime | None = None) -> int:
