@@ -1,8 +1,8 @@
 """Whose clock decides what has expired: never one ahead of the database's.
 
 A fast worker clock or a `now` from the future (or naive, read in the wrong zone) would delete
-jobs early. So the cutoff is the earlier of the database's clock and this process's (or an aware
-`now`, refused when more than ALLOWED_AHEAD past the database's clock).
+jobs early. So the cutoff is the earlier of the database's clock and this process's, or of it and
+an aware `now` (refused when more than ALLOWED_AHEAD ahead): never later than the database's.
 """
 
 from datetime import datetime, timedelta

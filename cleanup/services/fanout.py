@@ -47,7 +47,8 @@ class PurgePlan:
 def plan_purge(
     *, now: datetime | None = None, batch_size: int | None = None, max_parallel: int | None = None
 ) -> PurgePlan:
-    """Purge inline, or fan out over at most `max_parallel` subtasks, counting those running."""
+    """Purge inline (a backlog one batch takes), or fan out over at most `max_parallel` subtasks,
+    counting those still running: a beat firing during a long purge piles no more on."""
     batch_size = settings.CLEANUP_BATCH_SIZE if batch_size is None else batch_size
     max_parallel = settings.CLEANUP_MAX_PARALLEL if max_parallel is None else max_parallel
     check_positive("batch_size", batch_size)

@@ -40,7 +40,7 @@ def measure_backlog(*, now: datetime) -> tuple[int, float | None]:
 
 
 def open_run(*, cutoff: datetime, dry_run: bool = False, **fields) -> PurgeRun:
-    """A new run's record, with the backlog at `cutoff`: no one can recompute it later."""
+    """A new run's record: the backlog at `cutoff` (no one can recompute it later), its method."""
     expired, oldest_seconds = measure_backlog(now=cutoff)
     if not fields.get("group"):
         fields.pop("group", None)  # a run of its own: a group of its own
