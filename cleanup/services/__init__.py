@@ -1,5 +1,4 @@
-"""The cleanup app's business logic. Commands, tasks, views and admin call only these (the
-modules' own docstrings say what each does)."""
+"""The cleanup app's business logic: commands, tasks, views and admin call only these."""
 
 # ruff: noqa: F401 - these imports are the package's public names, re-exported.
 
@@ -8,18 +7,27 @@ from .clock import CutoffRefused, parse_cutoff
 from .errors import PurgeNotPossible, StorageNotVerified
 from .fanout import plan_purge, purge_expired_chunk
 from .files import delete_pending_files
-from .history import RunTotals, retention_history, run_totals
-from .ledger import LedgerBroken, as_csv_row, ledger_fields, purge_log, verify_ledger
+from .history import (
+    LedgerBroken,
+    RunTotals,
+    as_csv_row,
+    ledger_fields,
+    purge_log,
+    retention_history,
+    run_totals,
+    verify_ledger,
+)
 from .purge import purge_expired_jobs
 from .readiness import SCHEDULES, Schedule, check_schedules, check_storage
 from .reconcile import RECONCILE_GRACE, ReconcileFailed, reconcile_storage
 from .runs import SUBTASK_EXPIRES_SECONDS, record_unsent
-from .status import (
+from .verdict import (
     PurgeStatus,
     count_expired_jobs,
     overdue_limit,
+    purge_schedule,
     purge_status,
     resolve_stuck_files,
+    retention_verdict,
     retry_pending_files,
 )
-from .verdict import purge_schedule, retention_verdict

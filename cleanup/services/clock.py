@@ -1,14 +1,8 @@
-"""Whose clock decides what has expired: never one that is ahead of the database's.
+"""Whose clock decides what has expired: never one ahead of the database's.
 
-`expires_at` is written by web processes and compared by the database; a worker whose clock runs
-fast, or a caller handing in a `now` from the future (or a naive wall time read in the wrong
-zone), would delete jobs before their time. So the purge's cutoff is, by construction, never
-later than the database's clock:
-
-- without `now`: the earlier of the database's clock and this process's;
-- with `now`: it must be aware, and at most ALLOWED_AHEAD later than the database's clock
-  (anything more is a mistake, refused before anything is deleted); the cutoff is then the earlier
-  of `now` and the database's clock, so even that second of slack deletes nothing early.
+A fast worker clock or a `now` from the future (or naive, read in the wrong zone) would delete
+jobs early. So the cutoff is the earlier of the database's clock and this process's, or of it and
+an aware `now` (refused when more than ALLOWED_AHEAD ahead): never later than the database's.
 """
 
 from datetime import datetime, timedelta
@@ -16,9 +10,7 @@ from datetime import datetime, timedelta
 from django.db import connection
 from django.utils import timezone
 
-# A `now` this little ahead of the database (clock jitter between hosts) is not refused, only
-# held back to the database's clock; more than this is a caller's mistake.
-ALLOWED_AHEAD = timedelta(seconds=1)
+ALLOWED_AHEAD = timedelta(seconds=1)  # clock jitter between hosts: held back, not refused
 
 
 class CutoffRefused(ValueError):
@@ -26,17 +18,14 @@ class CutoffRefused(ValueError):
 
 
 def database_now() -> datetime:
-    """The database's current time, aware (UTC)."""
     if connection.vendor == "sqlite":
-        # An embedded database has no clock of its own: it runs on this process's.
-        return timezone.now()
+        return timezone.now()  # an embedded database runs on this process's clock
     if connection.vendor != "postgresql":
         raise CutoffRefused(
             f"cannot read the clock of a {connection.vendor} database; nothing was deleted"
         )
     with connection.cursor() as cursor:
-        # statement_timestamp(), not now(): inside a caller's transaction now() is when that
-        # transaction began, which is also safe but needlessly late.
+        # Not now(): inside a caller's transaction that is when it began (safe, needlessly late).
         cursor.execute("SELECT statement_timestamp()")
         return cursor.fetchone()[0]
 
@@ -48,8 +37,8 @@ def purge_cutoff(now: datetime | None = None) -> datetime:
     database = database_now()
     if now is None:
         return min(database, timezone.now())
-    ahead = now - database
-    if ahead > ALLOWED_AHEAD:
+    ahead = (now - database).total_seconds()
+    if ahead > ALLOWED_AHEAD.total_seconds():
         raise CutoffRefused(
             f"now is {_describe(ahead)} ahead of the database clock; a purge never runs ahead "
             "of it (jobs would go before their expiry). Nothing was deleted."
@@ -81,10 +70,7 @@ def _check_aware(moment, what):
         )
 
 
-def _describe(delta: timedelta) -> str:
-    seconds = delta.total_seconds()
+def _describe(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.1f} s"
-    if seconds < 2 * 3600:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.0f} min" if seconds < 2 * 3600 else f"{seconds / 3600:.1f} h"

@@ -8,9 +8,6 @@ class PurgeNotPossible(Exception):
 
 
 class StorageNotVerified(PurgeNotPossible, ImproperlyConfigured):
-    """The configured storage is not the one the database's files live in, or cannot be
-    verified to be; nothing was deleted. The message names both storages and the way forward.
-
-    Also an ImproperlyConfigured: it is this process's storage settings that are wrong (or the
-    files moved), so code that knows nothing of the purge (the jobs app's demo seeding) can tell
-    an operator so without importing cleanup."""
+    """The configured storage is not (or cannot be verified to be) the one the database's files
+    live in; nothing was deleted. The message names both storages and the way forward.
+    ImproperlyConfigured too: code that knows nothing of the purge (demo seeding) can say so."""

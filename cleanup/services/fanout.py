@@ -1,8 +1,5 @@
-"""Parallel purge: a large backlog fanned out over Celery workers.
-
-A fan-out is runs side by side, each taking its own batches (SKIP LOCKED), all in the group of
-the request that started them; see runs.py for how a group is read as one purge.
-"""
+"""Parallel purge: a large backlog fanned out over Celery workers, as runs side by side (each
+taking its own batches, SKIP LOCKED) in the group of the request that started them (runs.py)."""
 
 import itertools
 import logging
@@ -27,12 +24,9 @@ class PurgePlan:
     cutoff: datetime
     batch_size: int
     max_parallel: int
-    # Expired jobs counted, up to one batch more than the subtasks allowed could take at once.
-    backlog: int
-    # Subtasks still purging (their runs are open and recent).
-    running: int
-    # Subtasks to start now. With `inline`, none: the scheduled run purges by itself.
-    subtasks: int
+    backlog: int  # expired jobs, counted up to one batch more than the subtasks could take
+    running: int  # subtasks still purging (their runs are open and recent)
+    subtasks: int  # subtasks to start now; none when `inline`
 
     @property
     def inline(self) -> bool:
@@ -53,48 +47,32 @@ class PurgePlan:
 def plan_purge(
     *, now: datetime | None = None, batch_size: int | None = None, max_parallel: int | None = None
 ) -> PurgePlan:
-    """Decide whether a scheduled run purges by itself or fans out, and into how many subtasks.
-
-    A backlog one batch can take is purged inline (any backlog, with `max_parallel` 1). A larger
-    one is split over at most `max_parallel` subtasks, counting the ones still running from an
-    earlier run, so a beat that fires while the last purge is still going piles no more on.
-    """
+    """Purge inline (a backlog one batch takes), or fan out over at most `max_parallel` subtasks,
+    counting those still running: a beat firing during a long purge piles no more on."""
     batch_size = settings.CLEANUP_BATCH_SIZE if batch_size is None else batch_size
     max_parallel = settings.CLEANUP_MAX_PARALLEL if max_parallel is None else max_parallel
     check_positive("batch_size", batch_size)
     check_positive("max_parallel", max_parallel)
-    # The subtasks purge up to this cutoff, each checking it against the database clock again.
-    cutoff = purge_cutoff(now)
+    cutoff = purge_cutoff(now)  # each subtask checks it against the database clock again
     # Bounded: counting a million-job backlog exactly would cost more than the decision needs.
     backlog = Job.objects.expired(cutoff)[: batch_size * max_parallel + 1].count()
     plan = PurgePlan(cutoff, batch_size, max_parallel, backlog, running=0, subtasks=0)
     if plan.inline:
         return plan
-    plan.running = _running_subtasks()
-    wanted = -(-backlog // batch_size)
-    plan.subtasks = max(0, min(max_parallel - plan.running, wanted))
+    # Runs in Celery workers (a task id); one a killed worker left open counts for two lengths.
+    since = timezone.now() - timedelta(seconds=2 * settings.CLEANUP_SUBTASK_SECONDS + 60)
+    running = PurgeRun.objects.filter(status=PurgeRun.Status.RUNNING, started_at__gte=since)
+    plan.running = running.exclude(task_id="").count()
+    plan.subtasks = max(0, min(max_parallel - plan.running, -(-backlog // batch_size)))
     counts = {"backlog_at_least": backlog, "running": plan.running, "subtasks": plan.subtasks}
     logger.info("purge.plan", extra=counts)
     return plan
 
 
-def _running_subtasks() -> int:
-    # Runs in Celery workers (they have a task id). A worker killed mid-run leaves its run
-    # open; after two subtask lengths it no longer counts.
-    since = timezone.now() - timedelta(seconds=2 * settings.CLEANUP_SUBTASK_SECONDS + 60)
-    running = PurgeRun.objects.filter(status=PurgeRun.Status.RUNNING, started_at__gte=since)
-    return running.exclude(task_id="").count()
-
-
 def purge_expired_chunk(
     *, cutoff: datetime, batch_size: int | None = None, seconds: float | None = None, **run_fields
 ) -> PurgeRun:
-    """One fan-out task's share of a purge: batches until `seconds` are used up; returns its run.
-
-    Tasks running side by side take disjoint batches (SKIP LOCKED). A run out of time with
-    expired jobs left ends handed_over: the caller enqueues its successor, in the same group.
-    A naive cutoff, or one ahead of the database's clock, is refused before anything is deleted.
-    """
+    """One fan-out task's batches for `seconds`; out of time with jobs left, it is handed_over."""
     seconds = settings.CLEANUP_SUBTASK_SECONDS if seconds is None else seconds
     deadline = time.monotonic() + seconds
     checks = itertools.count()

@@ -1,22 +1,41 @@
-"""The purge's past, from its run records: counters for monitors and a week for the plots.
+"""The purge's past, from its run records: counters, a week for the plots, and the ledger.
 
-Counters count finished runs only, each once (a fan-out's runs each count, as each deleted its
-own share). A finished run's status never changes and its counts only grow (a run a later
-purge marked abandoned adds the work it finished late), and run records are kept (the admin
-cannot delete them, nothing prunes them), so the counters never go down. Deleting run records by
-hand would lower them; Prometheus reads that as a counter reset.
+Counters count finished runs, each once: a finished run's status never changes, its counts only
+grow and nothing prunes run records, so counters never go down (deleting records by hand does).
+The destruction ledger, for a privacy audit, has one schema for CSV and JSON Lines; each line's
+`hash` is sha256 over the previous line's (GENESIS for the first: a file checks without the
+database) and this line's canonical form: an altered, removed or reordered line breaks the chain.
 """
 
+import csv
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 
-from django.db.models import BigIntegerField, Count, Min, Q, Sum
+from django.core.files.storage import FileSystemStorage
+from django.db import connection
+from django.db.models import BigIntegerField, Count, Min, Sum
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
+from jobs.models import Job
+
+from .. import storage
+from ..deletion import cascade_paths
 from ..models import PurgeRun
-from .ledger import ledger_models
+
+GENESIS = "0" * 64
+# The ledger's fields around its per-model row counts (ledger_models()).
+HEAD = (
+    "run_id group started_at finished_at trigger requested_by status dry_run cutoff "
+    "expired_at_start most_overdue_seconds_at_start"
+).split()
+TAIL = "rows_total files_deleted files_pending pending_files_at_end method reason".split()
+SUMS = {"jobs": "jobs_deleted", "files": "files_deleted", "retries": "storage_retries"}
 
 
 @dataclass
@@ -29,70 +48,60 @@ class RunTotals:
     retries: int = 0
 
 
-# A run still going has no final counts yet.
-UNFINISHED = (PurgeRun.Status.RUNNING,)
-
-
-def counted_runs():
-    return PurgeRun.objects.exclude(status__in=UNFINISHED)
-
-
-def run_totals() -> list[RunTotals]:
-    """Per finished status, zeros included: finished runs, and the jobs, rows and files they
-    deleted (one query). Every status from 0, so Prometheus' increase() sees the first run of
-    each (a series that appears at 1 has no increase)."""
-    # One sum per model in rows_deleted (a JSON object), under an alias a column name can take.
-    aliases = {
-        f"rows_{i}": Sum(Cast(KeyTextTransform(label, "rows_deleted"), BigIntegerField()))
-        for i, label in enumerate(ledger_models())
-    }
-    totals = (
-        counted_runs()
-        .values("status")
-        .order_by("status")
-        .annotate(
-            runs=Count("pk"),
-            jobs=Sum("jobs_deleted"),
-            files=Sum("files_deleted"),
-            retries=Sum("storage_retries"),
-            **aliases,
-        )
-    )
-    found = {row["status"]: row for row in totals}
-    return [
-        RunTotals(
-            status=status,
-            runs=row.get("runs", 0),
-            jobs=row.get("jobs") or 0,
-            rows=sum(row.get(alias) or 0 for alias in aliases),
-            files=row.get("files") or 0,
-            retries=row.get("retries") or 0,
-        )
-        for status in PurgeRun.Status.values
-        if status not in UNFINISHED
-        for row in [found.get(status, {})]
-    ]
-
-
 @dataclass
 class RetentionHistory:
     """A week of the purge, for the Retention page; times are aware (UTC), counts only."""
 
     since: datetime
     until: datetime
-    # Jobs deleted in each hour of the week (every hour, zeros included), oldest first.
-    purged_per_hour: list[tuple[datetime, int]]
+    purged_per_hour: list[tuple[datetime, int]]  # every hour, zeros included, oldest first
     # At each run's start: expired jobs present and how overdue the oldest was (seconds).
     backlog: list[tuple[datetime, int, float | None]]
-    # At each run's end: every pending file deletion.
-    pending: list[tuple[datetime, int]]
+    pending: list[tuple[datetime, int]]  # at each run's end: every pending file deletion
+
+
+class LedgerBroken(ValueError):
+    """A ledger file whose chain does not hold; `line` is the first bad line (1-based)."""
+
+    def __init__(self, line: int, why: str):
+        super().__init__(f"line {line}: {why}")
+        self.line = line
+
+
+def counted_runs():
+    """Finished runs: a run still going has no final counts yet."""
+    return PurgeRun.objects.exclude(status=PurgeRun.Status.RUNNING)
+
+
+def run_totals() -> list[RunTotals]:
+    """Per finished status, zeros included (increase() misses a series that appears at 1): runs,
+    and the jobs, rows and files they deleted, in one query."""
+    # One sum per model in rows_deleted (a JSON object), under an alias a column name can take.
+    rows = {
+        f"rows_{i}": Sum(Cast(KeyTextTransform(label, "rows_deleted"), BigIntegerField()))
+        for i, label in enumerate(ledger_models())
+    }
+    sums = {key: Sum(field) for key, field in SUMS.items()}
+    totals = counted_runs().values("status").order_by("status")
+    found = {row["status"]: row for row in totals.annotate(runs=Count("pk"), **sums, **rows)}
+    return [
+        RunTotals(
+            status=status,
+            runs=row.get("runs", 0),
+            rows=sum(row.get(alias) or 0 for alias in rows),
+            **{key: row.get(key) or 0 for key in SUMS},
+        )
+        for status in PurgeRun.Status.values
+        if status != PurgeRun.Status.RUNNING
+        for row in [found.get(status, {})]
+    ]
 
 
 def retention_history(*, now: datetime | None = None, days: int = 7) -> RetentionHistory:
     now = now or timezone.now()
     hour = _hour(now)
-    since = hour - timedelta(days=days) + timedelta(hours=1)
-    # From the first run of the week, and a day at least: a new deployment's few hours are not
+    since = hour - timedelta(days=days, hours=-1)
+    # From the week's first run, and a day at least: a new deployment's few hours are not
     # squeezed against the right edge of an empty week.
     first = PurgeRun.objects.filter(started_at__gte=since).aggregate(at=Min("started_at"))["at"]
     since = max(since, _hour(min(hour - timedelta(hours=23), first or hour)))
@@ -101,24 +110,10 @@ def retention_history(*, now: datetime | None = None, days: int = 7) -> Retentio
         "started_at", "expired_at_start", "oldest_expired_seconds_at_start"
     )
     pending = (
-        runs.filter(Q(pending_files_at_end__isnull=False) & Q(finished_at__isnull=False))
+        runs.filter(pending_files_at_end__isnull=False, finished_at__isnull=False)
         .order_by("finished_at", "pk")
         .values_list("finished_at", "pending_files_at_end")
     )
-    return RetentionHistory(
-        since=since,
-        until=now,
-        purged_per_hour=_purged_per_hour(since, hour),
-        backlog=list(backlog),
-        pending=list(pending),
-    )
-
-
-def _hour(moment: datetime) -> datetime:
-    return moment.replace(minute=0, second=0, microsecond=0)
-
-
-def _purged_per_hour(since, hour) -> list[tuple[datetime, int]]:
     hours = int((hour - since).total_seconds() // 3600) + 1
     per_hour = dict.fromkeys((since + timedelta(hours=h) for h in range(hours)), 0)
     # A run's jobs count in the hour it last reported them (finished, or its last heartbeat).
@@ -132,4 +127,116 @@ def _purged_per_hour(since, hour) -> list[tuple[datetime, int]]:
     for at, jobs in purged:
         if _hour(at) in per_hour:
             per_hour[_hour(at)] += jobs
-    return sorted(per_hour.items())
+    return RetentionHistory(since, now, sorted(per_hour.items()), [*backlog], [*pending])
+
+
+def _hour(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def destruction_method(*, dry_run: bool) -> str:
+    """How a run started now destroys data, in words, as the run record keeps it."""
+    if dry_run:
+        return "none: dry run (counted only, nothing deleted)"
+    used = storage.get_storage()
+    if storage.is_s3(used):
+        files = f"S3 DeleteObjects on bucket {used.bucket_name}"
+    elif isinstance(used, FileSystemStorage):
+        files = f"local file delete under {used.location}"
+    else:
+        files = f"{type(used).__name__} (not supported: files left pending)"
+    rows = f"ORM cascade delete, one transaction per batch ({connection.vendor})"
+    return f"rows: {rows}; files: storage delete, {files}"
+
+
+def ledger_models() -> list[str]:
+    """The models a purge deletes rows of, in cascade order: the ledger's columns."""
+    return [model._meta.label for model, _ in cascade_paths(Job)]
+
+
+def ledger_fields() -> list[str]:
+    return [*HEAD, *ledger_models(), *TAIL, "hash"]
+
+
+def purge_log(*, since: date, until: date) -> Iterator[dict]:
+    """Every run started from `since` to `until` (both days included, Asia/Seoul), oldest first,
+    as chained ledger lines; ValueError for a bad range, before any read."""
+    if since > until:
+        raise ValueError(f"--since {since.isoformat()} is after --until {until.isoformat()}")
+    zone = timezone.get_default_timezone()
+    runs = PurgeRun.objects.filter(
+        started_at__gte=datetime.combine(since, time.min, tzinfo=zone),
+        started_at__lt=datetime.combine(until + timedelta(days=1), time.min, tzinfo=zone),
+    ).order_by("started_at", "pk")
+    models = ledger_models()
+    return _chained(_line(run, models) for run in runs.iterator(chunk_size=500))
+
+
+def _line(run: PurgeRun, models: list[str]) -> dict:
+    rows = {label: (run.rows_deleted or {}).get(label, 0) for label in models}
+    return {
+        "run_id": run.pk,
+        "group": run.group,
+        "started_at": _local(run.started_at),
+        "finished_at": _local(run.finished_at),
+        "trigger": run.trigger,
+        "requested_by": run.requested_by,
+        "status": run.status,
+        "dry_run": run.dry_run,
+        "cutoff": _local(run.cutoff),
+        "expired_at_start": run.expired_at_start,
+        "most_overdue_seconds_at_start": run.oldest_expired_seconds_at_start,
+        **rows,
+        "rows_total": sum(rows.values()),
+        "files_deleted": run.files_deleted,
+        "files_pending": run.files_pending,
+        "pending_files_at_end": run.pending_files_at_end,
+        # Runs recorded before the method was: the purge has only ever worked this way.
+        "method": run.method or "rows: ORM cascade delete; files: storage delete (not recorded)",
+        "reason": run.error.splitlines()[0] if run.error else "",
+    }
+
+
+def _local(moment: datetime | None) -> str | None:
+    return timezone.localtime(moment).isoformat() if moment else None
+
+
+def _chained(lines: Iterable[dict]) -> Iterator[dict]:
+    previous = GENESIS
+    for line in lines:
+        previous = line["hash"] = _hash(previous, line)
+        yield line
+
+
+def _hash(previous: str, line: dict) -> str:
+    # Canonical: every value but the hash as CSV spells it, in field order, as one JSON array.
+    cells = [_cell(value) for key, value in line.items() if key != "hash"]
+    return hashlib.sha256((previous + json.dumps(cells, ensure_ascii=False)).encode()).hexdigest()
+
+
+def as_csv_row(line: dict) -> list[str]:
+    return [_cell(value) for value in line.values()]
+
+
+def _cell(value) -> str:
+    return "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def verify_ledger(text: Iterable[str]) -> tuple[int, str]:
+    """(lines, last hash) of a ledger file (CSV with its header, or JSON Lines) whose chain holds;
+    LedgerBroken naming the first line that is not what the export wrote."""
+    text = list(text)
+    if text and text[0].lstrip().startswith("{"):
+        lines = [(n, raw) for n, raw in enumerate(text, 1) if raw.strip()]
+    else:
+        lines = enumerate(csv.DictReader(text), 2)
+    previous, count = GENESIS, 0
+    for number, line in lines:
+        with suppress(ValueError):
+            line = json.loads(line) if isinstance(line, str) else line
+        if not isinstance(line, dict) or "hash" not in line:
+            raise LedgerBroken(number, "not a ledger line (no hash)")
+        if _hash(previous, line) != line["hash"]:
+            raise LedgerBroken(number, "hash does not match: altered, removed or reordered")
+        previous, count = line["hash"], count + 1
+    return count, previous

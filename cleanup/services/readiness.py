@@ -1,6 +1,6 @@
 """Is what the purge needs in place before it first runs? Its storage answers, and beat's rows
-for it exist, are enabled and run the right task. Read-only; the system checks
-(cleanup/checks.py) turn the answers into messages with the fix."""
+for it exist, are enabled and run the right task. Read-only; cleanup/checks.py turns the
+answers into messages with the fix."""
 
 from dataclasses import dataclass
 
@@ -21,8 +21,7 @@ class Schedule:
     purpose: str  # what stops happening without it
 
 
-# Created by cleanup migrations 0002 and 0003 (which write these values out; change them
-# together); admins own the rows afterwards.
+# Written out by cleanup migrations 0002 and 0003 (change them together); admins own the rows.
 SCHEDULES = (
     Schedule(
         name="delete-expired-jobs",
@@ -50,14 +49,12 @@ class ScheduleState:
 
 
 def check_storage() -> StorageProbe | None:
-    """The configured storage, probed (one listing, one versioning request); None when it is
-    local files, which need no network."""
+    """The configured storage, probed (one listing, one versioning request); None: local files."""
     return storage.probe_s3(storage.get_storage())
 
 
 def check_schedules() -> list[ScheduleState]:
-    """Each schedule the promise depends on, as the database has it. Raises DatabaseError when
-    the rows cannot be read (a database never migrated, or not reachable)."""
+    """Each schedule the promise depends on, as the database has it (DatabaseError: unreadable)."""
     wanted = PeriodicTask.objects.filter(name__in=[s.name for s in SCHEDULES])
     rows = wanted.only("name", "task", "enabled").in_bulk(field_name="name")
     return [

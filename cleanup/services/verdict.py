@@ -1,21 +1,28 @@
-"""Is the 24-hour promise holding? One verdict, by the rules of deploy/prometheus/alerts.yml.
+"""What operators see: the purge's facts (purge_status), and whether the 24-hour promise holds.
 
-broken: what pages (a job more than 90 minutes past its expiry; no successful purge for 3 hours
-since the first run was due). at risk: what opens a ticket (runs failed, died or left files
-pending in the last 2 hours; a file pending for 2 hours; stuck or refused names), and a
-schedule that is off or missing, which no alert names but which breaks the promise within
-hours. holding: none of these. Change a threshold here and in alerts.yml together.
+The verdict follows deploy/prometheus/alerts.yml (change a threshold in both): broken is what
+pages (a job over 90 minutes past its expiry; no successful purge for 3 hours since the first
+run was due); at risk is what opens a ticket (runs failed, died or left files pending in the last
+2 hours; a file pending for 2 hours; stuck or refused names), or a schedule off or missing.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
 from django.db.migrations.recorder import MigrationRecorder
-from django.db.models import Min
+from django.db.models import Count, Min
+from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from ..models import PurgeRun
+from fmr.parsing import parse_minutes
+from jobs.models import Job
+
+from ..models import PendingFileDeletion, PurgeRun
+from .binding import configured_storage, verify_storage
+from .files import FileDeletion, delete_pending_files
 from .history import counted_runs
+from .readiness import check_storage
+from .runs import last_purges, measure_backlog, purge_facts, seconds_since
 
 PROMISE_BROKEN_AFTER = timedelta(minutes=90)
 NO_SUCCESS_AFTER = timedelta(hours=3)
@@ -26,22 +33,157 @@ SCHEDULE_NAME = "delete-expired-jobs"
 
 
 @dataclass
+class PurgeStatus:
+    """Is the 24-hour promise holding right now? Facts only, no personal data."""
+
+    checked_at: datetime
+    expired_jobs: int
+    most_overdue_seconds: float | None  # None when no job is expired
+    pending_files: int
+    oldest_pending_seconds: float | None
+    last_success: dict | None
+    last_run: dict | None
+    # Distinct last errors of pending names, most frequent first (e.g. Object Lock keeps one).
+    pending_reasons: list[str] = field(default_factory=list)
+    # Refused CLEANUP_STUCK_AFTER_ATTEMPTS times: not pending, alerted until gone or resolved.
+    stuck_files: int = 0
+    oldest_stuck_seconds: float | None = None
+    stuck_reasons: list[str] = field(default_factory=list)
+    # Never sent to storage (not a canonical key): not pending, no run tries them again.
+    refused_files: int = 0
+    refused_reasons: dict[str, int] | None = None
+    # When asked: kind, where, endpoint, reachable, problem ("missing", "refused", ...), reason.
+    storage: dict | None = None
+
+    def problems(self, *, max_overdue: timedelta) -> list[str]:
+        """Why the promise is at risk, given how late is too late; empty when it holds."""
+        limit = max_overdue.total_seconds()
+        found = []
+        if self.most_overdue_seconds is not None and self.most_overdue_seconds > limit:
+            found.append(
+                f"{self.expired_jobs} expired job(s) still present, the oldest "
+                f"{self.most_overdue_seconds / 60:.1f} min past its expiry"
+            )
+        if self.oldest_pending_seconds is not None and self.oldest_pending_seconds > limit:
+            found.append(
+                f"{self.pending_files} file deletion(s) pending, the oldest for "
+                f"{self.oldest_pending_seconds / 60:.1f} min"
+            )
+        if self.stuck_files:  # whatever the limit: storage refused them again and again
+            found.append(
+                f"{self.stuck_files} file deletion(s) stuck, the oldest pending for "
+                f"{(self.oldest_stuck_seconds or 0) / 60:.1f} min: "
+                f"{'; '.join(self.stuck_reasons[:3])}"
+            )
+        if self.refused_files:  # waiting does not help: a person must look
+            found.append(
+                f"{self.refused_files} file name(s) refused, never sent to storage "
+                f"({'; '.join(sorted(self.refused_reasons or {}))})"
+            )
+        return found
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "checked_at": self.checked_at.isoformat()}
+
+
+def purge_status(*, now: datetime | None = None, reach_storage: bool = False) -> PurgeStatus:
+    """The facts a monitor needs; with `reach_storage`, whether storage answers (one listing)."""
+    now = now or timezone.now()
+    expired, most_overdue_seconds = measure_backlog(now=now)
+    refused = dict(
+        PendingFileDeletion.objects.refused()
+        .values_list("refused_reason")
+        .annotate(count=Count("pk"))
+        .order_by("refused_reason")
+    )
+    last_run, last_success = last_purges()
+    return PurgeStatus(
+        checked_at=now,
+        expired_jobs=expired,
+        most_overdue_seconds=most_overdue_seconds,
+        last_success=purge_facts(last_success),
+        last_run=purge_facts(last_run),
+        **_names("pending", PendingFileDeletion.objects.not_stuck(), now=now),
+        **_names("stuck", PendingFileDeletion.objects.stuck(), now=now),
+        refused_files=sum(refused.values()),
+        refused_reasons=refused,
+        storage=storage_reach() if reach_storage else None,
+    )
+
+
+def _names(kind: str, names, *, now: datetime) -> dict:
+    """How many names, how long the oldest has waited, their last errors (most frequent first)."""
+    found = names.aggregate(count=Count("pk"), oldest=Min("created_at"))
+    reasons = (
+        names.exclude(last_error="")
+        .values("last_error")
+        .annotate(n=Count("pk"))
+        .order_by("-n", "last_error")
+        .values_list("last_error", flat=True)
+    )
+    return {
+        f"{kind}_files": found["count"],
+        f"oldest_{kind}_seconds": seconds_since(found["oldest"], now=now),
+        f"{kind}_reasons": list(reasons[:5]),
+    }
+
+
+def storage_reach() -> dict:
+    """Can the configured storage be reached (local files need no network: they are there)?"""
+    configured, probe = configured_storage(), check_storage()
+    return {
+        "kind": configured.kind,
+        "where": configured.describe(),
+        "endpoint": probe.endpoint if probe else None,
+        "reachable": probe is None or probe.ok,
+        "problem": probe.problem if probe else "",
+        "reason": probe.reason if probe else "",
+    }
+
+
+# `--max-overdue` / `?max_overdue=`: a timedelta, or ValueError (fmr.parsing.InvalidValue).
+overdue_limit = parse_minutes
+
+
+def count_expired_jobs(*, now: datetime | None = None) -> int:
+    return Job.objects.expired(now or timezone.now()).count()
+
+
+def resolve_stuck_files(*, ids, by: str) -> int:
+    """Record that a person dealt with these stuck names (kept as a record, no longer tried or
+    counted); returns how many. Names not stuck stay pending: the purge still owns them."""
+    return (
+        PendingFileDeletion.objects.needs_a_person()
+        .filter(pk__in=ids)
+        .update(resolved_at=timezone.now(), resolved_by=by)
+    )
+
+
+def retry_pending_files(*, ids) -> FileDeletion:
+    """Try the chosen pending deletions now, whatever their backoff (refused names too: their
+    reason is checked again). StorageNotVerified, nothing deleted, on an unknown storage."""
+    verify_storage()
+    chosen = PendingFileDeletion.objects.filter(pk__in=ids)
+    chosen.update(next_attempt_at=timezone.now())
+    names = list(chosen.values_list("name", flat=True))
+    return delete_pending_files(names=names, storage_verified=True) if names else FileDeletion()
+
+
+@dataclass
 class PurgeSchedule:
     exists: bool
     enabled: bool
     next_run_at: datetime | None  # None when disabled or missing
-    # The first scheduled run after the first `migrate`: before it no purge was due, so no alert
-    # may say one is missing.
+    # The first run due after the first `migrate`: no alert may say an earlier one is missing.
     first_run_due_at: datetime | None
 
 
 def purge_schedule(*, now: datetime) -> PurgeSchedule:
     row = PeriodicTask.objects.filter(name=SCHEDULE_NAME).first()
-    deployed = MigrationRecorder.Migration.objects.filter(app="cleanup").aggregate(
-        at=Min("applied")
-    )["at"]
     if row is None:
         return PurgeSchedule(exists=False, enabled=False, next_run_at=None, first_run_due_at=None)
+    migrations = MigrationRecorder.Migration.objects.filter(app="cleanup")
+    deployed = migrations.aggregate(at=Min("applied"))["at"]
     return PurgeSchedule(
         exists=True,
         enabled=row.enabled,
@@ -51,8 +193,7 @@ def purge_schedule(*, now: datetime) -> PurgeSchedule:
 
 
 def _next_fire(schedule, after: datetime) -> datetime:
-    # Celery's estimate is relative to its own clock: now + what remains = the fire time, to
-    # the second (its clock is read twice; crontabs fire on whole minutes).
+    # Celery's estimate is relative to its own clock (read twice): rounded to the second.
     fire = schedule.now() + schedule.remaining_estimate(after)
     return datetime.fromtimestamp(round(fire.timestamp()), tz=fire.tzinfo)
 
@@ -63,19 +204,19 @@ class Verdict:
     reasons: list[str] = field(default_factory=list)
 
 
-def retention_verdict(*, status, schedule: PurgeSchedule) -> Verdict:
-    """`status`: a PurgeStatus; the same facts the metrics export, judged as the alerts judge."""
+def retention_verdict(*, status: PurgeStatus, schedule: PurgeSchedule) -> Verdict:
+    """The facts the metrics export, judged as the alerts judge them."""
     now = status.checked_at
     broken, at_risk = [], []
     if (status.most_overdue_seconds or 0) > PROMISE_BROKEN_AFTER.total_seconds():
         broken.append(
             f"{status.expired_jobs:,} expired job(s) still present, the oldest "
-            f"{_hours(status.most_overdue_seconds)} past its expiry (more than 90 minutes)"
+            f"{status.most_overdue_seconds / 3600:.1f} h past its expiry (more than 90 minutes)"
         )
     success = status.last_success and status.last_success["finished_at"]
     since = datetime.fromisoformat(success) if success else schedule.first_run_due_at
     if since and now - since > NO_SUCCESS_AFTER:
-        broken.append(f"no successful purge for {_hours((now - since).total_seconds())}")
+        broken.append(f"no successful purge for {(now - since).total_seconds() / 3600:.1f} h")
     if not schedule.enabled:
         word = "disabled" if schedule.exists else "missing"
         at_risk.append(f"the schedule {SCHEDULE_NAME} is {word}: no purge runs on its own")
@@ -88,7 +229,3 @@ def retention_verdict(*, status, schedule: PurgeSchedule) -> Verdict:
         at_risk.append("stuck or refused file deletions need a person")
     state = "broken" if broken else "at risk" if at_risk else "holding"
     return Verdict(state=state, reasons=broken + at_risk)
-
-
-def _hours(seconds: float) -> str:
-    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
