@@ -1,26 +1,13 @@
-"""Celery tasks: thin wrappers around cleanup.services that tell Celery the truth.
-
-A run that does not succeed fails its task, once recorded, with its summary as the error; the
-failed task is still acknowledged (acks_late redelivers only when a worker dies mid-task).
-"""
+"""Celery tasks: thin wrappers around cleanup.services that tell Celery the truth: a run that
+does not succeed fails its task, once recorded, with its summary as the error (still acked)."""
 
 from celery import shared_task
 
 from fmr.parsing import parse_minutes
 
+from . import services
 from .models import PurgeRun
 from .report import summarize_run
-from .services import (
-    RECONCILE_GRACE,
-    SUBTASK_EXPIRES_SECONDS,
-    ReconcileFailed,
-    parse_cutoff,
-    plan_purge,
-    purge_expired_chunk,
-    purge_expired_jobs,
-    reconcile_storage,
-    record_unsent,
-)
 from .storage import describe_error
 
 # handed_over is a fan-out run passing the rest to its successor: routine.
@@ -44,13 +31,15 @@ def delete_expired_jobs(
     """
     run_fields = {"trigger": trigger, "requested_by": requested_by, "group": self.request.id or ""}
     if limit is None:
-        plan = plan_purge(batch_size=batch_size)
+        plan = services.plan_purge(batch_size=batch_size)
         if not plan.inline:
             # With no slot free, an earlier fan-out's tasks hold them all and take this backlog.
             kwargs = {"cutoff": plan.cutoff.isoformat(), "batch_size": plan.batch_size}
             _enqueue_chunks(self, plan.subtasks, {**kwargs, **run_fields})
             return {**plan.as_dict(), "group": run_fields["group"]}
-    run = _finished(self, purge_expired_jobs, batch_size=batch_size, limit=limit, **run_fields)
+    run = _finished(
+        self, services.purge_expired_jobs, batch_size=batch_size, limit=limit, **run_fields
+    )
     return run.as_dict()
 
 
@@ -61,9 +50,8 @@ def delete_expired_jobs_chunk(self, cutoff, batch_size=None, **run_fields):
     `cutoff`: ISO 8601 with its UTC offset, never ahead of the database's clock, or refused
     (CutoffRefused) before anything is deleted. `run_fields` pass on to every successor.
     """
-    run = _finished(
-        self, purge_expired_chunk, cutoff=parse_cutoff(cutoff), batch_size=batch_size, **run_fields
-    )
+    parsed = {"cutoff": services.parse_cutoff(cutoff), "batch_size": batch_size}
+    run = _finished(self, services.purge_expired_chunk, **parsed, **run_fields)
     if run.status == PurgeRun.Status.HANDED_OVER:
         _enqueue_chunks(self, 1, {"cutoff": cutoff, "batch_size": batch_size, **run_fields})
     return run.as_dict()
@@ -90,11 +78,11 @@ def _enqueue_chunks(task, count, kwargs):
     try:
         for _ in range(count):
             delete_expired_jobs_chunk.apply_async(
-                kwargs=kwargs, expires=SUBTASK_EXPIRES_SECONDS, queue=queue
+                kwargs=kwargs, expires=services.SUBTASK_EXPIRES_SECONDS, queue=queue
             )
     except Exception as exc:
         # The purge's history must not read as done: a failed run in its group says why.
-        record_unsent(error=describe_error(exc), **kwargs)
+        services.record_unsent(error=describe_error(exc), **kwargs)
         raise
 
 
@@ -105,10 +93,12 @@ def reconcile_storage_task(
     """Find (with delete=True, remove) stored objects nothing names; a refusal or failure raises,
     so the task never shows as a success that deleted nothing."""
     # Kwargs come from the schedule row, which anyone with admin access can edit.
-    grace = RECONCILE_GRACE if grace_minutes is None else parse_minutes(grace_minutes)
+    grace = services.RECONCILE_GRACE if grace_minutes is None else parse_minutes(grace_minutes)
     if not isinstance(delete, bool) or not isinstance(force, bool):
         raise ValueError("delete and force must be true or false")
-    result = reconcile_storage(delete=delete, grace=grace, force=force, trigger=trigger)
+    result = services.reconcile_storage(delete=delete, grace=grace, force=force, trigger=trigger)
     if not result.ok:
-        raise ReconcileFailed(f"reconcile run #{result.run_id} {result.status}: {result.error}")
+        raise services.ReconcileFailed(
+            f"reconcile run #{result.run_id} {result.status}: {result.error}"
+        )
     return result.as_dict()
