@@ -86,7 +86,7 @@ class PendingFileDeletion(models.Model):
     # Resolved by a person: no longer tried nor counted, kept as the record of that.
     resolved_at = models.DateTimeField(null=True, blank=True)
     resolved_by = models.CharField(max_length=150, blank=True)
-    # Why the name was never sent to storage (not a key under the upload prefix), without it.
+    # Why storage never got the name (not a key under the upload prefix), never quoting it.
     refused_reason = models.CharField(max_length=200, blank=True, default="")
     # record()'s token, shared by a batch's rows: a run forgets its batch in one statement.
     batch = models.UUIDField(null=True, blank=True, editable=False, db_index=True)
