@@ -7,44 +7,31 @@ from django.utils import timezone
 
 class PendingFileDeletionQuerySet(models.QuerySet):
     def record(self, names, *, at=None) -> uuid.UUID:
-        """Add a pending row per name, in one statement; returns the token written on them.
-
-        `at` is when the names became pending (default now). The token picks out exactly these
-        rows again (files.py forgets a batch's rows by it). A name can be pending in more than
-        one row (recorded again after a person resolved it, or two rows that held one object):
-        each row keeps its own attempt history, and deleting the object forgets them.
-        """
+        """One pending row per name, in one statement; the returned token picks these rows out.
+        A name may be pending in several rows, each with its own attempts; a delete forgets all."""
         names = list(dict.fromkeys(names))
         now = at or timezone.now()
         token = uuid.uuid4()
-        if not names:
-            return token
         connection = connections[self.db]
         if connection.vendor != "postgresql":
-            # Django splits the INSERT to fit the backend's parameter limit (SQLite).
             self.bulk_create(
-                [
-                    PendingFileDeletion(name=n, created_at=now, next_attempt_at=now, batch=token)
-                    for n in names
-                ]
+                self.model(name=n, created_at=now, next_attempt_at=now, batch=token) for n in names
             )
-            return token
-        # A purge batch records 20,000 names: binary COPY, the cheapest way into a table
-        # (measured on 20,000 names: 35 ms, against 55 ms as text and 76 ms for INSERT … SELECT
-        # unnest()).
-        meta, quote = self.model._meta, connection.ops.quote_name
-        fields = ["name", "created_at", "attempts", "last_error", "next_attempt_at"]
-        fields += ["resolved_by", "refused_reason", "batch"]
-        columns = ", ".join(quote(meta.get_field(f).column) for f in fields)
-        types = ["varchar", "timestamptz", "int4", "text", "timestamptz", "varchar", "varchar"]
-        types.append("uuid")
-        # The driver's cursor: a connection lost mid-COPY raises Django's DatabaseError, as usual.
-        with connection.cursor() as cursor, connection.wrap_database_errors:
-            sql = f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN (FORMAT BINARY)"
-            with cursor.cursor.copy(sql) as copy:
-                copy.set_types(types)
-                for name in names:
-                    copy.write_row((name, now, 0, "", now, "", "", token))
+        elif names:
+            # A batch records 20,000 names: binary COPY is the cheapest way in (35 ms, against
+            # 55 ms as text and 76 ms for INSERT ... SELECT unnest()).
+            columns = {"name": "varchar", "created_at": "timestamptz", "attempts": "int4"}
+            columns |= {"last_error": "text", "next_attempt_at": "timestamptz"}
+            columns |= {"resolved_by": "varchar", "refused_reason": "varchar", "batch": "uuid"}
+            quote, meta = connection.ops.quote_name, self.model._meta
+            listed = ", ".join(quote(meta.get_field(f).column) for f in columns)
+            sql = f"COPY {quote(meta.db_table)} ({listed}) FROM STDIN (FORMAT BINARY)"
+            # The driver's cursor: a connection lost mid-COPY raises Django's DatabaseError.
+            with connection.cursor() as cursor, connection.wrap_database_errors:
+                with cursor.cursor.copy(sql) as copy:
+                    copy.set_types(list(columns.values()))
+                    for name in names:
+                        copy.write_row((name, now, 0, "", now, "", "", token))
         return token
 
     def unresolved(self):
@@ -54,23 +41,20 @@ class PendingFileDeletionQuerySet(models.QuerySet):
         return self.filter(resolved_at__isnull=False)
 
     def due(self, now=None):
-        # Refused names are never sent to storage again: they wait for a person, not a run.
         return self.waiting().filter(next_attempt_at__lte=now or timezone.now())
 
     def refused(self):
         return self.unresolved().exclude(refused_reason="")
 
     def waiting(self):
-        """Names a run will still try: neither resolved by a person nor refused."""
+        """Names a run still tries: refused names wait for a person, not a run."""
         return self.unresolved().filter(refused_reason="")
 
     def stuck(self):
-        """The one rule for stuck: a name a run still tries (not refused, not resolved) that
-        storage has refused CLEANUP_STUCK_AFTER_ATTEMPTS times. A person must look."""
+        """The one rule: still tried, refused by storage CLEANUP_STUCK_AFTER_ATTEMPTS times."""
         return self.waiting().filter(_stuck())
 
     def not_stuck(self):
-        """Pending proper: still tried by every run, and not (yet) a person's business."""
         return self.waiting().exclude(_stuck())
 
     def needs_a_person(self):
@@ -78,10 +62,9 @@ class PendingFileDeletionQuerySet(models.QuerySet):
         return self.stuck() | self.refused()
 
     def with_stuck(self):
-        """Each row annotated `is_stuck`, by the rule above (for the admin's per-row state)."""
-        return self.annotate(
-            is_stuck=models.Exists(self.model.objects.stuck().filter(pk=models.OuterRef("pk")))
-        )
+        """Each row annotated `is_stuck`, by the one rule (the admin's per-row state)."""
+        stuck = self.model.objects.stuck().filter(pk=models.OuterRef("pk"))
+        return self.annotate(is_stuck=models.Exists(stuck))
 
 
 def _stuck() -> models.Q:
@@ -89,37 +72,23 @@ def _stuck() -> models.Q:
 
 
 class PendingFileDeletion(models.Model):
-    """A storage object whose row is gone and whose file must go too.
+    """A storage object whose row is gone: written in the row delete's transaction, removed once
+    storage confirms the delete, so no rollback, crash or outage leaves a file unnoticed."""
 
-    Written in the same transaction as the row delete, removed once storage confirms the delete,
-    so neither a rollback nor a crash nor an outage can leave a file behind unnoticed.
-    """
-
-    # Neither unique (see record()) nor indexed: a purge batch writes 20,000 of these rows, and
-    # an index on a random name costs each write as much as the row itself (measured: COPY of
-    # 20,000 rows, 71 ms with it, 35 ms without). Rows are found by key or by batch token (both
-    # indexed), or by scanning a table that holds only batches in flight and past failures;
-    # names spelled oddly have their own small partial index (migration 0008).
+    # Neither unique (see record()) nor indexed: an index on a random name doubles the cost of
+    # a batch's COPY (20,000 rows: 71 ms, against 35 ms); odd names have a partial index (0008).
     name = models.CharField(max_length=512)
     created_at = models.DateTimeField(default=timezone.now)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
-    # Not indexed: the sweep reads the rows that failed before (few); an index here would cost
-    # every batch's COPY and DELETE of its names.
+    # Not indexed either: the sweep reads the few rows that failed before.
     next_attempt_at = models.DateTimeField(default=timezone.now)
-    # A person dealt with a stuck name (deleted it by hand, or found it must stay): it no longer
-    # counts as pending or stuck, and is no longer tried, but stays here as the record of that.
+    # Resolved by a person: no longer tried nor counted, kept as the record of that.
     resolved_at = models.DateTimeField(null=True, blank=True)
     resolved_by = models.CharField(max_length=150, blank=True)
-    # Set when the name was never sent to storage because it does not resolve to a key under the
-    # upload prefix (another spelling of a key, '..', an absolute path, a symlink out of
-    # MEDIA_ROOT...): why, in words without the name. Its row is purged; the name stays here,
-    # shown by purge_status and the admin, for a person to look at.
+    # Why storage never got the name (not a key under the upload prefix), never quoting it.
     refused_reason = models.CharField(max_length=200, blank=True, default="")
-    # Written by record() on every row of one call (a purge batch): the run that wrote them
-    # forgets them in one statement once storage has answered, with no lookup per name.
-    # Indexed: all of a batch's rows share one value, so the index stays small and cheap to
-    # write, and forgetting a batch never scans the rows of the others (or the dead ones).
+    # record()'s token, shared by a batch's rows: a run forgets its batch in one statement.
     batch = models.UUIDField(null=True, blank=True, editable=False, db_index=True)
 
     objects = PendingFileDeletionQuerySet.as_manager()
@@ -136,7 +105,30 @@ def _new_group() -> str:
     return uuid.uuid4().hex
 
 
-class PurgeRun(models.Model):
+class RunRecord:
+    """What both run records tell their callers besides their fields."""
+
+    @property
+    def run_id(self) -> int:
+        return self.pk
+
+    @property
+    def duration(self):
+        return (self.finished_at - self.started_at) if self.finished_at else None
+
+    @property
+    def duration_seconds(self) -> float | None:
+        return round(self.duration.total_seconds(), 3) if self.finished_at else None
+
+    def as_dict(self) -> dict:
+        """The run as JSON: every field, and the totals (the task's result, `--json`)."""
+        data = {f.attname: f.value_from_object(self) for f in self._meta.concrete_fields}
+        data = {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in data.items()}
+        names = ["run_id", *self.extra_keys, "duration_seconds"]
+        return data | {name: getattr(self, name) for name in names}
+
+
+class PurgeRun(RunRecord, models.Model):
     """One run of the purge: when, why, and what it removed. Counts only, never personal data."""
 
     class Trigger(models.TextChoices):
@@ -152,28 +144,20 @@ class PurgeRun(models.Model):
         FILES_PENDING = "files_pending", "Rows purged, files pending"
         FAILED = "failed", "Failed"
         INTERRUPTED = "interrupted", "Interrupted"
-        # A fan-out run that used its time budget with expired jobs left, and handed them to a
-        # successor in its group: routine, not a failure, so monitors stay quiet.
+        # Routine, not a failure: a fan-out run handed its rest to a successor in its group.
         HANDED_OVER = "handed_over", "Time budget used, handed over"
-        # Its process died mid-run (nothing can record a SIGKILL); a later purge noticed.
         ABANDONED = "abandoned", "Abandoned (process died)"
-        # A dry run that completed: it counted, deleted nothing, and is never a successful purge.
         DRY_RUN = "dry_run", "Dry run (nothing deleted)"
 
     started_at = models.DateTimeField(default=timezone.now, db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    # Bumped, with the counts so far, after every batch: a dead run shows how far it got.
+    # Bumped with the counts after every batch: a dead run shows how far it got.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     trigger = models.CharField(max_length=16, choices=Trigger.choices, default=Trigger.SHELL)
-    # Who asked, for runs started from the admin (the staff user's username); blank otherwise.
     requested_by = models.CharField(max_length=150, blank=True)
-    # The Celery task that ran it, to find it in Flower or a result backend; blank otherwise.
     task_id = models.CharField(max_length=255, blank=True)
-    # The purge this run is part of: every run started for one request (a beat tick's fan-out
-    # and the successors its runs hand over to) shares the requesting task's id; a run started
-    # alone has a group of its own. The history shows one purge per group.
+    # One purge = one group: the requesting task's id, shared by its fan-out and successors.
     group = models.CharField(max_length=255, default=_new_group, db_index=True)
-    # How data was destroyed (database and storage), for the destruction ledger.
     method = models.CharField(max_length=300, blank=True)
     status = models.CharField(
         max_length=16, choices=Status.choices, default=Status.RUNNING, db_index=True
@@ -187,23 +171,21 @@ class PurgeRun(models.Model):
     rows_deleted = models.JSONField(default=dict, blank=True)
     files_deleted = models.PositiveIntegerField(default=0)
     files_pending = models.PositiveIntegerField(default=0)
-    # A dry run's prediction; the *_deleted counts of a dry run stay 0, as nothing was deleted.
+    # A dry run's prediction (its *_deleted counts stay 0).
     would_delete_jobs = models.PositiveIntegerField(default=0)
     would_delete_rows = models.JSONField(default=dict, blank=True)
     would_delete_files = models.PositiveIntegerField(default=0)
-    # The Retention page's history, which cannot be recomputed later: the expired backlog when
-    # the run started, and every pending file deletion when it ended (None: not measured).
+    # History that cannot be recomputed later (None: not measured).
     expired_at_start = models.PositiveIntegerField(null=True, blank=True)
     oldest_expired_seconds_at_start = models.FloatField(null=True, blank=True)
     pending_files_at_end = models.PositiveIntegerField(null=True, blank=True)
-    # File names never sent to storage (see PendingFileDeletion.refused_reason).
     files_refused = models.PositiveIntegerField(default=0)
-    # Requests the S3 client sent again (throttling, 5xx, dropped connections): storage trouble
-    # that botocore absorbed, which shows nowhere else.
+    # Requests botocore sent again (throttling, 5xx, dropped connections).
     storage_retries = models.PositiveIntegerField(default=0)
-    # Names this run tried that are now stuck: purge_status's alert, not in files_pending.
     files_stuck = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
+
+    extra_keys = ("rows_total", "would_delete_rows_total")
 
     class Meta:
         ordering = ["-started_at"]
@@ -211,18 +193,6 @@ class PurgeRun(models.Model):
 
     def __str__(self):
         return f"Purge run {self.pk} ({self.status})"
-
-    @property
-    def duration(self):
-        return (self.finished_at - self.started_at) if self.finished_at else None
-
-    @property
-    def run_id(self) -> int:
-        return self.pk
-
-    @property
-    def duration_seconds(self) -> float | None:
-        return round(self.duration.total_seconds(), 3) if self.finished_at else None
 
     @property
     def rows_total(self) -> int:
@@ -237,19 +207,6 @@ class PurgeRun(models.Model):
         """It did all it set out to: purged everything (or, for a dry run, counted it)."""
         return self.status in (self.Status.SUCCEEDED, self.Status.DRY_RUN)
 
-    def as_dict(self) -> dict:
-        """The run as JSON: every field, and the totals (the task's result, `--json`)."""
-        return _as_dict(self, "rows_total", "would_delete_rows_total")
-
-
-def _as_dict(run, *extra) -> dict:
-    data = {f.attname: f.value_from_object(run) for f in run._meta.concrete_fields}
-    for name, value in data.items():
-        if hasattr(value, "isoformat"):
-            data[name] = value.isoformat()
-    names = ["run_id", *extra, "duration_seconds"]
-    return data | {name: getattr(run, name) for name in names}
-
 
 class Retention(PurgeRun):
     """The admin's Retention page (status and seven days of plots); no data of its own."""
@@ -258,29 +215,17 @@ class Retention(PurgeRun):
         proxy = True
         verbose_name = "retention"
         verbose_name_plural = "retention"
-        # Any staff member may look (cleanup/admin.py); nothing to add, change or delete.
         default_permissions = ()
 
 
 class StorageBinding(models.Model):
-    """Which storage holds the files this database names: one row, the binding.
-
-    Written when the first file row is saved (or by migration 0008 for a deployment that already
-    had files), and changed only by `manage.py bind_storage --rebind`. Every delete from storage
-    (the purge, its fan-out, the pending sweep, Retry now, the after-commit delete of rows
-    deleted elsewhere, the reconciler) first compares the configured storage with it and refuses
-    on any difference: a process pointed at the wrong storage would otherwise report files
-    deleted (local storage treats a missing file as deleted) while the real ones stay forever.
-
-    The identity is what names the files, not how they are reached: the backend, and the bucket
-    and key prefix on S3 (not the endpoint URL) or the resolved MEDIA_ROOT for local files.
-    """
+    """The one row naming the storage that holds this database's files (bind_storage --rebind
+    changes it). Every delete from storage refuses when the configured storage differs."""
 
     class Kind(models.TextChoices):
         S3 = "s3", "S3 or S3-compatible"
         LOCAL = "local", "Local files"
 
-    # Always 1: there is one binding per database.
     id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
     kind = models.CharField(max_length=8, choices=Kind.choices)
     bucket = models.CharField(max_length=255, blank=True, help_text="S3 only.")
@@ -289,7 +234,6 @@ class StorageBinding(models.Model):
     )
     bound_at = models.DateTimeField(default=timezone.now)
     bound_by = models.CharField(max_length=150, help_text="Who or what bound it.")
-    # The binding this one replaced, in words, so a switch can be traced back.
     previous = models.CharField(max_length=1500, blank=True)
 
     class Meta:
@@ -299,15 +243,13 @@ class StorageBinding(models.Model):
         return f"Storage binding ({self.kind})"
 
 
-class ReconcileRun(models.Model):
+class ReconcileRun(RunRecord, models.Model):
     """One run of the orphan reconciler: counts and bytes, never a name."""
 
     class Status(models.TextChoices):
         RUNNING = "running", "Running"
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
-        # It would have deleted too much (an empty database, more than the allowed share of
-        # orphans) or ran on a storage the database does not know: nothing was deleted.
         REFUSED = "refused", "Refused, nothing deleted"
 
     started_at = models.DateTimeField(default=timezone.now, db_index=True)
@@ -330,29 +272,22 @@ class ReconcileRun(models.Model):
     deleted = models.PositiveIntegerField(default=0)
     deleted_bytes = models.PositiveBigIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
-    # Stored keys that break the upload-name rule: never sent, kept as refused pending names.
     refused_keys = models.PositiveIntegerField(default=0)
-    # Incomplete multipart uploads under the upload prefix: past grace with no live job (aborted
-    # with --delete), and the ones kept (young, or their job is live).
     uploads_orphaned = models.PositiveIntegerField(default=0)
     uploads_aborted = models.PositiveIntegerField(default=0)
     uploads_kept = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
 
+    # Not columns: storage requests sent, and a few orphan keys for --verbosity 2.
+    requests = 0
+    examples = ()
+    extra_keys = ("requests",)
+
     class Meta:
         ordering = ["-started_at"]
 
-    # Not columns: what reconcile_storage tells its caller besides the record (storage requests
-    # sent, and a few orphan keys for --verbosity 2; keys are never stored).
-    requests = 0
-    examples = ()
-
     def __str__(self):
         return f"Reconcile run {self.pk} ({self.status})"
-
-    run_id = PurgeRun.run_id
-    duration_seconds = PurgeRun.duration_seconds
-    duration = PurgeRun.duration
 
     @property
     def ok(self) -> bool:
@@ -361,6 +296,3 @@ class ReconcileRun(models.Model):
     @property
     def refused(self) -> bool:
         return self.status == self.Status.REFUSED
-
-    def as_dict(self) -> dict:
-        return _as_dict(self, "requests")

@@ -23,7 +23,6 @@ class Command(StrictCommand):
         )
         parser.add_argument(
             "--by",
-            default=None,
             metavar="NAME",
             help="Who is switching, for the record (default: the operating-system user).",
         )
@@ -36,15 +35,11 @@ class Command(StrictCommand):
                 state, changed = done.state, done.changed
             else:
                 state, changed = binding_state(), False
-        except PurgeNotPossible as exc:
-            raise CommandError(str(exc)) from exc
-        if options["json"]:
-            self.stdout.write(json.dumps(_facts(state, changed), indent=2))
-        elif options["verbosity"] > 0:
-            self.stdout.write(_text(state, changed, rebind=options["rebind"]))
-        try:
-            # What every purge, sweep and reconcile will say about this storage.
-            verify_storage()
+            if options["json"]:
+                self.stdout.write(json.dumps(_facts(state, changed), indent=2))
+            elif options["verbosity"] > 0:
+                self.stdout.write(_text(state, changed, rebind=options["rebind"]))
+            verify_storage()  # what every purge, sweep and reconcile will say about this storage
         except PurgeNotPossible as exc:
             raise CommandError(str(exc)) from exc
 
@@ -57,9 +52,10 @@ def _os_user() -> str:
 
 
 def _facts(state, changed) -> dict:
+    bound = state.bound
     return {
-        "bound": state.bound.describe() if state.bound else None,
-        "bound_kind": state.bound.kind if state.bound else None,
+        "bound": bound.describe() if bound else None,
+        "bound_kind": bound.kind if bound else None,
         "bound_at": state.bound_at.isoformat() if state.bound_at else None,
         "bound_by": state.bound_by or None,
         "previous": state.previous or None,

@@ -3,13 +3,7 @@ import json
 
 from django.core.management.base import CommandError
 
-from cleanup.services import (
-    LedgerBroken,
-    as_csv_row,
-    ledger_fields,
-    purge_log,
-    verify_ledger,
-)
+from cleanup.services import LedgerBroken, as_csv_row, ledger_fields, purge_log, verify_ledger
 from fmr.commands import StrictCommand, argument_type
 from fmr.parsing import parse_day
 
@@ -68,8 +62,7 @@ class Command(StrictCommand):
         # Django's stdout ends each write() with a newline: one row, one line.
         writer = csv.writer(self.stdout, lineterminator="")
         writer.writerow(ledger_fields())
-        for line in lines:
-            writer.writerow(as_csv_row(line))
+        writer.writerows(map(as_csv_row, lines))
 
     def verify(self, path):
         try:

@@ -9,20 +9,11 @@ from django.db import DatabaseError
 
 from cleanup.models import PurgeRun
 from cleanup.report import ProgressBar, format_result
-from cleanup.services import (
-    CutoffRefused,
-    PurgeNotPossible,
-    count_expired_jobs,
-    purge_expired_jobs,
-)
+from cleanup.services import CutoffRefused, PurgeNotPossible, count_expired_jobs, purge_expired_jobs
 from cleanup.storage import describe_error
 from fmr.commands import StrictCommand, argument_type
 from fmr.parsing import MAX_SIZE, parse_int
 
-# Exit status of a run stopped by Ctrl-C, as shells report a process ended by SIGINT.
-INTERRUPTED_EXIT = 130
-
-# Plain ASCII digits only: int() would also take "1_0", "+5" or non-Latin digits.
 positive_int = argument_type(
     parse_int, minimum=1, maximum=MAX_SIZE, expected=f"a positive whole number up to {MAX_SIZE}"
 )
@@ -38,18 +29,14 @@ class Command(StrictCommand):
         parser.add_argument(
             "--batch-size",
             type=positive_int,
-            default=None,
             help="Jobs deleted per transaction (default: the CLEANUP_BATCH_SIZE setting).",
         )
-        parser.add_argument(
-            "--limit", type=positive_int, default=None, help="Stop after this many jobs."
-        )
+        parser.add_argument("--limit", type=positive_int, help="Stop after this many jobs.")
         parser.add_argument("--json", action="store_true", help="Print the summary as JSON.")
 
     def handle(self, *args, **options):
         bar = self._progress_bar(options)
-        # The bar replaces the per-batch log lines on a terminal; -v 0 asks for silence.
-        # -v 2 keeps the log lines (and so shows no bar).
+        # The bar replaces the per-batch log lines; -v 0 silences them, -v 2 keeps them (no bar).
         quiet = bar is not None or options["verbosity"] == 0
         with stop_on_first_sigint(self.stderr) as stopping, logs_quieted(quiet):
             try:
@@ -76,7 +63,7 @@ class Command(StrictCommand):
             raise CommandError(
                 f"interrupted after {run.jobs_deleted} job(s); every batch finished, "
                 f"run #{run.pk} recorded as interrupted",
-                returncode=INTERRUPTED_EXIT,
+                returncode=130,  # as shells report a process ended by SIGINT
             )
         if not run.ok:
             raise CommandError(run.error or f"purge ended with status {run.status}")
@@ -88,20 +75,17 @@ class Command(StrictCommand):
         if not self.stderr.isatty():
             return None
         try:
-            total = count_expired_jobs()
+            total = min(count_expired_jobs(), options["limit"] or MAX_SIZE)
         except DatabaseError:
             return None  # the purge itself then says what is wrong with the database
-        if options["limit"] is not None:
-            total = min(total, options["limit"])
         return ProgressBar(self.stderr, total) if total else None
 
 
 @contextmanager
 def logs_quieted(quiet):
-    logger = logging.getLogger(__name__.partition(".")[0])  # the cleanup app's, above its modules
+    logger = logging.getLogger("cleanup")  # the app's, above its modules
     level = logger.level
-    if quiet:
-        logger.setLevel(logging.WARNING)
+    logger.setLevel(logging.WARNING if quiet else level)
     try:
         yield
     finally:
@@ -110,10 +94,7 @@ def logs_quieted(quiet):
 
 @contextmanager
 def stop_on_first_sigint(err):
-    """The first Ctrl-C asks the purge to stop after its current batch; a second one aborts.
-
-    An abort is still safe (the batch's transaction rolls back), just not tidy.
-    """
+    """The first Ctrl-C stops the purge after its batch; a second aborts it (rolled back)."""
     stopping = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield stopping  # signal handlers can only be installed from the main thread

@@ -7,8 +7,6 @@ from cleanup.services import PurgeNotPossible, purge_status
 from fmr.commands import StrictCommand, argument_type
 from fmr.parsing import parse_minutes
 
-minutes = argument_type(parse_minutes)
-
 
 class Command(StrictCommand):
     help = (
@@ -21,8 +19,7 @@ class Command(StrictCommand):
         parser.add_argument("--json", action="store_true", help="Print the facts as JSON.")
         parser.add_argument(
             "--max-overdue",
-            type=minutes,
-            default=None,
+            type=argument_type(parse_minutes),
             metavar="MINUTES",
             help="Exit 1 when an expired job is still present this long after its expiry, "
             "or a file deletion has been pending this long.",
@@ -33,19 +30,15 @@ class Command(StrictCommand):
             status = purge_status(reach_storage=True)
         except PurgeNotPossible as exc:  # a storage backend that is not supported at all
             raise CommandError(str(exc)) from exc
-        limit = options["max_overdue"]
+        limit, storage = options["max_overdue"], status.storage
         problems = [] if limit is None else status.problems(max_overdue=limit)
-        if not status.storage["reachable"]:
-            problems.insert(0, f"storage cannot be reached: {_reach(status.storage)}")
+        if not storage["reachable"]:
+            problems.insert(0, f"storage cannot be reached: {_reach(storage)}")
         if options["json"]:
-            data = status.as_dict()
-            if limit is not None:
-                data["problems"] = problems
-            self.stdout.write(json.dumps(data, indent=2))
+            extra = {} if limit is None else {"problems": problems}
+            self.stdout.write(json.dumps(status.as_dict() | extra, indent=2))
         elif options["verbosity"] > 0:
-            self.stdout.write(
-                f"{format_status(status)}\n  {'storage:':<30}{_reach(status.storage)}"
-            )
+            self.stdout.write(f"{format_status(status)}\n  {'storage:':<30}{_reach(storage)}")
         if problems:
             raise CommandError("the 24-hour promise is at risk: " + "; ".join(problems))
 

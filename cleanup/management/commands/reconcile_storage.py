@@ -8,10 +8,6 @@ from cleanup.services import RECONCILE_GRACE, reconcile_storage
 from fmr.commands import StrictCommand, argument_type
 from fmr.parsing import MAX_MINUTES, parse_minutes
 
-minutes = argument_type(
-    parse_minutes, expected=f"a number of minutes (0 or more) up to {MAX_MINUTES}"
-)
-
 
 class Command(StrictCommand):
     help = (
@@ -27,7 +23,9 @@ class Command(StrictCommand):
         )
         parser.add_argument(
             "--grace",
-            type=minutes,
+            type=argument_type(
+                parse_minutes, expected=f"a number of minutes (0 or more) up to {MAX_MINUTES}"
+            ),
             default=RECONCILE_GRACE,
             metavar="MINUTES",
             help="Leave objects younger than this alone, so uploads in flight are safe "
