@@ -371,49 +371,17 @@ class RetentionAdmin(ReadOnlyAdmin):
         return TemplateResponse(request, "admin/cleanup/retention.html", context)
 
 
-def _plots(history) -> list[dict]:
-    """The Retention page's four plots, over the same span: title, note, y axis, points, kind."""
-    backlog, oldest = ([(at, b[i] or 0) for at, *b in history.backlog] for i in (0, 1))
-    duration = {"label": format_duration, "ceiling": charts.nice_duration_ceiling}
-    table = [
-        (
-            "Jobs purged per hour",
-            "Expired jobs deleted, by the hour their run reported them.",
-            "jobs per hour",
-            history.purged_per_hour,
-            {"kind": "bars", "step": timedelta(hours=1)},
-        ),
-        (
-            "Expired jobs waiting (at each run's start)",
-            "The backlog each run found when it started.",
-            "expired jobs",
-            backlog,
-            {},
-        ),
-        (
-            "Oldest expired job's age (at each run's start)",
-            "How long past its expiry the most overdue job was; past 90 minutes the promise is "
-            "broken (the hourly schedule allows about one hour).",
-            "past expiry",
-            oldest,
-            duration,
-        ),
-        (
-            "Pending file deletions (at each run's end)",
-            "Files whose rows are gone and whose delete storage has not confirmed yet.",
-            "files pending",
-            history.pending,
-            {},
-        ),
-    ]
+def _plots(history) -> dict:
+    """The Retention page's four plots over one span (their texts are in its template)."""
     span = {"since": history.since, "until": history.until}
-    return [
-        {
-            "title": title,
-            "note": note,
-            "svg": charts.time_series(
-                title=title, y_title=axis, points=points, **span, **{"kind": "line", **kw}
-            ),
-        }
-        for title, note, axis, points, kw in table
-    ]
+    backlog, oldest = ([(at, b[i] or 0) for at, *b in history.backlog] for i in (0, 1))
+    return {
+        "purged": charts.time_series(
+            **span, points=history.purged_per_hour, kind="bars", step=timedelta(hours=1)
+        ),
+        "backlog": charts.time_series(**span, points=backlog),
+        "oldest": charts.time_series(
+            **span, points=oldest, label=format_duration, ceiling=charts.nice_duration_ceiling
+        ),
+        "pending": charts.time_series(**span, points=history.pending),
+    }

@@ -1,16 +1,15 @@
-"""Time-series plots as inline SVG for the admin's Retention page, drawn on the server.
+"""Time-series plots for the admin's Retention page: inline SVG drawn on the server.
 
-No JavaScript and no plotting library. The markup (admin/cleanup/plot.svg) takes its colours
-from the admin's CSS variables and `currentColor`, so the plots follow its light or dark theme.
+No JavaScript and no plotting library. This module places the marks; the markup
+(admin/cleanup/plot.svg) takes its colours from the admin's CSS variables and `currentColor`,
+so the plots follow the admin's light or dark theme.
 """
 
 import math
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
-from django.template.loader import render_to_string
 from django.utils import timezone
-from django.utils.safestring import SafeString
 
 WIDTH, HEIGHT = 760, 210
 LEFT, RIGHT, TOP, BOTTOM = 84, 14, 12, 44
@@ -45,18 +44,17 @@ def nice_duration_ceiling(seconds: float) -> float:
 
 def time_series(
     *,
-    title: str,
-    y_title: str,
     since: datetime,
     until: datetime,
     points: Sequence[tuple[datetime, float]],
-    kind: str,
+    kind: str = "line",
     label: Callable[[float], str] = lambda v: f"{v:,.0f}",
     ceiling: Callable[[float], float] = nice_ceiling,
     step: timedelta | None = None,
-) -> SafeString:
-    """`kind` "bars" (one bar per nonzero point, `step` wide) or "line" (dots and a polyline);
-    the y axis runs from 0 to `ceiling(largest value)`, labelled with `label`."""
+) -> dict:
+    """One plot for admin/cleanup/plot.svg: `kind` "bars" (a bar per nonzero point, `step`
+    wide) or "line" (dots and a polyline); the y axis from 0 to `ceiling(largest value)`,
+    labelled with `label`."""
     span = (until - since).total_seconds() or 1.0
     top = ceiling(max((v for _, v in points), default=0))
 
@@ -76,10 +74,8 @@ def time_series(
         for at, v in points
         if kind == "line" or v
     ]
-    context = {
+    return {
         "g": GEOMETRY,
-        "title": title,
-        "y_title": y_title,
         "grid": [
             (f"{y(top * f):.1f}", f"{y(top * f) + 4:.1f}", label(top * f)) for f in (0, 0.5, 1)
         ],
@@ -90,7 +86,6 @@ def time_series(
         "marks": marks,
         "width": f"{max(PLOT_W * (step.total_seconds() / span) - 0.6, 0.8) if step else 2:.1f}",
     }
-    return render_to_string("admin/cleanup/plot.svg", context)
 
 
 def _ticks(since, until):
