@@ -137,11 +137,8 @@ class PurgeRunAdmin(ReadOnlyAdmin):
         return super().get_queryset(request).annotate(fan_out_size=size)
 
     def get_urls(self):
-        purge_now = self.admin_site.admin_view(require_POST(self.purge_now_view))
-        return [
-            path("purge-now/", purge_now, name="cleanup_purgerun_purge_now"),
-            *super().get_urls(),
-        ]
+        view = self.admin_site.admin_view(require_POST(self.purge_now_view))
+        return [path("purge-now/", view, name="cleanup_purgerun_purge_now"), *super().get_urls()]
 
     def purge_now_view(self, request):
         """Enqueue the purge for a worker; the request itself deletes nothing."""
@@ -154,19 +151,12 @@ class PurgeRunAdmin(ReadOnlyAdmin):
             sent = current_app.send_task(PURGE_TASK, kwargs=asked, retry_policy=retry)
         except Exception as exc:  # noqa: BLE001 - any broker failure is reported, not raised
             logger.warning("purge.enqueue_failed", extra={"error": type(exc).__name__})
-            self.message_user(
-                request,
-                f"Could not enqueue the purge ({type(exc).__name__}: {exc}). "
-                "Is the Celery broker reachable?",
-                messages.ERROR,
-            )
+            said = f"Could not enqueue the purge ({type(exc).__name__}: {exc}). "
+            self.message_user(request, said + "Is the Celery broker reachable?", messages.ERROR)
         else:
-            self.message_user(
-                request,
-                f"Enqueued {PURGE_TASK} (task {sent.id}): a Celery worker will purge every "
-                "expired job. Its run appears in this list with trigger “Django admin”.",
-                messages.SUCCESS,
-            )
+            said = f"Enqueued {PURGE_TASK} (task {sent.id}): a Celery worker will purge every "
+            said += "expired job. Its run appears in this list with trigger “Django admin”."
+            self.message_user(request, said, messages.SUCCESS)
         return HttpResponseRedirect(reverse("admin:cleanup_purgerun_changelist"))
 
     @admin.display(description="rows")
@@ -274,15 +264,11 @@ class PendingFileDeletionAdmin(ReadOnlyAdmin):
         except PurgeNotPossible as exc:
             self.message_user(request, f"Nothing was deleted: {exc}", messages.ERROR)
             return
+        refused = "{} name(s) refused, never sent to storage: {}."
         said = [
             (outcome.deleted, messages.SUCCESS, "Deleted {} file(s) from storage.", []),
             (outcome.failed, messages.WARNING, "{} file(s) still pending: {}", outcome.errors),
-            (
-                outcome.refused,
-                messages.WARNING,
-                "{} name(s) refused, never sent to storage: {}.",
-                outcome.refused_reasons,
-            ),
+            (outcome.refused, messages.WARNING, refused, outcome.refused_reasons),
         ]
         for count, level, text, reasons in said:
             if count:
@@ -299,19 +285,12 @@ class PendingFileDeletionAdmin(ReadOnlyAdmin):
         resolved = resolve_stuck_files(ids=chosen, by=request.user.get_username())
         if resolved:
             logger.info("pending.resolved", extra={"files": resolved})
-            self.message_user(
-                request,
-                f"Marked {resolved} stuck or refused file(s) resolved: kept as a record, no "
-                "longer tried or alerted on.",
-                messages.SUCCESS,
-            )
+            said = f"Marked {resolved} stuck or refused file(s) resolved: kept as a record, no "
+            self.message_user(request, said + "longer tried or alerted on.", messages.SUCCESS)
         if len(chosen) > resolved:
-            self.message_user(
-                request,
-                f"{len(chosen) - resolved} file(s) neither stuck nor refused (or already "
-                "resolved): left as they were; the purge keeps trying them.",
-                messages.WARNING,
-            )
+            said = f"{len(chosen) - resolved} file(s) neither stuck nor refused (or already "
+            said += "resolved): left as they were; the purge keeps trying them."
+            self.message_user(request, said, messages.WARNING)
 
 
 @admin.register(ReconcileRun)
@@ -337,12 +316,11 @@ class StorageBindingAdmin(ReadOnlyAdmin):
 class RetentionAdmin(ReadOnlyAdmin):
     """Cleanup → Retention: is the promise holding, and seven days of the purge, for staff."""
 
-    def has_module_permission(self, request):
-        return request.user.is_active and request.user.is_staff
-
     def has_view_permission(self, request, obj=None):
         # Counts only, no personal data: every staff member may look, as at /cleanup/status/.
         return request.user.is_active and request.user.is_staff
+
+    has_module_permission = has_view_permission
 
     def get_urls(self):
         view = self.admin_site.admin_view(self.changelist_view)
@@ -356,7 +334,6 @@ class RetentionAdmin(ReadOnlyAdmin):
         context = {
             **self.admin_site.each_context(request),
             "title": "Retention",
-            "subtitle": None,
             "opts": self.opts,
             "verdict": retention_verdict(status=status, schedule=schedule),
             "schedule": schedule,

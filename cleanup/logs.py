@@ -8,7 +8,6 @@ jobs=2` (CLEANUP_LOG_FORMAT=plain) or one JSON object per line (json). Both serv
 import json
 import logging
 from datetime import datetime
-from functools import cache
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -28,14 +27,11 @@ def fields_of(record: logging.LogRecord) -> dict:
     }
 
 
-@cache
-def _zone() -> ZoneInfo:
-    return ZoneInfo(settings.TIME_ZONE)
-
-
 def iso_time(created: float) -> str:
-    """ISO 8601 with the offset in TIME_ZONE, so every process's lines agree."""
-    return datetime.fromtimestamp(created, tz=_zone()).isoformat(timespec="milliseconds")
+    """ISO 8601 with the offset in TIME_ZONE, so every process's lines agree (ZoneInfo caches
+    the zone)."""
+    zone = ZoneInfo(settings.TIME_ZONE)
+    return datetime.fromtimestamp(created, tz=zone).isoformat(timespec="milliseconds")
 
 
 class KeyValueFormatter(logging.Formatter):

@@ -41,8 +41,8 @@ def format_result(result) -> str:
             files.append(f"  files stuck (refused again; see purge_status): {result.files_stuck}")
         if result.files_refused:
             files.append(f"  file names refused (never sent to storage): {result.files_refused}")
-    table = [(f"  {label:<34}{count:>10}") for label, count in [("model", "rows"), *rows.items()]]
-    lines = [head, "", *table, f"  {'total':<34}{total:>10}", "", *files]
+    table = [("model", "rows"), *rows.items(), ("total", total)]
+    lines = [head, "", *(f"  {label:<34}{count:>10}" for label, count in table), "", *files]
     return "\n".join([*lines, f"  run #{result.run_id}: {result.status}"])
 
 
@@ -78,13 +78,10 @@ def format_status(status) -> str:
     ]
     if status.stuck_files:
         oldest = format_duration(status.oldest_stuck_seconds or 0)
-        lines.append(
-            _line(
-                "stuck file deletions",
-                f"{status.stuck_files} (oldest: pending for {oldest}; a person must look, then "
-                "mark them resolved in the admin)",
-            )
+        stuck = (
+            f"{status.stuck_files} (oldest: pending for {oldest}; a person must look, then mark "
         )
+        lines.append(_line("stuck file deletions", stuck + "them resolved in the admin)"))
         lines += [_line("", f"reason: {reason}") for reason in status.stuck_reasons[:3]]
     if status.refused_files:
         reasons = ", ".join(f"{n} {reason}" for reason, n in (status.refused_reasons or {}).items())
@@ -126,31 +123,20 @@ def _run_phrases(run, event: str) -> list[str]:
 
 def retention_facts(status) -> list[dict]:
     """The status in sentences for the Retention page: heading, text and the run it names."""
-    overdue = format_duration(status.most_overdue_seconds or 0)
+    expired = "none present: every job past its expiry is gone"
+    if status.expired_jobs:
+        overdue = format_duration(status.most_overdue_seconds or 0)
+        expired = f"{status.expired_jobs} expired job(s) still present; the most overdue is "
+        expired += f"{overdue} past its expiry"
     waiting = format_duration(status.oldest_pending_seconds or 0)
-    facts = [
-        (
-            "Expired jobs",
-            None,
-            f"{status.expired_jobs} expired job(s) still present; the most overdue is {overdue} "
-            "past its expiry"
-            if status.expired_jobs
-            else "none present: every job past its expiry is gone",
-        ),
-        (
-            "Pending file deletions",
-            None,
-            f"{status.pending_files}, the oldest for {waiting}" if status.pending_files else "none",
-        ),
-        (
-            "Stuck file deletions",
-            None,
-            f"{status.stuck_files}, storage keeps refusing them" if status.stuck_files else "none",
-        ),
-        *(
-            (heading, run and run["run_id"], "; ".join(text))
-            for heading, run, text in _runs(status)
-        ),
+    pending = (
+        f"{status.pending_files}, the oldest for {waiting}" if status.pending_files else "none"
+    )
+    stuck = f"{status.stuck_files}, storage keeps refusing them" if status.stuck_files else "none"
+    facts = [("Expired jobs", None, expired), ("Pending file deletions", None, pending)]
+    facts.append(("Stuck file deletions", None, stuck))
+    facts += [
+        (heading, run and run["run_id"], "; ".join(text)) for heading, run, text in _runs(status)
     ]
     return [{"heading": h, "run_id": run_id, "text": f"{text}."} for h, run_id, text in facts]
 
