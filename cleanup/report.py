@@ -78,10 +78,8 @@ def format_status(status) -> str:
     ]
     if status.stuck_files:
         oldest = format_duration(status.oldest_stuck_seconds or 0)
-        stuck = (
-            f"{status.stuck_files} (oldest: pending for {oldest}; a person must look, then mark "
-        )
-        lines.append(_line("stuck file deletions", stuck + "them resolved in the admin)"))
+        stuck = f"{status.stuck_files} (oldest: pending for {oldest}; a person must look, "
+        lines.append(_line("stuck file deletions", stuck + "then mark them resolved in the admin)"))
         lines += [_line("", f"reason: {reason}") for reason in status.stuck_reasons[:3]]
     if status.refused_files:
         reasons = ", ".join(f"{n} {reason}" for reason, n in (status.refused_reasons or {}).items())
