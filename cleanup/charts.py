@@ -52,9 +52,8 @@ def time_series(
     ceiling: Callable[[float], float] = nice_ceiling,
     step: timedelta | None = None,
 ) -> dict:
-    """One plot for admin/cleanup/plot.svg: `kind` "bars" (a bar per nonzero point, `step`
-    wide) or "line" (dots and a polyline); the y axis from 0 to `ceiling(largest value)`,
-    labelled with `label`."""
+    """One plot for admin/cleanup/plot.svg: `kind` "bars" (`step` wide) or "line"; the y axis
+    from 0 to `ceiling(largest value)`, labelled with `label`."""
     span = (until - since).total_seconds() or 1.0
     top = ceiling(max((v for _, v in points), default=0))
 
@@ -64,16 +63,6 @@ def time_series(
     def y(value):
         return TOP + PLOT_H - (value / top) * PLOT_H
 
-    marks = [
-        {
-            "x": x(at),
-            "y": f"{y(v):.1f}",
-            "height": f"{TOP + PLOT_H - y(v):.1f}",
-            "tip": _tip(at, v, label),
-        }
-        for at, v in points
-        if kind == "line" or v
-    ]
     return {
         "g": GEOMETRY,
         "grid": [
@@ -83,7 +72,7 @@ def time_series(
         "zone": timezone.localtime(until).tzname(),
         "points": points,
         "kind": kind,
-        "marks": marks,
+        "marks": _marks(points, kind, x, y, label),
         "width": f"{max(PLOT_W * (step.total_seconds() / span) - 0.6, 0.8) if step else 2:.1f}",
     }
 
@@ -98,5 +87,15 @@ def _ticks(since, until):
         tick += timedelta(hours=hours)
 
 
-def _tip(moment, value, label) -> str:
-    return f"{timezone.localtime(moment).isoformat(timespec='seconds')}: {label(value)}"
+def _marks(points, kind, x, y, label) -> list[dict]:
+    """A bar per nonzero point, or a dot per point (the polyline goes through them)."""
+    return [
+        {
+            "x": x(at),
+            "y": f"{y(v):.1f}",
+            "height": f"{TOP + PLOT_H - y(v):.1f}",
+            "tip": f"{timezone.localtime(at).isoformat(timespec='seconds')}: {label(v)}",
+        }
+        for at, v in points
+        if kind == "line" or v
+    ]
