@@ -5,24 +5,19 @@ from celery import current_app
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, OuterRef, Subquery
-from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse, reverse_lazy
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import Truncator
+from django.views.decorators.http import require_POST
 from django_celery_beat.admin import PeriodicTaskAdmin, PeriodicTaskForm
 from django_celery_beat.models import PeriodicTask
 
 from . import charts
-from .models import (
-    PendingFileDeletion,
-    PurgeRun,
-    ReconcileRun,
-    Retention,
-    StorageBinding,
-)
+from .models import PendingFileDeletion, PurgeRun, ReconcileRun, Retention, StorageBinding
 from .report import format_duration, retention_facts
 from .services import (
     PurgeNotPossible,
@@ -36,8 +31,7 @@ from .services import (
 
 logger = logging.getLogger(__name__)
 
-# The Celery task a worker runs for "Purge expired jobs now"; sent by name, so the admin needs
-# no import of the task module (an entry point does not call another).
+# Sent by name: the admin imports no task module (an entry point does not call another).
 PURGE_TASK = "delete_expired_jobs"
 
 admin.site.site_header = admin.site.site_title = "fmr retention"
@@ -47,8 +41,8 @@ admin.site.site_url = reverse_lazy("admin:cleanup_retention_changelist")
 # The app list beside every page would cost the runs list a third of a laptop's width.
 admin.site.enable_nav_sidebar = False
 
-# How the runs list colours a status: green done, grey routine, amber a person should look,
-# red the purge failed.
+# The runs list's status colours: green done, grey routine, blue running, amber a person should
+# look, red the purge failed.
 SEVERITY = {
     PurgeRun.Status.SUCCEEDED: "#1b7a3a",
     PurgeRun.Status.DRY_RUN: "#5f6b7a",
@@ -64,8 +58,7 @@ SEVERITY = {
 class ScheduleForm(PeriodicTaskForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        # django-celery-beat leaves "Task (registered)" blank for a saved row, which looks
-        # misconfigured: show the registered task the row runs.
+        # django-celery-beat leaves "Task (registered)" blank for a saved row: show its task.
         self.initial.setdefault("regtask", self.instance.task)
 
 
@@ -90,32 +83,30 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+def _rows_table(attribute):
+    """A run's rows per model as a table: the job first, then its dependents in cascade order."""
+
+    @admin.display(description="rows per model")
+    def show(self, run):
+        rows = getattr(run, attribute) or {}
+        ordered = sorted(rows.items(), key=lambda item: item[0] != "jobs.Job")
+        context = {"rows": ordered, "total": sum(rows.values())}
+        return render_to_string("admin/cleanup/purgerun/rows_table.html", context)
+
+    return show
+
+
 @admin.register(PurgeRun)
 class PurgeRunAdmin(ReadOnlyAdmin):
-    list_display = [
-        "id",
-        "started_at",
-        "took",
-        "trigger",
-        "coloured_status",
-        "fan_out",
-        "jobs_deleted",
-        "rows_total",
-        "files_deleted",
-        "files_pending",
-        "short_error",
-    ]
+    list_display = ["id", "started_at", "took", "trigger", "coloured_status", "fan_out"]
+    list_display += ["jobs_deleted", "rows_total", "files_deleted", "files_pending", "short_error"]
     list_filter = ["status", "trigger", "dry_run"]
     date_hierarchy = "started_at"
     ordering = ["-started_at", "-pk"]
-    change_list_template = "admin/cleanup/purgerun/change_list.html"
-    readonly_fields = [
-        "took",
-        "rows_table",
-        "would_delete_rows_table",
-        "fan_out_runs",
-        "oldest_expired_at_start",
-    ]
+    readonly_fields = ["took", "rows_table", "would_delete_rows_table", "fan_out_runs"]
+    readonly_fields += ["oldest_expired_at_start"]
+    rows_table = _rows_table("rows_deleted")
+    would_delete_rows_table = _rows_table("would_delete_rows")
 
     def get_fieldsets(self, request, obj=None):
         if obj is None:
@@ -128,65 +119,50 @@ class PurgeRunAdmin(ReadOnlyAdmin):
                 "Dry run: what it would have deleted (nothing was deleted)",
                 ["would_delete_jobs", "would_delete_rows_table", "would_delete_files"],
             )
+        when = ["status", "trigger", "requested_by", "started_at", "finished_at", "took"]
         sets = [
-            (None, ["status", "trigger", "requested_by", "started_at", "finished_at", "took"]),
+            (None, [*when, "heartbeat_at", "task_id"]),
             ("Fan-out", ["fan_out_runs"] if obj.fan_out_size > 1 else []),
             done,
             ("How", ["method", "cutoff", "batch_size", "limit", "batches"]),
             ("Backlog", ["expired_at_start", "oldest_expired_at_start", "pending_files_at_end"]),
             ("Error", ["error"]),
         ]
-        sets[0][1].extend(["heartbeat_at", "task_id"])
         return [(title, {"fields": fields}) for title, fields in sets if fields]
 
-    def get_urls(self):
-        purge_now = self.admin_site.admin_view(self.purge_now_view)
-        return [
-            path("purge-now/", purge_now, name="cleanup_purgerun_purge_now"),
-            *super().get_urls(),
-        ]
+    def get_queryset(self, request):
+        # The runs of one purge share a group: a fan-out's runs side by side, and successors.
+        same = PurgeRun.objects.filter(group=OuterRef("group")).values("group")
+        size = Subquery(same.annotate(n=Count("pk")).values("n"))
+        return super().get_queryset(request).annotate(fan_out_size=size)
 
-    def changelist_view(self, request, extra_context=None):
-        extra_context = {**(extra_context or {}), "can_run_purge": _can_run_purge(request)}
-        return super().changelist_view(request, extra_context)
+    def get_urls(self):
+        view = self.admin_site.admin_view(require_POST(self.purge_now_view))
+        return [path("purge-now/", view, name="cleanup_purgerun_purge_now"), *super().get_urls()]
 
     def purge_now_view(self, request):
         """Enqueue the purge for a worker; the request itself deletes nothing."""
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
-        if not _can_run_purge(request):
+        if not request.user.has_perm("cleanup.run_purge"):
             raise PermissionDenied
+        # Who asked goes into the run record (and the destruction ledger).
+        asked = {"trigger": PurgeRun.Trigger.ADMIN, "requested_by": request.user.get_username()}
+        retry = {"max_retries": 2, "interval_start": 0, "interval_step": 1}
         try:
-            sent = current_app.send_task(
-                PURGE_TASK,
-                # Who asked goes into the run record (and the destruction ledger).
-                kwargs={
-                    "trigger": PurgeRun.Trigger.ADMIN,
-                    "requested_by": request.user.get_username(),
-                },
-                retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 1},
-            )
+            sent = current_app.send_task(PURGE_TASK, kwargs=asked, retry_policy=retry)
         except Exception as exc:  # noqa: BLE001 - any broker failure is reported, not raised
             logger.warning("purge.enqueue_failed", extra={"error": type(exc).__name__})
-            self.message_user(
-                request,
-                f"Could not enqueue the purge ({type(exc).__name__}: {exc}). "
-                "Is the Celery broker reachable?",
-                messages.ERROR,
-            )
+            said = f"Could not enqueue the purge ({type(exc).__name__}: {exc}). "
+            self.message_user(request, said + "Is the Celery broker reachable?", messages.ERROR)
         else:
-            self.message_user(
-                request,
-                f"Enqueued {PURGE_TASK} (task {sent.id}): a Celery worker will purge every "
-                "expired job. Its run appears in this list with trigger “Django admin”.",
-                messages.SUCCESS,
-            )
+            said = f"Enqueued {PURGE_TASK} (task {sent.id}): a Celery worker will purge every "
+            said += "expired job. Its run appears in this list with trigger “Django admin”."
+            self.message_user(request, said, messages.SUCCESS)
         return HttpResponseRedirect(reverse("admin:cleanup_purgerun_changelist"))
 
     @admin.display(description="rows")
     def rows_total(self, run):
         # One number per run keeps each row one line; the run's page has the table per model.
-        return sum((run.rows_deleted or {}).values())
+        return run.rows_total
 
     @admin.display(description="status", ordering="status")
     def coloured_status(self, run):
@@ -203,13 +179,7 @@ class PurgeRunAdmin(ReadOnlyAdmin):
 
     @admin.display(description="fan-out", empty_value="")
     def fan_out(self, run):
-        # The runs of one purge share a group: a fan-out's runs side by side, and successors.
         return f"{run.fan_out_size} runs" if run.fan_out_size > 1 else ""
-
-    def get_queryset(self, request):
-        same = PurgeRun.objects.filter(group=OuterRef("group")).values("group")
-        size = Subquery(same.annotate(n=Count("pk")).values("n"))
-        return super().get_queryset(request).annotate(fan_out_size=size)
 
     @admin.display(description="took")
     def took(self, run):
@@ -219,14 +189,6 @@ class PurgeRunAdmin(ReadOnlyAdmin):
     def oldest_expired_at_start(self, run):
         seconds = run.oldest_expired_seconds_at_start
         return "-" if seconds is None else f"{format_duration(seconds)} past its expiry"
-
-    @admin.display(description="rows per model")
-    def rows_table(self, run):
-        return _rows_table(run.rows_deleted)
-
-    @admin.display(description="rows per model")
-    def would_delete_rows_table(self, run):
-        return _rows_table(run.would_delete_rows)
 
     @admin.display(description="runs")
     def fan_out_runs(self, run):
@@ -263,15 +225,8 @@ class RefusedFilter(PendingStateFilter):
 
 @admin.register(PendingFileDeletion)
 class PendingFileDeletionAdmin(ReadOnlyAdmin):
-    list_display = [
-        "name",
-        "state",
-        "created_at",
-        "attempts",
-        "next_attempt",
-        "last_error",
-        "refused_reason",
-    ]
+    list_display = ["name", "state", "created_at", "attempts", "next_attempt", "last_error"]
+    list_display += ["refused_reason"]
     list_filter = [PendingStateFilter, RefusedFilter]
     ordering = ["next_attempt_at", "pk"]
     actions = ["retry_now", "mark_resolved"]
@@ -309,16 +264,16 @@ class PendingFileDeletionAdmin(ReadOnlyAdmin):
         except PurgeNotPossible as exc:
             self.message_user(request, f"Nothing was deleted: {exc}", messages.ERROR)
             return
+        refused = "{} name(s) refused, never sent to storage: {}."
         said = [
-            (outcome.deleted, messages.SUCCESS, "Deleted {} file(s) from storage."),
-            (outcome.failed, messages.WARNING, "{} file(s) still pending: {}"),
-            (outcome.refused, messages.WARNING, "{} name(s) refused, never sent to storage: {}."),
+            (outcome.deleted, messages.SUCCESS, "Deleted {} file(s) from storage.", []),
+            (outcome.failed, messages.WARNING, "{} file(s) still pending: {}", outcome.errors),
+            (outcome.refused, messages.WARNING, refused, outcome.refused_reasons),
         ]
-        reasons = ["", "; ".join(outcome.errors[:3]), "; ".join(outcome.refused_reasons[:3])]
-        for (count, level, text), why in zip(said, reasons, strict=True):
+        for count, level, text, reasons in said:
             if count:
-                self.message_user(request, text.format(count, why), level)
-        if not outcome.deleted and not outcome.failed and not outcome.refused:
+                self.message_user(request, text.format(count, "; ".join(reasons[:3])), level)
+        if not any(count for count, *_ in said):
             self.message_user(request, "Nothing was left to delete.", messages.INFO)
 
     @admin.action(
@@ -330,39 +285,18 @@ class PendingFileDeletionAdmin(ReadOnlyAdmin):
         resolved = resolve_stuck_files(ids=chosen, by=request.user.get_username())
         if resolved:
             logger.info("pending.resolved", extra={"files": resolved})
-            self.message_user(
-                request,
-                f"Marked {resolved} stuck or refused file(s) resolved: kept as a record, no "
-                "longer tried or alerted on.",
-                messages.SUCCESS,
-            )
+            said = f"Marked {resolved} stuck or refused file(s) resolved: kept as a record, no "
+            self.message_user(request, said + "longer tried or alerted on.", messages.SUCCESS)
         if len(chosen) > resolved:
-            self.message_user(
-                request,
-                f"{len(chosen) - resolved} file(s) neither stuck nor refused (or already "
-                "resolved): left as they were; the purge keeps trying them.",
-                messages.WARNING,
-            )
+            said = f"{len(chosen) - resolved} file(s) neither stuck nor refused (or already "
+            said += "resolved): left as they were; the purge keeps trying them."
+            self.message_user(request, said, messages.WARNING)
 
 
 @admin.register(ReconcileRun)
 class ReconcileRunAdmin(ReadOnlyAdmin):
-    list_display = [
-        "id",
-        "started_at",
-        "finished_at",
-        "trigger",
-        "status",
-        "delete",
-        "forced",
-        "scanned",
-        "young",
-        "held",
-        "orphans",
-        "deleted",
-        "failed",
-        "short_error",
-    ]
+    list_display = ["id", "started_at", "finished_at", "trigger", "status", "delete", "forced"]
+    list_display += ["scanned", "young", "held", "orphans", "deleted", "failed", "short_error"]
     list_filter = ["status", "trigger", "delete", "forced"]
     date_hierarchy = "started_at"
     ordering = ["-started_at", "-pk"]
@@ -378,35 +312,15 @@ class StorageBindingAdmin(ReadOnlyAdmin):
     list_display = ["kind", "bucket", "location", "bound_at", "bound_by", "previous"]
 
 
-def _can_run_purge(request) -> bool:
-    return request.user.has_perm("cleanup.run_purge")
-
-
-def _run_url(run_id) -> str:
-    return reverse("admin:cleanup_purgerun_change", args=[run_id])
-
-
-def _rows_table(rows) -> str:
-    rows = rows or {}
-    context = {"rows": sorted(rows.items(), key=_by_model), "total": sum(rows.values())}
-    return render_to_string("admin/cleanup/purgerun/rows_table.html", context)
-
-
-def _by_model(item):
-    # The job first, then its dependents as the cascade reaches them (the record keeps order).
-    return 0 if item[0] == "jobs.Job" else 1
-
-
 @admin.register(Retention)
 class RetentionAdmin(ReadOnlyAdmin):
     """Cleanup → Retention: is the promise holding, and seven days of the purge, for staff."""
 
-    def has_module_permission(self, request):
-        return request.user.is_active and request.user.is_staff
-
     def has_view_permission(self, request, obj=None):
         # Counts only, no personal data: every staff member may look, as at /cleanup/status/.
         return request.user.is_active and request.user.is_staff
+
+    has_module_permission = has_view_permission
 
     def get_urls(self):
         view = self.admin_site.admin_view(self.changelist_view)
@@ -416,14 +330,15 @@ class RetentionAdmin(ReadOnlyAdmin):
         status = purge_status()
         schedule = purge_schedule(now=status.checked_at)
         history = retention_history(now=status.checked_at)
+        row = PeriodicTask.objects.filter(name="delete-expired-jobs").only("pk").first()
         context = {
             **self.admin_site.each_context(request),
             "title": "Retention",
-            "subtitle": None,
             "opts": self.opts,
             "verdict": retention_verdict(status=status, schedule=schedule),
             "schedule": schedule,
-            "schedule_url": _schedule_url(),
+            "schedule_url": row
+            and reverse("admin:django_celery_beat_periodictask_change", args=[row.pk]),
             "facts": retention_facts(status),
             "plots": _plots(history),
             "checked_at": status.checked_at,
@@ -433,56 +348,17 @@ class RetentionAdmin(ReadOnlyAdmin):
         return TemplateResponse(request, "admin/cleanup/retention.html", context)
 
 
-def _schedule_url() -> str | None:
-    row = PeriodicTask.objects.filter(name="delete-expired-jobs").only("pk").first()
-    return reverse("admin:django_celery_beat_periodictask_change", args=[row.pk]) if row else None
-
-
-def _plots(history) -> list[dict]:
-    """The Retention page's four plots, over the same span."""
+def _plots(history) -> dict:
+    """The Retention page's four plots over one span (their texts are in its template)."""
     span = {"since": history.since, "until": history.until}
-    return [
-        {
-            "title": title,
-            "note": note,
-            "svg": charts.time_series(title=title, y_title=axis, points=points, **span, **kw),
-        }
-        for title, note, axis, points, kw in _plot_table(history)
-    ]
-
-
-def _plot_table(history) -> list[tuple]:
     backlog, oldest = ([(at, b[i] or 0) for at, *b in history.backlog] for i in (0, 1))
-    line = {"kind": "line"}
-    duration = {**line, "label": format_duration, "ceiling": charts.nice_duration_ceiling}
-    return [
-        (
-            "Jobs purged per hour",
-            "Expired jobs deleted, by the hour their run reported them.",
-            "jobs per hour",
-            history.purged_per_hour,
-            {"kind": "bars", "step": timedelta(hours=1)},
+    return {
+        "purged": charts.time_series(
+            **span, points=history.purged_per_hour, kind="bars", step=timedelta(hours=1)
         ),
-        (
-            "Expired jobs waiting (at each run's start)",
-            "The backlog each run found when it started.",
-            "expired jobs",
-            backlog,
-            line,
+        "backlog": charts.time_series(**span, points=backlog),
+        "oldest": charts.time_series(
+            **span, points=oldest, label=format_duration, ceiling=charts.nice_duration_ceiling
         ),
-        (
-            "Oldest expired job's age (at each run's start)",
-            "How long past its expiry the most overdue job was; past 90 minutes the promise is "
-            "broken (the hourly schedule allows about one hour).",
-            "past expiry",
-            oldest,
-            duration,
-        ),
-        (
-            "Pending file deletions (at each run's end)",
-            "Files whose rows are gone and whose delete storage has not confirmed yet.",
-            "files pending",
-            history.pending,
-            line,
-        ),
-    ]
+        "pending": charts.time_series(**span, points=history.pending),
+    }

@@ -1,25 +1,19 @@
 """Log lines for operators: an event name, then its fields (counts only) from `extra`.
 
-    logger.info("purge.batch", extra={"run": 8, "jobs": 2, "duration_ms": 186})
-
-renders as `... purge.batch run=8 jobs=2 duration_ms=186` with CLEANUP_LOG_FORMAT=plain, or as
-one JSON object per line with CLEANUP_LOG_FORMAT=json. Both formatters serve the root handler
-(fmr/settings.py), so the lines of Django, Celery and the purge look alike and each is written
-once, by one handler, in every process.
+`logger.info("purge.batch", extra={"run": 8, "jobs": 2})` renders as `... purge.batch run=8
+jobs=2` (CLEANUP_LOG_FORMAT=plain) or one JSON object per line (json). Both serve the root handler
+(fmr/settings.py), so Django's, Celery's and the purge's lines look alike, each written once.
 """
 
 import json
 import logging
 from datetime import datetime
-from functools import cache
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
 
 # Attributes every LogRecord has; anything else on a record came in through `extra`.
 _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
-
-
 _SCALARS = (str, int, float, bool, type(None))
 
 
@@ -33,15 +27,11 @@ def fields_of(record: logging.LogRecord) -> dict:
     }
 
 
-@cache
-def _zone() -> ZoneInfo:
-    return ZoneInfo(settings.TIME_ZONE)
-
-
 def iso_time(created: float) -> str:
-    """ISO 8601 with the offset, in TIME_ZONE (Asia/Seoul, the operators' zone) in every
-    process: the web process, gunicorn's master, the worker, beat and commands agree."""
-    return datetime.fromtimestamp(created, tz=_zone()).isoformat(timespec="milliseconds")
+    """ISO 8601 with the offset in TIME_ZONE, so every process's lines agree (ZoneInfo caches
+    the zone)."""
+    zone = ZoneInfo(settings.TIME_ZONE)
+    return datetime.fromtimestamp(created, tz=zone).isoformat(timespec="milliseconds")
 
 
 class KeyValueFormatter(logging.Formatter):

@@ -15,14 +15,17 @@ from .metrics import CONTENT_TYPE, render_down, render_metrics
 from .services import overdue_limit, purge_status, run_totals
 
 
-def database_answers(view):
-    """503 with a one-line plain reason (metrics: Prometheus text with fmr_cleanup_up 0) when
-    the database does not answer, instead of a 500 page."""
+def monitor_view(view):
+    """GET only, never cached, for a staff session or the bearer token; a 503 with a one-line
+    plain reason (metrics: Prometheus text with fmr_cleanup_up 0) when the database does not
+    answer, instead of a 500 page."""
 
+    @never_cache
+    @require_GET
     @wraps(view)
     def answer(request):
         try:
-            return view(request)
+            return view(request) if _allowed(request) else _refused(request)
         except DatabaseError as exc:
             reason = f"database unreachable: {type(exc).__name__}"
             if view.__name__ == "metrics":
@@ -32,17 +35,10 @@ def database_answers(view):
     return answer
 
 
-@never_cache
-@require_GET
-@database_answers
+@monitor_view
 def status(request):
-    """The facts `manage.py purge_status --json` prints; staff session or bearer token.
-
-    With `?max_overdue=MINUTES` the answer is 503 when the promise is at risk, so a plain
-    HTTP check can alert on it.
-    """
-    if not _allowed(request):
-        return _refused(request)
+    """What `manage.py purge_status --json` prints; with `?max_overdue=MINUTES`, a 503 when the
+    promise is at risk, so a plain HTTP check can alert on it."""
     max_overdue = request.GET.get("max_overdue")
     if max_overdue is not None:
         try:
@@ -57,13 +53,9 @@ def status(request):
     return JsonResponse(data, status=503 if data["problems"] else 200)
 
 
-@never_cache
-@require_GET
-@database_answers
+@monitor_view
 def metrics(request):
-    """Gauges of the status and counters of the run history, for Prometheus; same auth."""
-    if not _allowed(request):
-        return _refused(request)
+    """Gauges of the status and counters of the run history, for Prometheus."""
     body = render_metrics(status=purge_status(), totals=run_totals())
     return HttpResponse(body, content_type=CONTENT_TYPE)
 
@@ -79,8 +71,8 @@ def _refused(request):
 def _allowed(request) -> bool:
     if request.user.is_active and request.user.is_staff:
         return True
-    # Both sides without surrounding whitespace: a token read from a secret file ends with a
-    # newline, and a monitor's header may carry one too.
+    # Both sides stripped: a token read from a secret file ends with a newline, and a monitor's
+    # header may carry one too.
     token = clean_secret(settings.CLEANUP_STATUS_TOKEN)
     scheme, _, offered = request.headers.get("Authorization", "").partition(" ")
     offered = offered.strip()
