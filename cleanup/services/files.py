@@ -26,15 +26,12 @@ RETRY_MAX = timedelta(hours=1)
 class FileDeletion:
     deleted: int = 0
     failed: int = 0
-    # Of the failed, those refused CLEANUP_STUCK_AFTER_ATTEMPTS times or more: still retried,
-    # but alerted by purge_status instead of failing every run.
-    stuck: int = 0
+    stuck: int = 0  # of the failed, refused too often: still retried, but purge_status alerts
     requests: int = 0
     retries: int = 0  # requests the S3 client sent again (throttling, 5xx, dropped connections)
     unavailable: str = ""  # storage itself could not be reached (not some keys refused)
     errors: list[str] = field(default_factory=list)
-    # Names never sent to storage (not a canonical key under the upload prefix), kept as refused.
-    refused: int = 0
+    refused: int = 0  # names never sent (they break the upload-name rule), kept as refused
     refused_reasons: list[str] = field(default_factory=list)
 
     def add(self, other: "FileDeletion"):
@@ -55,29 +52,24 @@ def delete_pending_files(
     storage_verified: bool = False,
     recorded_as: uuid.UUID | None = None,
 ) -> FileDeletion:
-    """Delete pending files from storage and forget the ones that are gone.
+    """Delete pending files from storage and forget the ones that are gone: `names` (as
+    record() wrote them, `recorded_as` its token), or else every name due at `due_before`.
 
-    With `names`, exactly those (just recorded by a delete, as `recorded_as`: the token
-    PendingFileDeletion.objects.record() returned, so their rows are forgotten without locking);
-    otherwise every pending name due at `due_before` (default now). A name a row still
-    references, in any spelling, is never deleted; one that breaks the upload-name rule is never
-    sent (it stays pending, marked refused). `session` is the run's open_storage().
-    Refuses (StorageNotVerified) unless the configured storage is the bound one;
-    `storage_verified` is for a caller that has just checked (the purge, once per run).
+    A name a row still references (in any spelling) is never deleted; one breaking the upload-name
+    rule is never sent (it stays pending, refused). StorageNotVerified unless the configured
+    storage is the bound one (`storage_verified`: the caller has just checked).
     """
     if not storage_verified:
         verify_storage()
     session = session or open_storage()
-    if names is not None:
-        # One pass for a whole batch: storage splits its own requests and the database side is
-        # one statement per step, so the queries do not grow with the batch.
+    if names is not None:  # one pass: the queries do not grow with the names
         return finish_batch_files(start_batch_files(names, recorded_as, session))
     return _sweep(due_before or timezone.now(), session)
 
 
 def _sweep(due_before, session) -> FileDeletion:
-    # Through the due rows in key order (each row read once, by the primary key's index). A chunk
-    # whose names all fail does not stop it: only storage itself being unavailable does.
+    # The due rows in key order (each read once, by the primary key). Only storage itself being
+    # unavailable stops it, not a chunk whose names all fail.
     result, after = FileDeletion(), 0
     while not result.unavailable:
         rows = list(
@@ -114,7 +106,8 @@ def start_batch_files(names, recorded_as, session, thread=None, *, rows=None) ->
     """Start deleting names from storage, in `thread` (an executor) if given, to overlap a purge's
     next batch. Referenced names are left out here, in the caller's thread: the storage thread
     never touches the database (connections are per thread); finish_batch_files() records."""
-    send = functools.partial(_send, _unreferenced(names), session)
+    referenced = referenced_names(names)
+    send = functools.partial(_send, [n for n in names if n not in referenced], session)
     outcome = thread.submit(send) if thread else send()
     return BatchFiles(names, recorded_as, timezone.now(), outcome, rows)
 
@@ -151,11 +144,6 @@ def finish_batch_files(batch: BatchFiles) -> FileDeletion:
     )
 
 
-def _unreferenced(names) -> list[str]:
-    referenced = referenced_names(names)
-    return [n for n in names if n not in referenced]
-
-
 def _send(names, session) -> storage.DeleteOutcome:
     try:
         return storage.delete_names(names, session=session)
@@ -164,13 +152,10 @@ def _send(names, session) -> storage.DeleteOutcome:
 
 
 def _forget_recorded(recorded_as, *, keep) -> int:
-    """Forget the rows one record() wrote (known by its token) but those of `keep`; returns how
-    many this call removed.
+    """Forget the rows one record() wrote (by its token) but `keep`'s; returns how many went.
 
-    No other run writes these rows, and a run's sweep locks them only for its own short delete,
-    never waiting (SKIP LOCKED in _forget_unowned): this can wait briefly but never deadlock, and
-    each row is counted by whichever run removes it. No lock first (locking 20,000 rows costs as
-    much as deleting them); one statement through the index on `batch`.
+    Only a sweep also takes them, locking briefly and never waiting (SKIP LOCKED): no deadlock,
+    each row counted by whichever run removes it. No lock first (it costs as much as the delete).
     """
     mine = PendingFileDeletion.objects.unresolved().filter(batch=recorded_as)
     if keep:
@@ -179,13 +164,9 @@ def _forget_recorded(recorded_as, *, keep) -> int:
 
 
 def _forget_unowned(pks) -> int:
-    """Forget these rows but those someone else holds (skipped, never waited for, so purges side
-    by side never deadlock); returns how many this call removed.
-
-    Two statements by primary key, not DELETE … WHERE id IN (SELECT … SKIP LOCKED): on a table
-    analyzed while empty the planner re-ran the locking subquery per row, quadratic in the rows
-    (tests/test_scale.py).
-    """
+    """Forget these rows but those someone else holds (skipped, never waited for: no deadlock);
+    returns how many went. Two statements, not DELETE … WHERE id IN (SELECT … SKIP LOCKED),
+    which the planner ran quadratically on a table analyzed while empty (tests/test_scale.py)."""
     removed = 0
     for part in _param_chunks(pks):
         with transaction.atomic():
@@ -217,8 +198,7 @@ def pending_names(names) -> set[str]:
 
 def _names_matching(manager, column, names) -> set[str]:
     wanted, held = set(names), set()
-    # The rows spelled otherwise: few, found through a partial index on exactly this condition
-    # (migration 0008) on PostgreSQL, so no scan of the table.
+    # The rows spelled otherwise: few, found by a partial index on this condition (migration 0008).
     odd = manager.filter(**{f"{column}__regex": storage.names.NON_CANONICAL_PATTERN}).order_by()
     for index, part in enumerate(_param_chunks(list(names))):
         exact = manager.filter(among(column, part)).order_by().values_list(column, flat=True)
@@ -237,9 +217,8 @@ def _names_matching(manager, column, names) -> set[str]:
 
 @contextmanager
 def _through_indexes():
-    """Look the names up through their indexes, whatever the planner's estimates: for 20,000
-    names on 400,000 rows PostgreSQL picked a parallel scan (124 ms, against 67 ms through the
-    index), and the scan grows with the table while the probes do not."""
+    """Through the indexes, whatever the planner thinks: it scanned 400,000 rows for 20,000 names
+    (124 ms against 67 ms), and the scan grows with the table while the probes do not."""
     if connection.vendor != "postgresql":
         yield
         return
@@ -267,11 +246,8 @@ def _mark_refused(refused: dict[str, str]):
 
 
 def _mark_failed(failed: dict[str, str], now, *, storage_failed: bool) -> int:
-    """Record the failures; returns how many of these names are now stuck.
-
-    Storage's own failure (`storage_failed`: an outage, a 5xx, throttling) is no attempt against
-    the names (so none is stuck by it), and they are retried as soon as a run comes.
-    """
+    """Record the failures; returns how many of these names are now stuck. Storage's own failure
+    (an outage, a 5xx, throttling) is no attempt against the names: retried by the next run."""
     if not failed:
         return 0
     rows = list(PendingFileDeletion.objects.unresolved().filter(name__in=failed))
@@ -291,13 +267,10 @@ def _mark_failed(failed: dict[str, str], now, *, storage_failed: bool) -> int:
 
 
 class AnyOf(Lookup):
-    """`column = ANY(%s::type[])`: the values travel as one array parameter (PostgreSQL).
-
-    `__in` renders one placeholder per value: for thousands of values, building and re-parsing
-    that SQL costs more than running it. The cast is to the column's own type: psycopg sends small
-    ints as smallint[], and `bigint = ANY(smallint[])` cannot be hashed (400 ms against 21 ms to
-    delete 20,000 outbox rows; tests/test_scale.py checks the plan).
-    """
+    """`column = ANY(%s::type[])`: one array parameter, where `__in`'s placeholder per value costs
+    more to build and parse than to run. Cast to the column's type: psycopg sends small ints as
+    smallint[], and `bigint = ANY(smallint[])` cannot be hashed (400 ms against 21 ms for 20,000
+    outbox rows; tests/test_scale.py checks the plan)."""
 
     lookup_name = "any_of"  # used directly, never registered on a field
     prepare_rhs = False

@@ -29,7 +29,6 @@ from .binding import verify_storage
 from .clock import purge_cutoff
 from .errors import PurgeNotPossible
 from .files import (
-    BatchFiles,
     FileDeletion,
     delete_pending_files,
     finish_batch_files,
@@ -54,16 +53,19 @@ def purge_expired_jobs(
     stopped_status: str = PurgeRun.Status.INTERRUPTED,
     **run_fields,
 ) -> PurgeRun:
-    """Delete jobs whose expires_at is before `now` (never ahead of the database's clock, see
-    clock.py), oldest first, `batch_size` per transaction, their files after each commit;
-    returns the run's record.
+    """Delete jobs expired before `now` (never ahead of the database's clock), oldest first,
+    `batch_size` per transaction, their files after each commit; returns the run's record.
 
-    `should_stop()` is asked between batches (a run it stops ends `stopped_status`);
-    `on_batch(jobs_deleted)` follows each batch; `run_fields` go into the record (trigger,
-    requested_by, task_id, group). An exception that ends the run is re-raised once the run is
-    recorded, with the record as its `purge_result` (None if it could not be written).
+    `should_stop()` is asked between batches (a run it stops ends `stopped_status`),
+    `on_batch(jobs_deleted)` called after each; `run_fields` go into the record. An exception
+    that ends the run is re-raised once recorded, the record as its `purge_result` (or None).
     """
-    batch_size = _check_sizes(batch_size, limit)
+    # PurgeRun keeps both sizes in PositiveIntegerFields: anything larger is refused up front.
+    batch_size = settings.CLEANUP_BATCH_SIZE if batch_size is None else batch_size
+    check_positive("batch_size", batch_size)
+    if limit is not None:
+        check_positive("limit", limit)
+    check_database_ready()
     cutoff = purge_cutoff(now)
     abandon_dead_runs()
     progress = _Progress(rows=dict.fromkeys((m._meta.label for m, _ in cascade_paths(Job)), 0))
@@ -78,8 +80,7 @@ def purge_expired_jobs(
 
 def _purge(run, progress, should_stop, on_batch):
     # Once per run, before the first row goes: a cascade the plan can honour, the storage its
-    # files live in (StorageNotVerified otherwise), and one it can delete from (not an
-    # unsupported backend).
+    # files live in, and one it can delete from.
     purge_plan().refuse_problems()
     verify_storage()
     if run.dry_run:
@@ -114,9 +115,7 @@ class _Progress:
 
     def with_batch(self, per_model: dict[str, int]) -> "_Progress":
         """The counts once this batch commits; this progress changes only after it has."""
-        rows = dict(self.rows)
-        for label, count in per_model.items():
-            rows[label] = rows.get(label, 0) + count
+        rows = {**self.rows, **{k: self.rows.get(k, 0) + n for k, n in per_model.items()}}
         jobs = self.jobs + per_model.get(Job._meta.label, 0)
         return replace(self, rows=rows, jobs=jobs, batches=self.batches + 1)
 
@@ -130,16 +129,6 @@ class _Progress:
         mine = PendingFileDeletion.objects.filter(batch__in=self.tokens)
         stuck = mine.stuck().count() + self.sweep.stuck
         return mine.not_stuck().count() + self.sweep.failed - self.sweep.stuck, stuck
-
-
-def _check_sizes(batch_size, limit) -> int:
-    # PurgeRun keeps both in PositiveIntegerFields: anything larger is refused before the run.
-    batch_size = settings.CLEANUP_BATCH_SIZE if batch_size is None else batch_size
-    check_positive("batch_size", batch_size)
-    if limit is not None:
-        check_positive("limit", limit)
-    check_database_ready()
-    return batch_size
 
 
 def check_positive(name, value):
@@ -198,22 +187,19 @@ class _Batch:
     names: list[str]
     token: object  # what record() put on the batch's pending rows
     started: float  # time.monotonic()
-    files: BatchFiles | FileDeletion | None = None
+    files: object = None  # BatchFiles under way, or FileDeletion when storage is down
 
 
 def _delete_batch(run, size, progress) -> _Batch | None:
     """One batch's rows in one transaction, with its outbox; None when nothing is left."""
     started = time.monotonic()
-    # durable: files are deleted once this block ends, so it must really commit here,
-    # not inside a caller's transaction that could still roll back.
+    # durable: its files are deleted next, so it must commit here, not in a caller's transaction.
     with transaction.atomic(durable=True):
         ids = list(_expired_ids(run.cutoff, size, lock=True))
         if not ids:
             return None
-        # The delete plan (cleanup/deletion.py), one DELETE per model, with the batch's file
-        # names; a pending row per name, committed with the batch (the outbox).
-        cascade = purge_plan().delete(ids)
-        token = PendingFileDeletion.objects.record(cascade.file_names)
+        cascade = purge_plan().delete(ids)  # one DELETE per model, with the file names
+        token = PendingFileDeletion.objects.record(cascade.file_names)  # the outbox
         after = progress.with_batch(cascade.per_model)
         # The run's record commits with the batch: if the process dies in the file step,
         # the record still shows exactly what was purged.
@@ -234,7 +220,7 @@ def _start_batch(batch, progress, session, thread) -> _Batch:
 
 def _finish_batch(batch, progress):
     files = batch.files
-    if isinstance(files, BatchFiles):
+    if not isinstance(files, FileDeletion):
         files = finish_batch_files(files)
     progress.files.add(files)
     duration_ms = int((time.monotonic() - batch.started) * 1000)
@@ -372,12 +358,12 @@ def _record_failure(run, progress, exc):
     lets it), and hang the record on `exc` as `purge_result`."""
     interrupted = isinstance(exc, KeyboardInterrupt)
     status = PurgeRun.Status.INTERRUPTED if interrupted else PurgeRun.Status.FAILED
-    # A refusal's own words are written for operators; anything else is summarised.
-    error = str(exc) if isinstance(exc, PurgeNotPossible) else storage.describe_error(exc)
-    if isinstance(exc, PurgeNotPossible):  # only verify_storage() raises it inside a run
-        error = f"Never started: refused before its first row. {error}"
-    elif not (progress.batches or progress.files.deleted):
-        error = f"Nothing was deleted: {error}"
+    if isinstance(exc, PurgeNotPossible):  # only verify_storage()'s, in words for operators
+        error = f"Never started: refused before its first row. {exc}"
+    elif progress.batches or progress.files.deleted:
+        error = storage.describe_error(exc)
+    else:
+        error = f"Nothing was deleted: {storage.describe_error(exc)}"
     recorded = None
     for attempt in range(2):
         try:
@@ -394,8 +380,6 @@ def _record_failure(run, progress, exc):
                     extra={"run": run.pk, "error": storage.describe_error(failure)},
                 )
                 break
-            # The failure was the connection itself (terminated, server restarted): the record
-            # is worth one fresh connection.
-            connection.close()
+            connection.close()  # the connection itself failed: worth one fresh connection
     with contextlib.suppress(AttributeError):  # an exception that takes no attributes
         exc.purge_result = recorded
