@@ -29,6 +29,7 @@ from .binding import verify_storage
 from .clock import purge_cutoff
 from .errors import PurgeNotPossible
 from .files import (
+    BatchFiles,
     FileDeletion,
     delete_pending_files,
     finish_batch_files,
@@ -172,7 +173,9 @@ def _delete_expired(run, progress, should_stop, on_batch, session):
             batch = _delete_batch(run, size, progress)
             if in_flight is not None:
                 _finish_batch(in_flight, progress)
-            in_flight = batch and _start_batch(batch, progress, session, thread)
+            if batch is not None and not progress.files.unavailable:
+                batch.files = start_batch_files(batch.names, batch.token, session, thread)
+            in_flight = batch
             if batch is None or batch.log["jobs"] < size:
                 break  # the backlog is done (or held by a purge beside this one): no empty SELECT
             if on_batch is not None:
@@ -187,7 +190,7 @@ class _Batch:
     names: list[str]
     token: object  # what record() put on the batch's pending rows
     started: float  # time.monotonic()
-    files: object = None  # BatchFiles under way, or FileDeletion when storage is down
+    files: BatchFiles | None = None  # under way; None when storage was already down
 
 
 def _delete_batch(run, size, progress) -> _Batch | None:
@@ -209,19 +212,12 @@ def _delete_batch(run, size, progress) -> _Batch | None:
     return _Batch(log, cascade.file_names, token, started)
 
 
-def _start_batch(batch, progress, session, thread) -> _Batch:
-    if progress.files.unavailable:
-        # Storage is down: don't spend every batch timing out. The names are safely pending.
-        batch.files = FileDeletion(failed=len(batch.names), errors=[progress.files.unavailable])
-    else:
-        batch.files = start_batch_files(batch.names, batch.token, session, thread)
-    return batch
-
-
 def _finish_batch(batch, progress):
-    files = batch.files
-    if not isinstance(files, FileDeletion):
-        files = finish_batch_files(files)
+    if batch.files is None:
+        # Storage is down: don't spend every batch timing out. The names are safely pending.
+        files = FileDeletion(failed=len(batch.names), errors=[progress.files.unavailable])
+    else:
+        files = finish_batch_files(batch.files)
     progress.files.add(files)
     duration_ms = int((time.monotonic() - batch.started) * 1000)
     logger.info(
@@ -254,24 +250,12 @@ def _finish(run, progress, status=None, error=None) -> PurgeRun:
     files = FileDeletion()
     files.add(progress.files)
     files.add(progress.sweep)
-    counts = {
-        "batches": progress.batches,
-        "files_refused": files.refused,
-        "files_stuck": stuck,
-        "storage_retries": files.retries,
-        "rows_deleted": progress.rows,
-    }
-    if run.dry_run:  # nothing was deleted, and the record says so
-        counts["rows_deleted"] = dict.fromkeys(progress.rows, 0)
-        counts |= {"would_delete_jobs": progress.jobs, "would_delete_rows": progress.rows}
-        counts |= {"would_delete_files": progress.files_to_delete}
-        status = status or PurgeRun.Status.DRY_RUN
-    else:
-        counts |= {"jobs_deleted": progress.jobs, "files_pending": pending}
-        counts |= {"files_deleted": files.deleted}
-        # Not every file known to be gone: never a clean success (stuck ones are an alert).
+    counts = _counts(run, progress, files, pending, stuck)
+    if status is None and run.dry_run:
+        status = PurgeRun.Status.DRY_RUN
+    elif status is None:  # not every file known to be gone: never a clean success
         failed = pending or files.refused
-        status = status or (PurgeRun.Status.FILES_PENDING if failed else PurgeRun.Status.SUCCEEDED)
+        status = PurgeRun.Status.FILES_PENDING if failed else PurgeRun.Status.SUCCEEDED
     now = timezone.now()
     mine = PurgeRun.objects.filter(pk=run.pk)
     ended = mine.filter(status=PurgeRun.Status.RUNNING).update(
@@ -289,6 +273,28 @@ def _finish(run, progress, status=None, error=None) -> PurgeRun:
     run.refresh_from_db()
     _log(run)
     return run
+
+
+def _counts(run, progress, files, pending, stuck) -> dict:
+    counts = {
+        "batches": progress.batches,
+        "files_refused": files.refused,
+        "files_stuck": stuck,
+        "storage_retries": files.retries,
+    }
+    if run.dry_run:  # nothing was deleted, and the record says so
+        return counts | {
+            "would_delete_jobs": progress.jobs,
+            "would_delete_rows": progress.rows,
+            "would_delete_files": progress.files_to_delete,
+            "rows_deleted": dict.fromkeys(progress.rows, 0),
+        }
+    return counts | {
+        "jobs_deleted": progress.jobs,
+        "rows_deleted": progress.rows,
+        "files_deleted": files.deleted,
+        "files_pending": pending,
+    }
 
 
 def _problems(pending, stuck, files) -> str:

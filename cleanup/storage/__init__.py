@@ -1,12 +1,9 @@
 """Deleting and listing objects in the configured storage: the purge's only side effects outside
-the database.
-
-S3 (s3.py: DeleteObjects of up to 1,000 keys, every version on a versioned bucket) or local files
-(local.py: one delete per name); anything else is refused before anything is deleted. A name
-already gone counts as deleted, each name not deleted comes back with the reason, and only the
-storage's own failure marks it unavailable. A name that breaks the session's upload-name rule
-(jobs.models.UploadName) is never sent: it comes back refused. A run opens one session and passes
-it to every call, so what it learns of the storage (versioning) is asked once per run.
+the database. S3 (s3.py) or local files (local.py); anything else is refused before anything is
+deleted. A name already gone counts as deleted, a name not deleted comes back with the reason,
+and only the storage's own failure marks it unavailable. A name breaking the session's upload-name
+rule is never sent: it comes back refused. A run opens one session (what it learns of the
+storage, such as versioning, is asked once per run).
 """
 
 # ruff: noqa: F401 - the imports below are the package's public names, re-exported.
