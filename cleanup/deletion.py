@@ -1,14 +1,11 @@
 """The purge's cascade: an explicit delete plan, derived once from the models' public metadata.
 
-From jobs.Job down every reverse ForeignKey/OneToOneField whose on_delete is CASCADE, the plan
-holds one DELETE per model, picking a batch's rows by its foreign key: against the batch's job
-ids, or a subquery on its parent. A batch runs them children first, so the statement count does
-not grow with the batch; the declared file models' DELETEs return their file names (RETURNING),
-which the purge records in the outbox in the same transaction. Counts are the rowcounts.
-
-The plan runs no on_delete handler but CASCADE and sends no pre/post_delete signal. What it
-cannot honour is in `problems`: cleanup/checks.py reports each, and a batch refuses to run. Deletes
-outside the purge (admin, `job.delete()`) go through Django's Collector and its signals as always.
+From jobs.Job down every reverse CASCADE ForeignKey/OneToOneField, one DELETE per model, children
+first, picking a batch's rows by foreign key (the batch's ids, or a subquery on the parent): the
+statement count does not grow with the batch. The file models' DELETEs return their names
+(RETURNING) for the outbox. No other on_delete and no pre/post_delete signal is run: what the plan
+cannot honour is in `problems` (reported by checks.py; a batch refuses to run). Deletes outside
+the purge go through Django's Collector and its signals as always.
 """
 
 import functools
@@ -73,8 +70,7 @@ class Plan:
 @dataclass
 class Cascade:
     per_model: dict[str, int] = field(default_factory=dict)
-    # The stored names the deleted rows of the declared file models held (empty names left out).
-    file_names: list[str] = field(default_factory=list)
+    file_names: list[str] = field(default_factory=list)  # of the deleted file rows, none empty
 
     @property
     def total(self) -> int:
@@ -165,8 +161,8 @@ def _walk(model, chain, edges, problems, declared_file_models):
             _walk(child, (*chain, child), edges, problems, declared_file_models)
 
 
-# The pre/post_delete receivers whose work the purge does itself (cleanup/receivers.py connects
-# them through `connect_own_receiver`): the check leaves them out of what the plan does not send.
+# The pre/post_delete receivers whose work the purge does itself (receivers.py): the check leaves
+# them out of what the plan does not send.
 _OWN_RECEIVERS: list[tuple] = []
 
 

@@ -1,9 +1,6 @@
-"""The models whose files the purge deletes: declared in CLEANUP_FILE_MODELS, never discovered.
-
-Declaring them (as django-cleanup's explicit model lists do) means a third-party app added later
-neither has its files deleted by the purge nor stops startup by using a storage of its own.
-Every declared model must have a FileField, and every such field must use the default storage:
-pending names carry no storage alias, they are deleted from the default storage.
+"""The models whose files the purge deletes: declared in CLEANUP_FILE_MODELS, never discovered
+(a third-party app added later neither loses its files nor stops startup). Each has a FileField,
+all on the default storage: pending names carry no storage alias.
 """
 
 from django.apps import apps
@@ -29,9 +26,8 @@ def names_of(instance) -> list[str]:
 
 
 def upload_rule():
-    """The upload-name rule the declared file fields validate with (the validator that carries
-    a `prefix` and a `problem(name)`, jobs.models.UploadName): the one rule model validation,
-    the purge and the reconciler apply, and the prefix storage is listed under."""
+    """The one upload-name rule (jobs.models.UploadName: a validator with `prefix` and
+    `problem(name)`) that the declared fields, the purge and the reconciler apply."""
     rules = [
         v
         for model in file_models()
@@ -48,8 +44,8 @@ def upload_rule():
 
 
 def validate_file_models():
-    """Refuse to start with a declaration the purge could not honour: an empty one would purge
-    rows and no file, and call that a success."""
+    """Refuse to start with a declaration the purge could not honour (an empty one would purge
+    rows and no file, and call that a success)."""
     declared = settings.CLEANUP_FILE_MODELS
     if not isinstance(declared, list | tuple) or not declared:
         raise ImproperlyConfigured(

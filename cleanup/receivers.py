@@ -1,14 +1,10 @@
 """Signal wiring for the declared file models: binding their storage, and making the files of
 rows deleted outside the purge durable pending deletions.
 
-A delete from the admin or a shell sends post_delete inside the transaction that deletes the row,
-so the pending name commits or rolls back with it; deleting from storage happens only after
-commit, and only if the configured storage is the one the database's files live in (otherwise
-the names stay pending). The purge's delete plan sends no signals: it records its batches' names
-itself, from its DELETE … RETURNING (see cleanup/deletion.py).
-
-Before a file row is saved, the storage it is written to is bound to the database if nothing is
-bound yet (the first file), and a save into another storage than the bound one is refused.
+post_delete records the names inside the deleting transaction (they commit or roll back with the
+row); storage is cleared only after commit, and only if the configured storage is the bound one.
+The purge's plan sends no signals: it records its own names (cleanup/deletion.py). pre_save binds
+the storage on the first file, and refuses a save into another storage than the bound one.
 """
 
 import logging
@@ -42,22 +38,17 @@ def connect_file_receivers():
 
 
 def bind_storage_of_saved_files(sender, instance, raw=False, using=None, **kwargs):
-    # Not for loaddata (raw): those rows' files were written elsewhere, by someone else; a purge
-    # then asks for an explicit `bind_storage --rebind` instead of assuming.
+    # Not for loaddata (raw): files written elsewhere (a purge asks for `bind_storage --rebind`).
     if not raw and names_of(instance):
         ensure_storage_bound(by="first file written")
 
 
 def record_deleted_files(sender, instance, using, **kwargs):
-    names = names_of(instance)
-    if not names:
-        return
-    # Record now, in the deleting transaction, and clear storage once that transaction commits.
-    # If the storage delete fails the name stays pending for the next purge.
-    recorded_as = PendingFileDeletion.objects.using(using).record(names)
-    transaction.on_commit(
-        lambda: _delete_after_commit(names, recorded_as), using=using, robust=True
-    )
+    if names := names_of(instance):
+        recorded_as = PendingFileDeletion.objects.using(using).record(names)
+        transaction.on_commit(
+            lambda: _delete_after_commit(names, recorded_as), using=using, robust=True
+        )
 
 
 def _delete_after_commit(names, recorded_as):

@@ -54,37 +54,51 @@ def purge_expired_jobs(
     stopped_status: str = PurgeRun.Status.INTERRUPTED,
     **run_fields,
 ) -> PurgeRun:
-    """Delete jobs whose expires_at is before `now`, oldest first, `batch_size` per transaction,
-    rows by the ORM cascade and files from storage after each commit; returns the run's record.
+    """Delete jobs expired before `now` (never ahead of the database's clock), oldest first,
+    `batch_size` per transaction, their files after each commit; returns the run's record.
 
-    The storage is verified first (StorageNotVerified otherwise). `should_stop()` is asked between
-    batches; a run it stops ends `stopped_status`. `on_batch(jobs_deleted)` follows each batch.
-    `run_fields` go into the record: trigger, requested_by, task_id, group. An exception that
-    ends the run is re-raised once the run is recorded, with the record as `purge_result` (None
-    if it could not be written). The cutoff is never ahead of the database's clock (clock.py).
+    `should_stop()` is asked between batches (a run it stops ends `stopped_status`),
+    `on_batch(jobs_deleted)` called after each; `run_fields` go into the record. An exception
+    that ends the run is re-raised once recorded, the record as its `purge_result` (or None).
     """
-    batch_size = _check_sizes(batch_size, limit)
+    # PurgeRun keeps both sizes in PositiveIntegerFields: anything larger is refused up front.
+    batch_size = settings.CLEANUP_BATCH_SIZE if batch_size is None else batch_size
+    check_positive("batch_size", batch_size)
+    if limit is not None:
+        check_positive("limit", limit)
+    check_database_ready()
     cutoff = purge_cutoff(now)
     abandon_dead_runs()
     progress = _Progress(rows=dict.fromkeys((m._meta.label for m, _ in cascade_paths(Job)), 0))
     run = open_run(cutoff=cutoff, dry_run=dry_run, batch_size=batch_size, limit=limit, **run_fields)
     try:
-        # Once per run, before the first row goes: a cascade the plan can honour, and the
-        # storage its files live in.
-        purge_plan().refuse_problems()
-        verify_storage()
-        if dry_run:
-            _count_expired(cutoff, limit, progress)
-        else:
-            # Before the first batch: a storage the purge cannot delete from (an unsupported
-            # backend) fails the run while every row is still there.
-            session = open_storage()
-            args = (cutoff, batch_size, limit, progress, should_stop, on_batch, session)
-            _delete_expired(run, *args)
+        _purge(run, progress, should_stop, on_batch)
     except BaseException as exc:
         _record_failure(run, progress, exc)
         raise
     return _finish(run, progress, stopped_status if progress.stopped else None)
+
+
+def _purge(run, progress, should_stop, on_batch):
+    # Once per run, before the first row goes: a cascade the plan can honour, the storage its
+    # files live in, and one it can delete from.
+    purge_plan().refuse_problems()
+    verify_storage()
+    if run.dry_run:
+        _count_expired(run.cutoff, run.limit, progress)
+        return
+    session = open_storage()
+    _delete_expired(run, progress, should_stop, on_batch, session)
+    if not progress.files.unavailable:
+        # Names left by earlier failures or crashes: this run finishes them.
+        progress.sweep = delete_pending_files(
+            due_before=progress.started, session=session, storage_verified=True
+        )
+    if progress.files.unavailable or progress.sweep.unavailable:
+        # Storage is down, so the sweep stopped at its first failing chunk or never started: the
+        # due names it did not get to are left pending by this run too. (The ones it tried were
+        # pushed past `progress.started` when they failed, so none is counted twice.)
+        progress.sweep.failed += PendingFileDeletion.objects.due(progress.started).count()
 
 
 @dataclass
@@ -93,20 +107,16 @@ class _Progress:
     jobs: int = 0
     batches: int = 0
     files_to_delete: int = 0
-    # The batches' file deletes, and the sweep's of names left by earlier runs.
-    files: FileDeletion = field(default_factory=FileDeletion)
-    sweep: FileDeletion = field(default_factory=FileDeletion)
+    files: FileDeletion = field(default_factory=FileDeletion)  # the batches' file deletes
+    sweep: FileDeletion = field(default_factory=FileDeletion)  # of names left by earlier runs
     # Names pending since before this moment are the sweep's; the batches' names come later.
     started: datetime = field(default_factory=timezone.now)
-    # The record() tokens of this run's committed batches: its own pending names.
-    tokens: list = field(default_factory=list)
+    tokens: list = field(default_factory=list)  # record()'s, of the committed batches' names
     stopped: bool = False
 
     def with_batch(self, per_model: dict[str, int]) -> "_Progress":
         """The counts once this batch commits; this progress changes only after it has."""
-        rows = dict(self.rows)
-        for label, count in per_model.items():
-            rows[label] = rows.get(label, 0) + count
+        rows = {**self.rows, **{k: self.rows.get(k, 0) + n for k, n in per_model.items()}}
         jobs = self.jobs + per_model.get(Job._meta.label, 0)
         return replace(self, rows=rows, jobs=jobs, batches=self.batches + 1)
 
@@ -120,20 +130,6 @@ class _Progress:
         mine = PendingFileDeletion.objects.filter(batch__in=self.tokens)
         stuck = mine.stuck().count() + self.sweep.stuck
         return mine.not_stuck().count() + self.sweep.failed - self.sweep.stuck, stuck
-
-
-# PurgeRun keeps batch_size and limit in PositiveIntegerFields; anything larger could not even
-# be recorded, so it is refused before the run starts rather than failing inside it. (MAX_SIZE
-# lives with the other bounds in fmr/parsing.py.)
-
-
-def _check_sizes(batch_size, limit) -> int:
-    batch_size = settings.CLEANUP_BATCH_SIZE if batch_size is None else batch_size
-    check_positive("batch_size", batch_size)
-    if limit is not None:
-        check_positive("limit", limit)
-    check_database_ready()
-    return batch_size
 
 
 def check_positive(name, value):
@@ -154,106 +150,83 @@ def _count_expired(cutoff, limit, progress):
     for model, path in cascade_paths(Job):
         rows = model._default_manager.filter(**{f"{path}pk__in": chosen})
         progress.rows[model._meta.label] = rows.count()
-        if model not in file_models():
-            continue
-        for f in file_fields(model):
-            progress.files_to_delete += rows.exclude(**{f.name: ""}).count()
+        if model in file_models():
+            for f in file_fields(model):
+                progress.files_to_delete += rows.exclude(**{f.name: ""}).count()
     progress.jobs = progress.rows[Job._meta.label]
 
 
-def _delete_expired(run, cutoff, batch_size, limit, progress, should_stop, on_batch, session):
+def _delete_expired(run, progress, should_stop, on_batch, session):
     # Batch N's storage step runs in `thread` while batch N+1's rows are deleted here: at most one
     # batch's files in flight. Only this thread touches the database. Its names are in the outbox,
     # committed, before the step starts: if the run dies (an exception, Ctrl-C), the executor
     # still waits for the step, but its outcome is never recorded, so its names stay pending and
     # the next run's sweep finishes them (a missing name counts as deleted).
+    limit = run.limit
     with ThreadPoolExecutor(1, thread_name_prefix="purge-storage") as thread:
         in_flight = None
         while limit is None or progress.jobs < limit:
             if should_stop is not None and should_stop():
                 progress.stopped = True
                 break
-            size = batch_size if limit is None else min(batch_size, limit - progress.jobs)
-            batch = _delete_batch(run, cutoff, size, progress)
+            size = run.batch_size if limit is None else min(run.batch_size, limit - progress.jobs)
+            batch = _delete_batch(run, size, progress)
             if in_flight is not None:
-                _finish_batch(run, in_flight, progress)
-            in_flight = batch and _start_batch(batch, progress, session, thread)
-            if batch is None or batch.jobs < size:
+                _finish_batch(in_flight, progress)
+            if batch is not None and not progress.files.unavailable:
+                batch.files = start_batch_files(batch.names, batch.token, session, thread)
+            in_flight = batch
+            if batch is None or batch.log["jobs"] < size:
                 break  # the backlog is done (or held by a purge beside this one): no empty SELECT
             if on_batch is not None:
                 on_batch(progress.jobs)
         if in_flight is not None:
-            _finish_batch(run, in_flight, progress)
-    if not progress.files.unavailable:
-        # Names left by earlier failures or crashes: this run finishes them.
-        progress.sweep = delete_pending_files(
-            due_before=progress.started, session=session, storage_verified=True
-        )
-    if progress.files.unavailable or progress.sweep.unavailable:
-        # Storage is down, so the sweep stopped at its first failing chunk or never started: the
-        # due names it did not get to are left pending by this run too. (The ones it tried were
-        # pushed past `progress.started` when they failed, so none is counted twice.)
-        progress.sweep.failed += PendingFileDeletion.objects.due(progress.started).count()
+            _finish_batch(in_flight, progress)
 
 
 @dataclass
 class _Batch:
-    jobs: int
-    number: int
+    log: dict  # purge.batch's first fields: run, batch, jobs, rows
     names: list[str]
     token: object  # what record() put on the batch's pending rows
-    per_model: dict[str, int]
     started: float  # time.monotonic()
-    files: BatchFiles | FileDeletion | None = None
+    files: BatchFiles | None = None  # under way; None when storage was already down
 
 
-def _delete_batch(run, cutoff, size, progress) -> _Batch | None:
+def _delete_batch(run, size, progress) -> _Batch | None:
     """One batch's rows in one transaction, with its outbox; None when nothing is left."""
     started = time.monotonic()
-    # durable: files are deleted once this block ends, so it must really commit here,
-    # not inside a caller's transaction that could still roll back.
+    # durable: its files are deleted next, so it must commit here, not in a caller's transaction.
     with transaction.atomic(durable=True):
-        ids = list(_expired_ids(cutoff, size, lock=True))
+        ids = list(_expired_ids(run.cutoff, size, lock=True))
         if not ids:
             return None
-        # The delete plan, one DELETE per model (see cleanup/deletion.py); it hands back the
-        # names of the files that must go.
-        cascade = purge_plan().delete(ids)
-        # The outbox: a pending row per name, committed with the batch (see record()).
-        recorded_as = PendingFileDeletion.objects.record(cascade.file_names)
+        cascade = purge_plan().delete(ids)  # one DELETE per model, with the file names
+        token = PendingFileDeletion.objects.record(cascade.file_names)  # the outbox
         after = progress.with_batch(cascade.per_model)
-        # The run's record commits with the batch: if the process dies in the file step
-        # below, the record still shows exactly what was purged.
+        # The run's record commits with the batch: if the process dies in the file step,
+        # the record still shows exactly what was purged.
         _heartbeat(run, after)
-    progress.add_batch(after, recorded_as)
-    names, per_model = cascade.file_names, cascade.per_model
-    return _Batch(len(ids), after.batches, names, recorded_as, per_model, started)
+    progress.add_batch(after, token)
+    log = {"run": run.pk, "batch": after.batches, "jobs": len(ids), "rows": cascade.total}
+    return _Batch(log, cascade.file_names, token, started)
 
 
-def _start_batch(batch, progress, session, thread) -> _Batch:
-    if progress.files.unavailable:
+def _finish_batch(batch, progress):
+    if batch.files is None:
         # Storage is down: don't spend every batch timing out. The names are safely pending.
-        batch.files = FileDeletion(failed=len(batch.names), errors=[progress.files.unavailable])
+        files = FileDeletion(failed=len(batch.names), errors=[progress.files.unavailable])
     else:
-        batch.files = start_batch_files(batch.names, batch.token, session, thread)
-    return batch
-
-
-def _finish_batch(run, batch, progress):
-    files = batch.files
-    if isinstance(files, BatchFiles):
-        files = finish_batch_files(files)
+        files = finish_batch_files(batch.files)
     progress.files.add(files)
+    duration_ms = int((time.monotonic() - batch.started) * 1000)
     logger.info(
         "purge.batch",
         extra={
-            "run": run.pk,
-            "batch": batch.number,
-            "jobs": batch.jobs,
-            "rows": sum(batch.per_model.values()),
+            **batch.log,
             "files_deleted": files.deleted,
             "files_pending": files.failed,
-            "duration_ms": int((time.monotonic() - batch.started) * 1000),
+            "duration_ms": duration_ms,
         },
     )
 
@@ -277,9 +250,12 @@ def _finish(run, progress, status=None, error=None) -> PurgeRun:
     files = FileDeletion()
     files.add(progress.files)
     files.add(progress.sweep)
-    if status is None:
-        status = _status(run, pending, files)
     counts = _counts(run, progress, files, pending, stuck)
+    if status is None and run.dry_run:
+        status = PurgeRun.Status.DRY_RUN
+    elif status is None:  # not every file known to be gone: never a clean success
+        failed = pending or files.refused
+        status = PurgeRun.Status.FILES_PENDING if failed else PurgeRun.Status.SUCCEEDED
     now = timezone.now()
     mine = PurgeRun.objects.filter(pk=run.pk)
     ended = mine.filter(status=PurgeRun.Status.RUNNING).update(
@@ -306,8 +282,7 @@ def _counts(run, progress, files, pending, stuck) -> dict:
         "files_stuck": stuck,
         "storage_retries": files.retries,
     }
-    if run.dry_run:
-        # Nothing was deleted, and the record says so; the prediction has its own fields.
+    if run.dry_run:  # nothing was deleted, and the record says so
         return counts | {
             "would_delete_jobs": progress.jobs,
             "would_delete_rows": progress.rows,
@@ -322,60 +297,40 @@ def _counts(run, progress, files, pending, stuck) -> dict:
     }
 
 
-def _status(run, pending, files) -> str:
-    if run.dry_run:
-        return PurgeRun.Status.DRY_RUN
-    if pending or files.refused:
-        # Rows purged, but not every file is known to be gone: never a clean success.
-        return PurgeRun.Status.FILES_PENDING
-    # Deleted everything it could: stuck names are purge_status's alert, not a failed run.
-    return PurgeRun.Status.SUCCEEDED
-
-
 def _problems(pending, stuck, files) -> str:
-    problems = []
-    if pending:
-        problems.append(f"{pending} file(s) left pending: {'; '.join(files.errors[:3])}")
+    errors, refused = "; ".join(files.errors[:3]), "; ".join(files.refused_reasons[:3])
+    problems = [f"{pending} file(s) left pending: {errors}"] if pending else []
     if files.refused:
         problems.append(
-            f"{files.refused} file name(s) refused, never sent to storage "
-            f"({'; '.join(files.refused_reasons[:3])}); see purge_status"
+            f"{files.refused} file name(s) refused, never sent to storage ({refused}); "
+            "see purge_status"
         )
     if stuck and not pending:
-        problems.append(
-            f"{stuck} stuck file(s) still refused by storage: {'; '.join(files.errors[:3])}"
-        )
+        problems.append(f"{stuck} stuck file(s) still refused by storage: {errors}")
     return "; ".join(problems)
 
 
 def _log(run):
     fields = {"run": run.pk, "trigger": run.trigger, "status": run.status, "dry_run": run.dry_run}
     if run.dry_run:
-        fields.update(
-            would_delete_jobs=run.would_delete_jobs,
-            would_delete_rows=run.would_delete_rows_total,
-            would_delete_files=run.would_delete_files,
-        )
+        fields["would_delete_jobs"] = run.would_delete_jobs
+        fields["would_delete_rows"] = run.would_delete_rows_total
+        fields["would_delete_files"] = run.would_delete_files
     else:
-        names = ["files_deleted", "files_pending", "files_stuck", "files_refused", "batches"]
-        fields.update(jobs=run.jobs_deleted, rows=run.rows_total)
-        fields.update({name: getattr(run, name) for name in names})
+        fields |= {"jobs": run.jobs_deleted, "rows": run.rows_total}
+        for name in ("files_deleted", "files_pending", "files_stuck", "files_refused", "batches"):
+            fields[name] = getattr(run, name)
     fields["duration_ms"] = int(run.duration.total_seconds() * 1000)
     logger.info("purge.run", extra=fields)
 
-
-# A purge that cannot run, or whose database goes away mid-run, says so in words an operator can
-# act on, and still leaves a failed run record when the database lets it.
 
 PURGE_APPS = ("jobs", "cleanup")
 
 
 def check_database_ready():
-    """Refuse to start on a database that lacks the purge's tables (never migrated, or behind).
-
-    Compares the migrations on disk with those the database has applied, by module name: one
-    query, and no import of the migration modules (which cost a fresh process ~30 ms a run).
-    """
+    """Refuse to start on a database that lacks the purge's tables (never migrated, or behind):
+    the migrations on disk against those applied, by module name (one query, and no import of
+    the migration modules, which cost a fresh process ~30 ms a run)."""
     recorder = MigrationRecorder(connection)
     applied = set(recorder.applied_migrations()) if recorder.has_table() else set()
     missing = [
@@ -405,15 +360,16 @@ def _migrations_on_disk(app_label) -> tuple[str, ...]:
 
 
 def _record_failure(run, progress, exc):
-    """Record the run that `exc` ended, and hang the record on `exc` as `purge_result`."""
+    """Record the run that `exc` ended (in words an operator can act on, when the database
+    lets it), and hang the record on `exc` as `purge_result`."""
     interrupted = isinstance(exc, KeyboardInterrupt)
     status = PurgeRun.Status.INTERRUPTED if interrupted else PurgeRun.Status.FAILED
-    # A refusal's own words are written for operators; anything else is summarised.
-    error = str(exc) if isinstance(exc, PurgeNotPossible) else storage.describe_error(exc)
-    if isinstance(exc, PurgeNotPossible):  # only verify_storage() raises it inside a run
-        error = f"Never started: refused before its first row. {error}"
-    elif not (progress.batches or progress.files.deleted):
-        error = f"Nothing was deleted: {error}"
+    if isinstance(exc, PurgeNotPossible):  # only verify_storage()'s, in words for operators
+        error = f"Never started: refused before its first row. {exc}"
+    elif progress.batches or progress.files.deleted:
+        error = storage.describe_error(exc)
+    else:
+        error = f"Nothing was deleted: {storage.describe_error(exc)}"
     recorded = None
     for attempt in range(2):
         try:
@@ -430,8 +386,6 @@ def _record_failure(run, progress, exc):
                     extra={"run": run.pk, "error": storage.describe_error(failure)},
                 )
                 break
-            # The failure was the connection itself (terminated, server restarted): the record
-            # is worth one fresh connection.
-            connection.close()
+            connection.close()  # the connection itself failed: worth one fresh connection
     with contextlib.suppress(AttributeError):  # an exception that takes no attributes
         exc.purge_result = recorded

@@ -1,47 +1,41 @@
 """Deleting and listing objects in the configured storage: the purge's only side effects outside
-the database.
-
-On S3 names go out in DeleteObjects requests of up to 1,000 keys (one request per key is ~80x
-slower; s3.py), every version of them on a versioned bucket; on local files, one delete per name
-(local.py). Either way, a name that is already gone counts as deleted, each name that could not be
-deleted comes back with the reason, and only the storage's own failure (not one name's) marks it
-unavailable. A name that breaks the upload-name rule the session was opened with (an allow-list,
-jobs.models.UploadName, which services get from the file models' declaration) is never sent at
-all: it comes back refused, with the reason. Only S3 and local file storage
-are supported; anything else is refused (identity.py), before anything is deleted.
-
-A run opens one session (`open_session(rule)`) and passes it to every call: what the session learns
-of the storage (whether an S3 bucket is versioned) is asked once per run, not per batch.
+the database. S3 (s3.py) or local files (local.py); anything else is refused before anything is
+deleted. A name already gone counts as deleted, a name not deleted comes back with the reason,
+and only the storage's own failure marks it unavailable. A name breaking the session's upload-name
+rule is never sent: it comes back refused. A run opens one session (what it learns of the
+storage, such as versioning, is asked once per run).
 """
 
+# ruff: noqa: F401 - the imports below are the package's public names, re-exported.
+
+import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from django.core.files.storage import FileSystemStorage, storages
 
 from . import local, names, s3
-from .identity import StorageIdentity, identify, unsupported
 from .outcome import DeleteOutcome, StoredObject, UnsupportedStorage, describe_error
 from .probe import StorageProbe, probe_s3
 from .s3 import S3_MAX_KEYS_PER_REQUEST, is_s3, retries_so_far
 
-__all__ = [
-    "S3_MAX_KEYS_PER_REQUEST",
-    "DeleteOutcome",
-    "StorageProbe",
-    "StorageIdentity",
-    "StoredObject",
-    "UnsupportedStorage",
-    "configured_identity",
-    "delete_names",
-    "describe_error",
-    "get_storage",
-    "is_s3",
-    "list_objects",
-    "probe_s3",
-    "retries_so_far",
-    "open_session",
-    "names",
-]
+
+@dataclass(frozen=True)
+class StorageIdentity:
+    """What names a storage's files, not how it is reached: an S3 bucket and key prefix (not the
+    endpoint: a proxy reaches the same bucket), or the MEDIA_ROOT directory with symlinks
+    resolved (two spellings of one directory are one storage)."""
+
+    kind: str  # "s3" or "local"
+    bucket: str = ""
+    location: str = ""
+
+    def describe(self) -> str:
+        """For operators: backend, bucket, prefix or directory; never a file's name."""
+        if self.kind == "s3":
+            prefix = f" (key prefix {self.location!r})" if self.location else ""
+            return f"S3 bucket {self.bucket!r}{prefix}"
+        return f"local files under {self.location}"
 
 
 def get_storage():
@@ -49,28 +43,35 @@ def get_storage():
     return storages["default"]
 
 
+def _kind(storage) -> str:
+    if is_s3(storage):
+        return "s3"
+    if isinstance(storage, FileSystemStorage):
+        return "local"
+    kind = f"{type(storage).__module__}.{type(storage).__qualname__}"
+    raise UnsupportedStorage(f"{kind} is not supported: only S3 and local file storage are")
+
+
 def open_session(rule):
     """One run's handle on the default storage, refusing what breaks `rule` (the upload-name
-    rule: `rule.prefix`, `rule.problem(name)`); see the module docstring."""
+    rule: `rule.prefix`, `rule.problem(name)`)."""
     storage = get_storage()
-    if is_s3(storage):
-        return s3.S3Session(storage, rule)
-    if isinstance(storage, FileSystemStorage):
-        return local.LocalSession(storage, rule)
-    raise UnsupportedStorage(unsupported(storage))
+    session = s3.S3Session if _kind(storage) == "s3" else local.LocalSession
+    return session(storage, rule)
 
 
 def configured_identity() -> StorageIdentity:
     """Which storage this process is configured for; UnsupportedStorage for an unknown kind."""
-    return identify(get_storage())
+    storage = get_storage()
+    if _kind(storage) == "s3":
+        return StorageIdentity("s3", storage.bucket_name or "", (storage.location or "").strip("/"))
+    return StorageIdentity("local", "", os.path.realpath(storage.location))
 
 
 def delete_names(names_to_delete: list[str], *, session) -> DeleteOutcome:
-    refused = {}
-    sendable = []
+    refused, sendable = {}, []
     for name in names_to_delete:
-        reason = session.rule.problem(name)
-        if reason:
+        if reason := session.rule.problem(name):
             refused[name] = reason
         else:
             sendable.append(name)
@@ -80,10 +81,7 @@ def delete_names(names_to_delete: list[str], *, session) -> DeleteOutcome:
 
 
 def list_objects(prefix: str, *, session) -> Iterator[StoredObject]:
-    """Every object whose name starts with `prefix/`, streamed: nothing holds the whole listing.
-
-    On a versioned bucket, every key that still has any version or delete marker, with the bytes
-    all its versions hold and its newest change.
-    """
-    prefix = prefix.strip("/") + "/"
-    yield from session.list_objects(prefix)
+    """Every object whose name starts with `prefix/`, streamed; on a versioned bucket, every key
+    with any version or delete marker left, with the bytes of all its versions and its newest
+    change."""
+    yield from session.list_objects(prefix.strip("/") + "/")

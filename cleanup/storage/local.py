@@ -1,9 +1,8 @@
 """Local file storage (FileSystemStorage under MEDIA_ROOT): one delete per name.
 
-A name that cannot be deleted (a directory in its place, a name too long, a permission) fails
-alone; only an error of the file system itself (read-only, I/O error, a lost network mount) makes
-storage unavailable. A job's directory goes with its last file, so a purge leaves no empty
-directories behind; MEDIA_ROOT and the upload prefix itself always stay.
+A name that cannot be deleted (a directory in its place, a permission) fails alone; only an error
+of the file system itself (read-only, I/O error, a lost network mount) makes storage unavailable.
+A job's directory goes with its last file; MEDIA_ROOT and the upload prefix always stay.
 """
 
 import errno
@@ -16,19 +15,11 @@ from .outcome import DeleteOutcome, StoredObject, describe_error
 
 # Errors of the file system as a whole: every other name would fail the same way.
 STORAGE_ERRNOS = {
-    errno.EROFS,
-    errno.EIO,
-    errno.ENODEV,
-    errno.ENXIO,
-    errno.ENOTCONN,
-    errno.ESTALE,
-    errno.ESHUTDOWN,
-    errno.ETIMEDOUT,
-    errno.ECONNREFUSED,
-    errno.EHOSTDOWN,
-    errno.EHOSTUNREACH,
-    errno.ENETDOWN,
-    errno.ENETUNREACH,
+    getattr(errno, name)
+    for name in (
+        "EROFS EIO ENODEV ENXIO ENOTCONN ESTALE ESHUTDOWN ETIMEDOUT ECONNREFUSED EHOSTDOWN "
+        "EHOSTUNREACH ENETDOWN ENETUNREACH"
+    ).split()
 }
 
 
@@ -38,43 +29,54 @@ class LocalSession:
         self.rule = rule  # the upload-name rule (cleanup.file_models.upload_rule())
 
     def delete_names(self, names) -> DeleteOutcome:
-        return delete_names(self.storage, names, self.rule.prefix)
+        outcome = DeleteOutcome()
+        real = RealPaths(self.storage, self.rule.prefix)
+        folders = set()  # of deleted files, emptied at the end: a job's files share one
+        try:
+            for index, name in enumerate(names):
+                # FileSystemStorage follows symlinks: one inside MEDIA_ROOT would carry the
+                # delete to whatever it points at.
+                if real.leaves_upload_directory(name):
+                    outcome.refused[name] = canonical.SYMLINK_OUT
+                    continue
+                outcome.requests += 1
+                try:
+                    self.storage.delete(name)  # a name already gone is no error
+                except OSError as exc:
+                    reason = _describe(exc)
+                    if exc.errno in STORAGE_ERRNOS:
+                        outcome.unavailable = reason
+                        outcome.deferred.update(dict.fromkeys(names[index:], reason))
+                        return outcome
+                    outcome.failed[name] = reason
+                except Exception as exc:  # noqa: BLE001 - any other error leaves this name pending
+                    # Not the message: for a path outside MEDIA_ROOT it repeats the name.
+                    outcome.failed[name] = f"{type(exc).__name__}: the name cannot be deleted here"
+                else:
+                    outcome.deleted.append(name)
+                    folders.add(os.path.dirname(name))
+        finally:
+            _remove_empty_folders(self.storage, folders, self.rule.prefix)
+        return outcome
 
     def list_objects(self, prefix):
-        return list_objects(self.storage, prefix)
-
-
-def delete_names(storage, names, prefix) -> DeleteOutcome:
-    outcome = DeleteOutcome()
-    real = RealPaths(storage, prefix)
-    # The folders of deleted files, emptied once the loop is done: a job's four files share one.
-    folders = set()
-    try:
-        for index, name in enumerate(names):
-            # FileSystemStorage follows symlinks: a symlinked directory (or file) inside
-            # MEDIA_ROOT would carry the delete to whatever it points at.
-            if real.leaves_upload_directory(name):
-                outcome.refused[name] = canonical.SYMLINK_OUT
-                continue
-            outcome.requests += 1
+        root, stack = self.storage.path(""), [self.storage.path(prefix)]
+        while stack:
             try:
-                storage.delete(name)  # FileSystemStorage ignores names that are already gone.
-            except OSError as exc:
-                reason = _describe(exc)
-                if exc.errno in STORAGE_ERRNOS:
-                    outcome.unavailable = reason
-                    outcome.deferred.update(dict.fromkeys(names[index:], reason))
-                    return outcome
-                outcome.failed[name] = reason
-            except Exception as exc:  # noqa: BLE001 - any other error leaves this name pending
-                # Not the message: for a path outside MEDIA_ROOT and the like it repeats the name.
-                outcome.failed[name] = f"{type(exc).__name__}: the name cannot be deleted here"
-            else:
-                outcome.deleted.append(name)
-                folders.add(os.path.dirname(name))
-    finally:
-        _remove_empty_folders(storage, folders, prefix)
-    return outcome
+                entries = os.scandir(stack.pop())
+            except FileNotFoundError:
+                continue
+            with entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    elif entry.is_file(follow_symlinks=False):
+                        found = entry.stat(follow_symlinks=False)
+                        yield StoredObject(
+                            name=os.path.relpath(entry.path, root).replace(os.sep, "/"),
+                            size=found.st_size,
+                            modified=datetime.fromtimestamp(found.st_mtime, tz=timezone.utc),
+                        )
 
 
 def _describe(exc: OSError) -> str:
@@ -85,13 +87,9 @@ def _describe(exc: OSError) -> str:
 
 
 def _remove_empty_folders(storage, folders, prefix):
-    """Remove the folders deleted files left empty, up to (never including) the upload prefix.
-
-    `folders` are the deleted names' folders (names that kept to the upload-name rule, so a
-    name's folder is its path's folder). Deepest first, so a folder is tried after the ones
-    inside it. rmdir removes only empty directories, so a folder that got a new file in the
-    meantime stays, and a symlink is never followed. Folders outside the upload prefix stay.
-    """
+    """Remove the folders deleted files left empty, deepest first, up to (never including) the
+    upload prefix. rmdir removes only empty directories (one that got a new file stays) and
+    never follows a symlink."""
     try:
         top = storage.path(prefix)
     except Exception:  # noqa: BLE001 - a storage without paths has no folders to tidy
@@ -110,14 +108,12 @@ def _remove_empty_folders(storage, folders, prefix):
 
 
 class RealPaths:
-    """Whether a name's directories lead out of MEDIA_ROOT/jobs/ through a symlink.
+    """Whether a name's directories lead out of MEDIA_ROOT/<prefix>/ through a symlink.
 
-    Only directories matter: the delete resolves every directory of the path, following
-    symlinks, but removes the last component itself (a symlinked file loses the link, never its
-    target; a symlink to a directory is not removed at all). Each directory is looked at once per
-    delete call, one lstat, resolved only when it is a symlink: a batch's names share their
-    directories, and os.path.realpath on every name (an lstat per component from /) cost the
-    purge as much as the deletes themselves.
+    Only directories matter: the delete follows them but removes the last component itself (a
+    symlinked file loses the link, never its target). Each directory costs one lstat per delete
+    call, resolved only when it is a symlink: os.path.realpath on every name cost as much as the
+    deletes themselves.
     """
 
     def __init__(self, storage, prefix):
@@ -143,24 +139,3 @@ class RealPaths:
             return False  # nothing there to follow (the delete finds nothing either)
         target = os.path.realpath(path)
         return target != self.inside and not target.startswith(self.inside + os.sep)
-
-
-def list_objects(storage, prefix):
-    root = storage.path("")
-    stack = [storage.path(prefix)]
-    while stack:
-        try:
-            entries = os.scandir(stack.pop())
-        except FileNotFoundError:
-            continue
-        with entries:
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(entry.path)
-                elif entry.is_file(follow_symlinks=False):
-                    stat = entry.stat(follow_symlinks=False)
-                    yield StoredObject(
-                        name=os.path.relpath(entry.path, root).replace(os.sep, "/"),
-                        size=stat.st_size,
-                        modified=datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc),
-                    )

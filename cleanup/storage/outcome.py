@@ -11,19 +11,16 @@ class UnsupportedStorage(Exception):
 @dataclass
 class DeleteOutcome:
     deleted: list[str] = field(default_factory=list)
-    # Names storage refused, each for itself (an answer about its key, or a request rejected
-    # for what it carried): each counts an attempt against the name. Name -> reason.
+    # Name -> reason. failed: refused by storage for itself (counts an attempt against the name);
+    # deferred: left through the storage's own trouble (an outage, a 5xx, throttling; counts
+    # nothing); refused: never sent (breaks the upload-name rule, or its real path leaves the
+    # upload directory), the reason without the name.
     failed: dict[str, str] = field(default_factory=dict)
-    # Names left for a later run through the storage's own trouble (an outage, a 5xx, throttling):
-    # nothing counts against them. Name -> reason.
     deferred: dict[str, str] = field(default_factory=dict)
-    # Never sent to storage: the name breaks the upload-name rule, or locally its real path leaves
-    # the upload directory. Name -> reason (without the name).
     refused: dict[str, str] = field(default_factory=dict)
     requests: int = 0
     retries: int = 0  # requests the S3 client sent again (throttling, 5xx, connections)
-    # Set when the storage as a whole failed (endpoint down, 5xx), not some keys in it.
-    unavailable: str = ""
+    unavailable: str = ""  # set when the storage as a whole failed, not some keys in it
 
 
 @dataclass(frozen=True)
