@@ -1,19 +1,12 @@
-"""The storage binding: the database remembers which storage holds its files.
-
-Every delete from storage checks `verify_storage()` first, once per run, before it deletes a row
-or an object. A process started with the wrong storage settings (no AWS_STORAGE_BUCKET_NAME, so
-local files; another bucket; another MEDIA_ROOT) then refuses instead of "deleting" names that
-are not there and forgetting the real objects for good.
-
-The binding is written when the first file row is saved (`ensure_storage_bound`, from a
-pre_save receiver), or at the first delete for a database that already names files, and changed
-only on purpose, by `manage.py bind_storage --rebind` (`bind_storage`). Whenever the database
-already names files, a storage is bound only once it is shown to hold them (`_check_holds_files`):
-a shell with the wrong settings never binds its storage, whether it migrates, saves or rebinds.
+"""The storage binding: the database remembers which storage holds its files, and every delete
+checks it first (`verify_storage`), so a process with the wrong storage settings refuses instead
+of "deleting" names that are not there. Changed only by `manage.py bind_storage --rebind`; a
+storage is bound only once shown to hold the files the database names (`_check_holds_files`).
 """
 
+import dataclasses
 import logging
-from dataclasses import dataclass
+from collections import namedtuple
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
@@ -33,7 +26,7 @@ HOW_TO_SWITCH = (
 )
 
 
-@dataclass
+@dataclasses.dataclass
 class BindingState:
     configured: storage.StorageIdentity
     bound: storage.StorageIdentity | None
@@ -55,31 +48,21 @@ def configured_storage() -> storage.StorageIdentity:
 
 def binding_state() -> BindingState:
     configured = configured_storage()
-    binding = StorageBinding.objects.filter(pk=1).first()
-    if binding is None:
-        return BindingState(configured=configured, bound=None)
-    return BindingState(
-        configured=configured,
-        bound=_identity(binding),
-        bound_at=binding.bound_at,
-        bound_by=binding.bound_by,
-        previous=binding.previous,
-    )
+    row = StorageBinding.objects.filter(pk=1).first()
+    if row is None:
+        return BindingState(configured, None)
+    bound = storage.StorageIdentity(row.kind, row.bucket, row.location)
+    return BindingState(configured, bound, row.bound_at, row.bound_by, row.previous)
 
 
 def verify_storage() -> storage.StorageIdentity:
     """The configured storage, if it is the one the database's files live in; else refuse.
-
-    With nothing bound, the configured storage is bound once it is shown to hold the files the
-    database names (rows written without a file save: bulk inserts, loaddata, a deployment older
-    than the binding); with nothing stored (no file row, no pending name) nothing is at risk.
-    """
+    With nothing bound, it is bound once shown to hold the files the database names (rows
+    written without a file save: bulk inserts, loaddata); with none named, nothing is at risk."""
     state = binding_state()
-    if state.bound is None:
-        if any(_referenced_names()):
-            _bind_verified(state.configured, by="verified: it holds the files the database names")
-        return state.configured
-    if not state.matches:
+    if state.bound is None and any(_referenced_names()):
+        _bind_verified(state.configured, by="verified: it holds the files the database names")
+    elif state.bound and not state.matches:
         raise StorageNotVerified(
             f"the database's files are in {state.bound.describe()}, but this process is "
             f"configured for {state.configured.describe()}: refusing to delete anything. "
@@ -92,21 +75,18 @@ def ensure_storage_bound(*, by: str):
     """Before a file row is saved: bind the configured storage if nothing is bound yet (verified
     first when the database already names files); refuse a save into a storage other than the
     bound one (its file would never be purged)."""
-    configured = configured_storage()
-    binding = StorageBinding.objects.filter(pk=1).first()
-    if binding is None:
-        _bind_verified(configured, by=by)
-        return
-    if _identity(binding) != configured:
+    state = binding_state()
+    if state.bound is None:
+        _bind_verified(state.configured, by=by)
+    elif not state.matches:
         raise StorageNotVerified(
             f"refusing to save a file row: the database's files are in "
-            f"{_identity(binding).describe()}, but this process writes to "
-            f"{configured.describe()}. {HOW_TO_SWITCH}"
+            f"{state.bound.describe()}, but this process writes to "
+            f"{state.configured.describe()}. {HOW_TO_SWITCH}"
         )
 
 
 def _bind_verified(configured, *, by):
-    """Bind `configured` where nothing is bound yet, once it holds the files the database names."""
     _check_holds_files(configured)
     try:
         with transaction.atomic():
@@ -117,18 +97,15 @@ def _bind_verified(configured, *, by):
         logger.debug("storage.bound", extra={"kind": configured.kind, "by": by[:40]})
 
 
-@dataclass
-class Rebinding:
-    state: BindingState  # as it is now
-    changed: bool
+Rebinding = namedtuple("Rebinding", "state changed")  # the binding as it is now; whether changed
 
 
 def bind_storage(*, by: str) -> Rebinding:
-    """Bind the configured storage: after the files really were moved there (or to bind a
-    deployment that has files and no binding). Records who and when, and what it replaced."""
+    """Bind the configured storage (after the files really were moved there); records who and
+    when, and what it replaced."""
     state = binding_state()
     if state.matches:
-        return Rebinding(state=state, changed=False)
+        return Rebinding(state, changed=False)
     _check_holds_files(state.configured)
     previous = state.bound.describe() if state.bound else ""
     StorageBinding.objects.update_or_create(
@@ -138,21 +115,11 @@ def bind_storage(*, by: str) -> Rebinding:
         "storage.rebound",
         extra={"kind": state.configured.kind, "previous_kind": state.bound and state.bound.kind},
     )
-    return Rebinding(state=binding_state(), changed=True)
+    return Rebinding(binding_state(), changed=True)
 
 
 def _fields(identity, by):
-    return {
-        "kind": identity.kind,
-        "bucket": identity.bucket,
-        "location": identity.location,
-        "bound_at": timezone.now(),
-        "bound_by": by[:150],
-    }
-
-
-def _identity(binding) -> storage.StorageIdentity:
-    return storage.StorageIdentity(binding.kind, binding.bucket, binding.location)
+    return {**dataclasses.asdict(identity), "bound_at": timezone.now(), "bound_by": by[:150]}
 
 
 # How many of the names the database holds are looked for in a storage before it is bound.
@@ -167,14 +134,12 @@ def _referenced_names() -> tuple[list[str], list[str]]:
             newest = model._default_manager.exclude(**{f.attname: ""}).order_by("-pk")
             rows += newest.values_list(f.attname, flat=True)[:SAMPLE_SIZE]
     pending = PendingFileDeletion.objects.waiting().order_by("-pk")
-    names = pending.values_list("name", flat=True)[:SAMPLE_SIZE]
-    return (rows, []) if rows else ([], list(names))
+    return (rows, []) if rows else ([], list(pending.values_list("name", flat=True)[:SAMPLE_SIZE]))
 
 
 def _check_holds_files(configured):
-    """Refuse (StorageNotVerified) unless `configured` holds the files the database names: every
-    sampled file row's name, or (with no file rows) at least one pending name, since a pending
-    name may already be gone from any storage. Nothing named, nothing to verify."""
+    """Refuse unless `configured` holds every sampled file row's name, or (with no file rows) at
+    least one pending name: a pending name may already be gone from any storage."""
     rows, pending = _referenced_names()
     names = rows or pending
     if not names:

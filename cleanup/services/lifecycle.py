@@ -1,11 +1,8 @@
 """The lifecycle backstop: if every worker is down for days, S3 itself deletes the jobs' files.
 
-Two rules on the upload prefix, known by fixed IDs: a merge replaces only those and keeps every
-other rule, in its place. fmr-jobs-backstop expires current objects JOB_TTL + 1 day after upload,
-in whole days (S3 counts from the upload, and a job's files are uploaded after the job is made,
-so no live job's file goes), noncurrent versions and incomplete multipart uploads after 1 day.
-fmr-jobs-delete-markers expires delete markers with nothing behind them: S3 refuses
-ExpiredObjectDeleteMarker in the same Expiration as Days.
+Two rules on the upload prefix, merged by ID into the bucket's others (docs/backstop.md): objects
+expire JOB_TTL + 1 day after upload, noncurrent versions and incomplete uploads after 1 day; lone
+delete markers by a rule of their own (S3 refuses ExpiredObjectDeleteMarker beside Days).
 """
 
 import math
@@ -15,7 +12,7 @@ from datetime import timedelta
 from django.conf import settings
 
 from .. import storage
-from ..storage import bucket
+from ..storage.s3 import key_prefix, read_lifecycle, write_lifecycle
 
 BACKSTOP_RULE_ID = "fmr-jobs-backstop"
 MARKERS_RULE_ID = "fmr-jobs-delete-markers"
@@ -63,17 +60,17 @@ def backstop_rules(prefix: str) -> list[dict]:
 
 def plan_lifecycle(*, apply: bool = False) -> LifecyclePlan | None:
     """The bucket's lifecycle configuration with the backstop merged in; written when `apply`
-    and it differs. None when the files are local (no lifecycle to set)."""
-    s3, prefix = _s3_and_prefix()
-    if s3 is None:
+    and it differs. None when the files are local."""
+    found = _bucket_rules()
+    if found is None:
         return None
-    current = _read(s3)
+    s3, prefix, current = found
     ours = {rule["ID"]: rule for rule in backstop_rules(prefix)}
     merged = [ours.pop(rule.get("ID"), rule) for rule in current] + list(ours.values())
-    plan = LifecyclePlan(s3.bucket_name, prefix, merged, changed=not _has_backstop(current, prefix))
+    plan = LifecyclePlan(s3.bucket_name, prefix, merged, not _has_backstop(current, prefix))
     if apply and plan.changed:
         try:
-            bucket.write_lifecycle(s3, merged)
+            write_lifecycle(s3, merged)
         except Exception as exc:
             raise LifecycleFailed(storage.describe_error(exc)) from exc
         plan.applied = True
@@ -82,14 +79,18 @@ def plan_lifecycle(*, apply: bool = False) -> LifecyclePlan | None:
 
 def lifecycle_findings() -> LifecycleFindings | None:
     """Whether the backstop is in place, and which rules would delete live jobs' files."""
-    s3, prefix = _s3_and_prefix()
-    if s3 is None:
+    found = _bucket_rules()
+    if found is None:
         return None
-    rules = _read(s3)
+    s3, prefix, rules = found
     findings = LifecycleFindings(s3.bucket_name, prefix, _has_backstop(rules, prefix))
     for rule in rules:
         expiration = rule.get("Expiration") or {}
-        if rule.get("Status") != "Enabled" or not _covers(rule, prefix):
+        where = rule.get("Filter") or {}
+        theirs = rule.get("Prefix") or where.get("Prefix") or (where.get("And") or {}).get("Prefix")
+        theirs = theirs or ""
+        covers = prefix.startswith(theirs) or theirs.startswith(prefix)
+        if rule.get("Status") != "Enabled" or not covers:
             continue
         name = f"'{rule.get('ID', '(no ID)')}'"
         if "Date" in expiration:
@@ -99,16 +100,13 @@ def lifecycle_findings() -> LifecycleFindings | None:
     return findings
 
 
-def _s3_and_prefix():
+def _bucket_rules() -> tuple | None:
+    """The S3 storage, its upload prefix and its lifecycle rules; None for local files."""
     s3 = storage.get_storage()
     if not storage.is_s3(s3):
-        return None, ""
-    return s3, bucket.key_prefix(s3)
-
-
-def _read(s3) -> list[dict]:
+        return None
     try:
-        return bucket.read_lifecycle(s3)
+        return s3, key_prefix(s3), read_lifecycle(s3)
     except Exception as exc:
         raise LifecycleFailed(storage.describe_error(exc)) from exc
 
@@ -118,10 +116,3 @@ def _has_backstop(rules, prefix) -> bool:
     ours = backstop_rules(prefix)
     found = {rule.get("ID"): rule for rule in rules}
     return all({k: found.get(r["ID"], {}).get(k) for k in r} == r for r in ours)
-
-
-def _covers(rule, prefix) -> bool:
-    where = rule.get("Filter") or {}
-    theirs = rule.get("Prefix") or where.get("Prefix") or (where.get("And") or {}).get("Prefix")
-    theirs = theirs or ""
-    return prefix.startswith(theirs) or theirs.startswith(prefix)

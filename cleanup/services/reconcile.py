@@ -1,31 +1,10 @@
-"""The orphan reconciler: stored objects that no row or pending deletion names.
+"""The orphan reconciler: stored objects no row or pending deletion names, deleted if asked.
 
-The purge deletes every file a row or a pending deletion names. An object nothing names (an
-upload whose transaction rolled back, a crash between writing a file and its row, a write outside
-the ORM) would never expire; this finds those and, if asked, deletes them.
-
-It cannot empty storage. Against the wrong database (an empty one, a half-restored one, the
-SQLite default) every object looks orphaned, so before deleting anything it counts: a first pass
-lists storage and checks every object past the grace period against the database; then, unless
-a person has looked (`force`), it refuses when the database holds no job and no pending deletion
-while storage holds objects past grace, or when the orphans are more than
-CLEANUP_RECONCILE_MAX_ORPHAN_SHARE of those objects. Only then a second pass lists storage again,
-re-checks every object against the database (rows may have been written since) and deletes the
-orphans, at most as many as were counted. A stored key that breaks the upload-name rule
-(`jobs/../x`, `jobs/A//b.png`, a trailing space) is never sent to storage: it is counted as refused
-and kept as a refused pending name, shown and resolvable in the admin like a stuck one, and it does
-not fail the run. The grace period is measured on the database's clock, as the purge's cutoff is:
-a worker whose clock runs fast must not take a fresh upload for an old one. Both passes stream
-the listing, 1,000 objects at a time, so memory does not grow with the bucket; the storage
-binding is checked before either.
-
-Incomplete multipart uploads under the prefix hold an upload's bytes in parts that no object
-listing shows. Each run lists them (ListMultipartUploads, paged); one begun before the grace period
-(on the earlier of the database's clock and this process's) whose job is not live (no live job
-row with the id in its name's second segment) is aborted when deleting, unless the run refused;
-the others are kept.
-
-Each run is recorded in ReconcileRun: counts and bytes, never a name.
+It cannot empty storage (docs/safety.md): a first pass counts; unless `force`d, it refuses with no
+job and no pending deletion in the database, or with more orphans than
+CLEANUP_RECONCILE_MAX_ORPHAN_SHARE; a second pass re-checks each object and deletes at most the
+counted orphans. Keys that break the upload-name rule are kept as refused pending names; old
+incomplete multipart uploads without a live job are aborted. Records counts, never a name.
 """
 
 import logging
@@ -40,7 +19,7 @@ from jobs.models import Job
 
 from .. import storage
 from ..models import PendingFileDeletion, PurgeRun, ReconcileRun
-from ..storage import bucket
+from ..storage.s3 import abort_upload, list_uploads
 from .binding import verify_storage
 from .clock import database_now, purge_cutoff
 from .errors import StorageNotVerified
@@ -64,10 +43,8 @@ def reconcile_storage(
     force: bool = False,
     trigger: str = PurgeRun.Trigger.SHELL,
 ) -> ReconcileRun:
-    """Find objects under the upload prefix that nothing references; delete them if asked and if
-    that cannot be a mass deletion (see above), or if `force`d. Objects modified within `grace`
-    of `now` (never later than the database's clock) are never touched. A refusal deletes
-    nothing: status "refused", the reason in `error`."""
+    """Objects modified within `grace` of `now` (at most the database's clock) are never touched.
+    A refusal deletes nothing: status "refused", the reason in `error`."""
     if not isinstance(grace, timedelta) or grace < timedelta(0):
         raise ValueError(f"grace must be a non-negative duration, got {grace!r}")
     result = ReconcileRun.objects.create(
@@ -78,22 +55,17 @@ def reconcile_storage(
         verify_storage()
         _passes(result, grace=grace)
     except StorageNotVerified as exc:
-        result.status = ReconcileRun.Status.REFUSED
-        result.error = str(exc)
-    except _StorageUnavailable:
-        pass
+        result.status, result.error = ReconcileRun.Status.REFUSED, str(exc)
     except Exception as exc:  # noqa: BLE001 - listing failed: report it, the next run starts over
         result.error = storage.describe_error(exc)
     if result.status == ReconcileRun.Status.RUNNING:
-        result.status = (
-            ReconcileRun.Status.FAILED if result.error else ReconcileRun.Status.SUCCEEDED
-        )
+        failed = bool(result.error)
+        result.status = ReconcileRun.Status.FAILED if failed else ReconcileRun.Status.SUCCEEDED
     result.finished_at = timezone.now()
     result.save()
     counts = {name: getattr(result, name) for name in LOGGED}
-    duration_ms = int(result.duration_seconds * 1000)
-    extra = {"run": result.pk, **counts, "error": bool(result.error), "duration_ms": duration_ms}
-    logger.info("reconcile.run", extra=extra)
+    extra = {"run": result.pk, **counts, "error": bool(result.error)}
+    logger.info("reconcile.run", extra={**extra, "duration_ms": int(result.duration_seconds * 1e3)})
     return result
 
 
@@ -105,26 +77,20 @@ LOGGED = (
 
 
 def _passes(result: ReconcileRun, *, grace: timedelta):
-    # One session: a versioned bucket is listed by its versions (an orphan whose current
-    # version is a delete marker still holds data) and its orphans lose every version.
+    # One session: on a versioned bucket, listed and deleted by versions.
     session = open_storage()
     _count(result, session)
     if result.delete and not result.error:
         refusal = "" if result.forced else _refusal(result)
         if refusal:
-            result.status = ReconcileRun.Status.REFUSED
-            result.error = refusal
-        elif result.orphans:
-            _delete_orphans(result, session)
+            result.status, result.error = ReconcileRun.Status.REFUSED, refusal
+        elif result.orphans and not _deleted_orphans(result, session):
+            return  # the storage failed a delete: the rest would too; the next run finds them
     _settle_uploads(result, session, grace=grace, abort=result.delete and not result.refused)
 
 
-class _StorageUnavailable(Exception):
-    pass
-
-
 def _old_chunks(result: ReconcileRun, session, *, count: bool):
-    """The listing, streamed, as chunks of objects past the grace period (counting the rest)."""
+    """The listing, streamed, in chunks of objects past the grace period (counting the rest)."""
     chunk: list[storage.StoredObject] = []
     for obj in storage.list_objects(session.rule.prefix, session=session):
         if count:
@@ -147,31 +113,25 @@ def _orphans_in(chunk, session) -> tuple[list[storage.StoredObject], dict[str, s
     names = [obj.name for obj in chunk]
     # Rows first, then pending names: a purge that commits in between moves a name from the first
     # to the second, so it is seen in one of them. The other order could miss it.
-    held = referenced_names(names)
-    held |= pending_names(names)
+    held = referenced_names(names) | pending_names(names)
     orphans = [obj for obj in chunk if obj.name not in held]
     refused = {o.name: session.rule.problem(o.name) for o in orphans}
     refused = {name: reason for name, reason in refused.items() if reason}
     return [obj for obj in orphans if obj.name not in refused], refused
 
 
-def _keep_refused(refused: dict[str, str]):
-    """Refused keys become refused pending names: shown, and resolved by a person, like stuck
-    ones (and held by that row in later runs). A key too long for the column is only counted."""
-    fits = PendingFileDeletion._meta.get_field("name").max_length
-    PendingFileDeletion.objects.bulk_create(
-        PendingFileDeletion(name=name, refused_reason=reason[:200])
-        for name, reason in refused.items()
-        if len(name) <= fits
-    )
-
-
 def _count(result: ReconcileRun, session):
+    fits = PendingFileDeletion._meta.get_field("name").max_length
     for chunk in _old_chunks(result, session, count=True):
         orphans, refused = _orphans_in(chunk, session)
-        if refused:
-            result.refused_keys += len(refused)
-            _keep_refused(refused)
+        # Refused keys become refused pending names, resolved by a person like stuck ones (and
+        # held by that row in later runs). A key too long for the column is only counted.
+        result.refused_keys += len(refused)
+        PendingFileDeletion.objects.bulk_create(
+            PendingFileDeletion(name=name, refused_reason=reason[:200])
+            for name, reason in refused.items()
+            if len(name) <= fits
+        )
         result.held += len(chunk) - len(orphans) - len(refused)
         result.orphans += len(orphans)
         result.orphan_bytes += sum(obj.size for obj in orphans)
@@ -203,19 +163,19 @@ def _refusal(result: ReconcileRun) -> str:
     return ""
 
 
-def _delete_orphans(result: ReconcileRun, session):
+def _deleted_orphans(result: ReconcileRun, session) -> bool:
+    """Deletes the orphans; False when the storage failed (the rest left for the next run)."""
     # The counted orphans are the most this pass deletes: the share was decided on that count.
     room = result.orphans
-    attempted = 0
     for chunk in _old_chunks(result, session, count=False):
-        if attempted >= room:
+        if room <= 0:
             break
-        orphans = _orphans_in(chunk, session)[0][: room - attempted]
+        orphans = _orphans_in(chunk, session)[0][:room]
         if not orphans:
             continue
-        attempted += len(orphans)
-        outcome = storage.delete_names([obj.name for obj in orphans], session=session)
+        room -= len(orphans)
         sizes = {obj.name: obj.size for obj in orphans}
+        outcome = storage.delete_names(list(sizes), session=session)
         result.requests += outcome.requests
         result.deleted += len(outcome.deleted)
         result.deleted_bytes += sum(sizes[name] for name in outcome.deleted)
@@ -225,8 +185,8 @@ def _delete_orphans(result: ReconcileRun, session):
             reasons = sorted(set(not_deleted.values()))
             result.error = f"{result.failed} orphan(s) not deleted: {'; '.join(reasons[:3])}"
         if outcome.unavailable:
-            # The rest would fail the same way; the next run finds them again.
-            raise _StorageUnavailable
+            return False
+    return True
 
 
 def _settle_uploads(result: ReconcileRun, session, *, grace: timedelta, abort: bool):
@@ -234,7 +194,7 @@ def _settle_uploads(result: ReconcileRun, session, *, grace: timedelta, abort: b
         return  # local files have no multipart uploads
     now = min(database_now(), timezone.now())
     cutoff = min(result.cutoff, now - grace)
-    uploads = bucket.list_uploads(session.storage)
+    uploads = list_uploads(session.storage)
     while page := list(islice(uploads, storage.S3_MAX_KEYS_PER_REQUEST)):
         ids = {_job_id(upload.name) for upload in page} - {None}
         live = set(Job.objects.live(now).filter(pk__in=ids).values_list("pk", flat=True))
@@ -244,7 +204,7 @@ def _settle_uploads(result: ReconcileRun, session, *, grace: timedelta, abort: b
                 continue
             result.uploads_orphaned += 1
             if abort:
-                bucket.abort_upload(session.storage, upload)
+                abort_upload(session.storage, upload)
                 result.uploads_aborted += 1
 
 

@@ -1,21 +1,14 @@
-"""Create the configured S3 bucket, private, once: the runbook's step 2 without the AWS CLI.
-
-Idempotent: a bucket these credentials can already use is left as it is. Each request is bounded
-by the client's timeouts and attempts (AWS_S3_CONNECT_TIMEOUT, AWS_S3_READ_TIMEOUT,
-AWS_S3_MAX_ATTEMPTS), as every other S3 request here.
-"""
+"""Create the configured S3 bucket, private, once (the runbook's step 2 without the AWS CLI).
+Idempotent: a bucket these credentials can already use is left as it is."""
 
 from botocore.exceptions import ClientError
 
 from .probe import MISSING, probe_s3
 
 # Every public-access switch on: neither an ACL nor a bucket policy can make an object public.
-ALL_BLOCKED = {
-    "BlockPublicAcls": True,
-    "IgnorePublicAcls": True,
-    "BlockPublicPolicy": True,
-    "RestrictPublicBuckets": True,
-}
+ALL_BLOCKED = dict.fromkeys(
+    ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets"), True
+)
 
 
 class BucketNotCreated(Exception):
@@ -48,8 +41,7 @@ def create_bucket(storage) -> str:
         client.put_public_access_block(
             Bucket=probe.bucket, PublicAccessBlockConfiguration=ALL_BLOCKED
         )
-    except ClientError as exc:
-        # S3-compatible servers without this API: the bucket stays private by its ACL.
+    except ClientError as exc:  # a server without this API: the bucket stays private by its ACL
         return f"created {where}, private (ACL); public access block not set: {_reason(exc)}"
     return f"created {where}, private (ACL), public access blocked"
 

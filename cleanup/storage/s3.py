@@ -1,46 +1,32 @@
 """S3 and S3-compatible servers (django-storages' S3Storage): bulk DeleteObjects, paged listing.
 
-Gone means gone. On a bucket whose versioning is Enabled or Suspended, a DeleteObjects without
-version ids only adds a delete marker: every earlier version stays readable. So a session reads
-the bucket's versioning state once (GetBucketVersioning, at its first delete or listing) and, on a
-versioned bucket, lists each name's versions and delete markers (ListObjectVersions, one listing
-per folder of names, keys matched exactly: a prefix listing also returns longer keys) and deletes
-each by version id, still up to 1,000 objects per DeleteObjects. A version Object Lock protects
-(retention, legal hold) comes back in the answer's Errors; its name stays failed with S3's reason.
-On an unversioned bucket nothing more is sent than one DeleteObjects per 1,000 names.
-
-A far bucket answers each request in a round trip or more, so requests go several at once
-(CLEANUP_S3_CONCURRENCY, within botocore's connection pool): a throttling answer halves that for
-the call, each request answered at once adds one back (_Window).
-
-One bad name never holds back another, and the storage's own trouble is never charged to a name.
-Every answer is sorted by one table (`classify`, by S3 error code, then by HTTP status): a 5xx,
-throttling (SlowDown, 429...), a timeout or a dropped connection is the storage's trouble, retried
-by botocore (AWS_S3_CLIENT_CONFIG: standard mode, bounded attempts, exponential backoff with
-jitter) and then left pending for the next run, every name of it, with no request split and no
-attempt counted; a refusal of the bucket or the credentials is the same for every request. Only
-an answer about one key (DeleteObjects' Errors) or a request rejected for what it carried (a 4xx
-such as MalformedXML) counts against names; such a request is split in halves so the keys it can
-take still go. Keys are the storage's location (key prefix) and '/' and the name: the names
-sent have passed the upload-name rule, which every S3 server reads as the same key.
+Gone means gone: on a versioned bucket (Enabled or Suspended) a session deletes every version and
+delete marker of each key (ListObjectVersions per folder, keys matched exactly). Requests go
+several at once (CLEANUP_S3_CONCURRENCY, an AIMD window). Every answer is sorted by one table
+(`classify`): the storage's trouble (5xx, throttling, timeouts, a refused bucket or credentials)
+leaves every name pending, uncharged; only an answer about one key or a request rejected for what
+it carried (then split in halves) counts against names.
 """
 
 import re
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import chain, groupby
+from operator import itemgetter
 
 import botocore.exceptions as boto
 from django.conf import settings
 from storages.backends.s3 import S3Storage
 
+from jobs.models import UPLOAD_PREFIX
+
 from .outcome import DeleteOutcome, StoredObject, describe_error
 
-# DeleteObjects takes at most this many objects (keys or key versions) per request.
-S3_MAX_KEYS_PER_REQUEST = 1000
-
+S3_MAX_KEYS_PER_REQUEST = 1000  # DeleteObjects' most objects (keys or key versions)
 VERSIONED_STATES = ("Enabled", "Suspended")  # Suspended keeps every version made before
 
 # What an S3 answer means to the purge.
@@ -53,69 +39,26 @@ GONE = "gone"  # a key or version already gone: the delete has nothing left to d
 # The answers about the storage, not about what was sent: every request would get the same.
 STORAGE_KINDS = {UNREACHABLE, MISSING, REFUSED, WRONG_REGION}
 
-# S3 error codes (https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html), first;
-# a code not here goes by its HTTP status (STATUSES, then any 5xx is UNREACHABLE, any other
-# answer REJECTED). Some servers send throttling with a 4xx status: the code wins.
-CODES = {
-    **dict.fromkeys(
-        (
-            "SlowDown",
-            "ServiceUnavailable",
-            "InternalError",
-            "RequestTimeout",
-            "Throttling",
-            "ThrottlingException",
-            "TooManyRequests",
-            "RequestLimitExceeded",
-            "BandwidthLimitExceeded",
-            "OperationAborted",
-        ),
-        UNREACHABLE,
-    ),
-    **dict.fromkeys(("NoSuchBucket", "InvalidBucketName"), MISSING),
-    **dict.fromkeys(
-        (
-            "AccessDenied",
-            "AccountProblem",
-            "AllAccessDisabled",
-            "ExpiredToken",
-            "InvalidAccessKeyId",
-            "InvalidPayer",
-            "InvalidSecurity",
-            "InvalidToken",
-            "NotSignedUp",
-            "RequestTimeTooSkewed",
-            "SignatureDoesNotMatch",
-            "TokenRefreshRequired",
-        ),
-        REFUSED,
-    ),
-    **dict.fromkeys(
-        (
-            "PermanentRedirect",
-            "TemporaryRedirect",
-            "Redirect",
-            "AuthorizationHeaderMalformed",
-            "IllegalLocationConstraintException",
-        ),
-        WRONG_REGION,
-    ),
-    **dict.fromkeys(("NoSuchKey", "NoSuchVersion"), GONE),
+# S3 error codes (https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html) win over
+# the HTTP status (some servers throttle with a 4xx); then STATUSES, any other 5xx is UNREACHABLE.
+_CODES = {
+    UNREACHABLE: "SlowDown ServiceUnavailable InternalError RequestTimeout Throttling "
+    "ThrottlingException TooManyRequests RequestLimitExceeded BandwidthLimitExceeded "
+    "OperationAborted",
+    MISSING: "NoSuchBucket InvalidBucketName",
+    REFUSED: "AccessDenied AccountProblem AllAccessDisabled ExpiredToken InvalidAccessKeyId "
+    "InvalidPayer InvalidSecurity InvalidToken NotSignedUp RequestTimeTooSkewed "
+    "SignatureDoesNotMatch TokenRefreshRequired",
+    WRONG_REGION: "PermanentRedirect TemporaryRedirect Redirect AuthorizationHeaderMalformed "
+    "IllegalLocationConstraintException",
+    GONE: "NoSuchKey NoSuchVersion",
 }
-STATUSES = {
-    301: WRONG_REGION,
-    307: WRONG_REGION,
-    308: WRONG_REGION,
-    401: REFUSED,
-    403: REFUSED,
-    404: MISSING,
-    408: UNREACHABLE,
-    429: UNREACHABLE,
-}
+CODES = {code: kind for kind, codes in _CODES.items() for code in codes.split()}
+STATUSES = {301: WRONG_REGION, 307: WRONG_REGION, 308: WRONG_REGION, 404: MISSING}
+STATUSES |= {401: REFUSED, 403: REFUSED, 408: UNREACHABLE, 429: UNREACHABLE}
 
 
 def classify_answer(status: int | None, code: str = "") -> str:
-    """What an S3 answer (its HTTP status and error code) means; see CODES."""
     if code in CODES:
         return CODES[code]
     if status in STATUSES:
@@ -147,13 +90,11 @@ def explain(exc: BaseException, endpoint: str) -> str:
         return said
     if classify(exc) == UNREACHABLE:
         return f"storage unreachable at {endpoint} ({type(exc).__name__})"
-    # Connection errors quote the request's URL, whose query string can hold a listing's prefix
-    # (a job's folder, a file's key): keep the endpoint and the bucket, drop the query.
+    # A connection error quotes the URL, whose query string can hold a key: drop the query.
     return re.sub(r"\?[^\s\"']*", "", describe_error(exc))
 
 
-# Retries botocore made, per thread (the calling thread runs the client's events): a session
-# reads the difference before and after its calls.
+# Retries botocore made, per thread (the calling thread runs the client's events).
 _retries = threading.local()
 
 
@@ -163,7 +104,6 @@ def _count_retries(context=None, **kwargs):
 
 
 def retries_so_far() -> int:
-    """Retries botocore has made for S3 calls in this thread (the purge's sessions)."""
     return getattr(_retries, "count", 0)
 
 
@@ -186,130 +126,88 @@ class S3Session:
         self.storage = storage
         self.rule = rule  # the upload-name rule (cleanup.file_models.upload_rule())
         self.bucket = storage.bucket_name
-        location = (storage.location or "").strip("/")
-        self.key_prefix = f"{location}/" if location else ""
+        self.key_prefix = key_prefix(storage, "")
         self._versioned = None
-        self._client = None
+        self._counting = threading.Lock()
         self.window = _Window(settings.CLEANUP_S3_CONCURRENCY)
-        self.client  # noqa: B018 - resolved in the run's thread (see below), before any other
-
-    @property
-    def client(self):
-        # The storage keeps one connection per thread; the session keeps the run's thread's and
-        # shares it with the storage and request threads (boto3 clients are thread-safe), so
-        # every request of a run goes through one client and its event hooks.
-        if self._client is None:
-            self._client = self.storage.connection.meta.client
-            events = self._client.meta.events
-            # Same ids on every session: registered once per client, however many runs use it.
-            events.register("after-call.s3", _count_retries, unique_id="fmr-retries")
-            events.register("after-call-error.s3", _count_retries, unique_id="fmr-retries-error")
-        return self._client
-
-    @property
-    def endpoint(self) -> str:
-        return self.client.meta.endpoint_url
-
-    # --- deleting -------------------------------------------------------------------------------
+        # The run's thread's client (the storage keeps one per thread), shared with the request
+        # threads (boto3 clients are thread-safe): every request goes through its event hooks,
+        # registered once per client (same ids) however many runs use it.
+        self.client = storage.connection.meta.client
+        self.endpoint = self.client.meta.endpoint_url
+        events = self.client.meta.events
+        events.register("after-call.s3", _count_retries, unique_id="fmr-retries")
+        events.register("after-call-error.s3", _count_retries, unique_id="fmr-retries-error")
 
     def delete_names(self, names) -> DeleteOutcome:
-        outcome = DeleteOutcome()
-        retried = retries_so_far()
         keys = {name: self.key_prefix + name for name in names}
-        failed: dict[str, str] = {}
-        deferred: dict[str, str] = {}
+        sent = DeleteOutcome()  # by key; the request threads' requests and retries count in _call
+        retried = retries_so_far()  # this thread's: the versioning request
         self.window.stopped = ""
         try:
-            if self._is_versioned(outcome):
-                objects = self._versions_of(set(keys.values()), failed, outcome)
+            if self._is_versioned(sent):
+                objects = self._versions_of(sorted(set(keys.values())), sent)
             else:
                 objects = [{"Key": key} for key in sorted(keys.values())]
-            parts = [
-                objects[start : start + S3_MAX_KEYS_PER_REQUEST]
-                for start in range(0, len(objects), S3_MAX_KEYS_PER_REQUEST)
-            ]
-            self._in_parallel(self._delete_part, parts, failed, deferred, outcome)
-            outcome.unavailable = self.window.stopped
+            step = S3_MAX_KEYS_PER_REQUEST
+            parts = [objects[start : start + step] for start in range(0, len(objects), step)]
+            self._in_parallel(lambda part: self._delete_part(part, sent), parts)
+            sent.unavailable = self.window.stopped
         except StorageUnavailable as exc:  # the versioning state or a listing: nothing was sent
-            outcome.unavailable = str(exc)
-            deferred.update(dict.fromkeys(keys.values(), outcome.unavailable))
+            sent.unavailable = str(exc)
+            sent.deferred.update(dict.fromkeys(keys.values(), sent.unavailable))
+        outcome = DeleteOutcome(requests=sent.requests, unavailable=sent.unavailable)
+        outcome.retries = sent.retries + retries_so_far() - retried
         for name, key in keys.items():
-            if key in deferred:
-                outcome.deferred[name] = deferred[key]
-            elif key in failed:
-                outcome.failed[name] = failed[key]
+            if key in sent.deferred:
+                outcome.deferred[name] = sent.deferred[key]
+            elif key in sent.failed:
+                outcome.failed[name] = sent.failed[key]
             else:
                 outcome.deleted.append(name)
-        outcome.retries += retries_so_far() - retried
         return outcome
 
-    def _in_parallel(self, task, items, failed, deferred, outcome) -> list:
-        """`task(item, counted)` for each item, in threads, at most the window's requests in
-        flight; each keeps its own counts (merged here, keyed by S3 key). Returns the results."""
-        self.client  # noqa: B018 - resolved here, in the run's thread, for the pool's threads
+    def _in_parallel(self, task, items) -> list:
         with ThreadPoolExecutor(self.window.most) as pool:
-            done = list(pool.map(lambda item: self._counted(task, item), items))
-        for _, counted in done:
-            failed.update(counted.failed)
-            deferred.update(counted.deferred)
-            outcome.requests += counted.requests
-            outcome.retries += counted.retries
-        return [result for result, _ in done]
+            return list(pool.map(task, items))
 
-    def _counted(self, task, item) -> tuple:
-        counted = DeleteOutcome()
-        retried = retries_so_far()  # this thread's
-        result = task(item, counted)
-        counted.retries = retries_so_far() - retried
-        return result, counted
-
-    def _delete_part(self, objects, counted):
+    def _delete_part(self, objects, sent):
         # Once the storage has failed a request, every later one would fail the same way: the
         # parts not yet sent stay pending, untried, and cost the bucket nothing.
-        if self.window.stopped:
-            counted.deferred.update(dict.fromkeys((o["Key"] for o in objects), self.window.stopped))
-            return
         try:
-            self._delete_objects(objects, counted.failed, counted.deferred, counted)
+            if self.window.stopped:
+                raise StorageUnavailable(self.window.stopped)
+            self._delete_objects(objects, sent)
         except StorageUnavailable as exc:
             self.window.stopped = self.window.stopped or str(exc)
-            counted.deferred.update(dict.fromkeys((o["Key"] for o in objects), str(exc)))
+            sent.deferred.update(dict.fromkeys((o["Key"] for o in objects), str(exc)))
 
-    def _delete_objects(self, objects, failed, deferred, outcome):
+    def _delete_objects(self, objects, sent):
+        delete = {"Objects": objects, "Quiet": True}
         try:
-            response = self._call(
-                "delete_objects",
-                outcome,
-                Bucket=self.bucket,
-                Delete={"Objects": objects, "Quiet": True},
-            )
+            response = self._call("delete_objects", sent, Bucket=self.bucket, Delete=delete)
         except _RequestRejected as exc:
             if len(objects) == 1:
-                failed.setdefault(objects[0]["Key"], str(exc))
+                sent.failed.setdefault(objects[0]["Key"], str(exc))
                 return
-            # Something in this request made it unacceptable as a whole: halve it, so the objects
-            # that are fine still go in this run and only the bad ones are left failing.
-            middle = len(objects) // 2
-            self._delete_objects(objects[:middle], failed, deferred, outcome)
-            self._delete_objects(objects[middle:], failed, deferred, outcome)
+            # Halve it: the objects that are fine still go, only the bad ones are left failing.
+            self._delete_objects(objects[: len(objects) // 2], sent)
+            self._delete_objects(objects[len(objects) // 2 :], sent)
             return
         # A 200 answer can still carry per-object failures; only those keys stay pending.
-        sent = {obj["Key"] for obj in objects}
+        keys = {obj["Key"] for obj in objects}
         for error in response.get("Errors", []):
             kind = classify_answer(None, str(error.get("Code", "")))
+            reason = f"{error.get('Code', 'Error')}: {error.get('Message', '')}".strip()
             if kind == GONE:
                 continue
-            reason = f"{error.get('Code', 'Error')}: {error.get('Message', '')}".strip()
-            if error.get("Key") not in sent:
-                # An error we cannot pin to a key we sent: trust nothing in this answer, and
-                # charge no key for it.
-                for key in sent:
-                    deferred.setdefault(key, reason)
+            if error.get("Key") not in keys:
+                # An error not about a key we sent: trust nothing in this answer, charge no key.
+                for key in keys:
+                    sent.deferred.setdefault(key, reason)
                 return
             # An InternalError or SlowDown about one key is still the storage's trouble.
-            (deferred if kind == UNREACHABLE else failed).setdefault(error["Key"], reason)
-
-    # --- versions -------------------------------------------------------------------------------
+            (sent.deferred if kind == UNREACHABLE else sent.failed).setdefault(error["Key"], reason)
 
     def _is_versioned(self, outcome) -> bool:
         if self._versioned is None:
@@ -324,52 +222,39 @@ class S3Session:
             self._versioned = answer.get("Status") in VERSIONED_STATES
         return self._versioned
 
-    def _versions_of(self, keys, failed, outcome) -> list[dict]:
+    def _versions_of(self, keys, sent) -> list[dict]:
         """Every version and delete marker of exactly these keys, as DeleteObjects takes them."""
         folders: dict[str, list[str]] = {}
-        for key in sorted(keys):
-            folders.setdefault(key[: key.rfind("/") + 1], []).append(key)
-        plans = []
-        for folder, members in folders.items():
-            # A job's files share a folder: one listing for all of them. A single key, or keys
-            # at the top of the bucket, are listed by their own name.
-            if folder and len(members) > 1:
-                plans.append((folder, members))
-            else:
-                plans.extend((key, [key]) for key in members)
-        # One listing per folder is one round trip per job: several at once, so a batch of
-        # thousands of jobs does not wait for them one after another.
-        listed = self._in_parallel(self._list_plan, plans, failed, {}, outcome)
+        for key in keys:
+            # A job's files share a folder: one listing (one round trip) for all, several folders
+            # at once. Keys at the top of the bucket are listed by their own name.
+            folders.setdefault(key[: key.rfind("/") + 1] or key, []).append(key)
+        plans = [
+            (f, names) if len(names) > 1 else (names[0], names) for f, names in folders.items()
+        ]
+        listed = self._in_parallel(lambda plan: self._list_plan(*plan, sent), plans)
         if self.window.stopped:
             raise StorageUnavailable(self.window.stopped)
         return [obj for found in listed for obj in found]
 
-    def _list_plan(self, plan, counted) -> list[dict]:
-        prefix, wanted = plan
+    def _list_plan(self, prefix, wanted, sent) -> list[dict]:
         try:
-            return self._list_versions(prefix, wanted, counted)
+            return self._list_versions(prefix, wanted, sent)
         except StorageUnavailable as exc:
             self.window.stopped = self.window.stopped or str(exc)
         except _RequestRejected as exc:
             if len(wanted) == 1:
-                counted.failed[wanted[0]] = str(exc)
-                return []
-            # The folder listing was refused: list each key alone.
-            found = []
-            for key in wanted:
-                try:
-                    found += self._list_versions(key, [key], counted)
-                except _RequestRejected as one:
-                    counted.failed[key] = str(one)
-            return found
+                sent.failed[wanted[0]] = str(exc)
+            else:  # the folder listing was refused: list each key alone
+                return [obj for key in wanted for obj in self._list_plan(key, [key], sent)]
         return []
 
-    def _list_versions(self, prefix, wanted, outcome) -> list[dict]:
+    def _list_versions(self, prefix, wanted, sent) -> list[dict]:
         wanted_set, last = set(wanted), max(wanted)
         found = []
         kwargs = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": S3_MAX_KEYS_PER_REQUEST}
         while True:
-            page = self._call("list_object_versions", outcome, **kwargs)
+            page = self._call("list_object_versions", sent, **kwargs)
             for item in page.get("Versions", []) + page.get("DeleteMarkers", []):
                 if item["Key"] in wanted_set:
                     found.append({"Key": item["Key"], "VersionId": item["VersionId"]})
@@ -378,81 +263,51 @@ class S3Session:
             if not page.get("IsTruncated") or not next_key or next_key > last:
                 return found
             kwargs["KeyMarker"] = next_key
+            kwargs.pop("VersionIdMarker", None)
             if page.get("NextVersionIdMarker"):
                 kwargs["VersionIdMarker"] = page["NextVersionIdMarker"]
-            else:
-                kwargs.pop("VersionIdMarker", None)
 
-    # --- talking to S3 ----------------------------------------------------------------------------
-
-    def _call(self, operation, outcome, **kwargs):
-        outcome.requests += 1
+    def _call(self, operation, sent, **kwargs):
+        """One request, in the window, from a request thread; counted in `sent`."""
         retried = retries_so_far()
         try:
             with self.window.slot():
                 answer = getattr(self.client, operation)(**kwargs)
         except Exception as exc:  # sorted by the one table: the storage's failure or the request's
-            reason = explain(exc, self.endpoint)
             if classify(exc) == UNREACHABLE:
-                self.window.shrink()
+                self.window.adjust(strained=True)
             if classify(exc) in STORAGE_KINDS:
-                raise StorageUnavailable(reason) from exc
-            raise _RequestRejected(reason) from exc
-        # botocore retried it (throttling, a 5xx, a dropped connection): the storage is under
-        # strain, so fewer requests at once; an answer at the first try earns one more.
-        if retries_so_far() > retried:
-            self.window.shrink()
-        else:
-            self.window.grow()
+                raise StorageUnavailable(explain(exc, self.endpoint)) from exc
+            raise _RequestRejected(explain(exc, self.endpoint)) from exc
+        finally:
+            with self._counting:
+                sent.requests += 1
+                sent.retries += retries_so_far() - retried
+        # botocore retried it (throttling, a 5xx, a dropped connection): the storage is strained.
+        self.window.adjust(strained=retries_so_far() > retried)
         return answer
 
-    # --- listing --------------------------------------------------------------------------------
-
     def list_objects(self, prefix):
-        client = self.client
-        # Keys come back with the storage's location in front; names in the database have none.
-        location = self.key_prefix
-        key_prefix = location + prefix
-        if self._is_versioned(DeleteOutcome()):
-            for key, size, modified in self._keys_with_versions(key_prefix):
-                yield StoredObject(name=key[len(location) :], size=size, modified=modified)
-            return
-        pages = client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=key_prefix, PaginationConfig={"PageSize": 1000}
+        """Every key with any version or delete marker left, with the bytes all its versions hold
+        and its newest change: a key whose current version is a delete marker still holds data."""
+        versioned = self._is_versioned(DeleteOutcome())
+        operation = "list_object_versions" if versioned else "list_objects_v2"
+        pages = self.client.get_paginator(operation).paginate(
+            Bucket=self.bucket, Prefix=self.key_prefix + prefix, PaginationConfig={"PageSize": 1000}
         )
-        for page in pages:
-            for obj in page.get("Contents", []):
-                yield StoredObject(
-                    name=obj["Key"][len(location) :], size=obj["Size"], modified=obj["LastModified"]
-                )
-
-    def _keys_with_versions(self, key_prefix):
-        """Every key that has any version or delete marker left, with the bytes all its versions
-        hold and its newest change: a key whose current version is a delete marker, or that has
-        only old versions, still holds data."""
-        pages = self.client.get_paginator("list_object_versions").paginate(
-            Bucket=self.bucket, Prefix=key_prefix, PaginationConfig={"PageSize": 1000}
-        )
-        current = None
-        for page in pages:
-            items = page.get("Versions", []) + page.get("DeleteMarkers", [])
-            for item in sorted(items, key=lambda i: i["Key"]):
-                if current is not None and item["Key"] != current.key:
-                    yield current.key, current.size, current.modified
-                    current = None
-                if current is None:
-                    current = _KeyVersions(item["Key"], 0, item["LastModified"])
-                current.size += item.get("Size", 0)
-                current.modified = max(current.modified, item["LastModified"])
-        if current is not None:
-            yield current.key, current.size, current.modified
+        by_key, listed = itemgetter("Key"), ("Contents", "Versions", "DeleteMarkers")
+        # A page in key order: a key's versions may run on into the next page.
+        items = (sorted(chain(*(page.get(k, []) for k in listed)), key=by_key) for page in pages)
+        for key, versions in groupby(chain.from_iterable(items), key=by_key):
+            versions = list(versions)
+            size = sum(version.get("Size", 0) for version in versions)
+            newest = max(version["LastModified"] for version in versions)
+            yield StoredObject(key[len(self.key_prefix) :], size, newest)  # names have no location
 
 
 class _Window:
-    """Requests in flight, at most `most`: additive increase, multiplicative decrease (TCP's
-    congestion control): a request botocore had to retry (throttling, a 5xx) halves how many go
-    at once, each answered at the first try adds one back. botocore's retries back off with
-    jitter between attempts (AWS_S3_CLIENT_CONFIG); this thins out the requests themselves."""
+    """Requests in flight, at most `most`, AIMD (TCP's congestion control): a request botocore
+    had to retry halves how many go at once, each answered at the first try adds one back."""
 
     def __init__(self, most: int):
         self.most = self.limit = most
@@ -472,18 +327,73 @@ class _Window:
                 self.busy -= 1
                 self._changed.notify_all()
 
-    def shrink(self):
+    def adjust(self, *, strained: bool):
         with self._changed:
-            self.limit = max(1, self.limit // 2)
-
-    def grow(self):
-        with self._changed:
-            self.limit = min(self.most, self.limit + 1)
+            self.limit = max(1, self.limit // 2) if strained else min(self.most, self.limit + 1)
             self._changed.notify_all()
 
 
-@dataclass
-class _KeyVersions:
-    key: str
-    size: int
-    modified: datetime
+# What a bucket keeps besides objects: lifecycle rules, incomplete multipart uploads (their parts
+# hold bytes no object listing shows). Keys carry the storage's `location` in front, names do not.
+
+
+@dataclass(frozen=True)
+class Upload:
+    name: str
+    upload_id: str
+    initiated: datetime  # aware, UTC
+
+
+def key_prefix(storage, name: str = f"{UPLOAD_PREFIX}/") -> str:
+    """The key of `name` (by default the upload prefix, as lifecycle rules and listings take it)."""
+    location = (storage.location or "").strip("/")
+    return f"{location}/{name}" if location else name
+
+
+def _unless(exc: boto.ClientError, code: str):
+    """Re-raise `exc` unless S3 answered with `code`."""
+    if exc.response.get("Error", {}).get("Code") != code:
+        raise exc
+
+
+def read_lifecycle(storage) -> list[dict]:
+    """The bucket's lifecycle rules as S3 returns them; none when it has no configuration."""
+    client = storage.connection.meta.client
+    try:
+        answer = client.get_bucket_lifecycle_configuration(Bucket=storage.bucket_name)
+    except boto.ClientError as exc:
+        _unless(exc, "NoSuchLifecycleConfiguration")
+        return []
+    return answer.get("Rules", [])
+
+
+def write_lifecycle(storage, rules: list[dict]):
+    storage.connection.meta.client.put_bucket_lifecycle_configuration(
+        Bucket=storage.bucket_name, LifecycleConfiguration={"Rules": rules}
+    )
+
+
+def list_uploads(storage) -> Iterator[Upload]:
+    """Every incomplete multipart upload under the upload prefix, paged (1,000 per request)."""
+    start = len(key_prefix(storage, ""))
+    pages = storage.connection.meta.client.get_paginator("list_multipart_uploads").paginate(
+        Bucket=storage.bucket_name, Prefix=key_prefix(storage), PaginationConfig={"PageSize": 1000}
+    )
+    try:
+        for page in pages:
+            for upload in page.get("Uploads", []):
+                yield Upload(upload["Key"][start:], upload["UploadId"], upload["Initiated"])
+    except boto.ClientError as exc:
+        _unless(exc, "NotImplemented")  # s3rver has no such call: the rest of a reconcile runs
+
+
+def abort_upload(storage, upload: Upload):
+    """Its parts are deleted; an upload already gone (completed or aborted) counts as done."""
+    try:
+        storage.connection.meta.client.abort_multipart_upload(
+            Bucket=storage.bucket_name,
+            Key=key_prefix(storage, upload.name),
+            UploadId=upload.upload_id,
+        )
+    except boto.ClientError as exc:
+        _unless(exc, "NoSuchUpload")
