@@ -72,9 +72,8 @@ def verify_storage() -> storage.StorageIdentity:
 
 
 def ensure_storage_bound(*, by: str):
-    """Before a file row is saved: bind the configured storage if nothing is bound yet (verified
-    first when the database already names files); refuse a save into a storage other than the
-    bound one (its file would never be purged)."""
+    """Before a file row is saved: bind the configured storage if nothing is bound (verified when
+    the database names files); refuse another storage than the bound one (never purged)."""
     state = binding_state()
     if state.bound is None:
         _bind_verified(state.configured, by=by)

@@ -130,9 +130,8 @@ class S3Session:
         self._versioned = None
         self._counting = threading.Lock()
         self.window = _Window(settings.CLEANUP_S3_CONCURRENCY)
-        # The run's thread's client (the storage keeps one per thread), shared with the request
-        # threads (boto3 clients are thread-safe): every request goes through its event hooks,
-        # registered once per client (same ids) however many runs use it.
+        # The run's thread's client, shared with the request threads (boto3 clients are
+        # thread-safe): every request goes through its hooks, registered once per client (ids).
         self.client = storage.connection.meta.client
         self.endpoint = self.client.meta.endpoint_url
         events = self.client.meta.events
@@ -141,8 +140,7 @@ class S3Session:
 
     def delete_names(self, names) -> DeleteOutcome:
         keys = {name: self.key_prefix + name for name in names}
-        sent = DeleteOutcome()  # by key; the request threads' requests and retries count in _call
-        retried = retries_so_far()  # this thread's: the versioning request
+        sent = DeleteOutcome()  # by key
         self.window.stopped = ""
         try:
             if self._is_versioned(sent):
@@ -156,8 +154,8 @@ class S3Session:
         except StorageUnavailable as exc:  # the versioning state or a listing: nothing was sent
             sent.unavailable = str(exc)
             sent.deferred.update(dict.fromkeys(keys.values(), sent.unavailable))
-        outcome = DeleteOutcome(requests=sent.requests, unavailable=sent.unavailable)
-        outcome.retries = sent.retries + retries_so_far() - retried
+        outcome = DeleteOutcome(requests=sent.requests, retries=sent.retries)
+        outcome.unavailable = sent.unavailable
         for name, key in keys.items():
             if key in sent.deferred:
                 outcome.deferred[name] = sent.deferred[key]
@@ -209,16 +207,15 @@ class S3Session:
             # An InternalError or SlowDown about one key is still the storage's trouble.
             (sent.deferred if kind == UNREACHABLE else sent.failed).setdefault(error["Key"], reason)
 
-    def _is_versioned(self, outcome) -> bool:
+    def _is_versioned(self, sent) -> bool:
         if self._versioned is None:
-            outcome.requests += 1
             try:
-                answer = self.client.get_bucket_versioning(Bucket=self.bucket)
-            except Exception as exc:  # unknown versioning: no delete can be known final
-                reason = explain(exc, self.endpoint)
-                if classify(exc) != UNREACHABLE:
-                    reason = f"cannot read the bucket's versioning state: {reason}"
-                raise StorageUnavailable(reason) from exc
+                answer = self._call("get_bucket_versioning", sent, Bucket=self.bucket)
+            except (StorageUnavailable, _RequestRejected) as exc:  # no delete can be known final
+                if classify(exc.__cause__) == UNREACHABLE:
+                    raise
+                reason = f"cannot read the bucket's versioning state: {exc}"
+                raise StorageUnavailable(reason) from exc.__cause__
             self._versioned = answer.get("Status") in VERSIONED_STATES
         return self._versioned
 
@@ -268,7 +265,7 @@ class S3Session:
                 kwargs["VersionIdMarker"] = page["NextVersionIdMarker"]
 
     def _call(self, operation, sent, **kwargs):
-        """One request, in the window, from a request thread; counted in `sent`."""
+        """One request, in the window, counted in `sent` (retries: this thread's)."""
         retried = retries_so_far()
         try:
             with self.window.slot():
