@@ -18,7 +18,7 @@ from django_celery_beat.models import PeriodicTask
 
 from . import charts
 from .models import PendingFileDeletion, PurgeRun, ReconcileRun, Retention, StorageBinding
-from .report import format_duration, retention_facts
+from .report import format_duration, local_time, retention_facts
 from .services import (
     PurgeNotPossible,
     purge_schedule,
@@ -73,14 +73,10 @@ class ScheduleAdmin(PeriodicTaskAdmin):
 class ReadOnlyAdmin(admin.ModelAdmin):
     """History and bookkeeping: staff look, nobody edits or deletes from here."""
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request, obj=None):
         return False
 
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+    has_change_permission = has_delete_permission = has_add_permission
 
 
 def _rows_table(attribute):
@@ -105,6 +101,8 @@ class PurgeRunAdmin(ReadOnlyAdmin):
     ordering = ["-started_at", "-pk"]
     readonly_fields = ["took", "rows_table", "would_delete_rows_table", "fan_out_runs"]
     readonly_fields += ["oldest_expired_at_start"]
+    # One number per run keeps each row one line; the run's page has the table per model.
+    rows_total = admin.display(description="rows")(lambda self, run: run.rows_total)
     rows_table = _rows_table("rows_deleted")
     would_delete_rows_table = _rows_table("would_delete_rows")
 
@@ -158,11 +156,6 @@ class PurgeRunAdmin(ReadOnlyAdmin):
             said += "expired job. Its run appears in this list with trigger “Django admin”."
             self.message_user(request, said, messages.SUCCESS)
         return HttpResponseRedirect(reverse("admin:cleanup_purgerun_changelist"))
-
-    @admin.display(description="rows")
-    def rows_total(self, run):
-        # One number per run keeps each row one line; the run's page has the table per model.
-        return run.rows_total
 
     @admin.display(description="status", ordering="status")
     def coloured_status(self, run):
@@ -244,7 +237,7 @@ class PendingFileDeletionAdmin(ReadOnlyAdmin):
             return "-"
         if pending.next_attempt_at <= timezone.now():
             return "with the next purge"
-        return timezone.localtime(pending.next_attempt_at).strftime("%Y-%m-%d %H:%M:%S %Z")
+        return local_time(pending.next_attempt_at)
 
     @admin.display(description="state")
     def state(self, pending):

@@ -1,9 +1,5 @@
-"""Time-series plots for the admin's Retention page: inline SVG drawn on the server.
-
-No JavaScript and no plotting library. This module places the marks; the markup
-(admin/cleanup/plot.svg) takes its colours from the admin's CSS variables and `currentColor`,
-so the plots follow the admin's light or dark theme.
-"""
+"""The Retention page's plots as server-side SVG (no JavaScript): this module places the marks;
+admin/cleanup/plot.svg colours them from the admin's CSS variables (light or dark theme)."""
 
 import math
 from collections.abc import Callable, Sequence
@@ -29,8 +25,7 @@ _DURATIONS = [120, 600, 1800, 3600, 2 * 3600, 4 * 3600, 6 * 3600, 12 * 3600, 864
 
 
 def nice_ceiling(value: float) -> float:
-    """The smallest 1, 2 or 5 times a power of ten at or above `value` (at least 2, so the
-    middle gridline is a whole number)."""
+    """The smallest 1, 2 or 5 times a power of ten >= `value`; 2 at least (a whole middle line)."""
     if value <= 2:
         return 2.0
     power = 10 ** math.floor(math.log10(value))
@@ -52,8 +47,7 @@ def time_series(
     ceiling: Callable[[float], float] = nice_ceiling,
     step: timedelta | None = None,
 ) -> dict:
-    """One plot for admin/cleanup/plot.svg: `kind` "bars" (`step` wide) or "line"; the y axis
-    from 0 to `ceiling(largest value)`, labelled with `label`."""
+    """One plot: "bars" (`step` wide) or "line"; y from 0 to `ceiling(largest value)`."""
     span = (until - since).total_seconds() or 1.0
     top = ceiling(max((v for _, v in points), default=0))
 

@@ -1,9 +1,5 @@
-"""Log lines for operators: an event name, then its fields (counts only) from `extra`.
-
-`logger.info("purge.batch", extra={"run": 8, "jobs": 2})` renders as `... purge.batch run=8
-jobs=2` (CLEANUP_LOG_FORMAT=plain) or one JSON object per line (json). Both serve the root handler
-(fmr/settings.py), so Django's, Celery's and the purge's lines look alike, each written once.
-"""
+"""Log lines: `logger.info("purge.batch", extra={"run": 8})` renders as `... purge.batch run=8`
+(CLEANUP_LOG_FORMAT=plain) or a JSON object per line (json), for every process's root handler."""
 
 import json
 import logging
@@ -28,8 +24,7 @@ def fields_of(record: logging.LogRecord) -> dict:
 
 
 def iso_time(created: float) -> str:
-    """ISO 8601 with the offset in TIME_ZONE, so every process's lines agree (ZoneInfo caches
-    the zone)."""
+    # In TIME_ZONE, so every process's lines agree (ZoneInfo caches the zone).
     zone = ZoneInfo(settings.TIME_ZONE)
     return datetime.fromtimestamp(created, tz=zone).isoformat(timespec="milliseconds")
 

@@ -1,9 +1,5 @@
-"""The purge's facts in the Prometheus text format, for GET /cleanup/metrics.
-
-Computed afresh from the database on every request, so every web worker answers the same truth
-and a restart loses nothing. Counters come from the run records (services/history.py says why
-they never go down).
-"""
+"""GET /cleanup/metrics: computed from the database on every request, so every web worker agrees
+and a restart loses nothing; counters come from the run records (they never go down)."""
 
 from datetime import datetime
 from types import SimpleNamespace
@@ -58,14 +54,12 @@ def _exposition(families) -> bytes:
 
 
 def render_down(reason: str) -> bytes:
-    """The database did not answer: the reason as a comment and the up gauge at 0 (the other
-    gauges would be guesses, so they are left out)."""
+    """The database did not answer: the reason, and the up gauge at 0 (others would be guesses)."""
     up = GaugeMetricFamily("fmr_cleanup_up", GAUGES["fmr_cleanup_up"], value=0)
     return f"# {reason}\n".encode() + _exposition([up])
 
 
 def render_metrics(*, status, totals) -> bytes:
-    """`status`: a PurgeStatus; `totals`: RunTotals per status (finished runs)."""
     last = status.last_success
     finished = last and last["finished_at"]
     due = purge_schedule(now=status.checked_at).first_run_due_at

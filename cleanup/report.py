@@ -1,12 +1,21 @@
 """Texts for operators: purge results, the status (terminal, Retention page), the progress bar."""
 
+import json
 import time
 from datetime import datetime
 
 from django.utils import timezone
 
 
-def _local(moment) -> str:
+def show(command, options, facts: dict, text: str) -> None:
+    """A command's output: the facts as JSON with --json, nothing at -v 0, else the text."""
+    if options["json"]:
+        command.stdout.write(json.dumps(facts, indent=2))
+    elif options["verbosity"] > 0:
+        command.stdout.write(text)
+
+
+def local_time(moment) -> str:
     """A time (or its ISO text) in TIME_ZONE with its zone name; "-" for none."""
     if isinstance(moment, str):
         moment = datetime.fromisoformat(moment)
@@ -19,7 +28,7 @@ def _line(label: str, text) -> str:
 
 
 def format_result(result) -> str:
-    cutoff = _local(result.cutoff)
+    cutoff = local_time(result.cutoff)
     if result.dry_run:
         head = (
             f"Dry run (nothing deleted): jobs expired before {cutoff}: would delete "
@@ -71,7 +80,7 @@ def format_status(status) -> str:
     if status.oldest_pending_seconds is not None:
         pending = f" (oldest: pending for {format_duration(status.oldest_pending_seconds)})"
     lines = [
-        f"Purge status at {_local(status.checked_at)}",
+        f"Purge status at {local_time(status.checked_at)}",
         _line("expired jobs still present", f"{status.expired_jobs}{overdue}"),
         _line("pending file deletions", f"{status.pending_files}{pending}"),
         *(_line("", f"last error: {reason}") for reason in status.pending_reasons[:3]),
@@ -105,7 +114,7 @@ def _run_phrases(run, event: str) -> list[str]:
         return ["none recorded"]
     status = "" if event == "finished" else f" {run['status']}"
     phrases = [
-        f"run #{run['run_id']} ({run['trigger']}){status}, {event} {_local(run[f'{event}_at'])}"
+        f"run #{run['run_id']} ({run['trigger']}){status}, {event} {local_time(run[f'{event}_at'])}"
     ]
     ids = [r["run_id"] for r in run.get("runs") or []]
     if len(ids) > 1:
@@ -174,7 +183,7 @@ def format_reconcile(result, *, examples=False) -> str:
     lines = [
         f"objects under the upload prefix: {result.scanned} ({result.scanned_bytes} bytes), "
         f"{result.duration_seconds:.2f}s",
-        f"  newer than {_local(result.cutoff)}, left alone: {result.young}",
+        f"  newer than {local_time(result.cutoff)}, left alone: {result.young}",
         f"  named by a row or a pending deletion: {result.held}",
         f"  orphans: {result.orphans} ({result.orphan_bytes} bytes)",
         f"  incomplete uploads past grace with no live job: {result.uploads_orphaned} "
@@ -191,4 +200,21 @@ def format_reconcile(result, *, examples=False) -> str:
         lines.append("  nothing deleted (report only; --delete deletes them)")
     if examples and result.examples:
         lines.append("  some orphans: " + ", ".join(result.examples))
+    return "\n".join(lines)
+
+
+def format_binding(state, changed: bool, *, rebind: bool) -> str:
+    bound = "nothing bound yet (the first file written binds its storage)"
+    if state.bound:
+        bound = f"{state.bound.describe()} (bound {local_time(state.bound_at)} by {state.bound_by})"
+    lines = [
+        f"  {'database files live in:':<26}{bound}",
+        f"  {'this process uses:':<26}{state.configured.describe()}",
+    ]
+    if state.previous:
+        lines.append(f"  {'before that:':<26}{state.previous}")
+    if rebind:
+        lines.append("Rebound." if changed else "Already bound to the configured storage.")
+    elif state.bound and state.matches:
+        lines.append("They match.")
     return "\n".join(lines)

@@ -16,9 +16,7 @@ from .services import overdue_limit, purge_status, run_totals
 
 
 def monitor_view(view):
-    """GET only, never cached, for a staff session or the bearer token; a 503 with a one-line
-    plain reason (metrics: Prometheus text with fmr_cleanup_up 0) when the database does not
-    answer, instead of a 500 page."""
+    """GET, never cached, staff or bearer token; a database that does not answer is a 503."""
 
     @never_cache
     @require_GET
@@ -37,8 +35,7 @@ def monitor_view(view):
 
 @monitor_view
 def status(request):
-    """What `manage.py purge_status --json` prints; with `?max_overdue=MINUTES`, a 503 when the
-    promise is at risk, so a plain HTTP check can alert on it."""
+    """`purge_status --json`; with `?max_overdue=MINUTES`, a 503 when the promise is at risk."""
     max_overdue = request.GET.get("max_overdue")
     if max_overdue is not None:
         try:

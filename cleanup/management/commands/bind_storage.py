@@ -1,9 +1,8 @@
 import getpass
-import json
 
 from django.core.management.base import CommandError
-from django.utils import timezone
 
+from cleanup.report import format_binding, show
 from cleanup.services import PurgeNotPossible, bind_storage, binding_state, verify_storage
 from fmr.commands import StrictCommand
 
@@ -35,10 +34,8 @@ class Command(StrictCommand):
                 state, changed = done.state, done.changed
             else:
                 state, changed = binding_state(), False
-            if options["json"]:
-                self.stdout.write(json.dumps(_facts(state, changed), indent=2))
-            elif options["verbosity"] > 0:
-                self.stdout.write(_text(state, changed, rebind=options["rebind"]))
+            text = format_binding(state, changed, rebind=options["rebind"])
+            show(self, options, _facts(state, changed), text)
             verify_storage()  # what every purge, sweep and reconcile will say about this storage
         except PurgeNotPossible as exc:
             raise CommandError(str(exc)) from exc
@@ -64,22 +61,3 @@ def _facts(state, changed) -> dict:
         "matches": state.matches,
         "changed": changed,
     }
-
-
-def _text(state, changed, *, rebind) -> str:
-    if state.bound:
-        when = timezone.localtime(state.bound_at).strftime("%Y-%m-%d %H:%M:%S %Z")
-        bound = f"{state.bound.describe()} (bound {when} by {state.bound_by})"
-    else:
-        bound = "nothing bound yet (the first file written binds its storage)"
-    lines = [
-        f"  {'database files live in:':<26}{bound}",
-        f"  {'this process uses:':<26}{state.configured.describe()}",
-    ]
-    if state.previous:
-        lines.append(f"  {'before that:':<26}{state.previous}")
-    if rebind:
-        lines.append("Rebound." if changed else "Already bound to the configured storage.")
-    elif state.bound and state.matches:
-        lines.append("They match.")
-    return "\n".join(lines)

@@ -1,4 +1,3 @@
-import json
 import logging
 import signal
 import threading
@@ -8,7 +7,7 @@ from django.core.management.base import CommandError
 from django.db import DatabaseError
 
 from cleanup.models import PurgeRun
-from cleanup.report import ProgressBar, format_result
+from cleanup.report import ProgressBar, format_result, show
 from cleanup.services import CutoffRefused, PurgeNotPossible, count_expired_jobs, purge_expired_jobs
 from cleanup.storage import describe_error
 from fmr.commands import StrictCommand, argument_type
@@ -36,9 +35,12 @@ class Command(StrictCommand):
 
     def handle(self, *args, **options):
         bar = self._progress_bar(options)
+        logger = logging.getLogger("cleanup")  # the app's, above its modules
+        level = logger.level
         # The bar replaces the per-batch log lines; -v 0 silences them, -v 2 keeps them (no bar).
-        quiet = bar is not None or options["verbosity"] == 0
-        with stop_on_first_sigint(self.stderr) as stopping, logs_quieted(quiet):
+        if bar is not None or options["verbosity"] == 0:
+            logger.setLevel(logging.WARNING)
+        with stop_on_first_sigint(self.stderr) as stopping:
             try:
                 run = purge_expired_jobs(
                     batch_size=options["batch_size"],
@@ -53,12 +55,10 @@ class Command(StrictCommand):
             except DatabaseError as exc:
                 raise CommandError(_database_failure(exc)) from exc
             finally:
+                logger.setLevel(level)
                 if bar:
                     bar.close()
-        if options["json"]:
-            self.stdout.write(json.dumps(run.as_dict(), indent=2))
-        elif options["verbosity"] > 0:
-            self.stdout.write(format_result(run))
+        show(self, options, run.as_dict(), format_result(run))
         if run.status == PurgeRun.Status.INTERRUPTED:
             raise CommandError(
                 f"interrupted after {run.jobs_deleted} job(s); every batch finished, "
@@ -79,17 +79,6 @@ class Command(StrictCommand):
         except DatabaseError:
             return None  # the purge itself then says what is wrong with the database
         return ProgressBar(self.stderr, total) if total else None
-
-
-@contextmanager
-def logs_quieted(quiet):
-    logger = logging.getLogger("cleanup")  # the app's, above its modules
-    level = logger.level
-    logger.setLevel(logging.WARNING if quiet else level)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 @contextmanager

@@ -1,8 +1,6 @@
-import json
-
 from django.core.management.base import CommandError
 
-from cleanup.report import format_status
+from cleanup.report import format_status, show
 from cleanup.services import PurgeNotPossible, purge_status
 from fmr.commands import StrictCommand, argument_type
 from fmr.parsing import parse_minutes
@@ -34,11 +32,9 @@ class Command(StrictCommand):
         problems = [] if limit is None else status.problems(max_overdue=limit)
         if not storage["reachable"]:
             problems.insert(0, f"storage cannot be reached: {_reach(storage)}")
-        if options["json"]:
-            extra = {} if limit is None else {"problems": problems}
-            self.stdout.write(json.dumps(status.as_dict() | extra, indent=2))
-        elif options["verbosity"] > 0:
-            self.stdout.write(f"{format_status(status)}\n  {'storage:':<30}{_reach(storage)}")
+        extra = {} if limit is None else {"problems": problems}
+        text = f"{format_status(status)}\n  {'storage:':<30}{_reach(storage)}"
+        show(self, options, status.as_dict() | extra, text)
         if problems:
             raise CommandError("the 24-hour promise is at risk: " + "; ".join(problems))
 

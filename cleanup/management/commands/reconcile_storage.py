@@ -1,9 +1,7 @@
-import json
-
 from django.core.management.base import CommandError
 
 from cleanup.models import PurgeRun
-from cleanup.report import format_reconcile
+from cleanup.report import format_reconcile, show
 from cleanup.services import RECONCILE_GRACE, reconcile_storage
 from fmr.commands import StrictCommand, argument_type
 from fmr.parsing import MAX_MINUTES, parse_minutes
@@ -47,9 +45,7 @@ class Command(StrictCommand):
             force=options["force"],
             trigger=PurgeRun.Trigger.COMMAND,
         )
-        if options["json"]:
-            self.stdout.write(json.dumps(result.as_dict(), indent=2))
-        elif options["verbosity"] > 0:
-            self.stdout.write(format_reconcile(result, examples=options["verbosity"] > 1))
+        text = format_reconcile(result, examples=options["verbosity"] > 1)
+        show(self, options, result.as_dict(), text)
         if not result.ok:
             raise CommandError(result.error)
