@@ -2,21 +2,16 @@ import json
 
 from django.core.management.base import CommandError
 
-from cleanup.services.lifecycle import (
-    BACKSTOP_RULE_ID,
-    MARKERS_RULE_ID,
-    LifecycleFailed,
-    plan_lifecycle,
-)
+from cleanup.services import lifecycle
 from fmr.commands import StrictCommand
 
 
 class Command(StrictCommand):
     help = (
         "The lifecycle backstop on the upload prefix: S3 deletes the jobs' files itself, JOB_TTL "
-        f"+ 1 day after upload, if the purge does not run (rules {BACKSTOP_RULE_ID} and "
-        f"{MARKERS_RULE_ID}, merged into the bucket's configuration; other rules are kept). "
-        "Prints the merged configuration; writes it only with --apply."
+        f"+ 1 day after upload, if the purge does not run (rules {lifecycle.BACKSTOP_RULE_ID} and "
+        f"{lifecycle.MARKERS_RULE_ID}, merged into the bucket's configuration; other rules are "
+        "kept). Prints the merged configuration; writes it only with --apply."
     )
 
     def add_arguments(self, parser):
@@ -28,8 +23,8 @@ class Command(StrictCommand):
 
     def handle(self, *args, **options):
         try:
-            plan = plan_lifecycle(apply=options["apply"])
-        except LifecycleFailed as exc:
+            plan = lifecycle.plan_lifecycle(apply=options["apply"])
+        except lifecycle.LifecycleFailed as exc:
             raise CommandError(f"lifecycle configuration not changed: {exc}") from None
         if plan is None:
             self.stdout.write("Files are on local storage (MEDIA_ROOT): no lifecycle to set.")
