@@ -192,28 +192,27 @@ class PurgeRunAdmin(ReadOnlyAdmin):
 
 class PendingStateFilter(admin.SimpleListFilter):
     title = parameter_name = "state"
-    # value: (label, the PendingFileDeletion queryset method that selects it)
+    # value: the PendingFileDeletion queryset method that selects it (labelled by the value)
     states = {
-        "pending": ("pending", "not_stuck"),
-        "stuck": ("stuck", "stuck"),
-        "refused": ("refused", "refused"),
-        "resolved": ("resolved", "resolved"),
+        "pending": "not_stuck",
+        "stuck": "stuck",
+        "refused": "refused",
+        "resolved": "resolved",
     }
+    labels = {}
 
     def lookups(self, request, model_admin):
-        return [(value, label) for value, (label, _) in self.states.items()]
+        return [(value, self.labels.get(value, value)) for value in self.states]
 
     def queryset(self, request, queryset):
-        chosen = self.states.get(self.value())
-        return getattr(queryset, chosen[1])() if chosen else queryset
+        method = self.states.get(self.value())
+        return getattr(queryset, method)() if method else queryset
 
 
 class RefusedFilter(PendingStateFilter):
     title = parameter_name = "refused"
-    states = {
-        "yes": ("Refused (never sent to storage)", "refused"),
-        "no": ("Waiting for storage", "waiting"),
-    }
+    states = {"yes": "refused", "no": "waiting"}
+    labels = {"yes": "Refused (never sent to storage)", "no": "Waiting for storage"}
 
 
 @admin.register(PendingFileDeletion)
