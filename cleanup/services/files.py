@@ -239,11 +239,9 @@ def _mark_failed(failed: dict[str, str], now, *, storage_failed: bool) -> int:
     rows = list(PendingFileDeletion.objects.unresolved().filter(name__in=failed))
     for row in rows:
         row.last_error = failed[row.name]
-        if storage_failed:
-            row.next_attempt_at = now
-            continue
-        row.attempts += 1
-        row.next_attempt_at = now + min(RETRY_BASE * 2 ** (row.attempts - 1), RETRY_MAX)
+        row.attempts += 0 if storage_failed else 1
+        backoff = min(RETRY_BASE * 2 ** (row.attempts - 1), RETRY_MAX)
+        row.next_attempt_at = now if storage_failed else now + backoff
     PendingFileDeletion.objects.bulk_update(
         rows, ["attempts", "last_error", "next_attempt_at"], batch_size=500
     )
