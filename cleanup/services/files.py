@@ -121,8 +121,7 @@ def finish_batch_files(batch: BatchFiles) -> FileDeletion:
     waiting = {**outcome.deferred, **outcome.failed}
     stuck = _mark_failed(outcome.failed, batch.started, storage_failed=False)
     _mark_failed(outcome.deferred, batch.started, storage_failed=True)
-    if outcome.refused:
-        _mark_refused(outcome.refused)
+    _mark_refused(outcome.refused)  # no query when none was refused
     return FileDeletion(
         deleted=min(deleted, len(outcome.deleted)),
         failed=len(waiting),
