@@ -1,11 +1,9 @@
-"""The purge's cascade: an explicit delete plan, derived once from the models' public metadata.
+"""The purge's cascade: an explicit delete plan from the models' public metadata.
 
-From jobs.Job down every reverse CASCADE ForeignKey/OneToOneField, one DELETE per model, children
-first, picking a batch's rows by foreign key (the batch's ids, or a subquery on the parent): the
-statement count does not grow with the batch. The file models' DELETEs return their names
-(RETURNING) for the outbox. No other on_delete and no pre/post_delete signal is run: what the plan
-cannot honour is in `problems` (reported by checks.py; a batch refuses to run). Deletes outside
-the purge go through Django's Collector and its signals as always.
+From jobs.Job down every reverse CASCADE relation, one DELETE per model, children first, by foreign
+key (the batch's ids, or a subquery on the parent): the statements do not grow with the batch. The
+file models' DELETEs return their names (RETURNING) for the outbox. No signal is sent: what the plan
+cannot honour is in `problems` (checks.py reports it; a batch refuses to run).
 """
 
 import functools
@@ -49,7 +47,6 @@ class Plan:
             )
 
     def delete(self, ids) -> "Cascade":
-        """Delete the rows with these root keys and everything that cascades from them."""
         self.refuse_problems()
         pk = self.order[0]._meta.pk
         values = [pk.get_db_prep_value(value, connection) for value in ids]
@@ -86,14 +83,11 @@ def cascade_paths(root):
     """Every model a purge of `root` deletes rows of, with its lookup path back to `root`."""
     plan = build_plan(root, tuple(file_models()))
     lookups = {step.model: step.lookups for step in plan.steps}
-    for model in plan.order:
-        for lookup in lookups[model]:
-            yield model, lookup
+    return [(model, lookup) for model in plan.order for lookup in lookups[model]]
 
 
 @functools.cache
 def build_plan(root, declared_file_models=()) -> Plan:
-    """The delete plan for `root` with these file models, and what it cannot honour."""
     edges, problems = {root: []}, []
     _walk(root, (root,), edges, problems, declared_file_models)
     quote = connection.ops.quote_name
@@ -161,8 +155,7 @@ def _walk(model, chain, edges, problems, declared_file_models):
             _walk(child, (*chain, child), edges, problems, declared_file_models)
 
 
-# The pre/post_delete receivers whose work the purge does itself (receivers.py): the check leaves
-# them out of what the plan does not send.
+# The pre/post_delete receivers whose work the purge does itself (receivers.py).
 _OWN_RECEIVERS: list[tuple] = []
 
 

@@ -16,8 +16,7 @@ from ..file_models import file_fields, file_models, upload_rule
 from ..models import PendingFileDeletion
 from .binding import verify_storage
 
-# Per-key failures (a bad key, a permission) back off so they do not cost every run a request;
-# an outage of the whole endpoint does not: every name is retried as soon as a run comes.
+# A key's own failures back off; the storage's outage does not: the next run retries every name.
 RETRY_BASE = timedelta(minutes=1)
 RETRY_MAX = timedelta(hours=1)
 
@@ -34,14 +33,14 @@ class FileDeletion:
     refused: int = 0  # names never sent (they break the upload-name rule), kept as refused
     refused_reasons: list[str] = field(default_factory=list)
 
-    def add(self, other: "FileDeletion"):
+    def add(self, other: "FileDeletion") -> "FileDeletion":
         for name in ("deleted", "failed", "stuck", "requests", "retries", "refused"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.unavailable = self.unavailable or other.unavailable
-        self.errors.extend(e for e in other.errors if e not in self.errors)
-        self.refused_reasons.extend(
-            r for r in other.refused_reasons if r not in self.refused_reasons
-        )
+        for name in ("errors", "refused_reasons"):
+            mine = getattr(self, name)
+            mine.extend(e for e in getattr(other, name) if e not in mine)
+        return self
 
 
 def delete_pending_files(
@@ -54,11 +53,8 @@ def delete_pending_files(
 ) -> FileDeletion:
     """Delete pending files from storage and forget the ones that are gone: `names` (as
     record() wrote them, `recorded_as` its token), or else every name due at `due_before`.
-
-    A name a row still references (in any spelling) is never deleted; one breaking the upload-name
-    rule is never sent (it stays pending, refused). StorageNotVerified unless the configured
-    storage is the bound one (`storage_verified`: the caller has just checked).
-    """
+    A name a row still references (in any spelling) is never deleted, one breaking the upload-name
+    rule never sent; StorageNotVerified unless the storage is the bound one."""
     if not storage_verified:
         verify_storage()
     session = session or open_storage()
@@ -68,8 +64,7 @@ def delete_pending_files(
 
 
 def _sweep(due_before, session) -> FileDeletion:
-    # The due rows in key order (each read once, by the primary key). Only storage itself being
-    # unavailable stops it, not a chunk whose names all fail.
+    # The due rows in key order, each read once; only storage being unavailable stops it.
     result, after = FileDeletion(), 0
     while not result.unavailable:
         rows = list(
@@ -103,9 +98,8 @@ class BatchFiles:
 
 
 def start_batch_files(names, recorded_as, session, thread=None, *, rows=None) -> BatchFiles:
-    """Start deleting names from storage, in `thread` (an executor) if given, to overlap a purge's
-    next batch. Referenced names are left out here, in the caller's thread: the storage thread
-    never touches the database (connections are per thread); finish_batch_files() records."""
+    """Start deleting names from storage, in `thread` (an executor) if given. Referenced names
+    are left out here: the storage thread never touches the database."""
     referenced = referenced_names(names)
     send = functools.partial(_send, [n for n in names if n not in referenced], session)
     outcome = thread.submit(send) if thread else send()
@@ -114,9 +108,7 @@ def start_batch_files(names, recorded_as, session, thread=None, *, rows=None) ->
 
 def finish_batch_files(batch: BatchFiles) -> FileDeletion:
     """Wait for the storage step, then forget the names that are gone and mark the others."""
-    outcome = batch.outcome
-    if isinstance(outcome, Future):
-        outcome = outcome.result()
+    outcome = batch.outcome.result() if isinstance(batch.outcome, Future) else batch.outcome
     kept = {*outcome.failed, *outcome.deferred, *outcome.refused}
     if batch.recorded_as is not None:
         deleted = _forget_recorded(batch.recorded_as, keep=kept)
@@ -129,8 +121,7 @@ def finish_batch_files(batch: BatchFiles) -> FileDeletion:
     waiting = {**outcome.deferred, **outcome.failed}
     stuck = _mark_failed(outcome.failed, batch.started, storage_failed=False)
     _mark_failed(outcome.deferred, batch.started, storage_failed=True)
-    if outcome.refused:
-        _mark_refused(outcome.refused)
+    _mark_refused(outcome.refused)  # no query when none was refused
     return FileDeletion(
         deleted=min(deleted, len(outcome.deleted)),
         failed=len(waiting),
@@ -152,11 +143,8 @@ def _send(names, session) -> storage.DeleteOutcome:
 
 
 def _forget_recorded(recorded_as, *, keep) -> int:
-    """Forget the rows one record() wrote (by its token) but `keep`'s; returns how many went.
-
-    Only a sweep also takes them, locking briefly and never waiting (SKIP LOCKED): no deadlock,
-    each row counted by whichever run removes it. No lock first (it costs as much as the delete).
-    """
+    """Forget the rows one record() wrote but `keep`'s; returns how many went. No lock first: a
+    sweep takes them only with SKIP LOCKED, and each is counted by whichever run removes it."""
     mine = PendingFileDeletion.objects.unresolved().filter(batch=recorded_as)
     if keep:
         mine = mine.exclude(among("name", list(keep)))
@@ -164,9 +152,8 @@ def _forget_recorded(recorded_as, *, keep) -> int:
 
 
 def _forget_unowned(pks) -> int:
-    """Forget these rows but those someone else holds (skipped, never waited for: no deadlock);
-    returns how many went. Two statements, not DELETE … WHERE id IN (SELECT … SKIP LOCKED),
-    which the planner ran quadratically on a table analyzed while empty (tests/test_scale.py)."""
+    """Forget these rows but those someone else holds (SKIP LOCKED); returns how many went. Two
+    statements: DELETE … IN (SELECT … SKIP LOCKED) ran quadratically (tests/test_scale.py)."""
     removed = 0
     for part in _param_chunks(pks):
         with transaction.atomic():
@@ -182,8 +169,7 @@ def _forget_unowned(pks) -> int:
 
 
 def referenced_names(names) -> set[str]:
-    """The names among `names` (storage keys) that a row still references, in any spelling: a
-    live `jobs//A/p.png` holds `jobs/A/p.png` (non-canonical rows are found in the same query)."""
+    """The names among `names` that a row still references, in any spelling (`jobs//A/p.png`)."""
     referenced = set()
     for model in file_models():
         for f in file_fields(model):
@@ -217,8 +203,7 @@ def _names_matching(manager, column, names) -> set[str]:
 
 @contextmanager
 def _through_indexes():
-    """Through the indexes, whatever the planner thinks: it scanned 400,000 rows for 20,000 names
-    (124 ms against 67 ms), and the scan grows with the table while the probes do not."""
+    """Through the indexes: the planner scanned 400,000 rows for 20,000 names (124 vs 67 ms)."""
     if connection.vendor != "postgresql":
         yield
         return
@@ -246,18 +231,16 @@ def _mark_refused(refused: dict[str, str]):
 
 
 def _mark_failed(failed: dict[str, str], now, *, storage_failed: bool) -> int:
-    """Record the failures; returns how many of these names are now stuck. Storage's own failure
-    (an outage, a 5xx, throttling) is no attempt against the names: retried by the next run."""
+    """Record the failures; returns how many are now stuck. Storage's own failure counts no
+    attempt against the names."""
     if not failed:
         return 0
     rows = list(PendingFileDeletion.objects.unresolved().filter(name__in=failed))
     for row in rows:
         row.last_error = failed[row.name]
-        if storage_failed:
-            row.next_attempt_at = now
-            continue
-        row.attempts += 1
-        row.next_attempt_at = now + min(RETRY_BASE * 2 ** (row.attempts - 1), RETRY_MAX)
+        row.attempts += 0 if storage_failed else 1
+        backoff = min(RETRY_BASE * 2 ** (row.attempts - 1), RETRY_MAX)
+        row.next_attempt_at = now if storage_failed else now + backoff
     PendingFileDeletion.objects.bulk_update(
         rows, ["attempts", "last_error", "next_attempt_at"], batch_size=500
     )
@@ -267,10 +250,8 @@ def _mark_failed(failed: dict[str, str], now, *, storage_failed: bool) -> int:
 
 
 class AnyOf(Lookup):
-    """`column = ANY(%s::type[])`: one array parameter, where `__in`'s placeholder per value costs
-    more to build and parse than to run. Cast to the column's type: psycopg sends small ints as
-    smallint[], and `bigint = ANY(smallint[])` cannot be hashed (400 ms against 21 ms for 20,000
-    outbox rows; tests/test_scale.py checks the plan)."""
+    """`column = ANY(%s::type[])`: one parameter, not `__in`'s one per value. Cast, as psycopg
+    sends small ints as smallint[] and `bigint = ANY(smallint[])` is not hashed (test_scale)."""
 
     lookup_name = "any_of"  # used directly, never registered on a field
     prepare_rhs = False

@@ -1,4 +1,4 @@
-"""The purge: deleting expired jobs with everything attached, and their files from storage."""
+"""The purge: expired jobs with everything attached, batch by batch, and their files."""
 
 import contextlib
 import functools
@@ -56,12 +56,8 @@ def purge_expired_jobs(
 ) -> PurgeRun:
     """Delete jobs expired before `now` (never ahead of the database's clock), oldest first,
     `batch_size` per transaction, their files after each commit; returns the run's record.
-
-    `should_stop()` is asked between batches (a run it stops ends `stopped_status`),
-    `on_batch(jobs_deleted)` called after each; `run_fields` go into the record. An exception
-    that ends the run is re-raised once recorded, the record as its `purge_result` (or None).
-    """
-    # PurgeRun keeps both sizes in PositiveIntegerFields: anything larger is refused up front.
+    `should_stop()` is asked between batches, `on_batch(jobs_deleted)` after each; an exception
+    that ends the run is re-raised once recorded, the record as its `purge_result` (or None)."""
     batch_size = settings.CLEANUP_BATCH_SIZE if batch_size is None else batch_size
     check_positive("batch_size", batch_size)
     if limit is not None:
@@ -80,8 +76,6 @@ def purge_expired_jobs(
 
 
 def _purge(run, progress, should_stop, on_batch):
-    # Once per run, before the first row goes: a cascade the plan can honour, the storage its
-    # files live in, and one it can delete from.
     purge_plan().refuse_problems()
     verify_storage()
     if run.dry_run:
@@ -90,14 +84,12 @@ def _purge(run, progress, should_stop, on_batch):
     session = open_storage()
     _delete_expired(run, progress, should_stop, on_batch, session)
     if not progress.files.unavailable:
-        # Names left by earlier failures or crashes: this run finishes them.
         progress.sweep = delete_pending_files(
             due_before=progress.started, session=session, storage_verified=True
         )
     if progress.files.unavailable or progress.sweep.unavailable:
-        # Storage is down, so the sweep stopped at its first failing chunk or never started: the
-        # due names it did not get to are left pending by this run too. (The ones it tried were
-        # pushed past `progress.started` when they failed, so none is counted twice.)
+        # Storage is down: the due names the sweep did not get to are left pending by this run
+        # too (those it tried were pushed past `progress.started`, so none counts twice).
         progress.sweep.failed += PendingFileDeletion.objects.due(progress.started).count()
 
 
@@ -120,13 +112,8 @@ class _Progress:
         jobs = self.jobs + per_model.get(Job._meta.label, 0)
         return replace(self, rows=rows, jobs=jobs, batches=self.batches + 1)
 
-    def add_batch(self, after: "_Progress", token):
-        self.rows, self.jobs, self.batches = after.rows, after.jobs, after.batches
-        self.tokens.append(token)
-
     def left(self) -> tuple[int, int]:
-        """(pending, stuck): this run's own names still waiting, read from the table (another
-        run may have deleted some since), and the sweep's names it could not delete."""
+        """(pending, stuck): this run's names still in the table and the sweep's it left."""
         mine = PendingFileDeletion.objects.filter(batch__in=self.tokens)
         stuck = mine.stuck().count() + self.sweep.stuck
         return mine.not_stuck().count() + self.sweep.failed - self.sweep.stuck, stuck
@@ -157,11 +144,9 @@ def _count_expired(cutoff, limit, progress):
 
 
 def _delete_expired(run, progress, should_stop, on_batch, session):
-    # Batch N's storage step runs in `thread` while batch N+1's rows are deleted here: at most one
-    # batch's files in flight. Only this thread touches the database. Its names are in the outbox,
-    # committed, before the step starts: if the run dies (an exception, Ctrl-C), the executor
-    # still waits for the step, but its outcome is never recorded, so its names stay pending and
-    # the next run's sweep finishes them (a missing name counts as deleted).
+    # Batch N's storage step runs in `thread` while batch N+1's rows are deleted here (only this
+    # thread touches the database). Its names are in the outbox, committed, before it starts: if
+    # the run dies, its outcome is never recorded and the next run's sweep finishes them.
     limit = run.limit
     with ThreadPoolExecutor(1, thread_name_prefix="purge-storage") as thread:
         in_flight = None
@@ -186,11 +171,11 @@ def _delete_expired(run, progress, should_stop, on_batch, session):
 
 @dataclass
 class _Batch:
-    log: dict  # purge.batch's first fields: run, batch, jobs, rows
+    log: dict  # purge.batch's first fields
     names: list[str]
-    token: object  # what record() put on the batch's pending rows
+    token: object  # record()'s, on the batch's pending rows
     started: float  # time.monotonic()
-    files: BatchFiles | None = None  # under way; None when storage was already down
+    files: BatchFiles | None = None  # None when storage was already down
 
 
 def _delete_batch(run, size, progress) -> _Batch | None:
@@ -201,34 +186,26 @@ def _delete_batch(run, size, progress) -> _Batch | None:
         ids = list(_expired_ids(run.cutoff, size, lock=True))
         if not ids:
             return None
-        cascade = purge_plan().delete(ids)  # one DELETE per model, with the file names
+        cascade = purge_plan().delete(ids)
         token = PendingFileDeletion.objects.record(cascade.file_names)  # the outbox
         after = progress.with_batch(cascade.per_model)
-        # The run's record commits with the batch: if the process dies in the file step,
-        # the record still shows exactly what was purged.
-        _heartbeat(run, after)
-    progress.add_batch(after, token)
+        _heartbeat(run, after)  # the record commits with the batch: exact if the process dies
+    progress.rows, progress.jobs, progress.batches = after.rows, after.jobs, after.batches
+    progress.tokens.append(token)
     log = {"run": run.pk, "batch": after.batches, "jobs": len(ids), "rows": cascade.total}
     return _Batch(log, cascade.file_names, token, started)
 
 
 def _finish_batch(batch, progress):
     if batch.files is None:
-        # Storage is down: don't spend every batch timing out. The names are safely pending.
+        # Storage is down: don't spend every batch timing out; the names are safely pending.
         files = FileDeletion(failed=len(batch.names), errors=[progress.files.unavailable])
     else:
         files = finish_batch_files(batch.files)
     progress.files.add(files)
     duration_ms = int((time.monotonic() - batch.started) * 1000)
-    logger.info(
-        "purge.batch",
-        extra={
-            **batch.log,
-            "files_deleted": files.deleted,
-            "files_pending": files.failed,
-            "duration_ms": duration_ms,
-        },
-    )
+    extra = {"files_deleted": files.deleted, "files_pending": files.failed}
+    logger.info("purge.batch", extra={**batch.log, **extra, "duration_ms": duration_ms})
 
 
 def _heartbeat(run, progress):
@@ -244,12 +221,9 @@ def _heartbeat(run, progress):
 
 
 def _finish(run, progress, status=None, error=None) -> PurgeRun:
-    """Write the run's end. Only a running run takes a status: one a later purge marked
-    abandoned keeps its status, end and error, and takes in its late work as counts only."""
+    """Write the run's end; a run a later purge marked abandoned takes its late work as counts."""
     pending, stuck = progress.left()
-    files = FileDeletion()
-    files.add(progress.files)
-    files.add(progress.sweep)
+    files = FileDeletion().add(progress.files).add(progress.sweep)
     counts = _counts(run, progress, files, pending, stuck)
     if status is None and run.dry_run:
         status = PurgeRun.Status.DRY_RUN
@@ -318,27 +292,21 @@ def _log(run):
         fields["would_delete_files"] = run.would_delete_files
     else:
         fields |= {"jobs": run.jobs_deleted, "rows": run.rows_total}
-        for name in ("files_deleted", "files_pending", "files_stuck", "files_refused", "batches"):
-            fields[name] = getattr(run, name)
+        fields |= {n: getattr(run, n) for n in _RUN_FILE_COUNTS}
     fields["duration_ms"] = int(run.duration.total_seconds() * 1000)
     logger.info("purge.run", extra=fields)
 
 
+_RUN_FILE_COUNTS = ("files_deleted", "files_pending", "files_stuck", "files_refused", "batches")
 PURGE_APPS = ("jobs", "cleanup")
 
 
 def check_database_ready():
-    """Refuse to start on a database that lacks the purge's tables (never migrated, or behind):
-    the migrations on disk against those applied, by module name (one query, and no import of
-    the migration modules, which cost a fresh process ~30 ms a run)."""
+    """Refuse a database behind the migrations on disk (by module name: importing them costs a
+    fresh process ~30 ms)."""
     recorder = MigrationRecorder(connection)
     applied = set(recorder.applied_migrations()) if recorder.has_table() else set()
-    missing = [
-        (app, name)
-        for app in PURGE_APPS
-        for name in _migrations_on_disk(app)
-        if (app, name) not in applied
-    ]
+    missing = {(app, name) for app in PURGE_APPS for name in _migrations_on_disk(app)} - applied
     if missing:
         apps = ", ".join(sorted({app for app, _ in missing}))
         raise PurgeNotPossible(
@@ -350,7 +318,6 @@ def check_database_ready():
 
 @functools.cache
 def _migrations_on_disk(app_label) -> tuple[str, ...]:
-    # As Django's MigrationLoader finds them: the modules of the app's migrations package.
     package = importlib.import_module(f"{apps.get_app_config(app_label).name}.migrations")
     return tuple(
         name
@@ -360,8 +327,7 @@ def _migrations_on_disk(app_label) -> tuple[str, ...]:
 
 
 def _record_failure(run, progress, exc):
-    """Record the run that `exc` ended (in words an operator can act on, when the database
-    lets it), and hang the record on `exc` as `purge_result`."""
+    """Record the run that `exc` ended, in an operator's words, as `exc.purge_result`."""
     interrupted = isinstance(exc, KeyboardInterrupt)
     status = PurgeRun.Status.INTERRUPTED if interrupted else PurgeRun.Status.FAILED
     if isinstance(exc, PurgeNotPossible):  # only verify_storage()'s, in words for operators

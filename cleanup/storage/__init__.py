@@ -1,10 +1,7 @@
-"""Deleting and listing objects in the configured storage: the purge's only side effects outside
-the database. S3 (s3.py) or local files (local.py); anything else is refused before anything is
-deleted. A name already gone counts as deleted, a name not deleted comes back with the reason,
-and only the storage's own failure marks it unavailable. A name breaking the session's upload-name
-rule is never sent: it comes back refused. A run opens one session (what it learns of the
-storage, such as versioning, is asked once per run).
-"""
+"""Deleting and listing objects in S3 (s3.py) or local files (local.py); any other storage is
+refused. A name already gone counts as deleted, one not deleted comes back with its reason, one
+breaking the upload-name rule is never sent (refused); only the storage's own failure makes it
+unavailable. A run opens one session."""
 
 # ruff: noqa: F401 - the imports below are the package's public names, re-exported.
 
@@ -23,15 +20,13 @@ from .s3 import S3_MAX_KEYS_PER_REQUEST, is_s3, retries_so_far
 @dataclass(frozen=True)
 class StorageIdentity:
     """What names a storage's files, not how it is reached: an S3 bucket and key prefix (not the
-    endpoint: a proxy reaches the same bucket), or the MEDIA_ROOT directory with symlinks
-    resolved (two spellings of one directory are one storage)."""
+    endpoint), or the MEDIA_ROOT directory with symlinks resolved."""
 
     kind: str  # "s3" or "local"
     bucket: str = ""
     location: str = ""
 
     def describe(self) -> str:
-        """For operators: backend, bucket, prefix or directory; never a file's name."""
         if self.kind == "s3":
             prefix = f" (key prefix {self.location!r})" if self.location else ""
             return f"S3 bucket {self.bucket!r}{prefix}"
@@ -53,15 +48,13 @@ def _kind(storage) -> str:
 
 
 def open_session(rule):
-    """One run's handle on the default storage, refusing what breaks `rule` (the upload-name
-    rule: `rule.prefix`, `rule.problem(name)`)."""
+    """One run's handle on the default storage, refusing what breaks the upload-name `rule`."""
     storage = get_storage()
     session = s3.S3Session if _kind(storage) == "s3" else local.LocalSession
     return session(storage, rule)
 
 
 def configured_identity() -> StorageIdentity:
-    """Which storage this process is configured for; UnsupportedStorage for an unknown kind."""
     storage = get_storage()
     if _kind(storage) == "s3":
         return StorageIdentity("s3", storage.bucket_name or "", (storage.location or "").strip("/"))
@@ -69,19 +62,14 @@ def configured_identity() -> StorageIdentity:
 
 
 def delete_names(names_to_delete: list[str], *, session) -> DeleteOutcome:
-    refused, sendable = {}, []
-    for name in names_to_delete:
-        if reason := session.rule.problem(name):
-            refused[name] = reason
-        else:
-            sendable.append(name)
+    refused = {name: why for name in names_to_delete if (why := session.rule.problem(name))}
+    sendable = [name for name in names_to_delete if name not in refused]
     outcome = session.delete_names(sendable) if sendable else DeleteOutcome()
     outcome.refused.update(refused)
     return outcome
 
 
 def list_objects(prefix: str, *, session) -> Iterator[StoredObject]:
-    """Every object whose name starts with `prefix/`, streamed; on a versioned bucket, every key
-    with any version or delete marker left, with the bytes of all its versions and its newest
-    change."""
+    """Every object whose name starts with `prefix/`, streamed (on a versioned bucket, every key
+    with any version left)."""
     yield from session.list_objects(prefix.strip("/") + "/")

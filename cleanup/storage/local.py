@@ -1,9 +1,5 @@
-"""Local file storage (FileSystemStorage under MEDIA_ROOT): one delete per name.
-
-A name that cannot be deleted (a directory in its place, a permission) fails alone; only an error
-of the file system itself (read-only, I/O error, a lost network mount) makes storage unavailable.
-A job's directory goes with its last file; MEDIA_ROOT and the upload prefix always stay.
-"""
+"""Local file storage (FileSystemStorage under MEDIA_ROOT): one delete per name, failing alone
+unless the file system itself fails. A job's directory goes with its last file."""
 
 import errno
 import os
@@ -14,12 +10,9 @@ from . import names as canonical
 from .outcome import DeleteOutcome, StoredObject, describe_error
 
 # Errors of the file system as a whole: every other name would fail the same way.
+_ERRNOS = "EROFS EIO ENODEV ENXIO ENOTCONN ESTALE ESHUTDOWN ETIMEDOUT ECONNREFUSED EHOSTDOWN"
 STORAGE_ERRNOS = {
-    getattr(errno, name)
-    for name in (
-        "EROFS EIO ENODEV ENXIO ENOTCONN ESTALE ESHUTDOWN ETIMEDOUT ECONNREFUSED EHOSTDOWN "
-        "EHOSTUNREACH ENETDOWN ENETUNREACH"
-    ).split()
+    getattr(errno, name) for name in f"{_ERRNOS} EHOSTUNREACH ENETDOWN ENETUNREACH".split()
 }
 
 
@@ -34,8 +27,7 @@ class LocalSession:
         folders = set()  # of deleted files, emptied at the end: a job's files share one
         try:
             for index, name in enumerate(names):
-                # FileSystemStorage follows symlinks: one inside MEDIA_ROOT would carry the
-                # delete to whatever it points at.
+                # FileSystemStorage follows symlinks: one could carry the delete outside.
                 if real.leaves_upload_directory(name):
                     outcome.refused[name] = canonical.SYMLINK_OUT
                     continue
@@ -87,9 +79,8 @@ def _describe(exc: OSError) -> str:
 
 
 def _remove_empty_folders(storage, folders, prefix):
-    """Remove the folders deleted files left empty, deepest first, up to (never including) the
-    upload prefix. rmdir removes only empty directories (one that got a new file stays) and
-    never follows a symlink."""
+    """Remove the folders deleted files left empty, deepest first, below the upload prefix (rmdir:
+    only empty directories, never through a symlink)."""
     try:
         top = storage.path(prefix)
     except Exception:  # noqa: BLE001 - a storage without paths has no folders to tidy
@@ -108,13 +99,9 @@ def _remove_empty_folders(storage, folders, prefix):
 
 
 class RealPaths:
-    """Whether a name's directories lead out of MEDIA_ROOT/<prefix>/ through a symlink.
-
-    Only directories matter: the delete follows them but removes the last component itself (a
-    symlinked file loses the link, never its target). Each directory costs one lstat per delete
-    call, resolved only when it is a symlink: os.path.realpath on every name cost as much as the
-    deletes themselves.
-    """
+    """Whether a name's directories lead out of MEDIA_ROOT/<prefix>/ through a symlink (a file's
+    own link is removed, not followed). One lstat per directory: realpath per name cost as much
+    as the deletes."""
 
     def __init__(self, storage, prefix):
         self.root = os.path.abspath(storage.location)

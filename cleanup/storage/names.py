@@ -1,11 +1,7 @@
-"""The other spellings of a key: what a live row whose name breaks the upload-name rule holds.
-
-A name that keeps to the rule (jobs.models.UploadName) is its own key on every storage, and only
-such names are sent. But older rows may hold spellings storage normalises onto an allowed key:
-`jobs//A/p.png`, `/jobs/A/p.png`, `jobs/./A/p.png`, `jobs/A/x/../p.png` and (S3) `jobs\\A\\p.png`
-are all `jobs/A/p.png`, and such a live row must still protect that key. `addresses(name)` over-
-approximates (that only ever keeps a file); migration 0008's partial indexes import
-NON_CANONICAL_PATTERN, so changing it needs a migration that rebuilds them.
+"""The other spellings of a key: older rows may hold names storage normalises onto an allowed
+key (`jobs//A/p.png`, `/jobs/A/p.png`, `jobs/./A/p.png`, (S3) `jobs\\A\\p.png`), and such a live
+row must still protect it. Migration 0008's partial indexes import NON_CANONICAL_PATTERN: changing
+it needs a migration that rebuilds them.
 """
 
 import posixpath
@@ -19,8 +15,7 @@ SYMLINK_OUT = "real path leaves the upload directory under MEDIA_ROOT (a symlink
 
 
 def addresses(name) -> set[str]:
-    """The keys a stored name may reach: as written, path-normalised, and with backslashes read
-    as '/', each without a leading '/'."""
+    """The keys a stored name may reach (an over-approximation: that only ever keeps a file)."""
     if not isinstance(name, str) or not name or "\x00" in name:
         return set()
     readings = {name, posixpath.normpath(name), posixpath.normpath(name.replace("\\", "/"))}

@@ -11,10 +11,8 @@ class UnsupportedStorage(Exception):
 @dataclass
 class DeleteOutcome:
     deleted: list[str] = field(default_factory=list)
-    # Name -> reason. failed: refused by storage for itself (counts an attempt against the name);
-    # deferred: left through the storage's own trouble (an outage, a 5xx, throttling; counts
-    # nothing); refused: never sent (breaks the upload-name rule, or its real path leaves the
-    # upload directory), the reason without the name.
+    # Name -> reason. failed: storage refused the name (an attempt against it); deferred: the
+    # storage's own trouble (counts nothing); refused: never sent (the reason holds no name).
     failed: dict[str, str] = field(default_factory=dict)
     deferred: dict[str, str] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)

@@ -1,11 +1,7 @@
-"""S3 and S3-compatible servers (django-storages' S3Storage): bulk DeleteObjects, paged listing.
-
-Gone means gone: on a versioned bucket (Enabled or Suspended) a session deletes every version and
-delete marker of each key (ListObjectVersions per folder, keys matched exactly). Requests go
-several at once (CLEANUP_S3_CONCURRENCY, an AIMD window). Every answer is sorted by one table
-(`classify`): the storage's trouble (5xx, throttling, timeouts, a refused bucket or credentials)
-leaves every name pending, uncharged; only an answer about one key or a request rejected for what
-it carried (then split in halves) counts against names.
+"""S3 (django-storages' S3Storage): bulk DeleteObjects, several at once (CLEANUP_S3_CONCURRENCY,
+an AIMD window); on a versioned bucket every version and delete marker of each key. One table
+(`classify`) sorts every answer: the storage's trouble leaves every name pending, uncharged; only
+an answer about one key, or a request rejected for what it carried (then halved), charges names.
 """
 
 import re
@@ -39,8 +35,8 @@ GONE = "gone"  # a key or version already gone: the delete has nothing left to d
 # The answers about the storage, not about what was sent: every request would get the same.
 STORAGE_KINDS = {UNREACHABLE, MISSING, REFUSED, WRONG_REGION}
 
-# S3 error codes (https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html) win over
-# the HTTP status (some servers throttle with a 4xx); then STATUSES, any other 5xx is UNREACHABLE.
+# S3 error codes win over the HTTP status (some servers throttle with a 4xx); any other 5xx is
+# UNREACHABLE.
 _CODES = {
     UNREACHABLE: "SlowDown ServiceUnavailable InternalError RequestTimeout Throttling "
     "ThrottlingException TooManyRequests RequestLimitExceeded BandwidthLimitExceeded "
@@ -130,8 +126,7 @@ class S3Session:
         self._versioned = None
         self._counting = threading.Lock()
         self.window = _Window(settings.CLEANUP_S3_CONCURRENCY)
-        # The run's thread's client, shared with the request threads (boto3 clients are
-        # thread-safe): every request goes through its hooks, registered once per client (ids).
+        # Shared with the request threads (boto3 clients are thread-safe); hooks once per client.
         self.client = storage.connection.meta.client
         self.endpoint = self.client.meta.endpoint_url
         events = self.client.meta.events
@@ -170,8 +165,7 @@ class S3Session:
             return list(pool.map(task, items))
 
     def _delete_part(self, objects, sent):
-        # Once the storage has failed a request, every later one would fail the same way: the
-        # parts not yet sent stay pending, untried, and cost the bucket nothing.
+        # Once the storage has failed a request, the parts not yet sent stay pending, untried.
         try:
             if self.window.stopped:
                 raise StorageUnavailable(self.window.stopped)
@@ -223,8 +217,7 @@ class S3Session:
         """Every version and delete marker of exactly these keys, as DeleteObjects takes them."""
         folders: dict[str, list[str]] = {}
         for key in keys:
-            # A job's files share a folder: one listing (one round trip) for all, several folders
-            # at once. Keys at the top of the bucket are listed by their own name.
+            # A job's files share a folder: one listing for all (a top-level key: its own name).
             folders.setdefault(key[: key.rfind("/") + 1] or key, []).append(key)
         plans = [
             (f, names) if len(names) > 1 else (names[0], names) for f, names in folders.items()
@@ -285,8 +278,7 @@ class S3Session:
         return answer
 
     def list_objects(self, prefix):
-        """Every key with any version or delete marker left, with the bytes all its versions hold
-        and its newest change: a key whose current version is a delete marker still holds data."""
+        """Every key with any version left, the bytes of all its versions and its newest change."""
         versioned = self._is_versioned(DeleteOutcome())
         operation = "list_object_versions" if versioned else "list_objects_v2"
         pages = self.client.get_paginator(operation).paginate(
@@ -303,8 +295,8 @@ class S3Session:
 
 
 class _Window:
-    """Requests in flight, at most `most`, AIMD (TCP's congestion control): a request botocore
-    had to retry halves how many go at once, each answered at the first try adds one back."""
+    """Requests in flight, at most `most`, AIMD: a retried request halves the limit, each answered
+    at the first try adds one back."""
 
     def __init__(self, most: int):
         self.most = self.limit = most
@@ -330,8 +322,7 @@ class _Window:
             self._changed.notify_all()
 
 
-# What a bucket keeps besides objects: lifecycle rules, incomplete multipart uploads (their parts
-# hold bytes no object listing shows). Keys carry the storage's `location` in front, names do not.
+# Besides objects: lifecycle rules and incomplete multipart uploads (bytes no listing shows).
 
 
 @dataclass(frozen=True)
