@@ -1,6 +1,5 @@
 """System checks for what would make the first purge fail, each with the fix. Those that reach S3
-or the database are `deploy=True`: only `check --deploy` runs them, so no other command (nor a
-starting worker) waits on S3 or fails for a bucket it does not use."""
+or the database run only under `check --deploy`: no other command (nor a worker) waits on S3."""
 
 from django.conf import settings
 from django.core.checks import Error, Info, Tags, Warning, register
@@ -126,10 +125,8 @@ def schedule_check(app_configs=None, **kwargs):
         return [
             Error(
                 f"The beat schedule could not be read from the database ({describe_error(exc)}).",
-                hint=(
-                    "On a new database run `python manage.py migrate`: it creates the tables "
-                    "and the schedule rows. Otherwise check DATABASE_URL."
-                ),
+                hint="On a new database run `python manage.py migrate`: it creates the tables "
+                "and the schedule rows. Otherwise check DATABASE_URL.",
                 id="cleanup.E007",
             )
         ]

@@ -27,7 +27,6 @@ def file_fields(model) -> list[models.FileField]:
 
 
 def names_of(instance) -> list[str]:
-    """The stored names an instance's file fields hold; empty fields hold none."""
     names = (getattr(instance, f.attname).name for f in file_fields(type(instance)))
     return [name for name in names if name]
 

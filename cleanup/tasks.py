@@ -57,8 +57,7 @@ def _finished(task, purge, **kwargs) -> PurgeRun:
     try:
         run = purge(task_id=task.request.id or "", **kwargs)
     except Exception as exc:
-        run = getattr(exc, "purge_result", None)
-        if run is None:
+        if (run := getattr(exc, "purge_result", None)) is None:
             raise
         raise PurgeRunFailed(summarize_run(run), run.as_dict()) from exc
     if run.status not in SUCCESSFUL_ENDINGS:

@@ -2,6 +2,7 @@
 
 import re
 import uuid
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from django.conf import settings
@@ -16,19 +17,14 @@ UPLOAD_PREFIX = "jobs"
 
 
 @deconstructible
+@dataclass
 class UploadName:
-    """The one upload-name rule, an allow-list every S3 server and file system reads as the same
-    key (any other name one of them reads differently: an expired row could delete a live file).
-    """
+    """The one upload-name rule: an allow-list every S3 server and file system reads as one key
+    (any other name one of them reads differently: an expired row could delete a live file)."""
 
+    prefix: str
     MAX_BYTES = 1024
     _DISALLOWED = re.compile(r"[^A-Za-z0-9_./-]")
-
-    def __init__(self, prefix):
-        self.prefix = prefix
-
-    def __eq__(self, other):
-        return isinstance(other, UploadName) and other.prefix == self.prefix
 
     def problem(self, name) -> str:
         """Why `name` breaks the rule, in fixed words (never the name); "" when it is allowed."""
