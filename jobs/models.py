@@ -180,10 +180,8 @@ class JobFieldFile(FieldFile):
         left = (expires_at - timezone.now()).total_seconds()
         if left < 1:  # a link lasts whole seconds, at least one
             when = timezone.localtime(expires_at).strftime("%Y-%m-%d %H:%M:%S %Z")
-            raise FileExpired(
-                f"this file's job {'expired' if left < 0 else 'expires'} at {when}: no link "
-                "is handed out"
-            )
+            state = "expired" if left < 0 else "expires"
+            raise FileExpired(f"this file's job {state} at {when}: no link is handed out")
         lifetime = getattr(self.storage, "querystring_expire", None)  # S3Storage's setting
         if lifetime is None:
             return super().url
