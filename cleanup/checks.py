@@ -1,6 +1,5 @@
 """System checks for what would make the first purge fail, each with the fix. Those that reach S3
-or the database are `deploy=True`: only `check --deploy` runs them, so no other command (nor a
-starting worker) waits on S3 or fails for a bucket it does not use."""
+or the database run only under `check --deploy`: no other command (nor a worker) waits on S3."""
 
 from django.conf import settings
 from django.core.checks import Error, Info, Tags, Warning, register
@@ -126,10 +125,8 @@ def schedule_check(app_configs=None, **kwargs):
         return [
             Error(
                 f"The beat schedule could not be read from the database ({describe_error(exc)}).",
-                hint=(
-                    "On a new database run `python manage.py migrate`: it creates the tables "
-                    "and the schedule rows. Otherwise check DATABASE_URL."
-                ),
+                hint="On a new database run `python manage.py migrate`: it creates the tables "
+                "and the schedule rows. Otherwise check DATABASE_URL.",
                 id="cleanup.E007",
             )
         ]
@@ -160,35 +157,26 @@ def _schedule_errors(state) -> list:
 
 # The purge's delete plan (cleanup/deletion.py): what it cannot honour, with the way out.
 PLAN_ERRORS = {
-    NOT_CASCADE: {
-        "id": "cleanup.E030",
-        "hint": "The plan deletes with plain DELETEs and honours only CASCADE: make the relation "
-        "on_delete=CASCADE, or move the model out of the Job's cascade.",
-    },
-    GENERIC: {
-        "id": "cleanup.E031",
-        "hint": "A generic relation has no foreign key for the plan to follow, so its rows would "
-        "outlive the job: give the related model a ForeignKey with on_delete=CASCADE instead.",
-    },
-    UNDECLARED_FILES: {
-        "id": "cleanup.E032",
-        "hint": "Its files would outlive its rows: add the model to CLEANUP_FILE_MODELS.",
-    },
-    SHAPE: {
-        "id": "cleanup.E033",
-        "hint": "One DELETE per model cannot follow it: break the cycle or the multi-table "
-        "inheritance.",
-    },
+    NOT_CASCADE: "The plan deletes with plain DELETEs and honours only CASCADE: make the relation "
+    "on_delete=CASCADE, or move the model out of the Job's cascade.",
+    GENERIC: "A generic relation has no foreign key for the plan to follow, so its rows would "
+    "outlive the job: give the related model a ForeignKey with on_delete=CASCADE instead.",
+    UNDECLARED_FILES: "Its files would outlive its rows: add the model to CLEANUP_FILE_MODELS.",
+    SHAPE: "One DELETE per model cannot follow it: break the cycle or the multi-table inheritance.",
 }
+PLAN_IDS = {NOT_CASCADE: "E030", GENERIC: "E031", UNDECLARED_FILES: "E032", SHAPE: "E033"}
 
 
 @register(Tags.models, TAG)
 def delete_plan_check(app_configs=None, **kwargs):
-    """Whether the purge's delete plan honours the Job's cascade: model metadata only, nothing
-    reached, so it runs with every command's checks."""
+    """Model metadata only, nothing reached: it runs with every command's checks."""
     plan = purge_plan()
     messages = [
-        Error(f"The purge's delete plan cannot honour {what}: {kind}.", **PLAN_ERRORS[kind])
+        Error(
+            f"The purge's delete plan cannot honour {what}: {kind}.",
+            hint=PLAN_ERRORS[kind],
+            id=f"cleanup.{PLAN_IDS[kind]}",
+        )
         for kind, what in plan.problems
     ]
     # A warning: rows and files still go; what is skipped is a side effect someone else wanted.

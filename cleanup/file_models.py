@@ -1,7 +1,5 @@
-"""The models whose files the purge deletes: declared in CLEANUP_FILE_MODELS, never discovered
-(a third-party app added later neither loses its files nor stops startup). Each has a FileField,
-all on the default storage: pending names carry no storage alias.
-"""
+"""The models whose files the purge deletes: declared in CLEANUP_FILE_MODELS, never discovered;
+each with FileFields on the default storage only (pending names carry no storage alias)."""
 
 from django.apps import apps
 from django.conf import settings
@@ -12,7 +10,16 @@ from django.db import models
 
 def file_models() -> list[type[models.Model]]:
     # Resolved on every call (a dict lookup each), so an overridden setting takes effect.
-    return [_model(label) for label in settings.CLEANUP_FILE_MODELS]
+    found = []
+    for label in settings.CLEANUP_FILE_MODELS:
+        try:
+            found.append(apps.get_model(label))
+        except (LookupError, ValueError, AttributeError):
+            raise ImproperlyConfigured(
+                f"CLEANUP_FILE_MODELS names {label!r}, which is not an installed model "
+                "(expected 'app_label.ModelName')"
+            ) from None
+    return found
 
 
 def file_fields(model) -> list[models.FileField]:
@@ -20,14 +27,12 @@ def file_fields(model) -> list[models.FileField]:
 
 
 def names_of(instance) -> list[str]:
-    """The stored names an instance's file fields hold; empty fields hold none."""
     names = (getattr(instance, f.attname).name for f in file_fields(type(instance)))
     return [name for name in names if name]
 
 
 def upload_rule():
-    """The one upload-name rule (jobs.models.UploadName: a validator with `prefix` and
-    `problem(name)`) that the declared fields, the purge and the reconciler apply."""
+    """The one upload-name rule (as jobs.models.UploadName) the declared fields all validate."""
     rules = [
         v
         for model in file_models()
@@ -44,8 +49,7 @@ def upload_rule():
 
 
 def validate_file_models():
-    """Refuse to start with a declaration the purge could not honour (an empty one would purge
-    rows and no file, and call that a success)."""
+    """Refuse a declaration the purge could not honour (an empty one would purge no file)."""
     declared = settings.CLEANUP_FILE_MODELS
     if not isinstance(declared, list | tuple) or not declared:
         raise ImproperlyConfigured(
@@ -65,13 +69,3 @@ def validate_file_models():
                     "files from the default storage"
                 )
     upload_rule()
-
-
-def _model(label):
-    try:
-        return apps.get_model(label)
-    except (LookupError, ValueError, AttributeError):
-        raise ImproperlyConfigured(
-            f"CLEANUP_FILE_MODELS names {label!r}, which is not an installed model "
-            "(expected 'app_label.ModelName')"
-        ) from None

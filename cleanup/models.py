@@ -9,9 +9,7 @@ class PendingFileDeletionQuerySet(models.QuerySet):
     def record(self, names, *, at=None) -> uuid.UUID:
         """One pending row per name, in one statement; the returned token picks these rows out.
         A name may be pending in several rows, each with its own attempts; a delete forgets all."""
-        names = list(dict.fromkeys(names))
-        now = at or timezone.now()
-        token = uuid.uuid4()
+        names, now, token = list(dict.fromkeys(names)), at or timezone.now(), uuid.uuid4()
         connection = connections[self.db]
         if connection.vendor != "postgresql":
             self.bulk_create(
@@ -57,12 +55,10 @@ class PendingFileDeletionQuerySet(models.QuerySet):
     def not_stuck(self):
         return self.waiting().exclude(_stuck())
 
-    def needs_a_person(self):
-        """Stuck or refused: alerted until a person marks them resolved in the admin."""
+    def needs_a_person(self):  # alerted until a person marks them resolved in the admin
         return self.stuck() | self.refused()
 
-    def with_stuck(self):
-        """Each row annotated `is_stuck`, by the one rule (the admin's per-row state)."""
+    def with_stuck(self):  # the admin's per-row state
         stuck = self.model.objects.stuck().filter(pk=models.OuterRef("pk"))
         return self.annotate(is_stuck=models.Exists(stuck))
 
@@ -75,8 +71,8 @@ class PendingFileDeletion(models.Model):
     """A storage object whose row is gone: written in the row delete's transaction, removed once
     storage confirms the delete, so no rollback, crash or outage leaves a file unnoticed."""
 
-    # Neither unique (see record()) nor indexed: an index on a random name doubles the cost of
-    # a batch's COPY (20,000 rows: 71 ms, against 35 ms); odd names have a partial index (0008).
+    # Neither unique (see record()) nor indexed: an index doubles the cost of a batch's COPY
+    # (20,000 rows: 71 ms, against 35 ms); odd names have a partial index (0008).
     name = models.CharField(max_length=512)
     created_at = models.DateTimeField(default=timezone.now)
     attempts = models.PositiveIntegerField(default=0)
@@ -106,7 +102,7 @@ def _new_group() -> str:
 
 
 class RunRecord:
-    """What both run records tell their callers besides their fields."""
+    """What both run records tell besides their fields."""
 
     @property
     def run_id(self) -> int:
@@ -209,7 +205,7 @@ class PurgeRun(RunRecord, models.Model):
 
 
 class Retention(PurgeRun):
-    """The admin's Retention page (status and seven days of plots); no data of its own."""
+    """The admin's Retention page; no data of its own."""
 
     class Meta:
         proxy = True
@@ -219,8 +215,8 @@ class Retention(PurgeRun):
 
 
 class StorageBinding(models.Model):
-    """The one row naming the storage that holds this database's files (bind_storage --rebind
-    changes it). Every delete from storage refuses when the configured storage differs."""
+    """The one row naming the storage that holds this database's files: every delete from
+    storage refuses when the configured storage differs (bind_storage --rebind changes it)."""
 
     class Kind(models.TextChoices):
         S3 = "s3", "S3 or S3-compatible"

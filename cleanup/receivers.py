@@ -1,11 +1,7 @@
-"""Signal wiring for the declared file models: binding their storage, and making the files of
-rows deleted outside the purge durable pending deletions.
-
-post_delete records the names inside the deleting transaction (they commit or roll back with the
-row); storage is cleared only after commit, and only if the configured storage is the bound one.
-The purge's plan sends no signals: it records its own names (cleanup/deletion.py). pre_save binds
-the storage on the first file, and refuses a save into another storage than the bound one.
-"""
+"""The declared file models' signals (the purge's plan sends none: cleanup/deletion.py).
+post_delete records the names in the deleting transaction; storage is cleared only after commit,
+and only on the bound storage. pre_save binds the storage on the first file, and refuses a save
+into another storage than the bound one."""
 
 import logging
 

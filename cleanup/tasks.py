@@ -1,5 +1,5 @@
-"""Celery tasks: thin wrappers around cleanup.services that tell Celery the truth: a run that
-does not succeed fails its task, once recorded, with its summary as the error (still acked)."""
+"""Celery tasks around cleanup.services: a run that does not succeed fails its task, once
+recorded, with its summary as the error (still acked)."""
 
 from celery import shared_task
 
@@ -25,10 +25,7 @@ class PurgeRunFailed(Exception):
 def delete_expired_jobs(
     self, batch_size=None, limit=None, trigger=PurgeRun.Trigger.BEAT, requested_by=""
 ):
-    """Purge expired jobs, or fan a large backlog out; returns the run's summary (or the plan).
-
-    Every run this purge starts, here or in a fan-out task, is in the group of this task's id.
-    """
+    """Purge expired jobs, or fan a large backlog out, every run in the group of this task's id."""
     run_fields = {"trigger": trigger, "requested_by": requested_by, "group": self.request.id or ""}
     if limit is None:
         plan = services.plan_purge(batch_size=batch_size)
@@ -45,11 +42,8 @@ def delete_expired_jobs(
 
 @shared_task(name="delete_expired_jobs_chunk", bind=True)
 def delete_expired_jobs_chunk(self, cutoff, batch_size=None, **run_fields):
-    """One time-bounded share of a fan-out; enqueues its successor while work remains.
-
-    `cutoff`: ISO 8601 with its UTC offset, never ahead of the database's clock, or refused
-    (CutoffRefused) before anything is deleted. `run_fields` pass on to every successor.
-    """
+    """One time-bounded share of a fan-out; enqueues its successor while work remains. `cutoff`
+    (ISO 8601 with its offset) ahead of the database's clock is refused before any delete."""
     parsed = {"cutoff": services.parse_cutoff(cutoff), "batch_size": batch_size}
     run = _finished(self, services.purge_expired_chunk, **parsed, **run_fields)
     if run.status == PurgeRun.Status.HANDED_OVER:
@@ -58,13 +52,12 @@ def delete_expired_jobs_chunk(self, cutoff, batch_size=None, **run_fields):
 
 
 def _finished(task, purge, **kwargs) -> PurgeRun:
-    """The run; FAILURE with its summary when it did not succeed or ended in an error (recorded
-    before re-raising, as `purge_result`). Any other error fails the task as it is."""
+    """The run, or FAILURE with its summary when it did not succeed (or raised, as
+    `purge_result`). Any other error fails the task as it is."""
     try:
         run = purge(task_id=task.request.id or "", **kwargs)
     except Exception as exc:
-        run = getattr(exc, "purge_result", None)
-        if run is None:
+        if (run := getattr(exc, "purge_result", None)) is None:
             raise
         raise PurgeRunFailed(summarize_run(run), run.as_dict()) from exc
     if run.status not in SUCCESSFUL_ENDINGS:
@@ -90,8 +83,7 @@ def _enqueue_chunks(task, count, kwargs):
 def reconcile_storage_task(
     delete=False, grace_minutes=None, force=False, trigger=PurgeRun.Trigger.BEAT
 ):
-    """Find (with delete=True, remove) stored objects nothing names; a refusal or failure raises,
-    so the task never shows as a success that deleted nothing."""
+    """Find (delete=True: remove) stored objects nothing names; a refusal or failure raises."""
     # Kwargs come from the schedule row, which anyone with admin access can edit.
     grace = services.RECONCILE_GRACE if grace_minutes is None else parse_minutes(grace_minutes)
     if not isinstance(delete, bool) or not isinstance(force, bool):

@@ -24,14 +24,14 @@ def settings_problem() -> str:
     return ""
 
 
-def settings_or_exit(program: str = "fmr"):
+def settings_or_exit(program: str = "fmr", code: int = 1):
     if problem := settings_problem():
-        exit_with(program, f"configuration error: {problem}")
+        exit_with(program, f"configuration error: {problem}", code)
 
 
-def exit_with(program, problem):
+def exit_with(program, problem, code=1):
     print(f"{program}: {problem}", file=sys.stderr, flush=True)
-    raise SystemExit(1)  # as a failed command
+    raise SystemExit(code)  # 1: as a failed command
 
 
 def database_or_exit(program: str):

@@ -1,9 +1,7 @@
-"""Every value an operator gives fmr (settings through `env()`, command flags, the status query
-string) parsed one way: text in, a bounded value out, or `InvalidValue` saying what was expected.
-ASCII digits only (int() and float() also take "٥", "１０", "1_000", "+5"), every number bounded,
-so none overflows a timedelta, a datetime or a column later, inside a run. (django-environ takes
-"٥", bounds nothing and reads os.environ once, at import: it would need these parsers around it.)
-"""
+"""Every value an operator gives fmr (settings, command flags, the status query string) parsed
+one way: a bounded value out, or `InvalidValue` saying what was expected. ASCII digits only
+(int() also takes "٥", "1_000", "+5"); every number bounded, so none overflows a timedelta, a
+datetime or a column later, inside a run."""
 
 import os
 import re
@@ -34,13 +32,12 @@ class InvalidValue(ValueError):
 
 
 def shown(value) -> str:
-    """A refused value as a message quotes it: at most 40 characters, escapes visible."""
+    """At most 40 characters, escapes visible."""
     text = repr(value[:40] + "..." if isinstance(value, str) and len(value) > 40 else value)
     return text[:60]
 
 
 def _bounded(value, kind, minimum, maximum, expected):
-    """`value` as `kind` (int, or float when fractions are allowed), from minimum to maximum."""
     number = None
     if isinstance(value, str) and _NUMBER[kind].fullmatch(value.strip()):
         number = kind(value.strip())
@@ -110,8 +107,7 @@ def env(name, parse=str, default=None, **options):
 
 
 def refuse_code_setting(name, where):
-    """A setting moved from the environment into code: its old variable, whatever its value (a
-    blank one once meant "none"), must not be silently ignored."""
+    """A setting moved into code: its old variable (even blank) must not be silently ignored."""
     if name in os.environ:
         raise ImproperlyConfigured(
             f"{name} is code configuration now, set in {where}, not in the environment: "
@@ -138,7 +134,6 @@ def parse_url(value, *, schemes):
 
 
 def parse_origins(value):
-    """Comma-separated origins, each with its scheme (https://admin.example), as Django wants."""
     items = parse_list(value)
     for item in items:
         parse_matching(item, pattern=r"https?://[^/\s]+", expected="https://host (no path)")
@@ -156,8 +151,7 @@ def parse_path(value):
 
 
 def parse_token(value):
-    """32 or more printable ASCII characters once stripped (no HTTP header carries others); a
-    placeholder ("...") is refused. The value is never repeated."""
+    """Printable ASCII only (as HTTP headers carry); the value is never repeated."""
     if not re.fullmatch(r"[!-~]{32,}", value.strip()):
         raise InvalidValue(
             "expected 32 or more printable ASCII characters, e.g. the output of python3 -c "
@@ -167,9 +161,8 @@ def parse_token(value):
 
 
 def parse_database_url(url: str) -> dict:
-    """A DATABASES entry from postgres://... or sqlite:///path, by dj-database-url; refused: an
-    engine without a driver here, and SQLite URLs it reads as in-memory (sqlite://name), where a
-    purge or a reconcile would see no data at all. The URL is never repeated (a password)."""
+    """Refused: an engine without a driver here, and SQLite URLs read as in-memory (sqlite://name),
+    where a purge would see no data at all. The URL is never repeated (a password)."""
     try:
         config = dj_database_url.parse(url)
     except ValueError as exc:  # UnknownSchemeError too

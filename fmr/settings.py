@@ -1,5 +1,4 @@
-"""Settings for fmr. The environment carries deployment facts only (docs/settings.md says what each
-variable means); code configuration, such as which models hold the files, is set here."""
+"""Settings for fmr: the environment carries deployment facts only (docs/settings.md)."""
 
 from datetime import timedelta
 from pathlib import Path
@@ -13,8 +12,7 @@ from .parsing import MAX_MINUTES, MAX_SECONDS, env
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 DEBUG = env("DJANGO_DEBUG", p.parse_bool, False)
-# Whoever knows the key can forge an admin's session. This one was once the silent default, so
-# it is public: without DEBUG every process refuses to start on it or on no key at all.
+# Once the silent default, so public: without DEBUG no process starts on it (or on no key).
 DEVELOPMENT_SECRET_KEY = "insecure-local-development-key-change-me"
 SECRET_KEY = env("DJANGO_SECRET_KEY", str.strip) or DEVELOPMENT_SECRET_KEY
 if SECRET_KEY == DEVELOPMENT_SECRET_KEY and not DEBUG:
@@ -34,7 +32,7 @@ CSRF_COOKIE_SECURE = env("DJANGO_CSRF_COOKIE_SECURE", p.parse_bool, not DEBUG)
 SECURE_HSTS_SECONDS = env("DJANGO_SECURE_HSTS_SECONDS", p.parse_int, 0, maximum=MAX_SECONDS)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", p.parse_bool, True)
 SECURE_HSTS_PRELOAD = env("DJANGO_SECURE_HSTS_PRELOAD", p.parse_bool, True)
-# The header a TLS-terminating proxy sets to "https", only if it strips it from clients' requests.
+# Set by a TLS-terminating proxy to "https" (only if it strips it from clients' requests).
 _PROXY_HEADER = env(
     "DJANGO_SECURE_PROXY_SSL_HEADER",
     p.parse_matching,
@@ -86,18 +84,17 @@ TEMPLATES = [
 ]
 WSGI_APPLICATION = "fmr.wsgi.application"
 
-# A purge or a reconcile against the embedded SQLite file would see no row naming the bucket's
-# files (the reconciler would delete live files as orphans): S3 needs the database that owns it.
+# Against the embedded SQLite the reconciler would delete the bucket's live files as orphans.
 if env("AWS_STORAGE_BUCKET_NAME") and env("DATABASE_URL") is None:
     raise ImproperlyConfigured(
         "AWS_STORAGE_BUCKET_NAME is set (files on S3) but DATABASE_URL is not: the embedded "
         "SQLite database knows none of that bucket's files. Set DATABASE_URL to the database "
         "that owns the bucket (postgres://user:password@host:5432/name)."
     )
-_DEFAULT_DATABASE = f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
+_DEFAULT_DATABASE = p.parse_database_url(f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
 DATABASES = {
     "default": {
-        **(env("DATABASE_URL", p.parse_database_url) or p.parse_database_url(_DEFAULT_DATABASE)),
+        **env("DATABASE_URL", p.parse_database_url, _DEFAULT_DATABASE),
         "CONN_MAX_AGE": env("DATABASE_CONN_MAX_AGE", p.parse_int, 0, maximum=MAX_SECONDS),
         "CONN_HEALTH_CHECKS": env("DATABASE_CONN_HEALTH_CHECKS", p.parse_bool, True),
     }
@@ -138,8 +135,7 @@ AWS_QUERYSTRING_AUTH = True
 AWS_S3_FILE_OVERWRITE = False
 CLEANUP_S3_CONCURRENCY = env("CLEANUP_S3_CONCURRENCY", p.parse_int, 8, minimum=1, maximum=64)
 # Bounded waits: an S3 outage costs a purge seconds, not botocore's 60 s per attempt times 5.
-# It replaces django-storages' default Config, which holds only botocore defaults. SigV4 in every
-# region (botocore signs SigV2 in us-east-1): a link's lifetime is X-Amz-Expires (JobFieldFile).
+# SigV4 in every region (botocore signs SigV2 in us-east-1): links last X-Amz-Expires.
 AWS_S3_CLIENT_CONFIG = BotocoreConfig(
     signature_version="s3v4",
     # botocore's pool holds 10 connections by default: never fewer than the requests in flight.
@@ -193,15 +189,13 @@ CELERY_TIMEZONE = "Asia/Seoul"
 CELERY_ENABLE_UTC = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_ACKS_LATE = True
-# Celery's default, relied on: a failed task is acknowledged, so acks_late never redelivers it in
-# a loop; only a worker lost mid-task leaves its message for redelivery.
+# Relied on: a failed task is acked, so only a worker lost mid-task has it redelivered.
 CELERY_TASK_ACKS_ON_FAILURE_OR_TIMEOUT = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 DJANGO_CELERY_BEAT_TZ_AWARE = True
 
-# One handler, on the root logger, so every line (the purge's, Django's, Celery's) is written once;
-# the worker and beat use it too (fmr/celery.py). Warnings go through it (fmr/logconfig.py).
+# One handler, on the root logger, so every line (the purge's, Django's, Celery's) is written once.
 CLEANUP_LOG_FORMAT = env("CLEANUP_LOG_FORMAT", p.parse_choice, "plain", choices=["plain", "json"])
 _LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LOGGING_CONFIG = "fmr.logconfig.configure"

@@ -2,6 +2,7 @@
 
 import re
 import uuid
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from django.conf import settings
@@ -16,21 +17,14 @@ UPLOAD_PREFIX = "jobs"
 
 
 @deconstructible
+@dataclass
 class UploadName:
-    """The one upload-name rule, an allow-list: `<prefix>/`, then segments of ASCII letters,
-    digits, '-', '_' and '.', none empty, '.' or '..', 1,024 bytes at most. Every S3 server and
-    file system reads such a name as the same key; any other (whitespace, '\\', '%', '+', '//',
-    non-ASCII...) one of them reads differently, so an expired row could delete a live row's file.
-    """
+    """The one upload-name rule: an allow-list every S3 server and file system reads as one key
+    (any other name one of them reads differently: an expired row could delete a live file)."""
 
+    prefix: str
     MAX_BYTES = 1024
     _DISALLOWED = re.compile(r"[^A-Za-z0-9_./-]")
-
-    def __init__(self, prefix):
-        self.prefix = prefix
-
-    def __eq__(self, other):
-        return isinstance(other, UploadName) and other.prefix == self.prefix
 
     def problem(self, name) -> str:
         """Why `name` breaks the rule, in fixed words (never the name); "" when it is allowed."""
@@ -57,7 +51,7 @@ validate_upload_name = UploadName(UPLOAD_PREFIX)
 
 
 def is_expired_at(now) -> models.Q:
-    # The one definition of "expired": strictly past expires_at, so a job is never purged early.
+    # Strictly past expires_at, so a job is never purged early.
     return models.Q(expires_at__lt=now)
 
 
@@ -79,7 +73,20 @@ class JobQuerySet(models.QuerySet):
         return super().bulk_create(objs, *args, **kwargs)
 
 
-class Job(models.Model):
+class Row(models.Model):
+    """Shown as its class and id, then the `shown` field's value in brackets when it names one."""
+
+    shown = ""
+
+    class Meta:
+        abstract = True
+
+    def __str__(self):
+        extra = f" ({getattr(self, self.shown)})" if self.shown else ""
+        return f"{type(self).__name__} {self.pk}{extra}"
+
+
+class Job(Row):
     class Status(models.TextChoices):
         UPLOADED = "uploaded", "Photo uploaded"
         GENERATING = "generating", "Generating AI images"
@@ -100,9 +107,6 @@ class Job(models.Model):
     class Meta:
         ordering = ["-created_at"]
 
-    def __str__(self):
-        return f"Job {self.pk}"
-
     def save(self, *args, **kwargs):
         self.fill_expiry()
         super().save(*args, **kwargs)
@@ -114,7 +118,7 @@ class Job(models.Model):
             self.expires_at = self.created_at + settings.JOB_TTL
 
 
-class Payment(models.Model):
+class Payment(Row):
     class Provider(models.TextChoices):
         TOSS = "toss", "Toss Payments"
         KAKAOPAY = "kakaopay", "KakaoPay"
@@ -135,21 +139,17 @@ class Payment(models.Model):
     provider_transaction_id = models.CharField(max_length=128, blank=True)
     approved_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
-
-    def __str__(self):
-        return f"Payment {self.pk} ({self.status})"
+    shown = "status"
 
 
-class PaymentFailure(models.Model):
+class PaymentFailure(Row):
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="payment_failures")
     provider = models.CharField(max_length=32, choices=Payment.Provider.choices)
     amount = models.PositiveIntegerField()
     code = models.CharField(max_length=64)
     message = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
-
-    def __str__(self):
-        return f"PaymentFailure {self.pk} ({self.code})"
+    shown = "code"
 
 
 def job_file_upload_to(instance, filename):
@@ -180,10 +180,8 @@ class JobFieldFile(FieldFile):
         left = (expires_at - timezone.now()).total_seconds()
         if left < 1:  # a link lasts whole seconds, at least one
             when = timezone.localtime(expires_at).strftime("%Y-%m-%d %H:%M:%S %Z")
-            raise FileExpired(
-                f"this file's job {'expired' if left < 0 else 'expires'} at {when}: no link "
-                "is handed out"
-            )
+            state = "expired" if left < 0 else "expires"
+            raise FileExpired(f"this file's job {state} at {when}: no link is handed out")
         lifetime = getattr(self.storage, "querystring_expire", None)  # S3Storage's setting
         if lifetime is None:
             return super().url
@@ -199,7 +197,7 @@ class JobFileField(models.FileField):
         return name, "django.db.models.FileField", args, kwargs
 
 
-class JobFile(models.Model):
+class JobFile(Row):
     class Kind(models.TextChoices):
         ORIGINAL = "original", "Original photo"
         AI_GENERATED = "ai_generated", "AI generated"
@@ -216,12 +214,10 @@ class JobFile(models.Model):
     content_type = models.CharField(max_length=100, blank=True)
     size = models.PositiveBigIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
-
-    def __str__(self):
-        return f"JobFile {self.pk} ({self.kind})"
+    shown = "kind"
 
 
-class SmsLog(models.Model):
+class SmsLog(Row):
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
         SENT = "sent", "Sent"
@@ -235,12 +231,10 @@ class SmsLog(models.Model):
     provider_message_id = models.CharField(max_length=128, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     sent_at = models.DateTimeField(default=timezone.now)
-
-    def __str__(self):
-        return f"SmsLog {self.pk} ({self.status})"
+    shown = "status"
 
 
-class PhoneVerificationAttempt(models.Model):
+class PhoneVerificationAttempt(Row):
     job = models.ForeignKey(
         Job, on_delete=models.CASCADE, related_name="phone_verification_attempts"
     )
@@ -251,29 +245,21 @@ class PhoneVerificationAttempt(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     verified_at = models.DateTimeField(null=True, blank=True)
 
-    def __str__(self):
-        return f"PhoneVerificationAttempt {self.pk}"
 
-
-class Report(models.Model):
+class Report(Row):
     job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="report")
     title = models.CharField(max_length=200)
     body = models.TextField()
     created_at = models.DateTimeField(default=timezone.now)
 
-    def __str__(self):
-        return f"Report {self.pk}"
 
-
-class ReportKnowledge(models.Model):
+class ReportKnowledge(Row):
     report = models.ForeignKey(Report, on_delete=models.CASCADE, related_name="knowledge")
     position = models.PositiveSmallIntegerField(default=0)
     topic = models.CharField(max_length=100)
     content = models.TextField()
     source = models.CharField(max_length=200, blank=True)
+    shown = "topic"
 
     class Meta:
         ordering = ["position"]
-
-    def __str__(self):
-        return f"ReportKnowledge {self.pk} ({self.topic})"
