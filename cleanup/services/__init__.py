@@ -18,11 +18,14 @@ from .history import (
     verify_ledger,
 )
 from .purge import purge_expired_jobs
-from .readiness import SCHEDULES, Schedule, check_schedules, check_storage
 from .reconcile import RECONCILE_GRACE, ReconcileFailed, reconcile_storage
 from .runs import SUBTASK_EXPIRES_SECONDS, record_unsent
 from .verdict import (
+    SCHEDULES,
     PurgeStatus,
+    Schedule,
+    check_schedules,
+    check_storage,
     count_expired_jobs,
     overdue_limit,
     purge_schedule,

@@ -1,7 +1,6 @@
-"""The storage binding: the database remembers which storage holds its files, and every delete
-checks it first (`verify_storage`), so a process with the wrong storage settings refuses instead
-of "deleting" names that are not there. Changed only by `manage.py bind_storage --rebind`; a
-storage is bound only once shown to hold the files the database names (`_check_holds_files`).
+"""The storage binding: the database remembers which storage holds its files and every delete
+checks it first, so a process with the wrong storage settings refuses instead of "deleting" names
+that are not there. A storage is bound only once shown to hold the files the database names.
 """
 
 import dataclasses
@@ -100,8 +99,8 @@ Rebinding = namedtuple("Rebinding", "state changed")  # the binding as it is now
 
 
 def bind_storage(*, by: str) -> Rebinding:
-    """Bind the configured storage (after the files really were moved there); records who and
-    when, and what it replaced."""
+    """Bind the configured storage (the files were moved there), recording who, when, and what
+    it replaced."""
     state = binding_state()
     if state.matches:
         return Rebinding(state, changed=False)
@@ -121,8 +120,7 @@ def _fields(identity, by):
     return {**dataclasses.asdict(identity), "bound_at": timezone.now(), "bound_by": by[:150]}
 
 
-# How many of the names the database holds are looked for in a storage before it is bound.
-SAMPLE_SIZE = 10
+SAMPLE_SIZE = 10  # names the database holds, looked for in a storage before it is bound
 
 
 def _referenced_names() -> tuple[list[str], list[str]]:
@@ -140,8 +138,7 @@ def _check_holds_files(configured):
     """Refuse unless `configured` holds every sampled file row's name, or (with no file rows) at
     least one pending name: a pending name may already be gone from any storage."""
     rows, pending = _referenced_names()
-    names = rows or pending
-    if not names:
+    if not (names := rows or pending):
         return
     live = storage.get_storage()
     try:

@@ -1,9 +1,8 @@
 """Whose clock decides what has expired: never one ahead of the database's.
 
 A fast worker clock or a `now` from the future (or naive, read in the wrong zone) would delete
-jobs early. So the cutoff is the earlier of the database's clock and this process's, or of it and
-an aware `now` (refused when more than ALLOWED_AHEAD ahead): never later than the database's.
-"""
+jobs early: the cutoff is the earlier of the database's clock and this process's, or of it and an
+aware `now` (refused when more than ALLOWED_AHEAD ahead)."""
 
 from datetime import datetime, timedelta
 
@@ -32,11 +31,10 @@ def database_now() -> datetime:
 
 def purge_cutoff(now: datetime | None = None) -> datetime:
     """The instant before which jobs count as expired for a purge; never ahead of the database."""
-    if now is not None:
-        _check_aware(now, "now")
-    database = database_now()
     if now is None:
-        return min(database, timezone.now())
+        return min(database_now(), timezone.now())
+    _check_aware(now, "now")
+    database = database_now()
     ahead = (now - database).total_seconds()
     if ahead > ALLOWED_AHEAD.total_seconds():
         raise CutoffRefused(

@@ -8,6 +8,5 @@ class PurgeNotPossible(Exception):
 
 
 class StorageNotVerified(PurgeNotPossible, ImproperlyConfigured):
-    """The configured storage is not (or cannot be verified to be) the one the database's files
-    live in; nothing was deleted. The message names both storages and the way forward.
-    ImproperlyConfigured too: code that knows nothing of the purge (demo seeding) can say so."""
+    """The configured storage is not (or cannot be shown to be) where the database's files live;
+    nothing was deleted. ImproperlyConfigured too, for code that knows nothing of the purge."""

@@ -64,8 +64,8 @@ def plan_purge(
     running = PurgeRun.objects.filter(status=PurgeRun.Status.RUNNING, started_at__gte=since)
     plan.running = running.exclude(task_id="").count()
     plan.subtasks = max(0, min(max_parallel - plan.running, -(-backlog // batch_size)))
-    counts = {"backlog_at_least": backlog, "running": plan.running, "subtasks": plan.subtasks}
-    logger.info("purge.plan", extra=counts)
+    extra = {"backlog_at_least": backlog, "running": plan.running, "subtasks": plan.subtasks}
+    logger.info("purge.plan", extra=extra)
     return plan
 
 
@@ -77,8 +77,7 @@ def purge_expired_chunk(
     deadline = time.monotonic() + seconds
     checks = itertools.count()
 
-    def out_of_time():
-        # Never before the first batch: every task makes progress, however small its budget.
+    def out_of_time():  # never before the first batch: every task makes some progress
         late = next(checks) > 0 and time.monotonic() >= deadline
         return late and Job.objects.expired(cutoff).exists()
 

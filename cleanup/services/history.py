@@ -1,10 +1,9 @@
 """The purge's past, from its run records: counters, a week for the plots, and the ledger.
 
-Counters count finished runs, each once: a finished run's status never changes, its counts only
-grow and nothing prunes run records, so counters never go down (deleting records by hand does).
-The destruction ledger, for a privacy audit, has one schema for CSV and JSON Lines; each line's
-`hash` is sha256 over the previous line's (GENESIS for the first: a file checks without the
-database) and this line's canonical form: an altered, removed or reordered line breaks the chain.
+Counters count finished runs, whose status never changes and counts only grow: they never go down.
+The destruction ledger (CSV or JSON Lines) is hash-chained: each line's `hash` is sha256 over the
+previous one's (GENESIS first: a file checks without the database) and this line's canonical
+form, so an altered, removed or reordered line breaks the chain.
 """
 
 import csv
@@ -35,6 +34,9 @@ HEAD = (
     "expired_at_start most_overdue_seconds_at_start"
 ).split()
 TAIL = "rows_total files_deleted files_pending pending_files_at_end method reason".split()
+# Ledger fields read off the run record: by another attribute name, and the local times.
+ATTRS = {"run_id": "pk", "most_overdue_seconds_at_start": "oldest_expired_seconds_at_start"}
+TIMES = ("started_at", "finished_at", "cutoff")
 SUMS = {"jobs": "jobs_deleted", "files": "files_deleted", "retries": "storage_retries"}
 
 
@@ -61,22 +63,16 @@ class RetentionHistory:
 
 
 class LedgerBroken(ValueError):
-    """A ledger file whose chain does not hold; `line` is the first bad line (1-based)."""
-
-    def __init__(self, line: int, why: str):
-        super().__init__(f"line {line}: {why}")
-        self.line = line
+    """A ledger file whose chain does not hold, naming the first bad line (1-based)."""
 
 
 def counted_runs():
-    """Finished runs: a run still going has no final counts yet."""
     return PurgeRun.objects.exclude(status=PurgeRun.Status.RUNNING)
 
 
 def run_totals() -> list[RunTotals]:
-    """Per finished status, zeros included (increase() misses a series that appears at 1): runs,
-    and the jobs, rows and files they deleted, in one query."""
-    # One sum per model in rows_deleted (a JSON object), under an alias a column name can take.
+    """Per finished status, zeros included (increase() misses a series that appears at 1); one
+    query, summing each model's count in rows_deleted (JSON) under a column-safe alias."""
     rows = {
         f"rows_{i}": Sum(Cast(KeyTextTransform(label, "rows_deleted"), BigIntegerField()))
         for i, label in enumerate(ledger_models())
@@ -173,19 +169,11 @@ def purge_log(*, since: date, until: date) -> Iterator[dict]:
 
 
 def _line(run: PurgeRun, models: list[str]) -> dict:
+    line = {key: getattr(run, ATTRS.get(key, key)) for key in HEAD}
+    line.update({key: _local(line[key]) for key in TIMES})
     rows = {label: (run.rows_deleted or {}).get(label, 0) for label in models}
     return {
-        "run_id": run.pk,
-        "group": run.group,
-        "started_at": _local(run.started_at),
-        "finished_at": _local(run.finished_at),
-        "trigger": run.trigger,
-        "requested_by": run.requested_by,
-        "status": run.status,
-        "dry_run": run.dry_run,
-        "cutoff": _local(run.cutoff),
-        "expired_at_start": run.expired_at_start,
-        "most_overdue_seconds_at_start": run.oldest_expired_seconds_at_start,
+        **line,
         **rows,
         "rows_total": sum(rows.values()),
         "files_deleted": run.files_deleted,
@@ -235,8 +223,8 @@ def verify_ledger(text: Iterable[str]) -> tuple[int, str]:
         with suppress(ValueError):
             line = json.loads(line) if isinstance(line, str) else line
         if not isinstance(line, dict) or "hash" not in line:
-            raise LedgerBroken(number, "not a ledger line (no hash)")
+            raise LedgerBroken(f"line {number}: not a ledger line (no hash)")
         if _hash(previous, line) != line["hash"]:
-            raise LedgerBroken(number, "hash does not match: altered, removed or reordered")
+            raise LedgerBroken(f"line {number}: hash does not match: altered, removed or reordered")
         previous, count = line["hash"], count + 1
     return count, previous

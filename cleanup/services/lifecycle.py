@@ -61,8 +61,7 @@ def backstop_rules(prefix: str) -> list[dict]:
 def plan_lifecycle(*, apply: bool = False) -> LifecyclePlan | None:
     """The bucket's lifecycle configuration with the backstop merged in; written when `apply`
     and it differs. None when the files are local."""
-    found = _bucket_rules()
-    if found is None:
+    if (found := _bucket_rules()) is None:
         return None
     s3, prefix, current = found
     ours = {rule["ID"]: rule for rule in backstop_rules(prefix)}
@@ -79,8 +78,7 @@ def plan_lifecycle(*, apply: bool = False) -> LifecyclePlan | None:
 
 def lifecycle_findings() -> LifecycleFindings | None:
     """Whether the backstop is in place, and which rules would delete live jobs' files."""
-    found = _bucket_rules()
-    if found is None:
+    if (found := _bucket_rules()) is None:
         return None
     s3, prefix, rules = found
     findings = LifecycleFindings(s3.bucket_name, prefix, _has_backstop(rules, prefix))

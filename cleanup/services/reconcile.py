@@ -1,10 +1,9 @@
 """The orphan reconciler: stored objects no row or pending deletion names, deleted if asked.
 
 It cannot empty storage (docs/safety.md): a first pass counts; unless `force`d, it refuses with no
-job and no pending deletion in the database, or with more orphans than
-CLEANUP_RECONCILE_MAX_ORPHAN_SHARE; a second pass re-checks each object and deletes at most the
-counted orphans. Keys that break the upload-name rule are kept as refused pending names; old
-incomplete multipart uploads without a live job are aborted. Records counts, never a name.
+job and no pending deletion, or with more orphans than CLEANUP_RECONCILE_MAX_ORPHAN_SHARE; a second
+pass re-checks each object and deletes at most the counted orphans. Keys breaking the upload-name
+rule become refused pending names; old multipart uploads without a live job are aborted.
 """
 
 import logging
@@ -21,7 +20,7 @@ from .. import storage
 from ..models import PendingFileDeletion, PurgeRun, ReconcileRun
 from ..storage.s3 import abort_upload, list_uploads
 from .binding import verify_storage
-from .clock import database_now, purge_cutoff
+from .clock import purge_cutoff
 from .errors import StorageNotVerified
 from .files import open_storage, pending_names, referenced_names
 
@@ -59,21 +58,21 @@ def reconcile_storage(
     except Exception as exc:  # noqa: BLE001 - listing failed: report it, the next run starts over
         result.error = storage.describe_error(exc)
     if result.status == ReconcileRun.Status.RUNNING:
-        failed = bool(result.error)
-        result.status = ReconcileRun.Status.FAILED if failed else ReconcileRun.Status.SUCCEEDED
+        result.status = (
+            ReconcileRun.Status.FAILED if result.error else ReconcileRun.Status.SUCCEEDED
+        )
     result.finished_at = timezone.now()
     result.save()
-    counts = {name: getattr(result, name) for name in LOGGED}
-    extra = {"run": result.pk, **counts, "error": bool(result.error)}
-    logger.info("reconcile.run", extra={**extra, "duration_ms": int(result.duration_seconds * 1e3)})
+    extra = {"run": result.pk, **{name: getattr(result, name) for name in LOGGED}}
+    extra.update(error=bool(result.error), duration_ms=int(result.duration_seconds * 1e3))
+    logger.info("reconcile.run", extra=extra)
     return result
 
 
-# What the log line says of a run (counts, never a name); the run record holds these and more.
+# What the log line says of a run: counts, never a name.
 LOGGED = (
-    *("status", "delete", "forced", "scanned", "young", "held", "orphans", "orphan_bytes"),
-    *("deleted", "failed", "refused_keys"),
-)
+    "status delete forced scanned young held orphans orphan_bytes deleted failed refused_keys"
+).split()
 
 
 def _passes(result: ReconcileRun, *, grace: timedelta):
@@ -90,22 +89,19 @@ def _passes(result: ReconcileRun, *, grace: timedelta):
 
 
 def _old_chunks(result: ReconcileRun, session, *, count: bool):
-    """The listing, streamed, in chunks of objects past the grace period (counting the rest)."""
-    chunk: list[storage.StoredObject] = []
+    """The listing, streamed, in chunks of objects past the grace period (counting them all)."""
+    old = (obj for obj in _listed(result, session, count=count) if obj.modified <= result.cutoff)
+    while chunk := list(islice(old, storage.S3_MAX_KEYS_PER_REQUEST)):
+        yield chunk
+
+
+def _listed(result: ReconcileRun, session, *, count: bool):
     for obj in storage.list_objects(session.rule.prefix, session=session):
         if count:
             result.scanned += 1
             result.scanned_bytes += obj.size
-        if obj.modified > result.cutoff:
-            if count:
-                result.young += 1
-            continue
-        chunk.append(obj)
-        if len(chunk) == storage.S3_MAX_KEYS_PER_REQUEST:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+            result.young += obj.modified > result.cutoff
+        yield obj
 
 
 def _orphans_in(chunk, session) -> tuple[list[storage.StoredObject], dict[str, str]]:
@@ -115,8 +111,7 @@ def _orphans_in(chunk, session) -> tuple[list[storage.StoredObject], dict[str, s
     # to the second, so it is seen in one of them. The other order could miss it.
     held = referenced_names(names) | pending_names(names)
     orphans = [obj for obj in chunk if obj.name not in held]
-    refused = {o.name: session.rule.problem(o.name) for o in orphans}
-    refused = {name: reason for name, reason in refused.items() if reason}
+    refused = {o.name: reason for o in orphans if (reason := session.rule.problem(o.name))}
     return [obj for obj in orphans if obj.name not in refused], refused
 
 
@@ -192,7 +187,7 @@ def _deleted_orphans(result: ReconcileRun, session) -> bool:
 def _settle_uploads(result: ReconcileRun, session, *, grace: timedelta, abort: bool):
     if not storage.is_s3(session.storage):
         return  # local files have no multipart uploads
-    now = min(database_now(), timezone.now())
+    now = purge_cutoff()
     cutoff = min(result.cutoff, now - grace)
     uploads = list_uploads(session.storage)
     while page := list(islice(uploads, storage.S3_MAX_KEYS_PER_REQUEST)):

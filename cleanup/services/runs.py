@@ -1,8 +1,7 @@
 """Run records: the backlog a run starts with, runs whose process died, and purges as groups.
 
-A purge is one group of runs (PurgeRun.group): one run, or a fan-out's runs and successors. No
-run settles another: a group's totals are its runs' sums, and its outcome is read from them.
-"""
+A purge is one group of runs (PurgeRun.group): one run, or a fan-out's runs and successors. No run
+settles another: a group's totals are its runs' sums, its outcome is read from them."""
 
 import logging
 from collections import Counter
@@ -24,7 +23,8 @@ logger = logging.getLogger(__name__)
 SUBTASK_EXPIRES_SECONDS = 50 * 60
 
 Status = PurgeRun.Status
-# A purge's outcome is the first of these among its runs' statuses (running, then the worst).
+# A purge's outcome is the first of these among its runs' statuses (running, then the worst);
+# with none of them, its latest run's status.
 OUTCOME_ORDER = ["running", "failed", "abandoned", "interrupted", "files_pending"]
 RUN_FIELDS = ["run_id", "status", "started_at", "finished_at", "jobs_deleted", "files_deleted"]
 
@@ -84,13 +84,6 @@ def record_unsent(*, cutoff: str, batch_size: int | None, error: str, **fields) 
     )
 
 
-def purge_outcome(runs: list[PurgeRun]) -> str:
-    """Running while a run is; else the worst way one ended; else its latest run's status."""
-    statuses = {run.status for run in runs}
-    found = [status for status in OUTCOME_ORDER if status in statuses]
-    return found[0] if found else max(runs, key=lambda run: (run.finished_at, run.pk)).status
-
-
 def purge_facts(group: str | None) -> dict | None:
     """One purge (a group of runs) as operators see it: totals, outcome, and its runs."""
     runs = list(PurgeRun.objects.filter(group=group).order_by("started_at", "pk"))
@@ -100,13 +93,15 @@ def purge_facts(group: str | None) -> dict | None:
     for run in runs:
         rows.update(run.rows_deleted)
     ended = [run.finished_at for run in runs if run.finished_at]
+    outcome = [status for status in OUTCOME_ORDER if status in {run.status for run in runs}]
+    outcome = outcome or [max(runs, key=lambda run: (run.finished_at, run.pk)).status]
     first = runs[0]
     return {
         "run_id": first.pk,
         "group": group,
         "trigger": first.trigger,
         "requested_by": first.requested_by,
-        "status": purge_outcome(runs),
+        "status": outcome[0],
         "started_at": first.started_at.isoformat(),
         "finished_at": max(ended).isoformat() if len(ended) == len(runs) else None,
         "rows_deleted": dict(rows),
@@ -119,8 +114,8 @@ def purge_facts(group: str | None) -> dict | None:
 
 
 def last_purges() -> tuple[str | None, str | None]:
-    """The groups of the latest purge and of the latest successful one (no run running or ended
-    badly, its latest run succeeded, not a dry run); None: none yet."""
+    """The groups of the latest purge and of the latest successful one (every run done well, its
+    latest one succeeded, not a dry run); None: none yet."""
     runs = PurgeRun.objects.filter(dry_run=False)
     latest = runs.order_by("-started_at", "-pk").values_list("group", flat=True).first()
     unfinished = ~Q(status__in=[Status.SUCCEEDED, Status.HANDED_OVER])

@@ -1,4 +1,5 @@
-"""What operators see: the purge's facts (purge_status), and whether the 24-hour promise holds.
+"""What operators see: the purge's facts, whether the 24-hour promise holds, and whether what it
+needs is in place (storage, beat rows: read-only, for cleanup/checks.py).
 
 The verdict follows deploy/prometheus/alerts.yml (change a threshold in both): broken is what
 pages (a job over 90 minutes past its expiry; no successful purge for 3 hours since the first
@@ -17,11 +18,12 @@ from django_celery_beat.models import PeriodicTask
 from fmr.parsing import parse_minutes
 from jobs.models import Job
 
+from .. import storage
 from ..models import PendingFileDeletion, PurgeRun
+from ..storage import StorageProbe
 from .binding import configured_storage, verify_storage
 from .files import FileDeletion, delete_pending_files
 from .history import counted_runs
-from .readiness import check_storage
 from .runs import last_purges, measure_backlog, purge_facts, seconds_since
 
 PROMISE_BROKEN_AFTER = timedelta(minutes=90)
@@ -29,7 +31,62 @@ NO_SUCCESS_AFTER = timedelta(hours=3)
 FAILING_WITHIN = timedelta(hours=2)
 PENDING_TOO_LONG = timedelta(hours=2)
 FAILING = (PurgeRun.Status.FAILED, PurgeRun.Status.ABANDONED, PurgeRun.Status.FILES_PENDING)
-SCHEDULE_NAME = "delete-expired-jobs"
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A beat row the promise depends on, as the migrations create it."""
+
+    name: str
+    task: str
+    crontab: str  # minute hour day-of-month month day-of-week, Asia/Seoul
+    kwargs: str
+    purpose: str  # what stops happening without it
+
+
+# Written out by cleanup migrations 0002 and 0003 (change them together); admins own the rows.
+SCHEDULES = (
+    Schedule(
+        name="delete-expired-jobs",
+        task="delete_expired_jobs",
+        crontab="0 * * * *",
+        kwargs="{}",
+        purpose="expired jobs are not deleted",
+    ),
+    Schedule(
+        name="reconcile-storage",
+        task="reconcile_storage",
+        crontab="30 4 * * *",
+        kwargs='{"delete": true, "grace_minutes": 60}',
+        purpose="orphaned objects in storage are never deleted",
+    ),
+)
+SCHEDULE_NAME = SCHEDULES[0].name
+
+
+@dataclass(frozen=True)
+class ScheduleState:
+    schedule: Schedule
+    exists: bool
+    enabled: bool = False
+    runs: str = ""  # the task the row runs
+
+
+def check_storage() -> StorageProbe | None:
+    """The configured storage, probed (one listing, one versioning request); None: local files."""
+    return storage.probe_s3(storage.get_storage())
+
+
+def check_schedules() -> list[ScheduleState]:
+    """Each schedule the promise depends on, as the database has it (DatabaseError: unreadable)."""
+    wanted = PeriodicTask.objects.filter(name__in=[s.name for s in SCHEDULES])
+    rows = wanted.only("name", "task", "enabled").in_bulk(field_name="name")
+    return [
+        ScheduleState(s, exists=True, enabled=rows[s.name].enabled, runs=rows[s.name].task)
+        if s.name in rows
+        else ScheduleState(s, exists=False)
+        for s in SCHEDULES
+    ]
 
 
 @dataclass
@@ -89,7 +146,6 @@ class PurgeStatus:
 def purge_status(*, now: datetime | None = None, reach_storage: bool = False) -> PurgeStatus:
     """The facts a monitor needs; with `reach_storage`, whether storage answers (one listing)."""
     now = now or timezone.now()
-    expired, most_overdue_seconds = measure_backlog(now=now)
     refused = dict(
         PendingFileDeletion.objects.refused()
         .values_list("refused_reason")
@@ -98,9 +154,8 @@ def purge_status(*, now: datetime | None = None, reach_storage: bool = False) ->
     )
     last_run, last_success = last_purges()
     return PurgeStatus(
-        checked_at=now,
-        expired_jobs=expired,
-        most_overdue_seconds=most_overdue_seconds,
+        now,
+        *measure_backlog(now=now),
         last_success=purge_facts(last_success),
         last_run=purge_facts(last_run),
         **_names("pending", PendingFileDeletion.objects.not_stuck(), now=now),
@@ -150,8 +205,8 @@ def count_expired_jobs(*, now: datetime | None = None) -> int:
 
 
 def resolve_stuck_files(*, ids, by: str) -> int:
-    """Record that a person dealt with these stuck names (kept as a record, no longer tried or
-    counted); returns how many. Names not stuck stay pending: the purge still owns them."""
+    """A person dealt with these stuck names (kept, no longer tried or counted); how many. Names
+    not stuck stay pending: the purge still owns them."""
     return (
         PendingFileDeletion.objects.needs_a_person()
         .filter(pk__in=ids)
@@ -160,8 +215,8 @@ def resolve_stuck_files(*, ids, by: str) -> int:
 
 
 def retry_pending_files(*, ids) -> FileDeletion:
-    """Try the chosen pending deletions now, whatever their backoff (refused names too: their
-    reason is checked again). StorageNotVerified, nothing deleted, on an unknown storage."""
+    """Try these pending deletions now, whatever their backoff (refused names too: checked again);
+    StorageNotVerified, nothing deleted, on an unknown storage."""
     verify_storage()
     chosen = PendingFileDeletion.objects.filter(pk__in=ids)
     chosen.update(next_attempt_at=timezone.now())
@@ -172,16 +227,16 @@ def retry_pending_files(*, ids) -> FileDeletion:
 @dataclass
 class PurgeSchedule:
     exists: bool
-    enabled: bool
-    next_run_at: datetime | None  # None when disabled or missing
+    enabled: bool = False
+    next_run_at: datetime | None = None  # None when disabled or missing
     # The first run due after the first `migrate`: no alert may say an earlier one is missing.
-    first_run_due_at: datetime | None
+    first_run_due_at: datetime | None = None
 
 
 def purge_schedule(*, now: datetime) -> PurgeSchedule:
     row = PeriodicTask.objects.filter(name=SCHEDULE_NAME).first()
     if row is None:
-        return PurgeSchedule(exists=False, enabled=False, next_run_at=None, first_run_due_at=None)
+        return PurgeSchedule(exists=False)
     migrations = MigrationRecorder.Migration.objects.filter(app="cleanup")
     deployed = migrations.aggregate(at=Min("applied"))["at"]
     return PurgeSchedule(
