@@ -14,6 +14,29 @@ REQUIRE_SERVICES = os.environ.get("FMR_REQUIRE_SERVICES") == "1"
 S3_CREDENTIALS = {"access_key": "testing", "secret_key": "testing", "region_name": "us-east-1"}
 
 
+def pytest_addoption(parser, pluginmanager):
+    """pyproject.toml's addopts run the suite on pytest-xdist's workers (-n); with the plugin
+    off (`-p no:xdist`, one process) its options are accepted and do nothing."""
+    if not pluginmanager.has_plugin("xdist"):
+        group = parser.getgroup("xdist")
+        # _addoption: a short lowercase option, as pytest-xdist itself registers -n.
+        group._addoption("-n", "--numprocesses", dest="numprocesses", help="(pytest-xdist off)")
+        group.addoption("--dist", dest="dist", help="(pytest-xdist off)")
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-django's sort (db, transactional, no db), kept
+def pytest_collection_modifyitems(config, items):
+    """For pytest-xdist's workers (--dist loadgroup): the slow tests first, so that none is
+    left to run alone at the end; the SeaweedFS tests all on one worker, the only one that
+    starts SeaweedFS (its start is the slowest of the S3 servers')."""
+    for item in items:
+        params = item.callspec.params.values() if hasattr(item, "callspec") else ()
+        on_seaweedfs = any(value in ("seaweedfs", "seaweed") for value in params)
+        if on_seaweedfs or "seaweed_bucket" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("seaweedfs"))
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def _unavailable(reason):
     if REQUIRE_SERVICES:
         pytest.fail(f"{reason} (FMR_REQUIRE_SERVICES=1 forbids skipping)", pytrace=False)

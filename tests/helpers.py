@@ -1,3 +1,4 @@
+import os
 from datetime import timedelta
 
 from django.core.files.storage import default_storage
@@ -36,7 +37,14 @@ def file_names(job) -> list[str]:
 
 
 def stored(names) -> list[str]:
-    return [name for name in names if default_storage.exists(name)]
+    """The names the default storage holds, in order. Many names on S3: one listing of their
+    common prefix (a request per 1,000 keys), not a HEAD request per name."""
+    names = list(names)
+    bucket = getattr(default_storage, "bucket", None)
+    if len(names) <= 100 or bucket is None or default_storage.location:
+        return [name for name in names if default_storage.exists(name)]
+    listed = {obj.key for obj in bucket.objects.filter(Prefix=os.path.commonprefix(names))}
+    return [name for name in names if name in listed]
 
 
 def expired_job(now=None, *, by=timedelta(minutes=5), **kwargs) -> Job:

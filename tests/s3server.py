@@ -5,6 +5,8 @@ they disagree where AWS's documentation is loose, which is where a purge can go 
 no versions; SeaweedFS is closest to AWS). One class per server; tests/conftest.py starts each
 at most once per session."""
 
+import fcntl
+import itertools
 import os
 import shutil
 import signal
@@ -21,10 +23,27 @@ import boto3
 S3RVER_DIR = Path(__file__).resolve().parent / "s3rver"
 
 
+def _worker_ports():
+    """pytest-xdist worker gwN's own ports, 200 from 20000 + 200 N (below Linux's ephemeral
+    range), in turn: a port another worker was just told is free is never handed out here."""
+    worker = int(os.environ["PYTEST_XDIST_WORKER"].removeprefix("gw"))
+    first = 20000 + 200 * worker
+    return itertools.cycle(range(first, first + 200))
+
+
+_PORTS = _worker_ports() if os.environ.get("PYTEST_XDIST_WORKER") else None
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port nothing listens on now, for a server the test starts next."""
+    for port in itertools.islice(_PORTS, 200) if _PORTS else [0]:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return sock.getsockname()[1]
+    raise RuntimeError("no free port among this pytest-xdist worker's 200")
 
 
 class _Server:
@@ -123,10 +142,18 @@ class S3rver(_Server):
 
     def command(self):
         binary = S3RVER_DIR / "node_modules" / ".bin" / "s3rver"
-        if not binary.exists():
-            subprocess.run(
-                ["npm", "ci", "--no-audit", "--no-fund", "--silent"], cwd=S3RVER_DIR, check=True
-            )
+        # One `npm ci` at a time: pytest-xdist's workers may all start an s3rver at once.
+        lock = os.open(S3RVER_DIR, os.O_RDONLY)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not binary.exists():
+                subprocess.run(
+                    ["npm", "ci", "--no-audit", "--no-fund", "--silent"],
+                    cwd=S3RVER_DIR,
+                    check=True,
+                )
+        finally:
+            os.close(lock)
         return [str(binary), "-a", "127.0.0.1", "-p", str(self.port), "-d", self.data]
 
 

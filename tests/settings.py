@@ -18,6 +18,32 @@ os.environ.setdefault(
 )
 # Production requires the broker's URL; the tests' own default is the local Redis.
 os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+
+
+def _worker_broker(url: str, worker: str) -> str:
+    """pytest-xdist worker gwN's own Redis database: the given one's number + 1 + N, so workers
+    never share a queue, nor the base database (CI's 0). Redis has 16 (0-15): more workers than
+    that leaves room for is refused, never wrapped onto a database someone else uses."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    base = int(parts.path.strip("/") or 0)
+    number = base + 1 + int(worker.removeprefix("gw"))
+    if number > 15:
+        raise RuntimeError(
+            f"pytest-xdist worker {worker} would need Redis database {number} (base {base} from "
+            f"CELERY_BROKER_URL, + 1 + worker): run fewer workers (-n) or use a lower base"
+        )
+    return parts._replace(path=f"/{number}").geturl()
+
+
+# Each child process inherits the worker's database through the environment. Once per process
+# tree: a child that loads this module again keeps it.
+if os.environ.get("PYTEST_XDIST_WORKER") and "FMR_TEST_BROKER_OF" not in os.environ:
+    os.environ["FMR_TEST_BROKER_OF"] = os.environ["PYTEST_XDIST_WORKER"]
+    os.environ["CELERY_BROKER_URL"] = _worker_broker(
+        os.environ["CELERY_BROKER_URL"], os.environ["PYTEST_XDIST_WORKER"]
+    )
 for _name in (
     "DJANGO_SECURE_SSL_REDIRECT",
     "DJANGO_SESSION_COOKIE_SECURE",

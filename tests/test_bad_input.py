@@ -101,6 +101,7 @@ def test_an_empty_sqlite_database_is_refused_with_a_hint_to_migrate(tmp_path):
 
 @pytest.mark.postgres
 @pytest.mark.django_db
+@pytest.mark.slow
 def test_an_empty_postgresql_database_is_refused_with_a_hint_to_migrate():
     db = connection.settings_dict
     server = {

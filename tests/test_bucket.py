@@ -33,6 +33,7 @@ def assert_one_line_error(done, *words):
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
 def test_create_bucket_makes_a_private_bucket_in_the_region_and_a_second_run_changes_nothing(
     s3_server,
 ):

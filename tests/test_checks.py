@@ -77,6 +77,7 @@ def test_check_reports_a_bucket_that_does_not_exist_with_the_fix(s3_server, sche
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
 def test_check_reports_credentials_the_server_refuses(schedules):
     # A second S3-compatible server that checks credentials (moto with authentication on).
     server = S3Server(env={"INITIAL_NO_AUTH_ACTION_COUNT": "0"}).start()
@@ -95,6 +96,7 @@ def test_check_reports_credentials_the_server_refuses(schedules):
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
 def test_check_reports_an_endpoint_that_never_answers_within_the_configured_timeouts(
     s3_server, schedules
 ):

@@ -131,6 +131,7 @@ def test_the_fan_out_plan_takes_its_cutoff_from_the_database_clock():
         ((real_now() + timedelta(days=365)).isoformat(), "ahead of the database clock"),
         ("yesterday", "ISO 8601"),
     ],
+    ids=["naive", "a-year-ahead", "not-iso"],  # stable: pytest-xdist's workers collect alike
 )
 def test_a_fan_out_subtask_refuses_a_bad_cutoff_before_anything_is_deleted(cutoff, reason):
     live = job_expiring_in(timedelta(hours=1))
@@ -169,6 +170,7 @@ expiries = st.lists(offsets, min_size=1, max_size=10)
 
 
 @pytest.mark.postgres
+@pytest.mark.slow
 class NoJobIsDeletedBeforeItsExpiryByTheDatabasesClock(TestCase):
     # Each example runs in its own transaction, rolled back afterwards: clock offsets included.
 

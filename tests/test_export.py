@@ -165,6 +165,7 @@ def verify(path):
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("fmt", ["csv", "json"])
+@pytest.mark.slow
 def test_verify_passes_an_intact_file_and_names_the_first_altered_removed_or_reordered_line(
     tmp_path, fmt
 ):
@@ -212,6 +213,7 @@ def test_bad_dates_ranges_and_abbreviated_flags_are_refused_clearly(args, says):
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
 def test_in_a_shell_bad_input_exits_non_zero_without_a_traceback():
     def run(*args):
         return run_manage("export_purge_log", *args, env=child_env(), timeout=60)

@@ -468,6 +468,7 @@ def later():
 
 
 @pytest.mark.django_db
+@pytest.mark.slow
 def test_an_empty_database_cannot_empty_storage(any_storage):
     planted = plant(50)
 

@@ -118,6 +118,7 @@ def test_eight_delete_objects_through_a_far_bucket_overlap(far_bucket, settings)
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
 def test_the_next_batch_runs_in_the_database_while_storage_deletes_the_last(
     far_bucket, monkeypatch
 ):

@@ -224,6 +224,12 @@ def test_a_purge_cut_off_from_storage_and_database_records_its_failure_and_repor
 
 
 @pytest.mark.redis
+def tasks_ended(log) -> int:
+    """Tasks the worker's log says returned or raised."""
+    text = log.read_text()
+    return text.count("] succeeded in ") + text.count("] raised unexpected")
+
+
 def test_two_copies_of_the_task_at_once_count_each_job_once(tmp_path):
     gone, kept = backlog()
     kept_names = names_of_jobs(kept)
@@ -254,9 +260,12 @@ def test_two_copies_of_the_task_at_once_count_each_job_once(tmp_path):
     ) as worker:
         for _ in range(2):
             delete_expired_jobs.apply_async(queue=queue)
+        # Both tasks returned, not only their runs recorded: stopping the worker's process group
+        # while a child still finishes its task would lose that child (WorkerLostError).
         wait_until(
             lambda: (
                 PurgeRun.objects.exclude(status=PurgeRun.Status.RUNNING).count() == 2
+                and tasks_ended(tmp_path / "worker.log") == 2
                 or worker.poll() is not None
             ),
             120,

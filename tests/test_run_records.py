@@ -39,6 +39,7 @@ def pending_from_earlier_runs(bucket, count):
     return names
 
 
+@pytest.mark.slow
 def test_during_an_outage_files_pending_counts_every_pending_name_not_the_first_chunk(
     s3_bucket, s3_proxy
 ):
@@ -58,6 +59,7 @@ def test_during_an_outage_files_pending_counts_every_pending_name_not_the_first_
     assert s3_bucket.keys().isdisjoint(earlier)
 
 
+@pytest.mark.slow
 def test_an_outage_mid_run_counts_its_own_names_and_the_earlier_ones_once_each(s3_bucket, s3_proxy):
     pending_from_earlier_runs(s3_bucket, 1005)
     jobs = [expired_job() for _ in range(3)]
@@ -70,6 +72,7 @@ def test_an_outage_mid_run_counts_its_own_names_and_the_earlier_ones_once_each(s
     assert result.files_pending == 1005 + 3 * FILES_PER_JOB
 
 
+@pytest.mark.slow
 def test_a_run_that_finishes_earlier_names_counts_them_deleted_and_none_pending(s3_bucket):
     pending_from_earlier_runs(s3_bucket, 1200)
     expired_job()

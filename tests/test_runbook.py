@@ -306,8 +306,9 @@ def test_the_readme_runbook_brings_up_the_admin_the_worker_and_beat_and_the_purg
             popup.wait_for_selector("#id_every")
             popup.fill("#id_every", "3")
             popup.select_option("#id_period", "seconds")
-            popup.click("input[name=_save]")
-            popup.wait_for_event("close")
+            # Listening before the click: a popup that closes at once is not missed.
+            with popup.expect_event("close"):
+                popup.click("input[name=_save]")
             page.select_option("#id_crontab", "")
             page.click("input[name=_continue]")
             page.wait_for_selector(".messagelist .success")

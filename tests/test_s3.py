@@ -75,6 +75,7 @@ def seed_expired_jobs(bucket, jobs: int, files_per_job: int = 4) -> list[str]:
     return names
 
 
+@pytest.mark.slow
 def test_a_2001_file_purge_sends_one_delete_request_per_1000_keys(s3_bucket, s3_requests):
     names = seed_expired_jobs(s3_bucket, jobs=667, files_per_job=3)
     assert len(s3_bucket.keys()) == 2_001
@@ -198,6 +199,7 @@ def test_the_storage_client_uses_the_bounded_timeouts_from_settings(s3_bucket, s
 
 
 @pytest.mark.django_db(transaction=True)  # the purge runs in a thread: its own connection
+@pytest.mark.slow
 def test_an_endpoint_that_never_answers_does_not_hang_the_purge(s3_bucket, s3_proxy, settings):
     jobs = [expired_job(by=timedelta(minutes=i + 1)) for i in range(2)]
     names = [name for job in jobs for name in file_names(job)]

@@ -115,6 +115,7 @@ def throttled(s3_two, settings):
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(("status", "code"), TROUBLE)
+@pytest.mark.slow
 def test_storage_trouble_is_never_charged_to_a_name(throttled, settings, status, code):
     settings.CLEANUP_STUCK_AFTER_ATTEMPTS = 1
     jobs = [expired_job() for _ in range(10)]  # 40 names, one request's worth

@@ -199,6 +199,7 @@ def test_the_file_models_variable_is_refused_whatever_its_value(value):
         (["jobs.Report"], "jobs.Report, which has no FileField"),
     ],
 )
+@pytest.mark.slow
 def test_a_file_model_declaration_the_purge_cannot_honour_stops_every_process(
     declared, message, tmp_path
 ):

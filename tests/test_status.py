@@ -85,6 +85,7 @@ def test_a_bad_max_overdue_is_refused_clearly(bad):
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
 def test_exit_status_as_cron_or_kubernetes_sees_it():
     def run(*args):
         return run_manage("purge_status", *args, env=child_env(), timeout=60)

@@ -52,6 +52,7 @@ def s3_env(s3_server, bucket):
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
 def test_purge_status_says_the_bucket_is_missing_and_exits_non_zero(s3_server):
     env = s3_env(s3_server, "fmr-no-such-bucket")
 
@@ -85,6 +86,7 @@ def test_purge_status_says_an_unreachable_endpoint_and_exits_non_zero():
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
 def test_purge_status_says_a_reachable_bucket_and_exits_zero(s3_server, s3_bucket):
     env = s3_env(s3_server, s3_bucket.name)
 

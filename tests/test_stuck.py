@@ -77,6 +77,7 @@ def test_a_batch_whose_only_file_fails_does_not_stop_later_batches_or_the_sweep(
     assert str(first.pk) not in PendingFileDeletion.objects.get().last_error
 
 
+@pytest.mark.slow
 def test_the_sweep_goes_on_past_a_chunk_where_every_name_fails(media_root):
     bad = [undeletable(media_root, "directory") for _ in range(storage.S3_MAX_KEYS_PER_REQUEST)]
     PendingFileDeletion.objects.record(bad)
