@@ -226,7 +226,8 @@ def test_other_commands_do_not_reach_storage_in_their_implicit_checks(
 
     assert done.returncode == 0, done.stderr
     assert connections == 0
-    assert took < 15, took
+    # Reaching S3 would have cost at least 2 x (5 + 5) s; a loaded machine's migrate can take 15.
+    assert took < 20, took
 
 
 # --- commands against a missing bucket ------------------------------------------------------
