@@ -12,6 +12,7 @@ from datetime import timedelta
 from django.conf import settings
 
 from .. import storage
+from ..file_models import upload_rule
 from ..storage.s3 import key_prefix, read_lifecycle, write_lifecycle
 
 BACKSTOP_RULE_ID = "fmr-jobs-backstop"
@@ -104,7 +105,7 @@ def _bucket_rules() -> tuple | None:
     if not storage.is_s3(s3):
         return None
     try:
-        return s3, key_prefix(s3), read_lifecycle(s3)
+        return s3, key_prefix(s3, f"{upload_rule().prefix}/"), read_lifecycle(s3)
     except Exception as exc:
         raise LifecycleFailed(storage.describe_error(exc)) from exc
 

@@ -189,7 +189,7 @@ def _settle_uploads(result: ReconcileRun, session, *, grace: timedelta, abort: b
         return  # local files have no multipart uploads
     now = purge_cutoff()
     cutoff = min(result.cutoff, now - grace)
-    uploads = list_uploads(session.storage)
+    uploads = list_uploads(session.storage, f"{session.rule.prefix}/")
     while page := list(islice(uploads, storage.S3_MAX_KEYS_PER_REQUEST)):
         ids = {_job_id(upload.name) for upload in page} - {None}
         live = set(Job.objects.live(now).filter(pk__in=ids).values_list("pk", flat=True))

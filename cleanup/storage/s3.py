@@ -18,8 +18,6 @@ import botocore.exceptions as boto
 from django.conf import settings
 from storages.backends.s3 import S3Storage
 
-from jobs.models import UPLOAD_PREFIX
-
 from .outcome import DeleteOutcome, StoredObject, describe_error
 
 S3_MAX_KEYS_PER_REQUEST = 1000  # DeleteObjects' most objects (keys or key versions)
@@ -332,8 +330,8 @@ class Upload:
     initiated: datetime  # aware, UTC
 
 
-def key_prefix(storage, name: str = f"{UPLOAD_PREFIX}/") -> str:
-    """The key of `name` (by default the upload prefix, as lifecycle rules and listings take it)."""
+def key_prefix(storage, name: str) -> str:
+    """The key of `name` (a name, or the upload prefix as lifecycle rules and listings take it)."""
     location = (storage.location or "").strip("/")
     return f"{location}/{name}" if location else name
 
@@ -356,11 +354,14 @@ def write_lifecycle(storage, rules: list[dict]):
     )
 
 
-def list_uploads(storage) -> Iterator[Upload]:
-    """Every incomplete multipart upload under the upload prefix, paged (1,000 per request)."""
+def list_uploads(storage, prefix: str) -> Iterator[Upload]:
+    """Every incomplete multipart upload under `prefix` (the declared upload prefix and its
+    slash), paged (1,000 per request)."""
     start = len(key_prefix(storage, ""))
     pages = storage.connection.meta.client.get_paginator("list_multipart_uploads").paginate(
-        Bucket=storage.bucket_name, Prefix=key_prefix(storage), PaginationConfig={"PageSize": 1000}
+        Bucket=storage.bucket_name,
+        Prefix=key_prefix(storage, prefix),
+        PaginationConfig={"PageSize": 1000},
     )
     try:
         for page in pages:
