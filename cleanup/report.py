@@ -27,6 +27,18 @@ def _line(label: str, text) -> str:
     return f"  {label + ':' if label else '':<30}{text}"
 
 
+def format_reach(facts) -> str:
+    """Where the storage is, and whether purge_status could reach it."""
+    where = facts["where"] + (f" at {facts['endpoint']}" if facts["endpoint"] else "")
+    if facts["reachable"]:
+        return f"reachable, {where}"
+    return f"NOT reachable, {where} ({facts['problem']}: {facts['reason']})"
+
+
+def format_storage_line(facts) -> str:
+    return _line("storage", format_reach(facts))
+
+
 def format_result(result) -> str:
     cutoff = local_time(result.cutoff)
     if result.dry_run:

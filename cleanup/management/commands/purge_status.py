@@ -1,6 +1,6 @@
 from django.core.management.base import CommandError
 
-from cleanup.report import format_status, show
+from cleanup.report import format_reach, format_status, format_storage_line, show
 from cleanup.services import PurgeNotPossible, purge_status
 from fmr.commands import StrictCommand, argument_type
 from fmr.parsing import parse_minutes
@@ -31,16 +31,9 @@ class Command(StrictCommand):
         limit, storage = options["max_overdue"], status.storage
         problems = [] if limit is None else status.problems(max_overdue=limit)
         if not storage["reachable"]:
-            problems.insert(0, f"storage cannot be reached: {_reach(storage)}")
+            problems.insert(0, f"storage cannot be reached: {format_reach(storage)}")
         extra = {} if limit is None else {"problems": problems}
-        text = f"{format_status(status)}\n  {'storage:':<30}{_reach(storage)}"
+        text = f"{format_status(status)}\n{format_storage_line(storage)}"
         show(self, options, status.as_dict() | extra, text)
         if problems:
             raise CommandError("the 24-hour promise is at risk: " + "; ".join(problems))
-
-
-def _reach(facts) -> str:
-    where = facts["where"] + (f" at {facts['endpoint']}" if facts["endpoint"] else "")
-    if facts["reachable"]:
-        return f"reachable, {where}"
-    return f"NOT reachable, {where} ({facts['problem']}: {facts['reason']})"
