@@ -159,7 +159,7 @@ if AWS_STORAGE_BUCKET_NAME:
 JOB_TTL = timedelta(
     seconds=env("JOB_TTL_SECONDS", p.parse_int, 24 * 3600, minimum=1, maximum=MAX_SECONDS)
 )
-CLEANUP_BATCH_SIZE = env("CLEANUP_BATCH_SIZE", p.parse_int, 5000, minimum=1)  # at most MAX_SIZE
+CLEANUP_BATCH_SIZE = env("CLEANUP_BATCH_SIZE", p.parse_int, 1000, minimum=1)  # at most MAX_SIZE
 CLEANUP_MAX_PARALLEL = env("CLEANUP_MAX_PARALLEL", p.parse_int, 4, minimum=1, maximum=1000)
 CLEANUP_SUBTASK_SECONDS = env("CLEANUP_SUBTASK_SECONDS", p.parse_int, 60, minimum=1, maximum=86400)
 # A run still marked running with no batch finished for this long died (SIGKILL, OOM, lost host).

@@ -4,8 +4,9 @@ Proved by the timing of requests, not by throughput, so a busy machine cannot ma
 through a proxy that adds a 200 ms round trip (bench/latency_proxy.py, a copy of the shared tool),
 - DeleteObjects go several at once: their spans overlap, and 8 of them take well under the sum
   of their times (8 x 200 ms at least);
-- the database work of batch N+1 runs while batch N's storage step is still under way, and the
-  storage step never touches the database (connections are per thread);
+- the database work of batch N+1 runs while batch N's storage step is still under way, two
+  batches' storage steps are in flight at once, and a storage step never touches the database
+  (connections are per thread);
 - a throttling bucket gets fewer requests at once, never more than attempts x requests.
 """
 
@@ -157,6 +158,9 @@ def test_the_next_batch_runs_in_the_database_while_storage_deletes_the_last(
     assert len(job_deletes) == 3 and len(storage_steps) == 3
     for (started, ended), next_delete in zip(storage_steps[:2], job_deletes[1:], strict=True):
         assert started < next_delete < ended
+    # And two batches' storage steps are in flight at once: the second starts before the first
+    # ends (each a round trip at least; a batch of 2 jobs' rows take far less).
+    assert storage_steps[1][0] < storage_steps[0][1], storage_steps
     # The storage thread never opened a database connection.
     assert not any(name.startswith("purge-storage") for name in threads), threads
 

@@ -1,5 +1,6 @@
 """The purge: expired jobs with everything attached, batch by batch, and their files."""
 
+import collections
 import contextlib
 import functools
 import importlib
@@ -144,29 +145,36 @@ def _count_expired(cutoff, limit, progress):
 
 
 def _delete_expired(run, progress, should_stop, on_batch, session):
-    # Batch N's storage step runs in `thread` while batch N+1's rows are deleted here (only this
-    # thread touches the database). Its names are in the outbox, committed, before it starts: if
-    # the run dies, its outcome is never recorded and the next run's sweep finishes them.
-    limit = run.limit
-    with ThreadPoolExecutor(1, thread_name_prefix="purge-storage") as thread:
-        in_flight = None
+    # The storage steps of the last STORAGE_STEPS batches run in `threads` (sharing the session's
+    # window of requests) while the next batch's rows are deleted here (only this thread touches
+    # the database). Their names are in the outbox, committed, before they start: if the run
+    # dies, their outcome is never recorded and the next run's sweep finishes them.
+    limit, in_flight = run.limit, collections.deque()
+    with ThreadPoolExecutor(STORAGE_STEPS, thread_name_prefix="purge-storage") as threads:
         while limit is None or progress.jobs < limit:
             if should_stop is not None and should_stop():
                 progress.stopped = True
                 break
             size = run.batch_size if limit is None else min(run.batch_size, limit - progress.jobs)
             batch = _delete_batch(run, size, progress)
-            if in_flight is not None:
-                _finish_batch(in_flight, progress)
-            if batch is not None and not progress.files.unavailable:
-                batch.files = start_batch_files(batch.names, batch.token, session, thread)
-            in_flight = batch
-            if batch is None or batch.log["jobs"] < size:
+            if batch is None:
+                break
+            if len(in_flight) == STORAGE_STEPS:
+                _finish_batch(in_flight.popleft(), progress)
+            if not progress.files.unavailable:
+                batch.files = start_batch_files(batch.names, batch.token, session, threads)
+            in_flight.append(batch)
+            if batch.log["jobs"] < size:
                 break  # the backlog is done (or held by a purge beside this one): no empty SELECT
             if on_batch is not None:
                 on_batch(progress.jobs)
-        if in_flight is not None:
-            _finish_batch(in_flight, progress)
+        while in_flight:
+            _finish_batch(in_flight.popleft(), progress)
+
+
+# A batch of 1,000 jobs is 4 DeleteObjects: three batches' keep CLEANUP_S3_CONCURRENCY's 8 busy
+# while the oldest is being finished.
+STORAGE_STEPS = 3
 
 
 @dataclass

@@ -122,7 +122,10 @@ class S3Session:
         self.bucket = storage.bucket_name
         self.key_prefix = key_prefix(storage, "")
         self._versioned = None
-        self._counting = threading.Lock()
+        # Set once the storage fails a request: the session (one run, its batches' calls side by
+        # side) sends no more, and every name it is given stays pending, uncharged.
+        self.unavailable = ""
+        self._counting, self._asking = threading.Lock(), threading.Lock()
         self.window = _Window(settings.CLEANUP_S3_CONCURRENCY)
         # Shared with the request threads (boto3 clients are thread-safe); hooks once per client.
         self.client = storage.connection.meta.client
@@ -134,8 +137,9 @@ class S3Session:
     def delete_names(self, names) -> DeleteOutcome:
         keys = {name: self.key_prefix + name for name in names}
         sent = DeleteOutcome()  # by key
-        self.window.stopped = ""
         try:
+            if self.unavailable:  # an outage costs a run one failed request, not one per batch
+                raise StorageUnavailable(self.unavailable)
             if self._is_versioned(sent):
                 objects = self._versions_of(sorted(set(keys.values())), sent)
             else:
@@ -143,9 +147,8 @@ class S3Session:
             step = S3_MAX_KEYS_PER_REQUEST
             parts = [objects[start : start + step] for start in range(0, len(objects), step)]
             self._in_parallel(lambda part: self._delete_part(part, sent), parts)
-            sent.unavailable = self.window.stopped
         except StorageUnavailable as exc:  # the versioning state or a listing: nothing was sent
-            sent.unavailable = str(exc)
+            self.unavailable = sent.unavailable = str(exc)
             sent.deferred.update(dict.fromkeys(keys.values(), sent.unavailable))
         outcome = DeleteOutcome(requests=sent.requests, retries=sent.retries)
         outcome.unavailable = sent.unavailable
@@ -165,11 +168,12 @@ class S3Session:
     def _delete_part(self, objects, sent):
         # Once the storage has failed a request, the parts not yet sent stay pending, untried.
         try:
-            if self.window.stopped:
-                raise StorageUnavailable(self.window.stopped)
+            if self.unavailable:
+                raise StorageUnavailable(self.unavailable)
             self._delete_objects(objects, sent)
         except StorageUnavailable as exc:
-            self.window.stopped = self.window.stopped or str(exc)
+            self.unavailable = self.unavailable or str(exc)
+            sent.unavailable = sent.unavailable or str(exc)
             sent.deferred.update(dict.fromkeys((o["Key"] for o in objects), str(exc)))
 
     def _delete_objects(self, objects, sent):
@@ -200,15 +204,18 @@ class S3Session:
             (sent.deferred if kind == UNREACHABLE else sent.failed).setdefault(error["Key"], reason)
 
     def _is_versioned(self, sent) -> bool:
-        if self._versioned is None:
-            try:
-                answer = self._call("get_bucket_versioning", sent, Bucket=self.bucket)
-            except (StorageUnavailable, _RequestRejected) as exc:  # no delete can be known final
-                if classify(exc.__cause__) == UNREACHABLE:
-                    raise
-                reason = f"cannot read the bucket's versioning state: {exc}"
-                raise StorageUnavailable(reason) from exc.__cause__
-            self._versioned = answer.get("Status") in VERSIONED_STATES
+        with self._asking:  # once per session, though its batches' calls run side by side
+            if self.unavailable:
+                raise StorageUnavailable(self.unavailable)
+            if self._versioned is None:
+                try:
+                    answer = self._call("get_bucket_versioning", sent, Bucket=self.bucket)
+                except (StorageUnavailable, _RequestRejected) as exc:  # no delete is known final
+                    self.unavailable = str(exc)
+                    if classify(exc.__cause__) != UNREACHABLE:
+                        self.unavailable = f"cannot read the bucket's versioning state: {exc}"
+                    raise StorageUnavailable(self.unavailable) from exc.__cause__
+                self._versioned = answer.get("Status") in VERSIONED_STATES
         return self._versioned
 
     def _versions_of(self, keys, sent) -> list[dict]:
@@ -221,15 +228,15 @@ class S3Session:
             (f, names) if len(names) > 1 else (names[0], names) for f, names in folders.items()
         ]
         listed = self._in_parallel(lambda plan: self._list_plan(*plan, sent), plans)
-        if self.window.stopped:
-            raise StorageUnavailable(self.window.stopped)
+        if self.unavailable:
+            raise StorageUnavailable(self.unavailable)
         return [obj for found in listed for obj in found]
 
     def _list_plan(self, prefix, wanted, sent) -> list[dict]:
         try:
             return self._list_versions(prefix, wanted, sent)
         except StorageUnavailable as exc:
-            self.window.stopped = self.window.stopped or str(exc)
+            self.unavailable = self.unavailable or str(exc)
         except _RequestRejected as exc:
             if len(wanted) == 1:
                 sent.failed[wanted[0]] = str(exc)
@@ -299,7 +306,6 @@ class _Window:
     def __init__(self, most: int):
         self.most = self.limit = most
         self.busy = 0
-        self.stopped = ""  # set once the storage has failed a request of this call: send no more
         self._changed = threading.Condition()
 
     @contextmanager
