@@ -1,5 +1,4 @@
 import logging
-from datetime import timedelta
 
 from celery import current_app
 from django.contrib import admin, messages
@@ -16,18 +15,9 @@ from django.views.decorators.http import require_POST
 from django_celery_beat.admin import PeriodicTaskAdmin, PeriodicTaskForm
 from django_celery_beat.models import PeriodicTask
 
-from . import charts
+from . import charts, services
 from .models import PendingFileDeletion, PurgeRun, ReconcileRun, Retention, StorageBinding
 from .report import format_duration, local_time, retention_facts
-from .services import (
-    PurgeNotPossible,
-    purge_schedule,
-    purge_status,
-    resolve_stuck_files,
-    retention_history,
-    retention_verdict,
-    retry_pending_files,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -43,15 +33,13 @@ admin.site.enable_nav_sidebar = False
 
 # The runs list's status colours: green done, grey routine, blue running, amber a person should
 # look, red the purge failed.
+_S = PurgeRun.Status
 SEVERITY = {
-    PurgeRun.Status.SUCCEEDED: "#1b7a3a",
-    PurgeRun.Status.DRY_RUN: "#5f6b7a",
-    PurgeRun.Status.HANDED_OVER: "#5f6b7a",
-    PurgeRun.Status.RUNNING: "#1f5fa8",
-    PurgeRun.Status.FILES_PENDING: "#a15c00",
-    PurgeRun.Status.INTERRUPTED: "#a15c00",
-    PurgeRun.Status.FAILED: "#b3261e",
-    PurgeRun.Status.ABANDONED: "#b3261e",
+    _S.SUCCEEDED: "#1b7a3a",
+    **dict.fromkeys([_S.DRY_RUN, _S.HANDED_OVER], "#5f6b7a"),
+    _S.RUNNING: "#1f5fa8",
+    **dict.fromkeys([_S.FILES_PENDING, _S.INTERRUPTED], "#a15c00"),
+    **dict.fromkeys([_S.FAILED, _S.ABANDONED], "#b3261e"),
 }
 
 
@@ -63,11 +51,7 @@ class ScheduleForm(PeriodicTaskForm):
 
 
 admin.site.unregister(PeriodicTask)
-
-
-@admin.register(PeriodicTask)
-class ScheduleAdmin(PeriodicTaskAdmin):
-    form = ScheduleForm
+admin.site.register(PeriodicTask, PeriodicTaskAdmin, form=ScheduleForm)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -79,19 +63,6 @@ class ReadOnlyAdmin(admin.ModelAdmin):
     has_change_permission = has_delete_permission = has_add_permission
 
 
-def _rows_table(attribute):
-    """A run's rows per model as a table: the job first, then its dependents in cascade order."""
-
-    @admin.display(description="rows per model")
-    def show(self, run):
-        rows = getattr(run, attribute) or {}
-        ordered = sorted(rows.items(), key=lambda item: item[0] != "jobs.Job")
-        context = {"rows": ordered, "total": sum(rows.values())}
-        return render_to_string("admin/cleanup/purgerun/rows_table.html", context)
-
-    return show
-
-
 @admin.register(PurgeRun)
 class PurgeRunAdmin(ReadOnlyAdmin):
     list_display = ["id", "started_at", "took", "trigger", "coloured_status", "fan_out"]
@@ -99,24 +70,18 @@ class PurgeRunAdmin(ReadOnlyAdmin):
     list_filter = ["status", "trigger", "dry_run"]
     date_hierarchy = "started_at"
     ordering = ["-started_at", "-pk"]
-    readonly_fields = ["took", "rows_table", "would_delete_rows_table", "fan_out_runs"]
-    readonly_fields += ["oldest_expired_at_start"]
+    readonly_fields = ["took", "rows_table", "fan_out_runs", "oldest_expired_at_start"]
     # One number per run keeps each row one line; the run's page has the table per model.
     rows_total = admin.display(description="rows")(lambda self, run: run.rows_total)
-    rows_table = _rows_table("rows_deleted")
-    would_delete_rows_table = _rows_table("would_delete_rows")
 
     def get_fieldsets(self, request, obj=None):
-        if obj is None:
-            return super().get_fieldsets(request, obj)
+        # Only a run's own page asks (nobody may add one): its sections follow what it did.
         done = ("What it deleted", ["jobs_deleted", "rows_table", "files_deleted", "files_pending"])
         if obj.error.startswith("Never started"):
             done = ("", [])  # refused before its first row: the error says why, nothing to count
         elif obj.dry_run:
-            done = (
-                "Dry run: what it would have deleted (nothing was deleted)",
-                ["would_delete_jobs", "would_delete_rows_table", "would_delete_files"],
-            )
+            title = "Dry run: what it would have deleted (nothing was deleted)"
+            done = (title, ["would_delete_jobs", "rows_table", "would_delete_files"])
         when = ["status", "trigger", "requested_by", "started_at", "finished_at", "took"]
         sets = [
             (None, [*when, "heartbeat_at", "task_id"]),
@@ -149,11 +114,10 @@ class PurgeRunAdmin(ReadOnlyAdmin):
             sent = current_app.send_task(PURGE_TASK, kwargs=asked, retry_policy=retry)
         except Exception as exc:  # noqa: BLE001 - any broker failure is reported, not raised
             logger.warning("purge.enqueue_failed", extra={"error": type(exc).__name__})
-            said = f"Could not enqueue the purge ({type(exc).__name__}: {exc}). "
-            self.message_user(request, said + "Is the Celery broker reachable?", messages.ERROR)
+            said = f"Could not enqueue the purge ({type(exc).__name__}: {exc}): is the broker up?"
+            self.message_user(request, said, messages.ERROR)
         else:
-            said = f"Enqueued {PURGE_TASK} (task {sent.id}): a Celery worker will purge every "
-            said += "expired job. Its run appears in this list with trigger “Django admin”."
+            said = f"Enqueued {PURGE_TASK} (task {sent.id}): its run shows here as “Django admin”."
             self.message_user(request, said, messages.SUCCESS)
         return HttpResponseRedirect(reverse("admin:cleanup_purgerun_changelist"))
 
@@ -183,22 +147,24 @@ class PurgeRunAdmin(ReadOnlyAdmin):
         seconds = run.oldest_expired_seconds_at_start
         return "-" if seconds is None else f"{format_duration(seconds)} past its expiry"
 
+    @admin.display(description="rows per model")
+    def rows_table(self, run):
+        # The job first, then its dependents in cascade order.
+        rows = (run.would_delete_rows if run.dry_run else run.rows_deleted) or {}
+        ordered = sorted(rows.items(), key=lambda item: item[0] != "jobs.Job")
+        context = {"rows": ordered, "total": sum(rows.values())}
+        return render_to_string("admin/cleanup/purgerun/rows_table.html", context)
+
     @admin.display(description="runs")
     def fan_out_runs(self, run):
         runs = PurgeRun.objects.filter(group=run.group).order_by("started_at", "pk")
-        context = {"runs": runs, "group": run.group}
-        return render_to_string("admin/cleanup/purgerun/fan_out_runs.html", context)
+        return render_to_string("admin/cleanup/purgerun/fan_out_runs.html", {"runs": runs})
 
 
 class PendingStateFilter(admin.SimpleListFilter):
     title = parameter_name = "state"
     # value: the PendingFileDeletion queryset method that selects it (labelled by the value)
-    states = {
-        "pending": "not_stuck",
-        "stuck": "stuck",
-        "refused": "refused",
-        "resolved": "resolved",
-    }
+    states = {"pending": "not_stuck"} | {state: state for state in ["stuck", "refused", "resolved"]}
     labels = {}
 
     def lookups(self, request, model_admin):
@@ -241,19 +207,16 @@ class PendingFileDeletionAdmin(ReadOnlyAdmin):
     @admin.display(description="state")
     def state(self, pending):
         if pending.resolved_at is not None:
-            when = pending.resolved_at.strftime("%Y-%m-%d %H:%M")
-            return f"resolved by {pending.resolved_by or '?'}, {when}"
+            return f"resolved by {pending.resolved_by or '?'}, {pending.resolved_at:%Y-%m-%d %H:%M}"
         if pending.refused_reason:
             return "REFUSED"
         return "STUCK" if pending.is_stuck else "pending"
 
-    @admin.action(
-        description="Retry now: delete the selected files from storage", permissions=["retry"]
-    )
+    @admin.action(description="Retry now: delete the selected files", permissions=["retry"])
     def retry_now(self, request, queryset):
         try:
-            outcome = retry_pending_files(ids=list(queryset.values_list("pk", flat=True)))
-        except PurgeNotPossible as exc:
+            outcome = services.retry_pending_files(ids=list(queryset.values_list("pk", flat=True)))
+        except services.PurgeNotPossible as exc:
             self.message_user(request, f"Nothing was deleted: {exc}", messages.ERROR)
             return
         refused = "{} name(s) refused, never sent to storage: {}."
@@ -268,20 +231,16 @@ class PendingFileDeletionAdmin(ReadOnlyAdmin):
         if not any(count for count, *_ in said):
             self.message_user(request, "Nothing was left to delete.", messages.INFO)
 
-    @admin.action(
-        description="Mark resolved: a person has dealt with these stuck or refused files",
-        permissions=["retry"],
-    )
+    @admin.action(description="Mark resolved: dealt with by a person", permissions=["retry"])
     def mark_resolved(self, request, queryset):
         chosen = list(queryset.values_list("pk", flat=True))
-        resolved = resolve_stuck_files(ids=chosen, by=request.user.get_username())
+        resolved = services.resolve_stuck_files(ids=chosen, by=request.user.get_username())
         if resolved:
             logger.info("pending.resolved", extra={"files": resolved})
-            said = f"Marked {resolved} stuck or refused file(s) resolved: kept as a record, no "
-            self.message_user(request, said + "longer tried or alerted on.", messages.SUCCESS)
+            said = f"Resolved {resolved} file(s): kept as a record, no longer tried or alerted on."
+            self.message_user(request, said, messages.SUCCESS)
         if len(chosen) > resolved:
-            said = f"{len(chosen) - resolved} file(s) neither stuck nor refused (or already "
-            said += "resolved): left as they were; the purge keeps trying them."
+            said = f"{len(chosen) - resolved} file(s) neither stuck nor refused: left as they were."
             self.message_user(request, said, messages.WARNING)
 
 
@@ -292,16 +251,12 @@ class ReconcileRunAdmin(ReadOnlyAdmin):
     list_filter = ["status", "trigger", "delete", "forced"]
     date_hierarchy = "started_at"
     ordering = ["-started_at", "-pk"]
-
-    @admin.display(description="error")
-    def short_error(self, run):
-        return Truncator(run.error).chars(80) or "-"
+    short_error = PurgeRunAdmin.short_error
 
 
-@admin.register(StorageBinding)
-class StorageBindingAdmin(ReadOnlyAdmin):
-    # Changed only by `manage.py bind_storage --rebind` (README, "Safety").
-    list_display = ["kind", "bucket", "location", "bound_at", "bound_by", "previous"]
+# Changed only by `manage.py bind_storage --rebind` (README, "Safety").
+binding_columns = ["kind", "bucket", "location", "bound_at", "bound_by", "previous"]
+admin.site.register(StorageBinding, ReadOnlyAdmin, list_display=binding_columns)
 
 
 @admin.register(Retention)
@@ -319,38 +274,29 @@ class RetentionAdmin(ReadOnlyAdmin):
         return [path("", view, name="cleanup_retention_changelist")]
 
     def changelist_view(self, request, extra_context=None):
-        status = purge_status()
-        schedule = purge_schedule(now=status.checked_at)
-        history = retention_history(now=status.checked_at)
-        row = PeriodicTask.objects.filter(name="delete-expired-jobs").only("pk").first()
+        status = services.purge_status()
+        schedule = services.purge_schedule(now=status.checked_at)
+        history = services.retention_history(now=status.checked_at)
+        schedule_row = PeriodicTask.objects.filter(name="delete-expired-jobs")
+        span = {"since": history.since, "until": history.until}
+        backlog, oldest = ([(at, b[i] or 0) for at, *b in history.backlog] for i in (0, 1))
+        durations = {"label": format_duration, "ceiling": charts.nice_duration_ceiling}
         context = {
             **self.admin_site.each_context(request),
             "title": "Retention",
             "opts": self.opts,
-            "verdict": retention_verdict(status=status, schedule=schedule),
+            "verdict": services.retention_verdict(status=status, schedule=schedule),
             "schedule": schedule,
-            "schedule_url": row
-            and reverse("admin:django_celery_beat_periodictask_change", args=[row.pk]),
+            "schedule_pk": schedule_row.values_list("pk", flat=True).first(),
             "facts": retention_facts(status),
-            "plots": _plots(history),
+            # The page's four plots over one span (their texts are in its template).
+            "plots": {
+                "purged": charts.time_series(history.purged_per_hour, **span, step=3600),
+                "backlog": charts.time_series(backlog, **span),
+                "oldest": charts.time_series(oldest, **span, **durations),
+                "pending": charts.time_series(history.pending, **span),
+            },
             "checked_at": status.checked_at,
             "since": history.since,
-            **(extra_context or {}),
         }
         return TemplateResponse(request, "admin/cleanup/retention.html", context)
-
-
-def _plots(history) -> dict:
-    """The Retention page's four plots over one span (their texts are in its template)."""
-    span = {"since": history.since, "until": history.until}
-    backlog, oldest = ([(at, b[i] or 0) for at, *b in history.backlog] for i in (0, 1))
-    return {
-        "purged": charts.time_series(
-            **span, points=history.purged_per_hour, kind="bars", step=timedelta(hours=1)
-        ),
-        "backlog": charts.time_series(**span, points=backlog),
-        "oldest": charts.time_series(
-            **span, points=oldest, label=format_duration, ceiling=charts.nice_duration_ceiling
-        ),
-        "pending": charts.time_series(**span, points=history.pending),
-    }

@@ -2,24 +2,14 @@
 admin/cleanup/plot.svg colours them from the admin's CSS variables (light or dark theme)."""
 
 import math
-from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from django.utils import timezone
 
-WIDTH, HEIGHT = 760, 210
-LEFT, RIGHT, TOP, BOTTOM = 84, 14, 12, 44
-PLOT_W, PLOT_H = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-GEOMETRY = {
-    "width": WIDTH,
-    "height": HEIGHT,
-    "left": LEFT,
-    "right": LEFT + PLOT_W,
-    "bottom": TOP + PLOT_H,
-    "middle": TOP + PLOT_H / 2,
-    "center": LEFT + PLOT_W / 2,
-    "label_x": LEFT - 6,
-}
+# The plot area inside the 760 x 210 picture; the axes' texts go in the margins around it.
+LEFT, TOP, PLOT_W, PLOT_H = 84, 12, 662, 154
+GEOMETRY = {"left": LEFT, "right": LEFT + PLOT_W, "bottom": TOP + PLOT_H}
+GEOMETRY |= {"middle": TOP + PLOT_H // 2, "center": LEFT + PLOT_W // 2}
 # Round durations for a plot's top: 2 min ... 1 day.
 _DURATIONS = [120, 600, 1800, 3600, 2 * 3600, 4 * 3600, 6 * 3600, 12 * 3600, 86400]
 
@@ -37,59 +27,35 @@ def nice_duration_ceiling(seconds: float) -> float:
     return float(next((s for s in _DURATIONS if seconds <= s), 86400 * math.ceil(seconds / 86400)))
 
 
-def time_series(
-    *,
-    since: datetime,
-    until: datetime,
-    points: Sequence[tuple[datetime, float]],
-    kind: str = "line",
-    label: Callable[[float], str] = lambda v: f"{v:,.0f}",
-    ceiling: Callable[[float], float] = nice_ceiling,
-    step: timedelta | None = None,
-) -> dict:
-    """One plot: "bars" (`step` wide) or "line"; y from 0 to `ceiling(largest value)`."""
+def time_series(points, *, since, until, label="{:,.0f}".format, ceiling=nice_ceiling, step=None):
+    """(time, value) points as bars `step` seconds wide, or a line; y from 0 to `ceiling(max)`."""
     span = (until - since).total_seconds() or 1.0
     top = ceiling(max((v for _, v in points), default=0))
+    # A date at each local midnight (every 6 hours over two days or less).
+    every = timedelta(hours=24 if until - since > timedelta(days=2) else 6)
+    first = timezone.localtime(since).replace(minute=0, second=0, microsecond=0)
+    first += every - timedelta(hours=first.hour) % every
+    ticks = [first + every * n for n in range((until - first) // every + 1)]
 
     def x(moment):
         return f"{LEFT + max(0.0, min(1.0, (moment - since).total_seconds() / span)) * PLOT_W:.1f}"
 
     def y(value):
-        return TOP + PLOT_H - (value / top) * PLOT_H
+        return f"{TOP + PLOT_H - (value / top) * PLOT_H:.1f}"
 
     return {
         "g": GEOMETRY,
-        "grid": [
-            (f"{y(top * f):.1f}", f"{y(top * f) + 4:.1f}", label(top * f)) for f in (0, 0.5, 1)
-        ],
-        "ticks": [(x(tick), shown) for tick, shown in _ticks(since, until)],
+        "grid": [(y(top * f), label(top * f)) for f in (0, 0.5, 1)],
+        "ticks": [(x(at), at) for at in ticks],
+        "tick_format": "Y-m-d" if every.days else "Y-m-d H:i",
         "zone": timezone.localtime(until).tzname(),
         "points": points,
-        "kind": kind,
-        "marks": _marks(points, kind, x, y, label),
-        "width": f"{max(PLOT_W * (step.total_seconds() / span) - 0.6, 0.8) if step else 2:.1f}",
+        "bars": bool(step),
+        # A bar per nonzero point, or a dot per point (the polyline goes through them).
+        "marks": [
+            (x(at), y(v), f"{v / top * PLOT_H:.1f}", at, label(v))
+            for at, v in points
+            if v or not step
+        ],
+        "width": f"{max(PLOT_W * step / span - 0.6, 0.8) if step else 2:.1f}",
     }
-
-
-def _ticks(since, until):
-    """A date at each local midnight (every 6 hours over two days or less)."""
-    hours = 24 if until - since > timedelta(days=2) else 6
-    tick = timezone.localtime(since).replace(minute=0, second=0, microsecond=0)
-    tick += timedelta(hours=hours - tick.hour % hours)
-    while tick <= until:
-        yield tick, f"{tick:%Y-%m-%d}" if hours == 24 else f"{tick:%Y-%m-%d %H:%M}"
-        tick += timedelta(hours=hours)
-
-
-def _marks(points, kind, x, y, label) -> list[dict]:
-    """A bar per nonzero point, or a dot per point (the polyline goes through them)."""
-    return [
-        {
-            "x": x(at),
-            "y": f"{y(v):.1f}",
-            "height": f"{TOP + PLOT_H - y(v):.1f}",
-            "tip": f"{timezone.localtime(at).isoformat(timespec='seconds')}: {label(v)}",
-        }
-        for at, v in points
-        if kind == "line" or v
-    ]
