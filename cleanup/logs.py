@@ -30,15 +30,11 @@ def iso_time(created: float) -> str:
 
 
 class KeyValueFormatter(logging.Formatter):
-    def __init__(self, fmt="%(asctime)s %(levelname)s %(name)s %(message)s", **kwargs):
-        super().__init__(fmt, **kwargs)
-
-    def formatTime(self, record, datefmt=None):
-        return iso_time(record.created)
-
     def formatMessage(self, record):
-        line = super().formatMessage(record)
-        return line + "".join(f" {key}={value}" for key, value in fields_of(record).items())
+        fields = "".join(f" {key}={value}" for key, value in fields_of(record).items())
+        return (
+            f"{iso_time(record.created)} {record.levelname} {record.name} {record.message}{fields}"
+        )
 
 
 class JsonFormatter(logging.Formatter):

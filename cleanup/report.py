@@ -17,14 +17,13 @@ def show(command, options, facts: dict, text: str) -> None:
 
 def local_time(moment) -> str:
     """A time (or its ISO text) in TIME_ZONE with its zone name; "-" for none."""
-    if isinstance(moment, str):
-        moment = datetime.fromisoformat(moment)
+    moment = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
     return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S %Z") if moment else "-"
 
 
-def _line(label: str, text) -> str:
-    """A line of the terminal status: the label padded to one column (none: a continuation)."""
-    return f"  {label + ':' if label else '':<30}{text}"
+def _lines(label: str, *texts) -> list[str]:
+    """Lines of the terminal status: the label (if any) padded to one column, then continuations."""
+    return [f"  {label + ':' if label and not n else '':<30}{text}" for n, text in enumerate(texts)]
 
 
 def format_reach(facts) -> str:
@@ -33,10 +32,6 @@ def format_reach(facts) -> str:
     if facts["reachable"]:
         return f"reachable, {where}"
     return f"NOT reachable, {where} ({facts['problem']}: {facts['reason']})"
-
-
-def format_storage_line(facts) -> str:
-    return _line("storage", format_reach(facts))
 
 
 def format_result(result) -> str:
@@ -54,14 +49,13 @@ def format_result(result) -> str:
             f"{result.batches or 1} batch(es), {result.duration_seconds:.2f}s"
         )
         rows, total = result.rows_deleted, result.rows_total
-        files = [
-            f"  files deleted: {result.files_deleted}",
-            f"  files still pending: {result.files_pending}",
-        ]
-        if result.files_stuck:
-            files.append(f"  files stuck (refused again; see purge_status): {result.files_stuck}")
-        if result.files_refused:
-            files.append(f"  file names refused (never sent to storage): {result.files_refused}")
+        counts = {
+            "files deleted": result.files_deleted,
+            "files still pending": result.files_pending,
+            "files stuck (refused again; see purge_status)": result.files_stuck or None,
+            "file names refused (never sent to storage)": result.files_refused or None,
+        }
+        files = [f"  {label}: {n}" for label, n in counts.items() if n is not None]
     table = [("model", "rows"), *rows.items(), ("total", total)]
     lines = [head, "", *(f"  {label:<34}{count:>10}" for label, count in table), "", *files]
     return "\n".join([*lines, f"  run #{result.run_id}: {result.status}"])
@@ -86,6 +80,7 @@ def format_duration(seconds: float) -> str:
 
 
 def format_status(status) -> str:
+    """purge_status's text: the facts, the last purges, and storage when it was asked."""
     overdue = pending = ""
     if status.most_overdue_seconds is not None:
         overdue = f" (most overdue: {format_duration(status.most_overdue_seconds)} past expiry)"
@@ -93,31 +88,31 @@ def format_status(status) -> str:
         pending = f" (oldest: pending for {format_duration(status.oldest_pending_seconds)})"
     lines = [
         f"Purge status at {local_time(status.checked_at)}",
-        _line("expired jobs still present", f"{status.expired_jobs}{overdue}"),
-        _line("pending file deletions", f"{status.pending_files}{pending}"),
-        *(_line("", f"last error: {reason}") for reason in status.pending_reasons[:3]),
+        *_lines("expired jobs still present", f"{status.expired_jobs}{overdue}"),
+        *_lines("pending file deletions", f"{status.pending_files}{pending}"),
+        *_lines("", *(f"last error: {reason}" for reason in status.pending_reasons[:3])),
     ]
     if status.stuck_files:
         oldest = format_duration(status.oldest_stuck_seconds or 0)
         stuck = f"{status.stuck_files} (oldest: pending for {oldest}; a person must look, "
-        lines.append(_line("stuck file deletions", stuck + "then mark them resolved in the admin)"))
-        lines += [_line("", f"reason: {reason}") for reason in status.stuck_reasons[:3]]
+        lines += _lines("stuck file deletions", stuck + "then mark them resolved in the admin)")
+        lines += _lines("", *(f"reason: {reason}" for reason in status.stuck_reasons[:3]))
     if status.refused_files:
         reasons = ", ".join(f"{n} {reason}" for reason, n in (status.refused_reasons or {}).items())
-        lines.append(_line("refused file names", f"{status.refused_files} ({reasons})"))
-    for heading, _run, text in _runs(status):
-        lines.append(_line(heading.lower(), text[0]))
-        lines += [_line("", more) for more in text[1:]]
+        lines += _lines("refused file names", f"{status.refused_files} ({reasons})")
+    for heading, _run, phrases in _runs(status):
+        lines += _lines(heading.lower(), *phrases)
+    if status.storage:
+        lines += _lines("storage", format_reach(status.storage))
     return "\n".join(lines)
 
 
-def _runs(status) -> list[tuple]:
+def _runs(status):
     """The last successful purge, and the latest run when it is another: heading, run, phrases."""
     success, last = status.last_success, status.last_run
-    runs = [("Last successful purge", success, _run_phrases(success, "finished"))]
-    if last is not None and last != success:
-        runs.append(("Latest run", last, _run_phrases(last, "started")))
-    return runs
+    yield "Last successful purge", success, _run_phrases(success, "finished")
+    if last not in (None, success):
+        yield "Latest run", last, _run_phrases(last, "started")
 
 
 def _run_phrases(run, event: str) -> list[str]:
@@ -148,12 +143,10 @@ def retention_facts(status) -> list[dict]:
         expired = f"{status.expired_jobs} expired job(s) still present; the most overdue is "
         expired += f"{overdue} past its expiry"
     waiting = format_duration(status.oldest_pending_seconds or 0)
-    pending = (
-        f"{status.pending_files}, the oldest for {waiting}" if status.pending_files else "none"
-    )
-    stuck = f"{status.stuck_files}, storage keeps refusing them" if status.stuck_files else "none"
-    facts = [("Expired jobs", None, expired), ("Pending file deletions", None, pending)]
-    facts.append(("Stuck file deletions", None, stuck))
+    pending = f"{status.pending_files}, the oldest for {waiting}" if status.pending_files else ""
+    stuck = f"{status.stuck_files}, storage keeps refusing them" if status.stuck_files else ""
+    facts = [("Expired jobs", None, expired), ("Pending file deletions", None, pending or "none")]
+    facts.append(("Stuck file deletions", None, stuck or "none"))
     facts += [
         (heading, run and run["run_id"], "; ".join(text)) for heading, run, text in _runs(status)
     ]
@@ -163,21 +156,17 @@ def retention_facts(status) -> list[dict]:
 class ProgressBar:
     """A one-line progress bar with ETA, redrawn in place on a terminal."""
 
-    WIDTH = 30
-
-    def __init__(self, out, total: int, *, clock=time.monotonic):
-        self.out, self.total, self.clock = out, max(total, 1), clock
-        self.started = clock()
+    def __init__(self, out, total: int):
+        self.out, self.total, self.started = out, max(total, 1), time.monotonic()
         self.drawn = False
 
     def update(self, done: int):
-        elapsed = self.clock() - self.started
+        elapsed = time.monotonic() - self.started
         fraction = min(done / self.total, 1.0)
-        filled = int(self.WIDTH * fraction)
         rate = done / elapsed if elapsed > 0 else 0.0
         eta = format_duration((self.total - done) / rate) if rate and done < self.total else "-"
         self.out.write(
-            f"\r[{'#' * filled}{'.' * (self.WIDTH - filled)}] {done}/{self.total} jobs "
+            f"\r[{'#' * int(30 * fraction):.<30}] {done}/{self.total} jobs "
             f"{fraction:4.0%}  {rate:,.0f} jobs/s  ETA {eta}  ",
             ending="",
             style_func=str,  # plain text, not Django's red for stderr

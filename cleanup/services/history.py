@@ -37,6 +37,8 @@ TAIL = "rows_total files_deleted files_pending pending_files_at_end method reaso
 # Ledger fields read off the run record: by another attribute name, and the local times.
 ATTRS = {"run_id": "pk", "most_overdue_seconds_at_start": "oldest_expired_seconds_at_start"}
 TIMES = ("started_at", "finished_at", "cutoff")
+# Runs recorded before the method was: the purge has only ever worked this way.
+UNRECORDED_METHOD = "rows: ORM cascade delete; files: storage delete (not recorded)"
 SUMS = {"jobs": "jobs_deleted", "files": "files_deleted", "retries": "storage_retries"}
 
 
@@ -164,50 +166,34 @@ def purge_log(*, since: date, until: date) -> Iterator[dict]:
         started_at__gte=datetime.combine(since, time.min, tzinfo=zone),
         started_at__lt=datetime.combine(until + timedelta(days=1), time.min, tzinfo=zone),
     ).order_by("started_at", "pk")
-    models = ledger_models()
-    return _chained(_line(run, models) for run in runs.iterator(chunk_size=500))
+    return _chained(runs, ledger_models())
 
 
-def _line(run: PurgeRun, models: list[str]) -> dict:
-    line = {key: getattr(run, ATTRS.get(key, key)) for key in HEAD}
-    line.update({key: _local(line[key]) for key in TIMES})
-    rows = {label: (run.rows_deleted or {}).get(label, 0) for label in models}
-    return {
-        **line,
-        **rows,
-        "rows_total": sum(rows.values()),
-        "files_deleted": run.files_deleted,
-        "files_pending": run.files_pending,
-        "pending_files_at_end": run.pending_files_at_end,
-        # Runs recorded before the method was: the purge has only ever worked this way.
-        "method": run.method or "rows: ORM cascade delete; files: storage delete (not recorded)",
-        "reason": run.error.splitlines()[0] if run.error else "",
-    }
-
-
-def _local(moment: datetime | None) -> str | None:
-    return timezone.localtime(moment).isoformat() if moment else None
-
-
-def _chained(lines: Iterable[dict]) -> Iterator[dict]:
+def _chained(runs, models: list[str]) -> Iterator[dict]:
     previous = GENESIS
-    for line in lines:
+    for run in runs.iterator(chunk_size=500):
+        line = {key: getattr(run, ATTRS.get(key, key)) for key in HEAD}
+        line.update({key: line[key] and timezone.localtime(line[key]).isoformat() for key in TIMES})
+        rows = {label: (run.rows_deleted or {}).get(label, 0) for label in models}
+        line |= {**rows, "rows_total": sum(rows.values())}
+        line |= {key: getattr(run, key) for key in TAIL[1:4]}
+        line["method"] = run.method or UNRECORDED_METHOD
+        line["reason"] = run.error.splitlines()[0] if run.error else ""
         previous = line["hash"] = _hash(previous, line)
         yield line
 
 
 def _hash(previous: str, line: dict) -> str:
     # Canonical: every value but the hash as CSV spells it, in field order, as one JSON array.
-    cells = [_cell(value) for key, value in line.items() if key != "hash"]
+    cells = as_csv_row({key: value for key, value in line.items() if key != "hash"})
     return hashlib.sha256((previous + json.dumps(cells, ensure_ascii=False)).encode()).hexdigest()
 
 
 def as_csv_row(line: dict) -> list[str]:
-    return [_cell(value) for value in line.values()]
-
-
-def _cell(value) -> str:
-    return "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    return [
+        "" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
+        for v in line.values()
+    ]
 
 
 def verify_ledger(text: Iterable[str]) -> tuple[int, str]:

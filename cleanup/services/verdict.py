@@ -28,15 +28,12 @@ from .runs import last_purges, measure_backlog, purge_facts, seconds_since
 
 PROMISE_BROKEN_AFTER = timedelta(minutes=90)
 NO_SUCCESS_AFTER = timedelta(hours=3)
-FAILING_WITHIN = timedelta(hours=2)
-PENDING_TOO_LONG = timedelta(hours=2)
+TICKET_AFTER = timedelta(hours=2)  # runs failing within it, or a file pending over it
 FAILING = (PurgeRun.Status.FAILED, PurgeRun.Status.ABANDONED, PurgeRun.Status.FILES_PENDING)
 
 
 @dataclass(frozen=True)
-class Schedule:
-    """A beat row the promise depends on, as the migrations create it."""
-
+class Schedule:  # a beat row the promise depends on, as the migrations create it
     name: str
     task: str
     crontab: str  # minute hour day-of-month month day-of-week, Asia/Seoul
@@ -61,7 +58,6 @@ SCHEDULES = (
         purpose="orphaned objects in storage are never deleted",
     ),
 )
-SCHEDULE_NAME = SCHEDULES[0].name
 
 
 @dataclass(frozen=True)
@@ -70,6 +66,9 @@ class ScheduleState:
     exists: bool
     enabled: bool = False
     runs: str = ""  # the task the row runs
+    next_run_at: datetime | None = None  # None when disabled or missing (or not asked)
+    # The first run due after the first `migrate`: no alert may say an earlier one is missing.
+    first_run_due_at: datetime | None = None
 
 
 def check_storage() -> StorageProbe | None:
@@ -77,16 +76,35 @@ def check_storage() -> StorageProbe | None:
     return storage.probe_s3(storage.get_storage())
 
 
-def check_schedules() -> list[ScheduleState]:
-    """Each schedule the promise depends on, as the database has it (DatabaseError: unreadable)."""
-    wanted = PeriodicTask.objects.filter(name__in=[s.name for s in SCHEDULES])
-    rows = wanted.only("name", "task", "enabled").in_bulk(field_name="name")
+def check_schedules(*, now: datetime | None = None) -> list[ScheduleState]:
+    """Each schedule the promise depends on, as the database has it (DatabaseError: unreadable);
+    with `now`, when each runs next and when its first run was due."""
+    rows = PeriodicTask.objects.in_bulk([s.name for s in SCHEDULES], field_name="name")
+    migrations = MigrationRecorder.Migration.objects.filter(app="cleanup")
+    deployed = now and migrations.aggregate(at=Min("applied"))["at"]
     return [
-        ScheduleState(s, exists=True, enabled=rows[s.name].enabled, runs=rows[s.name].task)
-        if s.name in rows
+        ScheduleState(
+            s,
+            exists=True,
+            enabled=row.enabled,
+            runs=row.task,
+            next_run_at=_next_fire(row.schedule, now) if now and row.enabled else None,
+            first_run_due_at=_next_fire(row.schedule, deployed) if deployed else None,
+        )
+        if (row := rows.get(s.name))
         else ScheduleState(s, exists=False)
         for s in SCHEDULES
     ]
+
+
+def purge_schedule(*, now: datetime) -> ScheduleState:
+    return check_schedules(now=now)[0]
+
+
+def _next_fire(schedule, after: datetime) -> datetime:
+    # Celery's estimate is relative to its own clock (read twice): rounded to the second.
+    fire = schedule.now() + schedule.remaining_estimate(after)
+    return datetime.fromtimestamp(round(fire.timestamp()), tz=fire.tzinfo)
 
 
 @dataclass
@@ -196,6 +214,34 @@ def storage_reach() -> dict:
     }
 
 
+def retention_verdict(*, status: PurgeStatus, schedule: ScheduleState) -> dict:
+    """The facts the metrics export, judged as the alerts judge them: the state ("holding",
+    "at risk" or "broken") and its reasons."""
+    now = status.checked_at
+    broken, at_risk = [], []
+    if (status.most_overdue_seconds or 0) > PROMISE_BROKEN_AFTER.total_seconds():
+        broken.append(
+            f"{status.expired_jobs:,} expired job(s) still present, the oldest "
+            f"{status.most_overdue_seconds / 3600:.1f} h past its expiry (more than 90 minutes)"
+        )
+    success = status.last_success and status.last_success["finished_at"]
+    since = datetime.fromisoformat(success) if success else schedule.first_run_due_at
+    if since and now - since > NO_SUCCESS_AFTER:
+        broken.append(f"no successful purge for {(now - since).total_seconds() / 3600:.1f} h")
+    if not schedule.enabled:
+        word = "disabled" if schedule.exists else "missing"
+        at_risk.append(f"the schedule {schedule.schedule.name} is {word}: no purge runs on its own")
+    failing = counted_runs().filter(status__in=FAILING, finished_at__gte=now - TICKET_AFTER)
+    if failing.exists():
+        at_risk.append("runs failed, died or left files pending in the last 2 hours")
+    if (status.oldest_pending_seconds or 0) > TICKET_AFTER.total_seconds():
+        at_risk.append(f"{status.pending_files:,} file deletion(s) pending for over 2 hours")
+    if status.stuck_files or status.refused_files:
+        at_risk.append("stuck or refused file deletions need a person")
+    state = "broken" if broken else "at risk" if at_risk else "holding"
+    return {"state": state, "reasons": broken + at_risk}
+
+
 # `--max-overdue` / `?max_overdue=`: a timedelta, or ValueError (fmr.parsing.InvalidValue).
 overdue_limit = parse_minutes
 
@@ -222,65 +268,3 @@ def retry_pending_files(*, ids) -> FileDeletion:
     chosen.update(next_attempt_at=timezone.now())
     names = list(chosen.values_list("name", flat=True))
     return delete_pending_files(names=names, storage_verified=True) if names else FileDeletion()
-
-
-@dataclass
-class PurgeSchedule:
-    exists: bool
-    enabled: bool = False
-    next_run_at: datetime | None = None  # None when disabled or missing
-    # The first run due after the first `migrate`: no alert may say an earlier one is missing.
-    first_run_due_at: datetime | None = None
-
-
-def purge_schedule(*, now: datetime) -> PurgeSchedule:
-    row = PeriodicTask.objects.filter(name=SCHEDULE_NAME).first()
-    if row is None:
-        return PurgeSchedule(exists=False)
-    migrations = MigrationRecorder.Migration.objects.filter(app="cleanup")
-    deployed = migrations.aggregate(at=Min("applied"))["at"]
-    return PurgeSchedule(
-        exists=True,
-        enabled=row.enabled,
-        next_run_at=_next_fire(row.schedule, now) if row.enabled else None,
-        first_run_due_at=_next_fire(row.schedule, deployed) if deployed else None,
-    )
-
-
-def _next_fire(schedule, after: datetime) -> datetime:
-    # Celery's estimate is relative to its own clock (read twice): rounded to the second.
-    fire = schedule.now() + schedule.remaining_estimate(after)
-    return datetime.fromtimestamp(round(fire.timestamp()), tz=fire.tzinfo)
-
-
-@dataclass
-class Verdict:
-    state: str  # "holding", "at risk" or "broken"
-    reasons: list[str] = field(default_factory=list)
-
-
-def retention_verdict(*, status: PurgeStatus, schedule: PurgeSchedule) -> Verdict:
-    """The facts the metrics export, judged as the alerts judge them."""
-    now = status.checked_at
-    broken, at_risk = [], []
-    if (status.most_overdue_seconds or 0) > PROMISE_BROKEN_AFTER.total_seconds():
-        broken.append(
-            f"{status.expired_jobs:,} expired job(s) still present, the oldest "
-            f"{status.most_overdue_seconds / 3600:.1f} h past its expiry (more than 90 minutes)"
-        )
-    success = status.last_success and status.last_success["finished_at"]
-    since = datetime.fromisoformat(success) if success else schedule.first_run_due_at
-    if since and now - since > NO_SUCCESS_AFTER:
-        broken.append(f"no successful purge for {(now - since).total_seconds() / 3600:.1f} h")
-    if not schedule.enabled:
-        word = "disabled" if schedule.exists else "missing"
-        at_risk.append(f"the schedule {SCHEDULE_NAME} is {word}: no purge runs on its own")
-    failing = counted_runs().filter(status__in=FAILING, finished_at__gte=now - FAILING_WITHIN)
-    if failing.exists():
-        at_risk.append("runs failed, died or left files pending in the last 2 hours")
-    if (status.oldest_pending_seconds or 0) > PENDING_TOO_LONG.total_seconds():
-        at_risk.append(f"{status.pending_files:,} file deletion(s) pending for over 2 hours")
-    if status.stuck_files or status.refused_files:
-        at_risk.append("stuck or refused file deletions need a person")
-    state = "broken" if broken else "at risk" if at_risk else "holding"
-    return Verdict(state=state, reasons=broken + at_risk)

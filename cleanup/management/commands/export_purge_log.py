@@ -10,12 +10,10 @@ from fmr.parsing import parse_day
 
 class Command(StrictCommand):
     help = (
-        "The destruction ledger: one line per purge run started from --since to --until, both "
-        "days included, in Asia/Seoul time (the project's TIME_ZONE): when, trigger, who asked "
-        "(admin runs), cutoff, backlog at start, rows deleted per model, files deleted and "
-        "pending, status, reason and method; each line hash-chained to the one before. Counts "
-        "only, no personal data. Every run is one line; the runs of one purge (a fan-out) "
-        "share a group. "
+        "The destruction ledger: one line per purge run started from --since to --until (both "
+        "days included, Asia/Seoul, the project's TIME_ZONE): when, trigger, who asked, cutoff, "
+        "backlog at start, rows deleted per model, files, status, reason and method, each line "
+        "hash-chained to the one before; counts only. The runs of one purge share a group. "
         "--verify FILE checks an exported file (either format) instead."
     )
 
@@ -36,8 +34,7 @@ class Command(StrictCommand):
             "--format",
             choices=["csv", "json"],
             default="csv",
-            help="csv (a header line, then one line per run; default) or json (one JSON "
-            "object per line, JSON Lines, with the same field names).",
+            help="csv (a header, then a line per run; default) or json (JSON Lines, same fields).",
         )
         parser.add_argument(
             "--verify",

@@ -1,6 +1,6 @@
 from django.core.management.base import CommandError
 
-from cleanup.report import format_reach, format_status, format_storage_line, show
+from cleanup.report import format_reach, format_status, show
 from cleanup.services import PurgeNotPossible, purge_status
 from fmr.commands import StrictCommand, argument_type
 from fmr.parsing import parse_minutes
@@ -33,7 +33,6 @@ class Command(StrictCommand):
         if not storage["reachable"]:
             problems.insert(0, f"storage cannot be reached: {format_reach(storage)}")
         extra = {} if limit is None else {"problems": problems}
-        text = f"{format_status(status)}\n{format_storage_line(storage)}"
-        show(self, options, status.as_dict() | extra, text)
+        show(self, options, status.as_dict() | extra, format_status(status))
         if problems:
             raise CommandError("the 24-hour promise is at risk: " + "; ".join(problems))
