@@ -23,8 +23,7 @@ def refuse_unusable_settings(sender=None, **kwargs):
 
 @import_modules.connect
 def refuse_without_database(sender=None, **kwargs):
-    # Before beat reads its schedule or the worker says ready: its service manager restarts it
-    # until the database answers.
+    # Before beat reads its schedule or the worker says ready: restarted until the database answers.
     database_or_exit("celery")
 
 

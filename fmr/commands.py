@@ -2,23 +2,16 @@
 (`--d` for `--delete`) and Django's --verbosity any int() (`٣`): a mistyped flag is refused, not
 guessed at, and numbers are parsed by fmr/parsing.py."""
 
-from argparse import ArgumentTypeError
+from functools import partial
 
 from django.core.management.base import BaseCommand
 
-from .parsing import InvalidValue, parse_int
+from .parsing import parse_int
 
 
 def argument_type(parse, **options):
-    """An argparse `type=` from a parser of fmr.parsing: its sentence becomes argparse's error."""
-
-    def convert(text):
-        try:
-            return parse(text, **options)
-        except InvalidValue as exc:
-            raise ArgumentTypeError(str(exc)) from None
-
-    return convert
+    """An argparse `type=`: InvalidValue is an ArgumentTypeError, so argparse says its sentence."""
+    return partial(parse, **options)
 
 
 class StrictCommand(BaseCommand):

@@ -1,11 +1,12 @@
-"""Every value an operator gives fmr (settings, command flags, the status query string) parsed
-one way: a bounded value out, or `InvalidValue` saying what was expected. ASCII digits only
-(int() also takes "٥", "1_000", "+5"); every number bounded, so none overflows a timedelta, a
-datetime or a column later, inside a run."""
+"""Every value an operator gives fmr (settings, flags, the status query string) parsed one way:
+a bounded value or `InvalidValue` saying what was expected. ASCII digits only (int() also takes
+"٥", "1_000", "+5"), every number bounded: none overflows a timedelta or a column inside a run."""
 
 import os
 import re
+from argparse import ArgumentTypeError
 from datetime import date, timedelta
+from reprlib import repr as shown  # long values cut short, escapes visible
 from urllib.parse import urlsplit
 
 import dj_database_url
@@ -23,18 +24,11 @@ _NUMBER = {
     int: re.compile(r"-?[0-9]+"),
     float: re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"),
 }
-_BOOL = dict.fromkeys(["1", "true", "yes", "on"], True)
-_BOOL.update(dict.fromkeys(["0", "false", "no", "off"], False))
+_TRUE = ["true", "1", "yes", "on"]
 
 
-class InvalidValue(ValueError):
-    """A value that is not what it should be; the message says what was expected."""
-
-
-def shown(value) -> str:
-    """At most 40 characters, escapes visible."""
-    text = repr(value[:40] + "..." if isinstance(value, str) and len(value) > 40 else value)
-    return text[:60]
+class InvalidValue(ValueError, ArgumentTypeError):
+    """Not what it should be: the message says what was expected (argparse shows it too)."""
 
 
 def _bounded(value, kind, minimum, maximum, expected):
@@ -56,12 +50,12 @@ def parse_int(value, *, minimum: int = 0, maximum: int = MAX_SIZE, expected: str
 
 def parse_day(value) -> date:
     """A calendar day written exactly YYYY-MM-DD (fromisoformat also takes 20261101, 2026-W48-1)."""
-    if not isinstance(value, str) or not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
-        raise InvalidValue(f"expected a date as YYYY-MM-DD, got {shown(value)}")
     try:
-        day = date.fromisoformat(value)
+        day = re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value) and date.fromisoformat(value)
     except ValueError:
-        raise InvalidValue(f"{shown(value)} is not a calendar date (YYYY-MM-DD)") from None
+        day = None
+    if not day:
+        raise InvalidValue(f"expected a calendar date as YYYY-MM-DD, got {shown(value)}")
     if not FIRST_DAY <= day <= LAST_DAY:
         raise InvalidValue(f"expected a date from {FIRST_DAY} to {LAST_DAY}, got {shown(value)}")
     return day
@@ -85,10 +79,7 @@ def parse_choice(value, *, choices) -> str:
 
 
 def parse_bool(value) -> bool:
-    text = str(value).strip().lower()
-    if text not in _BOOL:
-        raise InvalidValue(f"expected true or false, got {shown(value)}")
-    return _BOOL[text]
+    return parse_choice(value, choices=[*_TRUE, "false", "0", "no", "off"]) in _TRUE
 
 
 def clean_secret(value) -> str | None:
@@ -104,15 +95,6 @@ def env(name, parse=str, default=None, **options):
         return parse(value, **options)
     except InvalidValue as exc:
         raise ImproperlyConfigured(f"{name}: {exc}") from None
-
-
-def refuse_code_setting(name, where):
-    """A setting moved into code: its old variable (even blank) must not be silently ignored."""
-    if name in os.environ:
-        raise ImproperlyConfigured(
-            f"{name} is code configuration now, set in {where}, not in the environment: "
-            f"remove the {name} variable"
-        )
 
 
 def parse_matching(value, *, pattern, expected):
@@ -133,21 +115,10 @@ def parse_url(value, *, schemes):
     return value
 
 
-def parse_origins(value):
-    items = parse_list(value)
-    for item in items:
-        parse_matching(item, pattern=r"https?://[^/\s]+", expected="https://host (no path)")
-    return items
-
-
-def parse_list(value):
-    return [item.strip() for item in value.split(",") if item.strip()]
-
-
-def parse_path(value):
-    if not value.startswith("/") or len(value) > 4096 or "\x00" in value:
-        raise InvalidValue(f"expected an absolute path (/srv/...), got {shown(value)}")
-    return value
+def parse_list(value, **rule):
+    """Comma-separated items, each matching `rule` (parse_matching's keywords) if one is given."""
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    return [parse_matching(item, **rule) for item in items] if rule else items
 
 
 def parse_token(value):
@@ -170,9 +141,8 @@ def parse_database_url(url: str) -> dict:
         raise InvalidValue(f"not a usable database URL: {reason}") from None
     if config["ENGINE"] not in {"django.db.backends.postgresql", "django.db.backends.sqlite3"}:
         raise InvalidValue(f"names {config['ENGINE']}; use postgres://... or sqlite:///path")
-    if config["ENGINE"].endswith("sqlite3") and (
-        config.get("HOST") or config["NAME"] == ":memory:"
-    ):
+    in_memory = config.get("HOST") or config["NAME"] == ":memory:"
+    if config["ENGINE"].endswith("sqlite3") and in_memory:
         raise InvalidValue(
             "must name a SQLite file: sqlite:///relative/path.db or sqlite:////absolute/path.db "
             "(three slashes, then the path)"

@@ -1,5 +1,6 @@
 """Settings for fmr: the environment carries deployment facts only (docs/settings.md)."""
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,9 +19,8 @@ SECRET_KEY = env("DJANGO_SECRET_KEY", str.strip) or DEVELOPMENT_SECRET_KEY
 if SECRET_KEY == DEVELOPMENT_SECRET_KEY and not DEBUG:
     raise ImproperlyConfigured(
         "DJANGO_SECRET_KEY is not set (or is the public development key): set it to 50 or more "
-        "random characters, e.g. the output of python3 -c 'import secrets; "
-        "print(secrets.token_urlsafe(50))', and keep it secret. DJANGO_DEBUG=true runs without "
-        "one, for local development only."
+        "random characters (python3 -c 'import secrets; print(secrets.token_urlsafe(50))'), "
+        "secret. DJANGO_DEBUG=true runs without one, for local development only."
     )
 ALLOWED_HOSTS = env("DJANGO_ALLOWED_HOSTS", p.parse_list, ["localhost", "127.0.0.1", "[::1]"])
 
@@ -42,7 +42,8 @@ _PROXY_HEADER = env(
 SECURE_PROXY_SSL_HEADER = (
     ("HTTP_" + _PROXY_HEADER.upper().replace("-", "_"), "https") if _PROXY_HEADER else None
 )
-CSRF_TRUSTED_ORIGINS = env("DJANGO_CSRF_TRUSTED_ORIGINS", p.parse_origins, [])
+_ORIGIN = {"pattern": r"https?://[^/\s]+", "expected": "https://host (no path)"}
+CSRF_TRUSTED_ORIGINS = env("DJANGO_CSRF_TRUSTED_ORIGINS", p.parse_list, [], **_ORIGIN)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -89,7 +90,7 @@ if env("AWS_STORAGE_BUCKET_NAME") and env("DATABASE_URL") is None:
     raise ImproperlyConfigured(
         "AWS_STORAGE_BUCKET_NAME is set (files on S3) but DATABASE_URL is not: the embedded "
         "SQLite database knows none of that bucket's files. Set DATABASE_URL to the database "
-        "that owns the bucket (postgres://user:password@host:5432/name)."
+        "that owns the bucket."
     )
 _DEFAULT_DATABASE = p.parse_database_url(f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
 DATABASES = {
@@ -101,8 +102,6 @@ DATABASES = {
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-LANGUAGE_CODE = "en-us"
-USE_I18N = True
 # Stored in UTC, shown and scheduled in Korean time.
 USE_TZ = True
 TIME_ZONE = "Asia/Seoul"
@@ -110,9 +109,10 @@ TIME_ZONE = "Asia/Seoul"
 FORMAT_MODULE_PATH = ["fmr.formats"]
 
 STATIC_URL = "static/"
-STATIC_ROOT = Path(env("STATIC_ROOT", p.parse_path, BASE_DIR / "staticfiles"))
+_PATH = {"pattern": r"/[^\x00]{0,4095}", "expected": "an absolute path (/srv/...)"}
+STATIC_ROOT = Path(env("STATIC_ROOT", p.parse_matching, BASE_DIR / "staticfiles", **_PATH))
 MEDIA_URL = "media/"
-MEDIA_ROOT = Path(env("MEDIA_ROOT", p.parse_path, BASE_DIR / "media"))
+MEDIA_ROOT = Path(env("MEDIA_ROOT", p.parse_matching, BASE_DIR / "media", **_PATH))
 
 # S3's rules for bucket names and botocore's for regions: anything else fails later, in a request.
 AWS_STORAGE_BUCKET_NAME = env(
@@ -136,16 +136,14 @@ AWS_S3_FILE_OVERWRITE = False
 CLEANUP_S3_CONCURRENCY = env("CLEANUP_S3_CONCURRENCY", p.parse_int, 8, minimum=1, maximum=64)
 # Bounded waits: an S3 outage costs a purge seconds, not botocore's 60 s per attempt times 5.
 # SigV4 in every region (botocore signs SigV2 in us-east-1): links last X-Amz-Expires.
+_ATTEMPTS = env("AWS_S3_MAX_ATTEMPTS", p.parse_int, 3, minimum=1, maximum=100)
 AWS_S3_CLIENT_CONFIG = BotocoreConfig(
     signature_version="s3v4",
     # botocore's pool holds 10 connections by default: never fewer than the requests in flight.
     max_pool_connections=max(10, CLEANUP_S3_CONCURRENCY),
     connect_timeout=env("AWS_S3_CONNECT_TIMEOUT", p.parse_int, 5, minimum=1, maximum=3600),
     read_timeout=env("AWS_S3_READ_TIMEOUT", p.parse_int, 30, minimum=1, maximum=3600),
-    retries={
-        "mode": "standard",
-        "total_max_attempts": env("AWS_S3_MAX_ATTEMPTS", p.parse_int, 3, minimum=1, maximum=100),
-    },
+    retries={"mode": "standard", "total_max_attempts": _ATTEMPTS},
 )
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -169,35 +167,39 @@ CLEANUP_STALE_RUN = timedelta(
 CLEANUP_STUCK_AFTER_ATTEMPTS = env(
     "CLEANUP_STUCK_AFTER_ATTEMPTS", p.parse_int, 10, minimum=1, maximum=1000
 )
-# Code, not a deployment fact: a model's files are part of its schema (cleanup/file_models.py).
+# Code, not a deployment fact: a model's files are part of its schema (cleanup/file_models.py);
+# its old variable, even blank, must not be silently ignored.
 CLEANUP_FILE_MODELS = ["jobs.JobFile"]
-p.refuse_code_setting("CLEANUP_FILE_MODELS", "fmr/settings.py")
+if "CLEANUP_FILE_MODELS" in os.environ:
+    raise ImproperlyConfigured(
+        "CLEANUP_FILE_MODELS is code configuration now, set in fmr/settings.py, not in the "
+        "environment: remove the CLEANUP_FILE_MODELS variable"
+    )
 CLEANUP_STATUS_TOKEN = env("CLEANUP_STATUS_TOKEN", p.parse_token)
 # A wrong or half-restored database makes most objects look orphaned; real orphans are a few.
 CLEANUP_RECONCILE_MAX_ORPHAN_SHARE = env("CLEANUP_RECONCILE_MAX_ORPHAN_SHARE", p.parse_share, 0.5)
 
 # Required in production: a worker and a beat on a fallback broker would purge nothing, silently.
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", p.parse_url, schemes=("redis", "rediss"))
-if CELERY_BROKER_URL is None and not DEBUG:
+_REDIS = {"schemes": ("redis", "rediss")}
+_FALLBACK_BROKER = "redis://127.0.0.1:6379/0" if DEBUG else None
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", p.parse_url, _FALLBACK_BROKER, **_REDIS)
+if CELERY_BROKER_URL is None:
     raise ImproperlyConfigured(
         "CELERY_BROKER_URL is not set: set it to the Redis the worker and beat share, e.g. "
         "redis://redis.internal:6379/0 (DJANGO_DEBUG=true falls back to redis://127.0.0.1:6379/0)"
     )
-CELERY_BROKER_URL = CELERY_BROKER_URL or "redis://127.0.0.1:6379/0"
-CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", p.parse_url, schemes=("redis", "rediss"))
+CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", p.parse_url, **_REDIS)
 CELERY_TIMEZONE = "Asia/Seoul"
-CELERY_ENABLE_UTC = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_ACKS_LATE = True
 # Relied on: a failed task is acked, so only a worker lost mid-task has it redelivered.
 CELERY_TASK_ACKS_ON_FAILURE_OR_TIMEOUT = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-DJANGO_CELERY_BEAT_TZ_AWARE = True
 
 # One handler, on the root logger, so every line (the purge's, Django's, Celery's) is written once.
 CLEANUP_LOG_FORMAT = env("CLEANUP_LOG_FORMAT", p.parse_choice, "plain", choices=["plain", "json"])
-_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+_LEVELS = {"choices": ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]}
 LOGGING_CONFIG = "fmr.logconfig.configure"
 LOGGING = {
     "version": 1,
@@ -207,11 +209,6 @@ LOGGING = {
         "json": {"()": "cleanup.logs.JsonFormatter"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": CLEANUP_LOG_FORMAT}},
-    "root": {
-        "handlers": ["console"],
-        "level": env("LOG_LEVEL", p.parse_choice, "INFO", choices=_LEVELS),
-    },
-    "loggers": {
-        "cleanup": {"level": env("CLEANUP_LOG_LEVEL", p.parse_choice, "INFO", choices=_LEVELS)}
-    },
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", p.parse_choice, "INFO", **_LEVELS)},
+    "loggers": {"cleanup": {"level": env("CLEANUP_LOG_LEVEL", p.parse_choice, "INFO", **_LEVELS)}},
 }

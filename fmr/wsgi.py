@@ -1,10 +1,9 @@
 import os
 import sys
 
-from django.core.exceptions import ImproperlyConfigured
 from django.core.wsgi import get_wsgi_application
 
-from .boot import settings_or_exit, settings_problem
+from .boot import settings_or_exit
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fmr.settings")
 
@@ -13,6 +12,4 @@ if "gunicorn" in sys.modules:
 
     # "App failed to load" stops the master (with --preload too): no traceback per worker.
     settings_or_exit("gunicorn", Arbiter.APP_LOAD_ERROR)
-elif problem := settings_problem():
-    raise ImproperlyConfigured(problem)
 application = get_wsgi_application()
