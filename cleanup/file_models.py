@@ -57,15 +57,13 @@ def validate_file_models():
             f"['jobs.JobFile']; got {declared!r}"
         )
     for model in file_models():
-        fields = file_fields(model)
-        if not fields:
+        if not file_fields(model):
             raise ImproperlyConfigured(
                 f"CLEANUP_FILE_MODELS names {model._meta.label}, which has no FileField"
             )
-        for f in fields:
-            if f.storage is not default_storage:
-                raise ImproperlyConfigured(
-                    f"{model._meta.label}.{f.name} uses its own storage; the purge only deletes "
-                    "files from the default storage"
-                )
+        if own := [f.name for f in file_fields(model) if f.storage is not default_storage]:
+            raise ImproperlyConfigured(
+                f"{model._meta.label}.{own[0]} uses its own storage; the purge only deletes "
+                "files from the default storage"
+            )
     upload_rule()

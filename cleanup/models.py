@@ -35,25 +35,21 @@ class PendingFileDeletionQuerySet(models.QuerySet):
     def unresolved(self):
         return self.filter(resolved_at__isnull=True)
 
-    def resolved(self):
-        return self.filter(resolved_at__isnull=False)
-
     def due(self, now=None):
         return self.waiting().filter(next_attempt_at__lte=now or timezone.now())
 
     def refused(self):
         return self.unresolved().exclude(refused_reason="")
 
-    def waiting(self):
-        """Names a run still tries: refused names wait for a person, not a run."""
+    def waiting(self):  # refused names wait for a person, not a run
         return self.unresolved().filter(refused_reason="")
 
     def stuck(self):
         """The one rule: still tried, refused by storage CLEANUP_STUCK_AFTER_ATTEMPTS times."""
-        return self.waiting().filter(_stuck())
+        return self.waiting().filter(attempts__gte=settings.CLEANUP_STUCK_AFTER_ATTEMPTS)
 
     def not_stuck(self):
-        return self.waiting().exclude(_stuck())
+        return self.waiting().exclude(attempts__gte=settings.CLEANUP_STUCK_AFTER_ATTEMPTS)
 
     def needs_a_person(self):  # alerted until a person marks them resolved in the admin
         return self.stuck() | self.refused()
@@ -63,13 +59,8 @@ class PendingFileDeletionQuerySet(models.QuerySet):
         return self.annotate(is_stuck=models.Exists(stuck))
 
 
-def _stuck() -> models.Q:
-    return models.Q(attempts__gte=settings.CLEANUP_STUCK_AFTER_ATTEMPTS)
-
-
 class PendingFileDeletion(models.Model):
-    """A storage object whose row is gone: written in the row delete's transaction, removed once
-    storage confirms the delete, so no rollback, crash or outage leaves a file unnoticed."""
+    """A storage object whose row is gone, written in the row delete's transaction (durable)."""
 
     # Neither unique (see record()) nor indexed: an index doubles the cost of a batch's COPY
     # (20,000 rows: 71 ms, against 35 ms); odd names have a partial index (0008).
@@ -101,16 +92,30 @@ def _new_group() -> str:
     return uuid.uuid4().hex
 
 
-class RunRecord:
-    """What both run records tell besides their fields."""
+class RunRecord(models.Model):
+    """What both run records hold and tell besides their own fields."""
 
-    @property
-    def run_id(self) -> int:
-        return self.pk
+    class Trigger(models.TextChoices):
+        BEAT = "beat", "Celery Beat"
+        TASK = "task", "Celery task"
+        COMMAND = "command", "Management command"
+        ADMIN = "admin", "Django admin"
+        SHELL = "shell", "Python call"
 
-    @property
-    def duration(self):
-        return (self.finished_at - self.started_at) if self.finished_at else None
+    started_at = models.DateTimeField(default=timezone.now, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    trigger = models.CharField(max_length=16, choices=Trigger.choices, default=Trigger.SHELL)
+
+    class Meta:
+        abstract = True
+        ordering = ["-started_at"]
+
+    def __str__(self):
+        label = self._meta.concrete_model._meta.verbose_name  # "purge run", not the proxy's
+        return f"{label.capitalize()} {self.pk} ({self.status})"
+
+    run_id = property(lambda self: self.pk)
+    duration = property(lambda self: self.finished_at and self.finished_at - self.started_at)
 
     @property
     def duration_seconds(self) -> float | None:
@@ -124,15 +129,8 @@ class RunRecord:
         return data | {name: getattr(self, name) for name in names}
 
 
-class PurgeRun(RunRecord, models.Model):
+class PurgeRun(RunRecord):
     """One run of the purge: when, why, and what it removed. Counts only, never personal data."""
-
-    class Trigger(models.TextChoices):
-        BEAT = "beat", "Celery Beat"
-        TASK = "task", "Celery task"
-        COMMAND = "command", "Management command"
-        ADMIN = "admin", "Django admin"
-        SHELL = "shell", "Python call"
 
     class Status(models.TextChoices):
         RUNNING = "running", "Running"
@@ -145,11 +143,8 @@ class PurgeRun(RunRecord, models.Model):
         ABANDONED = "abandoned", "Abandoned (process died)"
         DRY_RUN = "dry_run", "Dry run (nothing deleted)"
 
-    started_at = models.DateTimeField(default=timezone.now, db_index=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
     # Bumped with the counts after every batch: a dead run shows how far it got.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
-    trigger = models.CharField(max_length=16, choices=Trigger.choices, default=Trigger.SHELL)
     requested_by = models.CharField(max_length=150, blank=True)
     task_id = models.CharField(max_length=255, blank=True)
     # One purge = one group: the requesting task's id, shared by its fan-out and successors.
@@ -182,26 +177,14 @@ class PurgeRun(RunRecord, models.Model):
     error = models.TextField(blank=True)
 
     extra_keys = ("rows_total", "would_delete_rows_total")
+    rows_total = property(lambda self: sum(self.rows_deleted.values()))
+    would_delete_rows_total = property(lambda self: sum(self.would_delete_rows.values()))
 
-    class Meta:
-        ordering = ["-started_at"]
+    # It did all it set out to: purged everything (or, for a dry run, counted it).
+    ok = property(lambda self: self.status in (self.Status.SUCCEEDED, self.Status.DRY_RUN))
+
+    class Meta(RunRecord.Meta):
         permissions = [("run_purge", "Can start a purge of expired jobs now")]
-
-    def __str__(self):
-        return f"Purge run {self.pk} ({self.status})"
-
-    @property
-    def rows_total(self) -> int:
-        return sum(self.rows_deleted.values())
-
-    @property
-    def would_delete_rows_total(self) -> int:
-        return sum(self.would_delete_rows.values())
-
-    @property
-    def ok(self) -> bool:
-        """It did all it set out to: purged everything (or, for a dry run, counted it)."""
-        return self.status in (self.Status.SUCCEEDED, self.Status.DRY_RUN)
 
 
 class Retention(PurgeRun):
@@ -209,14 +192,12 @@ class Retention(PurgeRun):
 
     class Meta:
         proxy = True
-        verbose_name = "retention"
-        verbose_name_plural = "retention"
+        verbose_name = verbose_name_plural = "retention"
         default_permissions = ()
 
 
 class StorageBinding(models.Model):
-    """The one row naming the storage that holds this database's files: every delete from
-    storage refuses when the configured storage differs (bind_storage --rebind changes it)."""
+    """The storage holding this database's files: deletes refuse any other (`bind_storage`)."""
 
     class Kind(models.TextChoices):
         S3 = "s3", "S3 or S3-compatible"
@@ -239,7 +220,7 @@ class StorageBinding(models.Model):
         return f"Storage binding ({self.kind})"
 
 
-class ReconcileRun(RunRecord, models.Model):
+class ReconcileRun(RunRecord):
     """One run of the orphan reconciler: counts and bytes, never a name."""
 
     class Status(models.TextChoices):
@@ -248,11 +229,6 @@ class ReconcileRun(RunRecord, models.Model):
         FAILED = "failed", "Failed"
         REFUSED = "refused", "Refused, nothing deleted"
 
-    started_at = models.DateTimeField(default=timezone.now, db_index=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    trigger = models.CharField(
-        max_length=16, choices=PurgeRun.Trigger.choices, default=PurgeRun.Trigger.SHELL
-    )
     status = models.CharField(
         max_length=16, choices=Status.choices, default=Status.RUNNING, db_index=True
     )
@@ -278,17 +254,5 @@ class ReconcileRun(RunRecord, models.Model):
     requests = 0
     examples = ()
     extra_keys = ("requests",)
-
-    class Meta:
-        ordering = ["-started_at"]
-
-    def __str__(self):
-        return f"Reconcile run {self.pk} ({self.status})"
-
-    @property
-    def ok(self) -> bool:
-        return self.status == self.Status.SUCCEEDED and not self.error
-
-    @property
-    def refused(self) -> bool:
-        return self.status == self.Status.REFUSED
+    ok = property(lambda self: self.status == self.Status.SUCCEEDED and not self.error)
+    refused = property(lambda self: self.status == self.Status.REFUSED)

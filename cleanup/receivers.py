@@ -1,7 +1,6 @@
-"""The declared file models' signals (the purge's plan sends none: cleanup/deletion.py).
-post_delete records the names in the deleting transaction; storage is cleared only after commit,
-and only on the bound storage. pre_save binds the storage on the first file, and refuses a save
-into another storage than the bound one."""
+"""The declared file models' signals (the purge's plan sends none): post_delete records names in
+the deleting transaction, deleted after commit from the bound storage only; pre_save binds that
+storage on the first file and refuses a save into another."""
 
 import logging
 
@@ -18,19 +17,11 @@ logger = logging.getLogger(__name__)
 
 def connect_file_receivers():
     validate_file_models()
+    receivers = {post_delete: record_deleted_files, pre_save: bind_storage_of_saved_files}
     for model in file_models():
-        connect_own_receiver(
-            post_delete,
-            record_deleted_files,
-            sender=model,
-            dispatch_uid=f"cleanup.record_deleted_files.{model._meta.label}",
-        )
-        pre_save.connect(
-            bind_storage_of_saved_files,
-            sender=model,
-            weak=False,
-            dispatch_uid=f"cleanup.bind_storage_of_saved_files.{model._meta.label}",
-        )
+        for signal, receiver in receivers.items():
+            uid = f"cleanup.{receiver.__name__}.{model._meta.label}"
+            connect_own_receiver(signal, receiver, sender=model, dispatch_uid=uid)
 
 
 def bind_storage_of_saved_files(sender, instance, raw=False, using=None, **kwargs):

@@ -5,16 +5,14 @@ from .models import Job, JobFile, Payment, PaymentFailure, PhoneVerificationAtte
 
 
 class ExpiryFilter(admin.SimpleListFilter):
-    title = "expiry"
-    parameter_name = "expiry"
+    title = parameter_name = "expiry"
 
     def lookups(self, request, model_admin):
         return [("expired", "Expired"), ("live", "Live")]
 
-    def queryset(self, request, queryset):
-        if self.value() in {"expired", "live"}:  # JobQuerySet.expired() or .live()
-            return getattr(queryset, self.value())(timezone.now())
-        return queryset
+    def queryset(self, request, queryset):  # JobQuerySet.expired() or .live()
+        chosen = self.value() in {"expired", "live"}
+        return getattr(queryset, self.value())() if chosen else queryset
 
 
 class JobFileInline(admin.TabularInline):

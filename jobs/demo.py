@@ -10,6 +10,7 @@ from . import models as m
 
 ROWS_PER_JOB = 19
 FILES_PER_JOB = 4
+KINDS = [m.JobFile.Kind.ORIGINAL] + [m.JobFile.Kind.AI_GENERATED] * 3
 
 
 def create_full_job(
@@ -20,20 +21,24 @@ def create_full_job(
     phone = f"010-{rng.randint(1000, 9999)}-{rng.randint(1000, 9999)}"
     with transaction.atomic():
         job = m.Job.objects.create(created_at=created_at, status=m.Job.Status.REPORT_READY)
-        kinds = [m.JobFile.Kind.ORIGINAL] + [m.JobFile.Kind.AI_GENERATED] * 3
-        for index, kind in enumerate(kinds if with_files else []):
+        for index, kind in enumerate(KINDS if with_files else []):
             # A PNG signature and random payload: a distinct, non-empty object.
             data = b"\x89PNG\r\n\x1a\n" + rng.randbytes(256)
             job_file = m.JobFile(job=job, kind=kind, content_type="image/png", size=len(data))
             job_file.file.save(f"photo-{index}.png", ContentFile(data), save=True)
-        _verification(job, phone, rng)
-        m.PaymentFailure.objects.create(
-            job=job,
-            provider=m.Payment.Provider.TOSS,
-            amount=9900,
-            code="CARD_DECLINED",
-            message="카드사에서 승인을 거절했습니다.",
-        )
+        code = f"{rng.randint(0, 999999):06d}"
+        for attempt in (1, 2, 3):  # three codes sent and three attempts, the last one verified
+            job.sms_logs.create(
+                phone_number=phone,
+                message=f"[fmr] 인증번호 {code}를 입력해 주세요.",
+                status=m.SmsLog.Status.DELIVERED,
+                provider_message_id=f"msg-{rng.getrandbits(48):012x}",
+            )
+            job.phone_verification_attempts.create(
+                phone_number=phone, code=code, verified=attempt == 3, attempt_count=attempt
+            )
+        declined = {"code": "CARD_DECLINED", "message": "카드사에서 승인을 거절했습니다."}
+        job.payment_failures.create(provider=m.Payment.Provider.TOSS, amount=9900, **declined)
         m.Payment.objects.create(
             job=job,
             provider=m.Payment.Provider.KAKAOPAY,
@@ -48,19 +53,3 @@ def create_full_job(
             for i in range(5)
         )
     return job
-
-
-def _verification(job, phone, rng):
-    """Three SMS codes sent and three attempts, the last one verified."""
-    code = f"{rng.randint(0, 999999):06d}"
-    for attempt in range(3):
-        m.SmsLog.objects.create(
-            job=job,
-            phone_number=phone,
-            message=f"[fmr] 인증번호 {code}를 입력해 주세요.",
-            status=m.SmsLog.Status.DELIVERED,
-            provider_message_id=f"msg-{rng.getrandbits(48):012x}",
-        )
-        m.PhoneVerificationAttempt.objects.create(
-            job=job, phone_number=phone, code=code, verified=attempt == 2, attempt_count=attempt + 1
-        )

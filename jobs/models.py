@@ -62,15 +62,12 @@ class JobQuerySet(models.QuerySet):
     def live(self, now=None):
         return self.exclude(is_expired_at(now or timezone.now()))
 
-    def with_expired_flag(self, now=None):
-        """Each job with `is_expired`, computed by the database from the same definition."""
+    def with_expired_flag(self, now=None):  # computed by the database from the same definition
         return self.annotate(is_expired=is_expired_at(now or timezone.now()))
 
     def bulk_create(self, objs, *args, **kwargs):
         # bulk_create skips save(), which is where expiry is otherwise filled in.
-        for job in objs:
-            job.fill_expiry()
-        return super().bulk_create(objs, *args, **kwargs)
+        return super().bulk_create([job.fill_expiry() for job in objs], *args, **kwargs)
 
 
 class Row(models.Model):
@@ -112,10 +109,9 @@ class Job(Row):
         super().save(*args, **kwargs)
 
     def fill_expiry(self):
-        if self.created_at is None:
-            self.created_at = timezone.now()
-        if self.expires_at is None:
-            self.expires_at = self.created_at + settings.JOB_TTL
+        self.created_at = self.created_at or timezone.now()
+        self.expires_at = self.expires_at or self.created_at + settings.JOB_TTL
+        return self
 
 
 class Payment(Row):
@@ -169,8 +165,7 @@ class FileExpired(PermissionDenied):
 
 
 class JobFieldFile(FieldFile):
-    """A job file's link dies with its job: a presigned URL lasts AWS_QUERYSTRING_EXPIRE or the
-    seconds the job has left, whichever is less; an expired job's file gets no link."""
+    """A job file's link dies with its job: it lasts at most the seconds the job has left."""
 
     @property
     def url(self):

@@ -31,32 +31,28 @@ class Command(StrictCommand):
         for done, moment in enumerate(created_at):
             try:
                 create_full_job(created_at=moment, rng=rng)
-            except ImproperlyConfigured as exc:
-                # Not the storage this database's files live in: the message names both.
-                raise CommandError(f"{exc} {done} of {len(created_at)} job(s) created.") from None
-            except (ClientError, BotoCoreError, OSError) as exc:
+            except (ImproperlyConfigured, ClientError, BotoCoreError, OSError) as exc:
                 # Each job is saved in one transaction: the failed one left no row.
-                raise CommandError(
-                    f"could not store a demo file in {storage_description()}: "
-                    f"{storage_error(exc)}. {done} of {len(created_at)} job(s) created. "
-                    "Create the bucket first (README, 'Running it in production') or fix the "
-                    "storage settings; `python manage.py check` tests the storage."
-                ) from None
+                created = f"{done} of {len(created_at)} job(s) created."
+                raise CommandError(f"{storage_problem(exc)} {created}") from None
         self.stdout.write(f"Created {expired} expired and {live} live demo job(s).")
 
 
-def storage_description() -> str:
-    if bucket := getattr(default_storage, "bucket_name", None):
-        endpoint = getattr(default_storage, "endpoint_url", None) or "AWS S3"
-        return f"bucket '{bucket}' at {endpoint}"
-    return f"local storage at {getattr(default_storage, 'location', settings.MEDIA_ROOT)}"
-
-
-def storage_error(exc) -> str:
+def storage_problem(exc) -> str:
+    if isinstance(exc, ImproperlyConfigured):
+        return str(exc)  # not the storage this database's files live in: the message names both
     # Codes and types only: botocore's messages and OSError's filename carry the key (a job id).
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
-        return f"{error.get('Code', 'Error')} ({exc.operation_name}): {error.get('Message', '')}"
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"{type(exc).__name__}: {exc.strerror}"
-    return type(exc).__name__
+        reason = f"{error.get('Code', 'Error')} ({exc.operation_name}): {error.get('Message', '')}"
+    else:
+        reason = f"{type(exc).__name__}: {exc.strerror}" if getattr(exc, "strerror", None) else ""
+    if bucket := getattr(default_storage, "bucket_name", None):
+        where = f"bucket '{bucket}' at {getattr(default_storage, 'endpoint_url', None) or 'AWS S3'}"
+    else:
+        where = f"local storage at {getattr(default_storage, 'location', settings.MEDIA_ROOT)}"
+    return (
+        f"could not store a demo file in {where}: {reason or type(exc).__name__}. Create the "
+        "bucket first (README, 'Running it in production') or fix the storage settings; "
+        "`python manage.py check` tests the storage."
+    )
