@@ -5,10 +5,8 @@ that are not there. A storage is bound only once shown to hold the files the dat
 
 import dataclasses
 import logging
-from collections import namedtuple
 from datetime import datetime
 
-from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from .. import storage
@@ -23,6 +21,7 @@ HOW_TO_SWITCH = (
     "AWS_LOCATION, MEDIA_ROOT). If the files really were moved there, run "
     '`python manage.py bind_storage --rebind` (README, "Safety").'
 )
+SAMPLE_SIZE = 10  # names the database holds, looked for in a storage before it is bound
 
 
 @dataclasses.dataclass
@@ -32,6 +31,7 @@ class BindingState:
     bound_at: datetime | None = None
     bound_by: str = ""
     previous: str = ""
+    changed: bool = False  # bind_storage just bound the configured storage
 
     @property
     def matches(self) -> bool:
@@ -59,14 +59,9 @@ def verify_storage() -> storage.StorageIdentity:
     With nothing bound, it is bound once shown to hold the files the database names (rows
     written without a file save: bulk inserts, loaddata); with none named, nothing is at risk."""
     state = binding_state()
-    if state.bound is None and any(_referenced_names()):
+    if state.bound is None and _sample()[0]:
         _bind_verified(state.configured, by="verified: it holds the files the database names")
-    elif state.bound and not state.matches:
-        raise StorageNotVerified(
-            f"the database's files are in {state.bound.describe()}, but this process is "
-            f"configured for {state.configured.describe()}: refusing to delete anything. "
-            f"Nothing was deleted. {HOW_TO_SWITCH}"
-        )
+    _refuse_another(state, "delete anything. Nothing was deleted")
     return state.configured
 
 
@@ -76,34 +71,32 @@ def ensure_storage_bound(*, by: str):
     state = binding_state()
     if state.bound is None:
         _bind_verified(state.configured, by=by)
-    elif not state.matches:
+    _refuse_another(state, "save a file row")
+
+
+def _refuse_another(state: BindingState, what: str):
+    if state.bound and not state.matches:
         raise StorageNotVerified(
-            f"refusing to save a file row: the database's files are in "
-            f"{state.bound.describe()}, but this process writes to "
-            f"{state.configured.describe()}. {HOW_TO_SWITCH}"
+            f"the database's files are in {state.bound.describe()}, but this process is "
+            f"configured for {state.configured.describe()}: refusing to {what}. {HOW_TO_SWITCH}"
         )
 
 
 def _bind_verified(configured, *, by):
     _check_holds_files(configured)
-    try:
-        with transaction.atomic():
-            StorageBinding.objects.create(pk=1, **_fields(configured, by))
-    except IntegrityError:
-        verify_storage()  # bound by someone else just now: it must be this storage
-    else:
+    _, created = StorageBinding.objects.get_or_create(pk=1, defaults=_fields(configured, by))
+    if created:
         logger.debug("storage.bound", extra={"kind": configured.kind, "by": by[:40]})
+    else:
+        verify_storage()  # bound by someone else just now: it must be this storage
 
 
-Rebinding = namedtuple("Rebinding", "state changed")  # the binding as it is now; whether changed
-
-
-def bind_storage(*, by: str) -> Rebinding:
+def bind_storage(*, by: str) -> BindingState:
     """Bind the configured storage (the files were moved there), recording who, when, and what
     it replaced."""
     state = binding_state()
     if state.matches:
-        return Rebinding(state, changed=False)
+        return state
     _check_holds_files(state.configured)
     previous = state.bound.describe() if state.bound else ""
     StorageBinding.objects.update_or_create(
@@ -113,32 +106,30 @@ def bind_storage(*, by: str) -> Rebinding:
         "storage.rebound",
         extra={"kind": state.configured.kind, "previous_kind": state.bound and state.bound.kind},
     )
-    return Rebinding(binding_state(), changed=True)
+    return dataclasses.replace(binding_state(), changed=True)
 
 
 def _fields(identity, by):
     return {**dataclasses.asdict(identity), "bound_at": timezone.now(), "bound_by": by[:150]}
 
 
-SAMPLE_SIZE = 10  # names the database holds, looked for in a storage before it is bound
-
-
-def _referenced_names() -> tuple[list[str], list[str]]:
-    """A few names the database says are stored: the newest file rows', and pending names."""
+def _sample() -> tuple[list[str], bool]:
+    """A few names the database says are stored: the newest file rows' (all must be held), else
+    pending names (one held is enough: a pending name may already be gone from any storage)."""
     rows = []
     for model in file_models():
         for f in file_fields(model):
             newest = model._default_manager.exclude(**{f.attname: ""}).order_by("-pk")
             rows += newest.values_list(f.attname, flat=True)[:SAMPLE_SIZE]
+    if rows:
+        return rows, True
     pending = PendingFileDeletion.objects.waiting().order_by("-pk")
-    return (rows, []) if rows else ([], list(pending.values_list("name", flat=True)[:SAMPLE_SIZE]))
+    return list(pending.values_list("name", flat=True)[:SAMPLE_SIZE]), False
 
 
 def _check_holds_files(configured):
-    """Refuse unless `configured` holds every sampled file row's name, or (with no file rows) at
-    least one pending name: a pending name may already be gone from any storage."""
-    rows, pending = _referenced_names()
-    if not (names := rows or pending):
+    names, every = _sample()
+    if not names:
         return
     live = storage.get_storage()
     try:
@@ -146,12 +137,10 @@ def _check_holds_files(configured):
     except Exception as exc:  # noqa: BLE001 - unreachable or refused: nothing is verified
         found = f"they could not be checked ({storage.describe_error(exc)})"
     else:
-        if held == len(names) or (pending and held):
+        if held == len(names) or (held and not every):
             return
         found = f"{len(names) - held} of the {len(names)} checked are missing"
     raise StorageNotVerified(
-        f"{configured.describe()} does not hold the files this database names: "
-        f"{found}. Refusing to bind it. "
-        "Nothing was deleted. Point this process at the storage that holds the files, or copy "
-        'them there first, then run `python manage.py bind_storage --rebind` (README, "Safety").'
+        f"{configured.describe()} does not hold the files this database names: {found}. Refusing "
+        f"to bind it. Nothing was deleted. {HOW_TO_SWITCH}"
     )

@@ -25,19 +25,11 @@ class LifecycleFailed(Exception):
 
 
 @dataclass
-class LifecyclePlan:
+class Lifecycle:
     bucket: str
     prefix: str  # the key prefix the rules cover
-    rules: list[dict]  # the bucket's configuration once merged
-    changed: bool  # whether writing it changes the bucket's
-    applied: bool = False
-
-
-@dataclass
-class LifecycleFindings:
-    bucket: str
-    prefix: str
-    backstop: bool  # our rules are in place, as storage_lifecycle writes them
+    rules: list[dict]  # the bucket's (plan_lifecycle: with the backstop merged in)
+    backstop: bool  # our rules were in place, as storage_lifecycle writes them
     too_short: list[str] = field(default_factory=list)  # rules that would delete live files
 
 
@@ -59,30 +51,35 @@ def backstop_rules(prefix: str) -> list[dict]:
     ]
 
 
-def plan_lifecycle(*, apply: bool = False) -> LifecyclePlan | None:
-    """The bucket's lifecycle configuration with the backstop merged in; written when `apply`
-    and it differs. None when the files are local."""
-    if (found := _bucket_rules()) is None:
+def plan_lifecycle(*, apply: bool = False) -> Lifecycle | None:
+    """The bucket's lifecycle with the backstop merged in, written when `apply` and it differs."""
+    if (plan := lifecycle_findings()) is None:
         return None
-    s3, prefix, current = found
-    ours = {rule["ID"]: rule for rule in backstop_rules(prefix)}
-    merged = [ours.pop(rule.get("ID"), rule) for rule in current] + list(ours.values())
-    plan = LifecyclePlan(s3.bucket_name, prefix, merged, not _has_backstop(current, prefix))
-    if apply and plan.changed:
+    ours = {rule["ID"]: rule for rule in backstop_rules(plan.prefix)}
+    plan.rules = [ours.pop(rule.get("ID"), rule) for rule in plan.rules] + list(ours.values())
+    if apply and not plan.backstop:
         try:
-            write_lifecycle(s3, merged)
+            write_lifecycle(storage.get_storage(), plan.rules)
         except Exception as exc:
             raise LifecycleFailed(storage.describe_error(exc)) from exc
-        plan.applied = True
     return plan
 
 
-def lifecycle_findings() -> LifecycleFindings | None:
-    """Whether the backstop is in place, and which rules would delete live jobs' files."""
-    if (found := _bucket_rules()) is None:
+def lifecycle_findings() -> Lifecycle | None:
+    """Whether the backstop is in place, and which rules would delete live jobs' files; None for
+    local files."""
+    s3 = storage.get_storage()
+    if not storage.is_s3(s3):
         return None
-    s3, prefix, rules = found
-    findings = LifecycleFindings(s3.bucket_name, prefix, _has_backstop(rules, prefix))
+    try:
+        prefix, rules = key_prefix(s3, f"{upload_rule().prefix}/"), read_lifecycle(s3)
+    except Exception as exc:
+        raise LifecycleFailed(storage.describe_error(exc)) from exc
+    # Only the fields we write: a server may add its own defaults to what it returns.
+    found = {rule.get("ID"): rule for rule in rules}
+    ours = backstop_rules(prefix)
+    backstop = all({k: found.get(r["ID"], {}).get(k) for k in r} == r for r in ours)
+    findings = Lifecycle(s3.bucket_name, prefix, rules, backstop)
     for rule in rules:
         expiration = rule.get("Expiration") or {}
         where = rule.get("Filter") or {}
@@ -97,21 +94,3 @@ def lifecycle_findings() -> LifecycleFindings | None:
         elif "Days" in expiration and expiration["Days"] * DAY < settings.JOB_TTL:
             findings.too_short.append(f"{name} expires objects after {expiration['Days']} day(s)")
     return findings
-
-
-def _bucket_rules() -> tuple | None:
-    """The S3 storage, its upload prefix and its lifecycle rules; None for local files."""
-    s3 = storage.get_storage()
-    if not storage.is_s3(s3):
-        return None
-    try:
-        return s3, key_prefix(s3, f"{upload_rule().prefix}/"), read_lifecycle(s3)
-    except Exception as exc:
-        raise LifecycleFailed(storage.describe_error(exc)) from exc
-
-
-def _has_backstop(rules, prefix) -> bool:
-    # Only the fields we write: a server may add its own defaults to what it returns.
-    ours = backstop_rules(prefix)
-    found = {rule.get("ID"): rule for rule in rules}
-    return all({k: found.get(r["ID"], {}).get(k) for k in r} == r for r in ours)

@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 RECONCILE_GRACE = timedelta(minutes=60)
 RECONCILE_EXAMPLES = 5
+Status = ReconcileRun.Status
 
 
 class ReconcileFailed(Exception):
@@ -54,13 +55,11 @@ def reconcile_storage(
         verify_storage()
         _passes(result, grace=grace)
     except StorageNotVerified as exc:
-        result.status, result.error = ReconcileRun.Status.REFUSED, str(exc)
+        result.status, result.error = Status.REFUSED, str(exc)
     except Exception as exc:  # noqa: BLE001 - listing failed: report it, the next run starts over
         result.error = storage.describe_error(exc)
-    if result.status == ReconcileRun.Status.RUNNING:
-        result.status = (
-            ReconcileRun.Status.FAILED if result.error else ReconcileRun.Status.SUCCEEDED
-        )
+    if result.status == Status.RUNNING:
+        result.status = Status.FAILED if result.error else Status.SUCCEEDED
     result.finished_at = timezone.now()
     result.save()
     extra = {"run": result.pk, **{name: getattr(result, name) for name in LOGGED}}
@@ -82,7 +81,7 @@ def _passes(result: ReconcileRun, *, grace: timedelta):
     if result.delete and not result.error:
         refusal = "" if result.forced else _refusal(result)
         if refusal:
-            result.status, result.error = ReconcileRun.Status.REFUSED, refusal
+            result.status, result.error = Status.REFUSED, refusal
         elif result.orphans and not _deleted_orphans(result, session):
             return  # the storage failed a delete: the rest would too; the next run finds them
     _settle_uploads(result, session, grace=grace, abort=result.delete and not result.refused)
@@ -90,18 +89,14 @@ def _passes(result: ReconcileRun, *, grace: timedelta):
 
 def _old_chunks(result: ReconcileRun, session, *, count: bool):
     """The listing, streamed, in chunks of objects past the grace period (counting them all)."""
-    old = (obj for obj in _listed(result, session, count=count) if obj.modified <= result.cutoff)
-    while chunk := list(islice(old, storage.S3_MAX_KEYS_PER_REQUEST)):
-        yield chunk
-
-
-def _listed(result: ReconcileRun, session, *, count: bool):
-    for obj in storage.list_objects(session.rule.prefix, session=session):
+    listed = session.list_objects(f"{session.rule.prefix}/")
+    while page := list(islice(listed, storage.S3_MAX_KEYS_PER_REQUEST)):
+        chunk = [obj for obj in page if obj.modified <= result.cutoff]
         if count:
-            result.scanned += 1
-            result.scanned_bytes += obj.size
-            result.young += obj.modified > result.cutoff
-        yield obj
+            result.scanned += len(page)
+            result.scanned_bytes += sum(obj.size for obj in page)
+            result.young += len(page) - len(chunk)
+        yield chunk
 
 
 def _orphans_in(chunk, session) -> tuple[list[storage.StoredObject], dict[str, str]]:
@@ -140,11 +135,10 @@ def _refusal(result: ReconcileRun) -> str:
         return ""
     if not Job.objects.exists() and not PendingFileDeletion.objects.exists():
         return (
-            f"refusing to delete: the database holds no job and no pending deletion, while "
-            f"storage holds {past_grace} object(s) past the grace period. This looks like the "
-            "wrong or an empty database (is DATABASE_URL the one that owns this storage?). "
-            "Nothing was deleted. If every one of them really is an orphan, run again with "
-            "--force after checking."
+            "refusing to delete: the database holds no job and no pending deletion, while storage "
+            f"holds {past_grace} object(s) past the grace period: the wrong or an empty database "
+            "(is DATABASE_URL the one that owns this storage?). Nothing was deleted. If every one "
+            "of them really is an orphan, run again with --force after checking."
         )
     share = settings.CLEANUP_RECONCILE_MAX_ORPHAN_SHARE
     if result.orphans > share * past_grace:
@@ -152,8 +146,8 @@ def _refusal(result: ReconcileRun) -> str:
             f"refusing to delete {result.orphans} of the {past_grace} object(s) past the grace "
             f"period ({result.orphans / past_grace:.0%}): more than "
             f"CLEANUP_RECONCILE_MAX_ORPHAN_SHARE ({share:.0%}) look orphaned, which a wrong or "
-            "half-restored database would also explain. Nothing was deleted. Check the "
-            "database and the storage, then run again with --force to delete them."
+            "half-restored database would also explain. Nothing was deleted. Check the database "
+            "and the storage, then run again with --force to delete them."
         )
     return ""
 
@@ -166,19 +160,16 @@ def _deleted_orphans(result: ReconcileRun, session) -> bool:
         if room <= 0:
             break
         orphans = _orphans_in(chunk, session)[0][:room]
-        if not orphans:
-            continue
         room -= len(orphans)
         sizes = {obj.name: obj.size for obj in orphans}
         outcome = storage.delete_names(list(sizes), session=session)
         result.requests += outcome.requests
         result.deleted += len(outcome.deleted)
         result.deleted_bytes += sum(sizes[name] for name in outcome.deleted)
-        not_deleted = {**outcome.failed, **outcome.deferred, **outcome.refused}
-        result.failed += len(not_deleted)
-        if not_deleted:
-            reasons = sorted(set(not_deleted.values()))
-            result.error = f"{result.failed} orphan(s) not deleted: {'; '.join(reasons[:3])}"
+        if not_deleted := {**outcome.failed, **outcome.deferred, **outcome.refused}:
+            result.failed += len(not_deleted)
+            reasons = "; ".join(sorted(set(not_deleted.values()))[:3])
+            result.error = f"{result.failed} orphan(s) not deleted: {reasons}"
         if outcome.unavailable:
             return False
     return True

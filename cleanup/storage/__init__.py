@@ -6,7 +6,6 @@ unavailable. A run opens one session."""
 # ruff: noqa: F401 - the imports below are the package's public names, re-exported.
 
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from django.core.files.storage import FileSystemStorage, storages
@@ -14,7 +13,7 @@ from django.core.files.storage import FileSystemStorage, storages
 from . import local, names, s3
 from .outcome import DeleteOutcome, StoredObject, UnsupportedStorage, describe_error
 from .probe import StorageProbe, probe_s3
-from .s3 import S3_MAX_KEYS_PER_REQUEST, is_s3, retries_so_far
+from .s3 import S3_MAX_KEYS_PER_REQUEST, is_s3
 
 
 @dataclass(frozen=True)
@@ -38,27 +37,20 @@ def get_storage():
     return storages["default"]
 
 
-def _kind(storage) -> str:
-    if is_s3(storage):
-        return "s3"
-    if isinstance(storage, FileSystemStorage):
-        return "local"
-    kind = f"{type(storage).__module__}.{type(storage).__qualname__}"
-    raise UnsupportedStorage(f"{kind} is not supported: only S3 and local file storage are")
-
-
 def open_session(rule):
     """One run's handle on the default storage, refusing what breaks the upload-name `rule`."""
-    storage = get_storage()
-    session = s3.S3Session if _kind(storage) == "s3" else local.LocalSession
-    return session(storage, rule)
+    session = s3.S3Session if configured_identity().kind == "s3" else local.LocalSession
+    return session(get_storage(), rule)
 
 
 def configured_identity() -> StorageIdentity:
     storage = get_storage()
-    if _kind(storage) == "s3":
+    if is_s3(storage):
         return StorageIdentity("s3", storage.bucket_name or "", (storage.location or "").strip("/"))
-    return StorageIdentity("local", "", os.path.realpath(storage.location))
+    if isinstance(storage, FileSystemStorage):
+        return StorageIdentity("local", "", os.path.realpath(storage.location))
+    kind = f"{type(storage).__module__}.{type(storage).__qualname__}"
+    raise UnsupportedStorage(f"{kind} is not supported: only S3 and local file storage are")
 
 
 def delete_names(names_to_delete: list[str], *, session) -> DeleteOutcome:
@@ -67,9 +59,3 @@ def delete_names(names_to_delete: list[str], *, session) -> DeleteOutcome:
     outcome = session.delete_names(sendable) if sendable else DeleteOutcome()
     outcome.refused.update(refused)
     return outcome
-
-
-def list_objects(prefix: str, *, session) -> Iterator[StoredObject]:
-    """Every object whose name starts with `prefix/`, streamed (on a versioned bucket, every key
-    with any version left)."""
-    yield from session.list_objects(prefix.strip("/") + "/")

@@ -5,6 +5,7 @@ import errno
 import os
 import stat
 from datetime import datetime, timezone
+from functools import cache
 
 from . import names as canonical
 from .outcome import DeleteOutcome, StoredObject, describe_error
@@ -23,12 +24,12 @@ class LocalSession:
 
     def delete_names(self, names) -> DeleteOutcome:
         outcome = DeleteOutcome()
-        real = RealPaths(self.storage, self.rule.prefix)
+        leads_out = _symlinked_out(self.storage, self.rule.prefix)
         folders = set()  # of deleted files, emptied at the end: a job's files share one
         try:
             for index, name in enumerate(names):
                 # FileSystemStorage follows symlinks: one could carry the delete outside.
-                if real.leaves_upload_directory(name):
+                if leads_out(name.rpartition("/")[0]):
                     outcome.refused[name] = canonical.SYMLINK_OUT
                     continue
                 outcome.requests += 1
@@ -52,23 +53,22 @@ class LocalSession:
         return outcome
 
     def list_objects(self, prefix):
-        root, stack = self.storage.path(""), [self.storage.path(prefix)]
-        while stack:
-            try:
-                entries = os.scandir(stack.pop())
-            except FileNotFoundError:
-                continue
-            with entries:
-                for entry in entries:
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(entry.path)
-                    elif entry.is_file(follow_symlinks=False):
-                        found = entry.stat(follow_symlinks=False)
-                        yield StoredObject(
-                            name=os.path.relpath(entry.path, root).replace(os.sep, "/"),
-                            size=found.st_size,
-                            modified=datetime.fromtimestamp(found.st_mtime, tz=timezone.utc),
-                        )
+        root = self.storage.path("")
+        for folder, _, files in os.walk(self.storage.path(prefix), onerror=_unless_gone):
+            for file in files:
+                path = os.path.join(folder, file)
+                found = os.lstat(path)
+                if stat.S_ISREG(found.st_mode):  # not a symlink: walk follows none
+                    yield StoredObject(
+                        name=os.path.relpath(path, root).replace(os.sep, "/"),
+                        size=found.st_size,
+                        modified=datetime.fromtimestamp(found.st_mtime, tz=timezone.utc),
+                    )
+
+
+def _unless_gone(exc: OSError):
+    if not isinstance(exc, FileNotFoundError):
+        raise exc
 
 
 def _describe(exc: OSError) -> str:
@@ -81,15 +81,8 @@ def _describe(exc: OSError) -> str:
 def _remove_empty_folders(storage, folders, prefix):
     """Remove the folders deleted files left empty, deepest first, below the upload prefix (rmdir:
     only empty directories, never through a symlink)."""
-    try:
-        top = storage.path(prefix)
-    except Exception:  # noqa: BLE001 - a storage without paths has no folders to tidy
-        return
-    for name in sorted(folders, key=len, reverse=True):
-        try:
-            folder = storage.path(name)
-        except Exception:  # noqa: BLE001 - a folder that does not map to a path is not ours
-            continue
+    top = storage.path(prefix)
+    for folder in sorted(map(storage.path, folders), key=len, reverse=True):
         while folder.startswith(top + os.sep):
             try:
                 os.rmdir(folder)
@@ -98,31 +91,26 @@ def _remove_empty_folders(storage, folders, prefix):
             folder = os.path.dirname(folder)
 
 
-class RealPaths:
-    """Whether a name's directories lead out of MEDIA_ROOT/<prefix>/ through a symlink (a file's
-    own link is removed, not followed). One lstat per directory: realpath per name cost as much
-    as the deletes."""
+def _symlinked_out(storage, prefix):
+    """Whether a directory (of names, under MEDIA_ROOT) leads out of MEDIA_ROOT/<prefix>/ through
+    a symlink (a file's own link is removed, not followed). One lstat per directory: realpath per
+    name cost as much as the deletes."""
+    root = os.path.abspath(storage.location)
+    inside = os.path.join(os.path.realpath(root), prefix)
 
-    def __init__(self, storage, prefix):
-        self.root = os.path.abspath(storage.location)
-        self.inside = os.path.join(os.path.realpath(self.root), prefix)
-        self.directories: dict[str, bool] = {}
-
-    def leaves_upload_directory(self, name: str) -> bool:
-        directory = name.rpartition("/")[0]
-        if directory not in self.directories:
-            parent = directory.rpartition("/")[0]
-            self.directories[directory] = bool(directory) and (
-                (bool(parent) and self.leaves_upload_directory(directory))
-                or self._leads_out(os.path.join(self.root, directory))
-            )
-        return self.directories[directory]
-
-    def _leads_out(self, path) -> bool:
+    @cache
+    def leads_out(directory: str) -> bool:
+        if not directory:
+            return False
+        if leads_out(directory.rpartition("/")[0]):
+            return True
+        path = os.path.join(root, directory)
         try:
             if not stat.S_ISLNK(os.lstat(path).st_mode):
                 return False
         except FileNotFoundError:
             return False  # nothing there to follow (the delete finds nothing either)
         target = os.path.realpath(path)
-        return target != self.inside and not target.startswith(self.inside + os.sep)
+        return target != inside and not target.startswith(inside + os.sep)
+
+    return leads_out

@@ -1,12 +1,20 @@
 """Can the purge reach its bucket? One listing and one versioning request, read-only, each bounded
-by the client's timeouts and attempts (AWS_S3_CONNECT_TIMEOUT, _READ_TIMEOUT, _MAX_ATTEMPTS)."""
+by the client's timeouts and attempts (AWS_S3_CONNECT_TIMEOUT, _READ_TIMEOUT, _MAX_ATTEMPTS).
+`create_bucket` makes a missing one, private (the runbook's step 2 without the AWS CLI)."""
 
 from dataclasses import dataclass
+
+from botocore.exceptions import ClientError
 
 from .s3 import MISSING, REFUSED, STORAGE_KINDS, UNREACHABLE, WRONG_REGION, classify, explain, is_s3
 
 FAILED = "failed"  # what s3.classify does not name as the storage's own trouble
 __all__ = ["FAILED", "MISSING", "REFUSED", "UNREACHABLE", "WRONG_REGION", "probe_s3"]
+
+# Every public-access switch on: neither an ACL nor a bucket policy can make an object public.
+ALL_BLOCKED = dict.fromkeys(
+    ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets"), True
+)
 
 
 @dataclass(frozen=True)
@@ -16,9 +24,8 @@ class StorageProbe:
     region: str
     problem: str = ""  # "" when the bucket answered; else MISSING, REFUSED, ...
     reason: str = ""  # the error code and message, e.g. "NoSuchBucket: The specified bucket ..."
-    # "Enabled", "Suspended", "" when never enabled, None when unread (versioning_reason says why).
-    versioning: str | None = None
-    versioning_reason: str = ""
+    versioning: str | None = None  # "Enabled", "Suspended", "" (never enabled), None (unread)
+    versioning_reason: str = ""  # why it is unread
 
     @property
     def ok(self) -> bool:
@@ -45,3 +52,41 @@ def probe_s3(storage) -> StorageProbe | None:
     except Exception as exc:  # noqa: BLE001 - informational only: say why it is unknown
         return StorageProbe(**found, versioning_reason=explain(exc, endpoint))
     return StorageProbe(**found, versioning=status)
+
+
+class BucketNotCreated(Exception):
+    """Why the bucket could not be created (one line, for an operator)."""
+
+
+def create_bucket(storage) -> str:
+    """Create the bucket behind `storage`, unless these credentials can already use it; returns
+    what was done, in one line."""
+    probe = probe_s3(storage)
+    if probe is None:
+        raise BucketNotCreated(
+            "the default storage is local files (AWS_STORAGE_BUCKET_NAME is not set): "
+            "there is no bucket to create"
+        )
+    where = f"bucket '{probe.bucket}' at {probe.endpoint}"
+    if probe.ok:
+        return f"{where} already exists and these credentials can use it: nothing to do"
+    if probe.problem != MISSING:
+        raise BucketNotCreated(f"cannot create {where}: {probe.problem}: {probe.reason}")
+    client = storage.connection.meta.client
+    request = {"Bucket": probe.bucket, "ACL": "private"}
+    if probe.region and probe.region != "us-east-1":  # us-east-1 takes no location constraint
+        request["CreateBucketConfiguration"] = {"LocationConstraint": probe.region}
+    try:
+        client.create_bucket(**request)
+    except ClientError as exc:
+        why = explain(exc, probe.endpoint)
+        if not why.startswith("BucketAlreadyOwnedByYou"):  # another's name, or refused
+            raise BucketNotCreated(f"cannot create {where}: {why}") from None
+    try:
+        client.put_public_access_block(
+            Bucket=probe.bucket, PublicAccessBlockConfiguration=ALL_BLOCKED
+        )
+    except ClientError as exc:  # a server without this API: the bucket stays private by its ACL
+        why = explain(exc, probe.endpoint)
+        return f"created {where}, private (ACL); public access block not set: {why}"
+    return f"created {where}, private (ACL), public access blocked"

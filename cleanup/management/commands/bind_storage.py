@@ -30,12 +30,11 @@ class Command(StrictCommand):
     def handle(self, *args, **options):
         try:
             if options["rebind"]:
-                done = bind_storage(by=options["by"] or _os_user())
-                state, changed = done.state, done.changed
+                state = bind_storage(by=options["by"] or _os_user())
             else:
-                state, changed = binding_state(), False
-            text = format_binding(state, changed, rebind=options["rebind"])
-            show(self, options, _facts(state, changed), text)
+                state = binding_state()
+            text = format_binding(state, state.changed, rebind=options["rebind"])
+            show(self, options, _facts(state), text)
             verify_storage()  # what every purge, sweep and reconcile will say about this storage
         except PurgeNotPossible as exc:
             raise CommandError(str(exc)) from exc
@@ -48,16 +47,16 @@ def _os_user() -> str:
         return "unknown operator"
 
 
-def _facts(state, changed) -> dict:
+def _facts(state) -> dict:
     bound = state.bound
     return {
-        "bound": bound.describe() if bound else None,
-        "bound_kind": bound.kind if bound else None,
-        "bound_at": state.bound_at.isoformat() if state.bound_at else None,
+        "bound": bound and bound.describe(),
+        "bound_kind": bound and bound.kind,
+        "bound_at": state.bound_at and state.bound_at.isoformat(),
         "bound_by": state.bound_by or None,
         "previous": state.previous or None,
         "configured": state.configured.describe(),
         "configured_kind": state.configured.kind,
         "matches": state.matches,
-        "changed": changed,
+        "changed": state.changed,
     }

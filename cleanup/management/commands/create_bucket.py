@@ -1,7 +1,7 @@
 from django.core.management.base import CommandError
 
 from cleanup.storage import get_storage
-from cleanup.storage.create import BucketNotCreated, create_bucket
+from cleanup.storage.probe import BucketNotCreated, create_bucket
 from fmr.commands import StrictCommand
 
 

@@ -32,19 +32,14 @@ class Command(StrictCommand):
         parser.add_argument(
             "--force",
             action="store_true",
-            help="With --delete: delete even when the database holds no job, or more than "
-            "CLEANUP_RECONCILE_MAX_ORPHAN_SHARE of the objects look orphaned. Only after a "
-            "person has checked the database and the storage.",
+            help="With --delete: delete even when the refusal above applies. Only after a person "
+            "has checked the database and the storage.",
         )
         parser.add_argument("--json", action="store_true", help="Print the summary as JSON.")
 
-    def handle(self, *args, **options):
-        result = reconcile_storage(
-            delete=options["delete"],
-            grace=options["grace"],
-            force=options["force"],
-            trigger=PurgeRun.Trigger.COMMAND,
-        )
+    def handle(self, *args, delete, grace, force, **options):
+        trigger = PurgeRun.Trigger.COMMAND
+        result = reconcile_storage(delete=delete, grace=grace, force=force, trigger=trigger)
         text = format_reconcile(result, examples=options["verbosity"] > 1)
         show(self, options, result.as_dict(), text)
         if not result.ok:

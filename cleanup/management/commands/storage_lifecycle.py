@@ -8,10 +8,9 @@ from fmr.commands import StrictCommand
 
 class Command(StrictCommand):
     help = (
-        "The lifecycle backstop on the upload prefix: S3 deletes the jobs' files itself, JOB_TTL "
-        f"+ 1 day after upload, if the purge does not run (rules {lifecycle.BACKSTOP_RULE_ID} and "
-        f"{lifecycle.MARKERS_RULE_ID}, merged into the bucket's configuration; other rules are "
-        "kept). Prints the merged configuration; writes it only with --apply."
+        "The lifecycle backstop: S3 deletes the jobs' files itself JOB_TTL + 1 day after upload if "
+        f"the purge does not run (rules {lifecycle.BACKSTOP_RULE_ID}, {lifecycle.MARKERS_RULE_ID}; "
+        "merged into the bucket's others). Prints the configuration; writes it only with --apply."
     )
 
     def add_arguments(self, parser):
@@ -32,9 +31,9 @@ class Command(StrictCommand):
         config = {"Bucket": plan.bucket, "Rules": plan.rules}
         self.stdout.write(json.dumps(config, indent=2, default=str))
         where = f"bucket '{plan.bucket}', prefix '{plan.prefix}'"
-        if not plan.changed:
+        if plan.backstop:
             self.stdout.write(f"The backstop is already in place on {where}: nothing changed.")
-        elif plan.applied:
+        elif options["apply"]:
             self.stdout.write(f"Wrote the backstop rules to {where}.")
         else:
             self.stdout.write(f"Not written (dry run): --apply writes it to {where}.")
