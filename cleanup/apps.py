@@ -3,7 +3,6 @@ from django.apps import AppConfig
 
 class CleanupConfig(AppConfig):
     name = "cleanup"
-    verbose_name = "Cleanup"
 
     def ready(self):
         from . import checks, receivers  # noqa: F401 - checks registers the system checks

@@ -1,10 +1,6 @@
-"""The purge's cascade: an explicit delete plan from the models' public metadata.
-
-From jobs.Job down every reverse CASCADE relation, one DELETE per model, children first, by foreign
-key (the batch's ids, or a subquery on the parent): the statements do not grow with the batch. The
-file models' DELETEs return their names (RETURNING) for the outbox. No signal is sent: what the plan
-cannot honour is in `problems` (checks.py reports it; a batch refuses to run).
-"""
+"""The purge's cascade as a delete plan from public model metadata: one DELETE per model down
+every reverse CASCADE from jobs.Job, children first, by foreign key (not growing with the batch),
+returning the file models' names. No signal is sent; what it cannot honour is in `problems`."""
 
 import functools
 import json
@@ -29,39 +25,6 @@ SHAPE = "a cycle or a multi-table parent"
 class Step:
     model: type[models.Model]
     sql: str  # every %s in it is the batch's ids
-    lookups: tuple[str, ...]  # ORM paths back to the root ("report__job__"), one per relation
-    returns_names: bool = False
-
-
-@dataclass(frozen=True)
-class Plan:
-    steps: tuple[Step, ...]  # children first, the root last
-    order: tuple[type[models.Model], ...]  # root first, in cascade order (the ledger's columns)
-    problems: tuple[tuple[str, str], ...]  # (kind, what), kinds above
-
-    def refuse_problems(self):
-        if self.problems:
-            raise ImproperlyConfigured(
-                f"the purge's delete plan cannot honour {self.problems[0][1]} "
-                "(see `manage.py check`); nothing was deleted"
-            )
-
-    def delete(self, ids) -> "Cascade":
-        self.refuse_problems()
-        pk = self.order[0]._meta.pk
-        values = [pk.get_db_prep_value(value, connection) for value in ids]
-        batch = json.dumps(values) if connection.vendor == "sqlite" else values
-        cascade = Cascade()
-        with transaction.atomic(savepoint=False), connection.cursor() as cursor:
-            for step in self.steps:
-                cursor.execute(step.sql, [batch] * step.sql.count("%s"))
-                count = cursor.rowcount
-                if step.returns_names:
-                    rows = cursor.fetchall()
-                    cascade.file_names += [str(v) for row in rows for v in row if v]
-                    count = len(rows)
-                cascade.per_model[step.model._meta.label] = count
-        return cascade
 
 
 @dataclass
@@ -74,6 +37,32 @@ class Cascade:
         return sum(self.per_model.values())
 
 
+@dataclass(frozen=True)
+class Plan:
+    steps: tuple[Step, ...]  # children first, the root last
+    paths: dict  # model: its ORM paths up ("report__job__"); root first, in the ledger's order
+    problems: tuple[tuple[str, str], ...]  # (kind, what), kinds above
+
+    def refuse_problems(self):
+        if self.problems:
+            what = self.problems[0][1]
+            raise ImproperlyConfigured(f"the delete plan cannot honour {what}; nothing was deleted")
+
+    def delete(self, ids) -> Cascade:
+        self.refuse_problems()
+        values = [self.steps[-1].model._meta.pk.get_db_prep_value(v, connection) for v in ids]
+        batch = json.dumps(values) if connection.vendor == "sqlite" else values
+        cascade = Cascade()
+        with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+            for step in self.steps:
+                cursor.execute(step.sql, [batch] * step.sql.count("%s"))
+                rows = cursor.fetchall() if cursor.description else None  # RETURNING file names
+                cascade.file_names += [str(v) for row in rows or () for v in row if v]
+                count = cursor.rowcount if rows is None else len(rows)
+                cascade.per_model[step.model._meta.label] = count
+        return cascade
+
+
 def purge_plan() -> Plan:
     """The plan for jobs.Job and the declared file models (re-read: a test may override them)."""
     return build_plan(Job, tuple(file_models()))
@@ -81,9 +70,8 @@ def purge_plan() -> Plan:
 
 def cascade_paths(root):
     """Every model a purge of `root` deletes rows of, with its lookup path back to `root`."""
-    plan = build_plan(root, tuple(file_models()))
-    lookups = {step.model: step.lookups for step in plan.steps}
-    return [(model, lookup) for model in plan.order for lookup in lookups[model]]
+    paths = build_plan(root, tuple(file_models())).paths
+    return [(model, lookup) for model, lookups in paths.items() for lookup in lookups]
 
 
 @functools.cache
@@ -109,23 +97,20 @@ def build_plan(root, declared_file_models=()) -> Plan:
         )
 
     @functools.cache
-    def depth(model) -> int:  # children first: below every parent it has
-        return max((depth(parent) + 1 for _, parent in edges[model]), default=0)
-
-    @functools.cache
     def lookups(model) -> tuple[str, ...]:
         if model is root:
             return ("",)
         return tuple(f"{fk.name}__{up}" for fk, parent in edges[model] for up in lookups(parent))
 
     steps = []
-    for model in sorted(edges, key=depth, reverse=True):
+    # Children first: each way up from a model is a way up from a parent, extended.
+    for model in sorted(edges, key=lambda model: max(map(len, lookups(model))), reverse=True):
         sql = f"DELETE FROM {quote(model._meta.db_table)} WHERE {where(model)}"
         files = file_fields(model) if model in declared_file_models else []
         if files:
             sql += f" RETURNING {', '.join(quote(f.column) for f in files)}"
-        steps.append(Step(model, sql, lookups(model), bool(files)))
-    return Plan(tuple(steps), tuple(edges), tuple(problems))
+        steps.append(Step(model, sql))
+    return Plan(tuple(steps), {model: lookups(model) for model in edges}, tuple(problems))
 
 
 def _walk(model, chain, edges, problems, declared_file_models):
@@ -166,21 +151,16 @@ def connect_own_receiver(signal, receiver, sender, dispatch_uid):
 
 def unheard_receivers(plan) -> list[str]:
     """The models in the plan with pre/post_delete receivers other than the purge's own."""
-    return [
-        f"{model._meta.label} ({name})"
-        for model in plan.order
-        for name, signal in (("pre_delete", pre_delete), ("post_delete", post_delete))
-        if _others_listen(signal, model)
-    ]
-
-
-def _others_listen(signal, model) -> bool:
     # Signal has no public way to list its receivers: ours are taken off for the question.
-    own = [entry for entry in _OWN_RECEIVERS if entry[0] is signal and entry[2] is model]
-    for _, _, sender, uid in own:
+    for signal, _, sender, uid in _OWN_RECEIVERS:
         signal.disconnect(sender=sender, dispatch_uid=uid)
     try:
-        return signal.has_listeners(model)
+        return [
+            f"{model._meta.label} ({name})"
+            for model in plan.paths
+            for name, signal in (("pre_delete", pre_delete), ("post_delete", post_delete))
+            if signal.has_listeners(model)
+        ]
     finally:
-        for _, receiver, sender, uid in own:
+        for signal, receiver, sender, uid in _OWN_RECEIVERS:
             signal.connect(receiver, sender=sender, weak=False, dispatch_uid=uid)

@@ -10,8 +10,7 @@ from .models import PurgeRun
 from .report import summarize_run
 from .storage import describe_error
 
-# handed_over is a fan-out run passing the rest to its successor: routine.
-SUCCESSFUL_ENDINGS = {"succeeded", "handed_over", "dry_run"}
+BEAT = PurgeRun.Trigger.BEAT  # who calls them unless told: the schedule rows
 
 
 class PurgeRunFailed(Exception):
@@ -22,47 +21,42 @@ class PurgeRunFailed(Exception):
 
 
 @shared_task(name="delete_expired_jobs", bind=True)
-def delete_expired_jobs(
-    self, batch_size=None, limit=None, trigger=PurgeRun.Trigger.BEAT, requested_by=""
-):
+def delete_expired_jobs(self, batch_size=None, limit=None, trigger=BEAT, requested_by=""):
     """Purge expired jobs, or fan a large backlog out, every run in the group of this task's id."""
     run_fields = {"trigger": trigger, "requested_by": requested_by, "group": self.request.id or ""}
-    if limit is None:
-        plan = services.plan_purge(batch_size=batch_size)
-        if not plan.inline:
-            # With no slot free, an earlier fan-out's tasks hold them all and take this backlog.
-            kwargs = {"cutoff": plan.cutoff.isoformat(), "batch_size": plan.batch_size}
-            _enqueue_chunks(self, plan.subtasks, {**kwargs, **run_fields})
-            return {**plan.as_dict(), "group": run_fields["group"]}
-    run = _finished(
+    plan = services.plan_purge(batch_size=batch_size) if limit is None else None
+    if plan and plan.fan_out:
+        # With no slot free, an earlier fan-out's tasks hold them all and take this backlog.
+        kwargs = {"cutoff": plan.cutoff.isoformat(), "batch_size": plan.batch_size}
+        _enqueue_chunks(self, plan.subtasks_started, {**kwargs, **run_fields})
+        return {**plan.as_dict(), "group": run_fields["group"]}
+    return _finished(
         self, services.purge_expired_jobs, batch_size=batch_size, limit=limit, **run_fields
     )
-    return run.as_dict()
 
 
 @shared_task(name="delete_expired_jobs_chunk", bind=True)
 def delete_expired_jobs_chunk(self, cutoff, batch_size=None, **run_fields):
-    """One time-bounded share of a fan-out; enqueues its successor while work remains. `cutoff`
-    (ISO 8601 with its offset) ahead of the database's clock is refused before any delete."""
+    """One time-bounded share of a fan-out; enqueues its successor while work remains."""
     parsed = {"cutoff": services.parse_cutoff(cutoff), "batch_size": batch_size}
-    run = _finished(self, services.purge_expired_chunk, **parsed, **run_fields)
-    if run.status == PurgeRun.Status.HANDED_OVER:
+    result = _finished(self, services.purge_expired_chunk, **parsed, **run_fields)
+    if result["status"] == PurgeRun.Status.HANDED_OVER:
         _enqueue_chunks(self, 1, {"cutoff": cutoff, "batch_size": batch_size, **run_fields})
-    return run.as_dict()
+    return result
 
 
-def _finished(task, purge, **kwargs) -> PurgeRun:
-    """The run, or FAILURE with its summary when it did not succeed (or raised, as
-    `purge_result`). Any other error fails the task as it is."""
+def _finished(task, purge, **kwargs) -> dict:
+    """The run's summary; FAILURE with it when the run did not succeed (handed_over is routine)
+    or raised once recorded (`purge_result`). Any other error fails the task as it is."""
     try:
         run = purge(task_id=task.request.id or "", **kwargs)
     except Exception as exc:
         if (run := getattr(exc, "purge_result", None)) is None:
             raise
         raise PurgeRunFailed(summarize_run(run), run.as_dict()) from exc
-    if run.status not in SUCCESSFUL_ENDINGS:
+    if not (run.ok or run.status == PurgeRun.Status.HANDED_OVER):
         raise PurgeRunFailed(summarize_run(run), run.as_dict())
-    return run
+    return run.as_dict()
 
 
 def _enqueue_chunks(task, count, kwargs):
@@ -80,9 +74,7 @@ def _enqueue_chunks(task, count, kwargs):
 
 
 @shared_task(name="reconcile_storage")
-def reconcile_storage_task(
-    delete=False, grace_minutes=None, force=False, trigger=PurgeRun.Trigger.BEAT
-):
+def reconcile_storage_task(delete=False, grace_minutes=None, force=False, trigger=BEAT):
     """Find (delete=True: remove) stored objects nothing names; a refusal or failure raises."""
     # Kwargs come from the schedule row, which anyone with admin access can edit.
     grace = services.RECONCILE_GRACE if grace_minutes is None else parse_minutes(grace_minutes)

@@ -174,7 +174,7 @@ def run_fan_out(plan, *, group="fan-out", seconds=60, **run_fields) -> list:
     """A planned fan-out, its tasks one after the other: every run in one group."""
     return [
         run
-        for _ in range(plan.subtasks)
+        for _ in range(plan.subtasks_started)
         for run in run_chain(
             plan.cutoff, plan.batch_size, seconds=seconds, group=group, **run_fields
         )

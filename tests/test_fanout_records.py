@@ -158,7 +158,7 @@ def test_a_fan_out_whose_tasks_never_came_claims_no_purge():
     bulk_expired_jobs(4)
     plan = plan_purge(batch_size=2, max_parallel=2)
     # Its tasks expired in the queue: no run was recorded, so none claims the backlog purged.
-    assert plan.subtasks == 2
+    assert plan.subtasks_started == 2
     assert purge_status().last_success == done and purge_status().expired_jobs == 4
     # A chain whose successor never came: never the last successful purge either.
     first = purge_expired_chunk(cutoff=plan.cutoff, batch_size=2, seconds=0, group="lost")

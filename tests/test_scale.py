@@ -131,18 +131,19 @@ def test_three_purges_side_by_side_delete_each_job_once(tmp_path):
 @pytest.mark.django_db(transaction=True)
 def test_a_backlog_beyond_one_batch_is_split_over_at_most_max_parallel_subtasks():
     bulk_expired_jobs(23)
-    assert plan_purge(batch_size=30, max_parallel=3).inline
+    assert not plan_purge(batch_size=30, max_parallel=3).fan_out
 
     plan = plan_purge(batch_size=5, max_parallel=3)
-    assert not plan.inline and plan.subtasks == 3
-    assert plan_purge(batch_size=5, max_parallel=1).inline  # no parallelism: no fan-out
+    assert plan.fan_out and plan.subtasks_started == 3
+    assert not plan_purge(batch_size=5, max_parallel=1).fan_out  # no parallelism: no fan-out
 
-    assert plan_purge(batch_size=10, max_parallel=8).subtasks == 3  # 23 jobs: 3 batches' worth
+    # 23 jobs: 3 batches' worth
+    assert plan_purge(batch_size=10, max_parallel=8).subtasks_started == 3
 
     # Two subtasks of an earlier run are still purging: only one more starts.
     for _ in range(2):
         PurgeRun.objects.create(task_id="earlier", cutoff=plan.cutoff, batch_size=5)
-    assert plan_purge(batch_size=5, max_parallel=3).subtasks == 1
+    assert plan_purge(batch_size=5, max_parallel=3).subtasks_started == 1
 
 
 @pytest.mark.django_db(transaction=True)

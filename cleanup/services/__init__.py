@@ -9,7 +9,6 @@ from .fanout import plan_purge, purge_expired_chunk
 from .files import delete_pending_files
 from .history import (
     LedgerBroken,
-    RunTotals,
     as_csv_row,
     ledger_fields,
     purge_log,
@@ -21,9 +20,6 @@ from .purge import purge_expired_jobs
 from .reconcile import RECONCILE_GRACE, ReconcileFailed, reconcile_storage
 from .runs import SUBTASK_EXPIRES_SECONDS, record_unsent
 from .verdict import (
-    SCHEDULES,
-    PurgeStatus,
-    Schedule,
     check_schedules,
     check_storage,
     count_expired_jobs,

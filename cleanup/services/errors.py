@@ -8,5 +8,4 @@ class PurgeNotPossible(Exception):
 
 
 class StorageNotVerified(PurgeNotPossible, ImproperlyConfigured):
-    """The configured storage is not (or cannot be shown to be) where the database's files live;
-    nothing was deleted. ImproperlyConfigured too, for code that knows nothing of the purge."""
+    """Storage not shown to be where the database's files live (ImproperlyConfigured to all)."""

@@ -4,7 +4,7 @@ taking its own batches, SKIP LOCKED) in the group of the request that started th
 import itertools
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -20,61 +20,42 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class PurgePlan:
+class PurgePlan:  # as_dict(): the task's result when it fans out
+    fan_out: bool  # False: the scheduled run purges by itself (one batch takes it, or no parallel)
     cutoff: datetime
     batch_size: int
-    max_parallel: int
-    backlog: int  # expired jobs, counted up to one batch more than the subtasks could take
-    running: int  # subtasks still purging (their runs are open and recent)
-    subtasks: int  # subtasks to start now; none when `inline`
-
-    @property
-    def inline(self) -> bool:
-        # One subtask at most is no parallelism: the scheduled run then purges by itself.
-        return self.backlog <= self.batch_size or self.max_parallel == 1
+    backlog_at_least: int  # expired jobs, counted up to one batch more than the subtasks could take
+    subtasks_running: int = 0  # their runs are open and recent
+    subtasks_started: int = 0  # to start now
 
     def as_dict(self) -> dict:
-        return {
-            "fan_out": not self.inline,
-            "cutoff": self.cutoff.isoformat(),
-            "batch_size": self.batch_size,
-            "backlog_at_least": self.backlog,
-            "subtasks_running": self.running,
-            "subtasks_started": self.subtasks,
-        }
+        return asdict(self) | {"cutoff": self.cutoff.isoformat()}
 
 
-def plan_purge(
-    *, now: datetime | None = None, batch_size: int | None = None, max_parallel: int | None = None
-) -> PurgePlan:
-    """Purge inline (a backlog one batch takes), or fan out over at most `max_parallel` subtasks,
-    counting those still running: a beat firing during a long purge piles no more on."""
+def plan_purge(*, batch_size: int | None = None, max_parallel: int | None = None) -> PurgePlan:
+    """Purge inline, or fan out over `max_parallel` subtasks less those running (no pile-up)."""
     batch_size = settings.CLEANUP_BATCH_SIZE if batch_size is None else batch_size
     max_parallel = settings.CLEANUP_MAX_PARALLEL if max_parallel is None else max_parallel
     check_positive("batch_size", batch_size)
     check_positive("max_parallel", max_parallel)
-    cutoff = purge_cutoff(now)  # each subtask checks it against the database clock again
+    cutoff = purge_cutoff()  # each subtask checks it against the database clock again
     # Bounded: counting a million-job backlog exactly would cost more than the decision needs.
     backlog = Job.objects.expired(cutoff)[: batch_size * max_parallel + 1].count()
-    plan = PurgePlan(cutoff, batch_size, max_parallel, backlog, running=0, subtasks=0)
-    if plan.inline:
-        return plan
+    if backlog <= batch_size or max_parallel == 1:
+        return PurgePlan(False, cutoff, batch_size, backlog)
     # Runs in Celery workers (a task id); one a killed worker left open counts for two lengths.
     since = timezone.now() - timedelta(seconds=2 * settings.CLEANUP_SUBTASK_SECONDS + 60)
     running = PurgeRun.objects.filter(status=PurgeRun.Status.RUNNING, started_at__gte=since)
-    plan.running = running.exclude(task_id="").count()
-    plan.subtasks = max(0, min(max_parallel - plan.running, -(-backlog // batch_size)))
-    extra = {"backlog_at_least": backlog, "running": plan.running, "subtasks": plan.subtasks}
+    running = running.exclude(task_id="").count()
+    subtasks = max(0, min(max_parallel - running, -(-backlog // batch_size)))
+    extra = {"backlog_at_least": backlog, "running": running, "subtasks": subtasks}
     logger.info("purge.plan", extra=extra)
-    return plan
+    return PurgePlan(True, cutoff, batch_size, backlog, running, subtasks)
 
 
-def purge_expired_chunk(
-    *, cutoff: datetime, batch_size: int | None = None, seconds: float | None = None, **run_fields
-) -> PurgeRun:
-    """One fan-out task's batches for `seconds`; out of time with jobs left, it is handed_over."""
-    seconds = settings.CLEANUP_SUBTASK_SECONDS if seconds is None else seconds
-    deadline = time.monotonic() + seconds
+def purge_expired_chunk(*, cutoff: datetime, seconds: float | None = None, **fields) -> PurgeRun:
+    """A fan-out task's batches for `seconds`; out of time with jobs left, it ends handed_over."""
+    deadline = time.monotonic() + (settings.CLEANUP_SUBTASK_SECONDS if seconds is None else seconds)
     checks = itertools.count()
 
     def out_of_time():  # never before the first batch: every task makes some progress
@@ -82,9 +63,5 @@ def purge_expired_chunk(
         return late and Job.objects.expired(cutoff).exists()
 
     return purge_expired_jobs(
-        now=cutoff,
-        batch_size=batch_size,
-        should_stop=out_of_time,
-        stopped_status=PurgeRun.Status.HANDED_OVER,
-        **run_fields,
+        now=cutoff, should_stop=out_of_time, stopped_status=PurgeRun.Status.HANDED_OVER, **fields
     )

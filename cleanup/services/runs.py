@@ -1,7 +1,5 @@
-"""Run records: the backlog a run starts with, runs whose process died, and purges as groups.
-
-A purge is one group of runs (PurgeRun.group): one run, or a fan-out's runs and successors. No run
-settles another: a group's totals are its runs' sums, its outcome is read from them."""
+"""Run records, and purges as groups of runs (PurgeRun.group: one run, or a fan-out's runs and
+successors). No run settles another: a group's totals are its runs' sums, its outcome theirs."""
 
 import logging
 from collections import Counter
@@ -23,10 +21,11 @@ logger = logging.getLogger(__name__)
 SUBTASK_EXPIRES_SECONDS = 50 * 60
 
 Status = PurgeRun.Status
-# A purge's outcome is the first of these among its runs' statuses (running, then the worst);
-# with none of them, its latest run's status.
+# A purge's outcome is the first of these among its runs' statuses, else its latest run's.
 OUTCOME_ORDER = ["running", "failed", "abandoned", "interrupted", "files_pending"]
 RUN_FIELDS = ["run_id", "status", "started_at", "finished_at", "jobs_deleted", "files_deleted"]
+FIRST_RUN = ["run_id", "group", "trigger", "requested_by", "started_at"]  # a purge's, its first's
+SUMMED = ["jobs_deleted", "files_deleted", "files_pending", "files_refused"]
 
 
 def seconds_since(moment: datetime | None, *, now: datetime) -> float | None:
@@ -56,23 +55,20 @@ def open_run(*, cutoff: datetime, dry_run: bool = False, **fields) -> PurgeRun:
 
 def abandon_dead_runs():
     """Close the records of runs whose process died: killed runs cannot record themselves."""
-    now = timezone.now()
-    running = PurgeRun.objects.filter(status=Status.RUNNING)
-    silent = running.alias(seen=Coalesce("heartbeat_at", "started_at"))  # its last sign of life
-    minutes = int(settings.CLEANUP_STALE_RUN.total_seconds() // 60)
-    count = silent.filter(seen__lt=now - settings.CLEANUP_STALE_RUN).update(
+    now, stale = timezone.now(), settings.CLEANUP_STALE_RUN
+    silent = PurgeRun.objects.alias(seen=Coalesce("heartbeat_at", "started_at"))  # last seen
+    count = silent.filter(status=Status.RUNNING, seen__lt=now - stale).update(
         status=Status.ABANDONED,
         finished_at=now,
-        error=f"no batch finished for over {minutes} min: the process died (killed, OOM, host "
-        "lost). Its committed batches stay purged; files it left pending go with later runs.",
+        error=f"no batch for over {stale.total_seconds() // 60:.0f} min: the process died "
+        "(its committed batches stay purged, files it left pending go with later runs)",
     )
     if count:
         logger.warning("purge.abandoned", extra={"runs": count})
 
 
 def record_unsent(*, cutoff: str, batch_size: int | None, error: str, **fields) -> PurgeRun:
-    """Fan-out tasks the broker refused: a failed run in their group that deleted nothing, so
-    the purge never reads as done. The next purge takes what they would have."""
+    """Fan-out tasks the broker refused: a failed run in their group, so it never reads as done."""
     return open_run(
         cutoff=datetime.fromisoformat(cutoff),
         batch_size=batch_size or settings.CLEANUP_BATCH_SIZE,
@@ -95,39 +91,24 @@ def purge_facts(group: str | None) -> dict | None:
     ended = [run.finished_at for run in runs if run.finished_at]
     outcome = [status for status in OUTCOME_ORDER if status in {run.status for run in runs}]
     outcome = outcome or [max(runs, key=lambda run: (run.finished_at, run.pk)).status]
-    first = runs[0]
+    data = [run.as_dict() for run in runs]
     return {
-        "run_id": first.pk,
-        "group": group,
-        "trigger": first.trigger,
-        "requested_by": first.requested_by,
+        **{name: data[0][name] for name in FIRST_RUN},
         "status": outcome[0],
-        "started_at": first.started_at.isoformat(),
         "finished_at": max(ended).isoformat() if len(ended) == len(runs) else None,
         "rows_deleted": dict(rows),
-        **{
-            name: sum(getattr(run, name) for run in runs)
-            for name in ("jobs_deleted", "files_deleted", "files_pending", "files_refused")
-        },
-        "runs": [{name: data[name] for name in RUN_FIELDS} for data in map(PurgeRun.as_dict, runs)],
+        **{name: sum(run[name] for run in data) for name in SUMMED},
+        "runs": [{name: run[name] for name in RUN_FIELDS} for run in data],
     }
 
 
 def last_purges() -> tuple[str | None, str | None]:
-    """The groups of the latest purge and of the latest successful one (every run done well, its
-    latest one succeeded, not a dry run); None: none yet."""
+    """The groups of the latest purge and of the latest successful one (not dry runs), or None."""
     runs = PurgeRun.objects.filter(dry_run=False)
     latest = runs.order_by("-started_at", "-pk").values_list("group", flat=True).first()
-    unfinished = ~Q(status__in=[Status.SUCCEEDED, Status.HANDED_OVER])
-    candidates = (
-        runs.values("group")
-        .annotate(ended=Max("finished_at"), unfinished=Count("pk", filter=unfinished))
-        .filter(unfinished=0)
-        .order_by("-ended")
-        .values_list("group", flat=True)
-    )
-    for group in candidates.iterator():
-        last = runs.filter(group=group).order_by("-finished_at", "-pk").first()
-        if last.status == Status.SUCCEEDED:
+    unfinished = Count("pk", filter=~Q(status__in=[Status.SUCCEEDED, Status.HANDED_OVER]))
+    done = runs.values("group").annotate(ended=Max("finished_at"), left=unfinished).filter(left=0)
+    for group in done.order_by("-ended").values_list("group", flat=True).iterator():
+        if runs.filter(group=group).latest("finished_at", "pk").status == Status.SUCCEEDED:
             return latest, group
     return latest, None

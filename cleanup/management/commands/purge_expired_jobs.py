@@ -1,7 +1,7 @@
+import contextlib
 import logging
 import signal
 import threading
-from contextlib import contextmanager
 
 from django.core.management.base import CommandError
 from django.db import DatabaseError
@@ -14,7 +14,7 @@ from fmr.commands import StrictCommand, argument_type
 from fmr.parsing import MAX_SIZE, parse_int
 
 positive_int = argument_type(
-    parse_int, minimum=1, maximum=MAX_SIZE, expected=f"a positive whole number up to {MAX_SIZE}"
+    parse_int, minimum=1, expected=f"a positive whole number up to {MAX_SIZE}"
 )
 
 
@@ -22,9 +22,7 @@ class Command(StrictCommand):
     help = "Delete jobs past their expiry with every row and file attached to them."
 
     def add_arguments(self, parser):
-        parser.add_argument(
-            "--dry-run", action="store_true", help="Report what would be deleted; change nothing."
-        )
+        parser.add_argument("--dry-run", action="store_true", help="Count only; change nothing.")
         parser.add_argument(
             "--batch-size",
             type=positive_int,
@@ -34,13 +32,7 @@ class Command(StrictCommand):
         parser.add_argument("--json", action="store_true", help="Print the summary as JSON.")
 
     def handle(self, *args, **options):
-        bar = self._progress_bar(options)
-        logger = logging.getLogger("cleanup")  # the app's, above its modules
-        level = logger.level
-        # The bar replaces the per-batch log lines; -v 0 silences them, -v 2 keeps them (no bar).
-        if bar is not None or options["verbosity"] == 0:
-            logger.setLevel(logging.WARNING)
-        with stop_on_first_sigint(self.stderr) as stopping:
+        with self._at_the_terminal(options) as (stopping, bar):
             try:
                 run = purge_expired_jobs(
                     batch_size=options["batch_size"],
@@ -48,65 +40,48 @@ class Command(StrictCommand):
                     dry_run=options["dry_run"],
                     trigger=PurgeRun.Trigger.COMMAND,
                     should_stop=stopping.is_set,
-                    on_batch=bar.update if bar else None,
+                    on_batch=bar and bar.update,
                 )
             except (PurgeNotPossible, CutoffRefused) as exc:
                 raise CommandError(str(exc)) from exc
             except DatabaseError as exc:
-                raise CommandError(_database_failure(exc)) from exc
-            finally:
-                logger.setLevel(level)
-                if bar:
-                    bar.close()
+                raise CommandError(
+                    f"the purge failed on the database: {describe_error(exc)}. Committed batches "
+                    "stay purged, no job is half deleted; the next run continues."
+                ) from exc
         show(self, options, run.as_dict(), format_result(run))
         if run.status == PurgeRun.Status.INTERRUPTED:
-            raise CommandError(
-                f"interrupted after {run.jobs_deleted} job(s); every batch finished, "
-                f"run #{run.pk} recorded as interrupted",
-                returncode=130,  # as shells report a process ended by SIGINT
-            )
+            done = f"interrupted after {run.jobs_deleted} job(s) in whole batches (run #{run.pk})"
+            raise CommandError(done, returncode=130)  # as shells report a process ended by SIGINT
         if not run.ok:
             raise CommandError(run.error or f"purge ended with status {run.status}")
 
-    def _progress_bar(self, options):
-        # For a person at a terminal only: never in pipes, logs, --json or -v 0 output.
-        if options["dry_run"] or options["json"] or options["verbosity"] != 1:
-            return None
-        if not self.stderr.isatty():
-            return None
+    @contextlib.contextmanager
+    def _at_the_terminal(self, options):
+        """A progress bar on a terminal only (not in pipes, logs, --json, -v 0), in place of the log
+        lines (-v 0: none, -v 2: kept, no bar). Ctrl-C stops after a batch; a second aborts it."""
+        bar, stopping = None, threading.Event()
+        plain = not (options["dry_run"] or options["json"]) and options["verbosity"] == 1
+        if plain and self.stderr.isatty():
+            with contextlib.suppress(DatabaseError):  # the purge then says what is wrong with it
+                total = min(count_expired_jobs(), options["limit"] or MAX_SIZE)
+                bar = ProgressBar(self.stderr, total) if total else None
+        logger = logging.getLogger("cleanup")  # the app's, above its modules
+        quiet, level = bar is not None or options["verbosity"] == 0, logger.level
+        logger.setLevel(logging.WARNING if quiet else level)
+
+        def first_interrupt(signum, frame):
+            stopping.set()
+            signal.signal(signal.SIGINT, previous)
+            self.stderr.write("\nStopping after the current batch (Ctrl-C again to abort it).")
+
+        main = threading.current_thread() is threading.main_thread()  # where handlers can be set
+        previous = signal.signal(signal.SIGINT, first_interrupt) if main else None
         try:
-            total = min(count_expired_jobs(), options["limit"] or MAX_SIZE)
-        except DatabaseError:
-            return None  # the purge itself then says what is wrong with the database
-        return ProgressBar(self.stderr, total) if total else None
-
-
-@contextmanager
-def stop_on_first_sigint(err):
-    """The first Ctrl-C stops the purge after its batch; a second aborts it (rolled back)."""
-    stopping = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield stopping  # signal handlers can only be installed from the main thread
-        return
-
-    def first_interrupt(signum, frame):
-        stopping.set()
-        signal.signal(signal.SIGINT, previous)
-        err.write("\nStopping after the current batch (Ctrl-C again to abort it).")
-
-    previous = signal.signal(signal.SIGINT, first_interrupt)
-    try:
-        yield stopping
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _database_failure(exc) -> str:
-    run = getattr(exc, "purge_result", None)
-    if run and not (run.jobs_deleted or run.files_deleted):
-        done = "Nothing was deleted"
-    else:
-        done = "Batches committed before the failure stay purged, no job is half deleted"
-    return (
-        f"the purge failed on the database: {describe_error(exc)}. {done}; the next run continues."
-    )
+            yield stopping, bar
+        finally:
+            logger.setLevel(level)
+            if bar:
+                bar.close()
+            if main:
+                signal.signal(signal.SIGINT, previous)
