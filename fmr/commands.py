@@ -1,6 +1,6 @@
 """The base of every fmr management command. argparse takes any unambiguous prefix of a flag
-(`--d` for `--delete`) and Django's --verbosity any int() (`٣`): a mistyped flag is refused, not
-guessed at, and numbers are parsed by fmr/parsing.py."""
+(`--d` for `--delete`) and Django's --verbosity any int() (`٣`): here a mistyped flag is refused
+and numbers are parsed by fmr/parsing.py, whose InvalidValue argparse reports (argument_type)."""
 
 from functools import partial
 
@@ -8,10 +8,7 @@ from django.core.management.base import BaseCommand
 
 from .parsing import parse_int
 
-
-def argument_type(parse, **options):
-    """An argparse `type=`: InvalidValue is an ArgumentTypeError, so argparse says its sentence."""
-    return partial(parse, **options)
+argument_type = partial
 
 
 class StrictCommand(BaseCommand):

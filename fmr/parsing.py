@@ -71,7 +71,6 @@ def parse_share(value) -> float:
 
 
 def parse_choice(value, *, choices) -> str:
-    """One of `choices`, in any letter case (returned as spelt in `choices`)."""
     for choice in choices:
         if str(value).strip().lower() == choice.lower():
             return choice
@@ -132,8 +131,7 @@ def parse_token(value):
 
 
 def parse_database_url(url: str) -> dict:
-    """Refused: an engine without a driver here, and SQLite URLs read as in-memory (sqlite://name),
-    where a purge would see no data at all. The URL is never repeated (a password)."""
+    """No in-memory SQLite (sqlite://name): a purge would see no data. The URL is never repeated."""
     try:
         config = dj_database_url.parse(url)
     except ValueError as exc:  # UnknownSchemeError too

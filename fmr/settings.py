@@ -13,35 +13,25 @@ from .parsing import MAX_MINUTES, MAX_SECONDS, env
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 DEBUG = env("DJANGO_DEBUG", p.parse_bool, False)
-# Once the silent default, so public: without DEBUG no process starts on it (or on no key).
 DEVELOPMENT_SECRET_KEY = "insecure-local-development-key-change-me"
 SECRET_KEY = env("DJANGO_SECRET_KEY", str.strip) or DEVELOPMENT_SECRET_KEY
 if SECRET_KEY == DEVELOPMENT_SECRET_KEY and not DEBUG:
     raise ImproperlyConfigured(
-        "DJANGO_SECRET_KEY is not set (or is the public development key): set it to 50 or more "
-        "random characters (python3 -c 'import secrets; print(secrets.token_urlsafe(50))'), "
-        "secret. DJANGO_DEBUG=true runs without one, for local development only."
+        "DJANGO_SECRET_KEY is unset or the public development key: set 50+ secret random "
+        "characters (python3 -c 'import secrets; print(secrets.token_urlsafe(50))'). "
+        "DJANGO_DEBUG=true runs without one, for local development only."
     )
 ALLOWED_HOSTS = env("DJANGO_ALLOWED_HOSTS", p.parse_list, ["localhost", "127.0.0.1", "[::1]"])
 
-# Without DEBUG the site is HTTPS-only unless the environment says otherwise.
 SECURE_SSL_REDIRECT = env("DJANGO_SECURE_SSL_REDIRECT", p.parse_bool, not DEBUG)
 SESSION_COOKIE_SECURE = env("DJANGO_SESSION_COOKIE_SECURE", p.parse_bool, not DEBUG)
 CSRF_COOKIE_SECURE = env("DJANGO_CSRF_COOKIE_SECURE", p.parse_bool, not DEBUG)
-# HSTS is opt-in: browsers that saw it refuse plain HTTP until it expires; it cannot be withdrawn.
 SECURE_HSTS_SECONDS = env("DJANGO_SECURE_HSTS_SECONDS", p.parse_int, 0, maximum=MAX_SECONDS)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", p.parse_bool, True)
 SECURE_HSTS_PRELOAD = env("DJANGO_SECURE_HSTS_PRELOAD", p.parse_bool, True)
-# Set by a TLS-terminating proxy to "https" (only if it strips it from clients' requests).
-_PROXY_HEADER = env(
-    "DJANGO_SECURE_PROXY_SSL_HEADER",
-    p.parse_matching,
-    pattern=r"[A-Za-z0-9]+(-[A-Za-z0-9]+)*",
-    expected="a header name such as X-Forwarded-Proto",
-)
-SECURE_PROXY_SSL_HEADER = (
-    ("HTTP_" + _PROXY_HEADER.upper().replace("-", "_"), "https") if _PROXY_HEADER else None
-)
+_HEADER = {"pattern": r"[A-Za-z0-9]+(-[A-Za-z0-9]+)*", "expected": "a header (X-Forwarded-Proto)"}
+_PROXY = env("DJANGO_SECURE_PROXY_SSL_HEADER", p.parse_matching, **_HEADER)
+SECURE_PROXY_SSL_HEADER = _PROXY and ("HTTP_" + _PROXY.upper().replace("-", "_"), "https")
 _ORIGIN = {"pattern": r"https?://[^/\s]+", "expected": "https://host (no path)"}
 CSRF_TRUSTED_ORIGINS = env("DJANGO_CSRF_TRUSTED_ORIGINS", p.parse_list, [], **_ORIGIN)
 
@@ -59,7 +49,6 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    # The admin's CSS and JS, from STATIC_ROOT after `collectstatic`, with DEBUG off too.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -88,9 +77,8 @@ WSGI_APPLICATION = "fmr.wsgi.application"
 # Against the embedded SQLite the reconciler would delete the bucket's live files as orphans.
 if env("AWS_STORAGE_BUCKET_NAME") and env("DATABASE_URL") is None:
     raise ImproperlyConfigured(
-        "AWS_STORAGE_BUCKET_NAME is set (files on S3) but DATABASE_URL is not: the embedded "
-        "SQLite database knows none of that bucket's files. Set DATABASE_URL to the database "
-        "that owns the bucket."
+        "AWS_STORAGE_BUCKET_NAME is set but DATABASE_URL is not: the embedded SQLite knows none "
+        "of the bucket's files. Set DATABASE_URL to the database that owns the bucket."
     )
 _DEFAULT_DATABASE = p.parse_database_url(f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
 DATABASES = {
@@ -102,7 +90,6 @@ DATABASES = {
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Stored in UTC, shown and scheduled in Korean time.
 USE_TZ = True
 TIME_ZONE = "Asia/Seoul"
 # The admin shows times with seconds and the zone.
@@ -114,31 +101,23 @@ STATIC_ROOT = Path(env("STATIC_ROOT", p.parse_matching, BASE_DIR / "staticfiles"
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env("MEDIA_ROOT", p.parse_matching, BASE_DIR / "media", **_PATH))
 
-# S3's rules for bucket names and botocore's for regions: anything else fails later, in a request.
-AWS_STORAGE_BUCKET_NAME = env(
-    "AWS_STORAGE_BUCKET_NAME",
-    p.parse_matching,
-    pattern=r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]",
-    expected="an S3 bucket name (3-63 of a-z, 0-9, '.', '-')",
-)
+_BUCKET = {
+    "pattern": r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]",
+    "expected": "an S3 bucket name (3-63 of a-z, 0-9, '.', '-')",
+}
+AWS_STORAGE_BUCKET_NAME = env("AWS_STORAGE_BUCKET_NAME", p.parse_matching, **_BUCKET)
 AWS_S3_ENDPOINT_URL = env("AWS_S3_ENDPOINT_URL", p.parse_url, schemes=("https", "http"))
-AWS_S3_REGION_NAME = env(
-    "AWS_S3_REGION_NAME",
-    p.parse_matching,
-    "ap-northeast-2",
-    pattern=r"[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?",
-    expected="a region name such as ap-northeast-2",
-)
+_REGION = {"pattern": r"[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?", "expected": "a region"}
+AWS_S3_REGION_NAME = env("AWS_S3_REGION_NAME", p.parse_matching, "ap-northeast-2", **_REGION)
 # Photos are private: never public-read, always signed URLs.
 AWS_DEFAULT_ACL = None
 AWS_QUERYSTRING_AUTH = True
 AWS_S3_FILE_OVERWRITE = False
 CLEANUP_S3_CONCURRENCY = env("CLEANUP_S3_CONCURRENCY", p.parse_int, 8, minimum=1, maximum=64)
 # Bounded waits: an S3 outage costs a purge seconds, not botocore's 60 s per attempt times 5.
-# SigV4 in every region (botocore signs SigV2 in us-east-1): links last X-Amz-Expires.
 _ATTEMPTS = env("AWS_S3_MAX_ATTEMPTS", p.parse_int, 3, minimum=1, maximum=100)
 AWS_S3_CLIENT_CONFIG = BotocoreConfig(
-    signature_version="s3v4",
+    signature_version="s3v4",  # botocore signs SigV2 in us-east-1; links last X-Amz-Expires
     # botocore's pool holds 10 connections by default: never fewer than the requests in flight.
     max_pool_connections=max(10, CLEANUP_S3_CONCURRENCY),
     connect_timeout=env("AWS_S3_CONNECT_TIMEOUT", p.parse_int, 5, minimum=1, maximum=3600),
@@ -153,22 +132,18 @@ STORAGES = {
 if AWS_STORAGE_BUCKET_NAME:
     STORAGES["default"] = {"BACKEND": "storages.backends.s3.S3Storage"}
 
-# Retention and the purge (docs/settings.md; the batch size is measured in bench/README.md).
 JOB_TTL = timedelta(
     seconds=env("JOB_TTL_SECONDS", p.parse_int, 24 * 3600, minimum=1, maximum=MAX_SECONDS)
 )
 CLEANUP_BATCH_SIZE = env("CLEANUP_BATCH_SIZE", p.parse_int, 1000, minimum=1)  # at most MAX_SIZE
 CLEANUP_MAX_PARALLEL = env("CLEANUP_MAX_PARALLEL", p.parse_int, 4, minimum=1, maximum=1000)
 CLEANUP_SUBTASK_SECONDS = env("CLEANUP_SUBTASK_SECONDS", p.parse_int, 60, minimum=1, maximum=86400)
-# A run still marked running with no batch finished for this long died (SIGKILL, OOM, lost host).
 CLEANUP_STALE_RUN = timedelta(
     minutes=env("CLEANUP_STALE_RUN_MINUTES", p.parse_int, 30, minimum=1, maximum=MAX_MINUTES)
 )
 CLEANUP_STUCK_AFTER_ATTEMPTS = env(
     "CLEANUP_STUCK_AFTER_ATTEMPTS", p.parse_int, 10, minimum=1, maximum=1000
 )
-# Code, not a deployment fact: a model's files are part of its schema (cleanup/file_models.py);
-# its old variable, even blank, must not be silently ignored.
 CLEANUP_FILE_MODELS = ["jobs.JobFile"]
 if "CLEANUP_FILE_MODELS" in os.environ:
     raise ImproperlyConfigured(
@@ -179,7 +154,6 @@ CLEANUP_STATUS_TOKEN = env("CLEANUP_STATUS_TOKEN", p.parse_token)
 # A wrong or half-restored database makes most objects look orphaned; real orphans are a few.
 CLEANUP_RECONCILE_MAX_ORPHAN_SHARE = env("CLEANUP_RECONCILE_MAX_ORPHAN_SHARE", p.parse_share, 0.5)
 
-# Required in production: a worker and a beat on a fallback broker would purge nothing, silently.
 _REDIS = {"schemes": ("redis", "rediss")}
 _FALLBACK_BROKER = "redis://127.0.0.1:6379/0" if DEBUG else None
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", p.parse_url, _FALLBACK_BROKER, **_REDIS)
@@ -192,7 +166,6 @@ CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", p.parse_url, **_REDIS)
 CELERY_TIMEZONE = "Asia/Seoul"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_ACKS_LATE = True
-# Relied on: a failed task is acked, so only a worker lost mid-task has it redelivered.
 CELERY_TASK_ACKS_ON_FAILURE_OR_TIMEOUT = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
