@@ -278,8 +278,8 @@ class RetentionAdmin(ReadOnlyAdmin):
         schedule = services.purge_schedule(now=status.checked_at)
         history = services.retention_history(now=status.checked_at)
         schedule_row = PeriodicTask.objects.filter(name="delete-expired-jobs")
-        span = {"since": history.since, "until": history.until}
-        backlog, oldest = ([(at, b[i] or 0) for at, *b in history.backlog] for i in (0, 1))
+        span = {"since": history["since"], "until": history["until"]}
+        backlog, oldest = ([(at, b[i] or 0) for at, *b in history["backlog"]] for i in (0, 1))
         durations = {"label": format_duration, "ceiling": charts.nice_duration_ceiling}
         context = {
             **self.admin_site.each_context(request),
@@ -291,12 +291,12 @@ class RetentionAdmin(ReadOnlyAdmin):
             "facts": retention_facts(status),
             # The page's four plots over one span (their texts are in its template).
             "plots": {
-                "purged": charts.time_series(history.purged_per_hour, **span, step=3600),
+                "purged": charts.time_series(history["purged_per_hour"], **span, step=3600),
                 "backlog": charts.time_series(backlog, **span),
                 "oldest": charts.time_series(oldest, **span, **durations),
-                "pending": charts.time_series(history.pending, **span),
+                "pending": charts.time_series(history["pending"], **span),
             },
             "checked_at": status.checked_at,
-            "since": history.since,
+            "since": history["since"],
         }
         return TemplateResponse(request, "admin/cleanup/retention.html", context)

@@ -23,24 +23,22 @@ def fields_of(record: logging.LogRecord) -> dict:
     }
 
 
-def iso_time(created: float) -> str:
-    # In TIME_ZONE, so every process's lines agree (ZoneInfo caches the zone).
-    zone = ZoneInfo(settings.TIME_ZONE)
-    return datetime.fromtimestamp(created, tz=zone).isoformat(timespec="milliseconds")
-
-
 class KeyValueFormatter(logging.Formatter):
+    def formatTime(self, record, datefmt=None):
+        # In TIME_ZONE, so every process's lines agree (ZoneInfo caches the zone).
+        zone = ZoneInfo(settings.TIME_ZONE)
+        return datetime.fromtimestamp(record.created, tz=zone).isoformat(timespec="milliseconds")
+
     def formatMessage(self, record):
         fields = "".join(f" {key}={value}" for key, value in fields_of(record).items())
-        return (
-            f"{iso_time(record.created)} {record.levelname} {record.name} {record.message}{fields}"
-        )
+        time = self.formatTime(record)
+        return f"{time} {record.levelname} {record.name} {record.message}{fields}"
 
 
-class JsonFormatter(logging.Formatter):
+class JsonFormatter(KeyValueFormatter):
     def format(self, record):
         entry = {
-            "time": iso_time(record.created),
+            "time": self.formatTime(record),
             "level": record.levelname,
             "logger": record.name,
             "event": record.getMessage(),

@@ -20,7 +20,7 @@ GAUGES = {
     # No purge can be missing before it (0 when the schedule row is missing).
     "fmr_cleanup_first_run_due_timestamp_seconds": "Unix time the first purge was due.",
 }
-# name, help, RunTotals attribute; one series per run status.
+# name, help, run_totals() key; one series per run status.
 COUNTERS = [
     ("fmr_cleanup_runs", "Finished purge runs (plain runs and fan-out subtasks).", "runs"),
     ("fmr_cleanup_jobs_deleted", "Expired jobs deleted by finished runs.", "jobs"),
@@ -54,6 +54,6 @@ def render_metrics(*, status, totals) -> bytes:
     for name, help_text, attribute in COUNTERS:
         family = CounterMetricFamily(name, help_text, labels=["status"])
         for total in totals:
-            family.add_metric([total.status], getattr(total, attribute))
+            family.add_metric([total["status"]], total[attribute])
         families.append(family)
     return _exposition(families)

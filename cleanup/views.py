@@ -12,10 +12,10 @@ from django.views.decorators.http import require_GET
 # The classic text format (version 0.0.4), which every Prometheus reads.
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4 as CONTENT_TYPE
 
-from fmr.parsing import clean_secret
+from fmr.parsing import clean_secret, parse_minutes
 
 from .metrics import render_down, render_metrics
-from .services import overdue_limit, purge_status, run_totals
+from .services import purge_status, run_totals
 
 
 def monitor_view(view):
@@ -55,7 +55,7 @@ def status(request):
     data = facts.as_dict()
     if "max_overdue" in request.GET:
         try:
-            max_overdue = overdue_limit(request.GET["max_overdue"])
+            max_overdue = parse_minutes(request.GET["max_overdue"])
         except ValueError as exc:
             return JsonResponse({"error": str(exc)}, status=400)
         data["problems"] = facts.problems(max_overdue=max_overdue)

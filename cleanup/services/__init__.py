@@ -23,7 +23,6 @@ from .verdict import (
     check_schedules,
     check_storage,
     count_expired_jobs,
-    overdue_limit,
     purge_schedule,
     purge_status,
     resolve_stuck_files,

@@ -11,14 +11,13 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from contextlib import suppress
-from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from django.core.files.storage import FileSystemStorage
 from django.db import connection
 from django.db.models import BigIntegerField, Count, Min, Sum
 from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Cast, Coalesce
+from django.db.models.functions import Cast, Coalesce, TruncHour
 from django.utils import timezone
 
 from jobs.models import Job
@@ -42,28 +41,6 @@ UNRECORDED_METHOD = "rows: ORM cascade delete; files: storage delete (not record
 SUMS = {"jobs": "jobs_deleted", "files": "files_deleted", "retries": "storage_retries"}
 
 
-@dataclass
-class RunTotals:
-    status: str
-    runs: int
-    jobs: int
-    rows: int
-    files: int
-    retries: int = 0
-
-
-@dataclass
-class RetentionHistory:
-    """A week of the purge, for the Retention page; times are aware (UTC), counts only."""
-
-    since: datetime
-    until: datetime
-    purged_per_hour: list[tuple[datetime, int]]  # every hour, zeros included, oldest first
-    # At each run's start: expired jobs present and how overdue the oldest was (seconds).
-    backlog: list[tuple[datetime, int, float | None]]
-    pending: list[tuple[datetime, int]]  # at each run's end: every pending file deletion
-
-
 class LedgerBroken(ValueError):
     """A ledger file whose chain does not hold, naming the first bad line (1-based)."""
 
@@ -72,30 +49,26 @@ def counted_runs():
     return PurgeRun.objects.exclude(status=PurgeRun.Status.RUNNING)
 
 
-def run_totals() -> list[RunTotals]:
+def run_totals() -> list[dict]:
     """Per finished status, zeros included (increase() misses a series that appears at 1); one
-    query, summing each model's count in rows_deleted (JSON) under a column-safe alias."""
-    rows = {
-        f"rows_{i}": Sum(Cast(KeyTextTransform(label, "rows_deleted"), BigIntegerField()))
-        for i, label in enumerate(ledger_models())
-    }
-    sums = {key: Sum(field) for key, field in SUMS.items()}
-    totals = counted_runs().values("status").order_by("status")
-    found = {row["status"]: row for row in totals.annotate(runs=Count("pk"), **sums, **rows)}
+    query, rows summing each model's count in rows_deleted (JSON)."""
+    rows = sum(
+        Coalesce(Cast(KeyTextTransform(label, "rows_deleted"), BigIntegerField()), 0)
+        for label in ledger_models()
+    )
+    sums = {"runs": Count("pk"), "rows": Sum(rows)} | {k: Sum(f) for k, f in SUMS.items()}
+    found = {row["status"]: row for row in counted_runs().values("status").annotate(**sums)}
     return [
-        RunTotals(
-            status=status,
-            runs=row.get("runs", 0),
-            rows=sum(row.get(alias) or 0 for alias in rows),
-            **{key: row.get(key) or 0 for key in SUMS},
-        )
+        {"status": status} | {key: found.get(status, {}).get(key) or 0 for key in sums}
         for status in PurgeRun.Status.values
         if status != PurgeRun.Status.RUNNING
-        for row in [found.get(status, {})]
     ]
 
 
-def retention_history(*, now: datetime | None = None, days: int = 7) -> RetentionHistory:
+def retention_history(*, now: datetime | None = None, days: int = 7) -> dict:
+    """A week of the purge for the Retention page, counts only, aware times (UTC), oldest first:
+    `purged_per_hour` (every hour, zeros included), `backlog` (at each run's start: expired jobs
+    and the oldest's overdue seconds) and `pending` (at each run's end: every pending deletion)."""
     now = now or timezone.now()
     hour = _hour(now)
     since = hour - timedelta(days=days, hours=-1)
@@ -107,25 +80,21 @@ def retention_history(*, now: datetime | None = None, days: int = 7) -> Retentio
     backlog = runs.filter(expired_at_start__isnull=False).values_list(
         "started_at", "expired_at_start", "oldest_expired_seconds_at_start"
     )
-    pending = (
-        runs.filter(pending_files_at_end__isnull=False, finished_at__isnull=False)
-        .order_by("finished_at", "pk")
-        .values_list("finished_at", "pending_files_at_end")
-    )
+    ended = runs.filter(pending_files_at_end__isnull=False, finished_at__isnull=False)
+    pending = ended.order_by("finished_at", "pk").values_list("finished_at", "pending_files_at_end")
     hours = int((hour - since).total_seconds() // 3600) + 1
     per_hour = dict.fromkeys((since + timedelta(hours=h) for h in range(hours)), 0)
     # A run's jobs count in the hour it last reported them (finished, or its last heartbeat).
-    purged = (
-        counted_runs()
-        .filter(dry_run=False, jobs_deleted__gt=0)
-        .annotate(at=Coalesce("finished_at", "heartbeat_at", "started_at"))
-        .filter(at__gte=since)
-        .values_list("at", "jobs_deleted")
-    )
-    for at, jobs in purged:
-        if _hour(at) in per_hour:
-            per_hour[_hour(at)] += jobs
-    return RetentionHistory(since, now, sorted(per_hour.items()), [*backlog], [*pending])
+    at = TruncHour(Coalesce("finished_at", "heartbeat_at", "started_at"), tzinfo=UTC)
+    purged = counted_runs().filter(dry_run=False).annotate(at=at).filter(at__range=(since, hour))
+    per_hour |= dict(purged.values_list("at").annotate(Sum("jobs_deleted")))
+    return {
+        "since": since,
+        "until": now,
+        "purged_per_hour": sorted(per_hour.items()),
+        "backlog": [*backlog],
+        "pending": [*pending],
+    }
 
 
 def _hour(moment: datetime) -> datetime:
@@ -172,11 +141,10 @@ def purge_log(*, since: date, until: date) -> Iterator[dict]:
 def _chained(runs, models: list[str]) -> Iterator[dict]:
     previous = GENESIS
     for run in runs.iterator(chunk_size=500):
-        line = {key: getattr(run, ATTRS.get(key, key)) for key in HEAD}
-        line.update({key: line[key] and timezone.localtime(line[key]).isoformat() for key in TIMES})
         rows = {label: (run.rows_deleted or {}).get(label, 0) for label in models}
-        line |= {**rows, "rows_total": sum(rows.values())}
-        line |= {key: getattr(run, key) for key in TAIL[1:4]}
+        line = {key: getattr(run, ATTRS.get(key, key)) for key in HEAD} | rows
+        line |= {key: line[key] and timezone.localtime(line[key]).isoformat() for key in TIMES}
+        line |= {"rows_total": sum(rows.values())} | {key: getattr(run, key) for key in TAIL[1:4]}
         line["method"] = run.method or UNRECORDED_METHOD
         line["reason"] = run.error.splitlines()[0] if run.error else ""
         previous = line["hash"] = _hash(previous, line)

@@ -1,10 +1,8 @@
 """What operators see: the purge's facts, whether the 24-hour promise holds, and whether what it
 needs is in place (storage, beat rows: read-only, for cleanup/checks.py).
 
-The verdict follows deploy/prometheus/alerts.yml (change a threshold in both): broken is what
-pages (a job over 90 minutes past its expiry; no successful purge for 3 hours since the first
-run was due); at risk is what opens a ticket (runs failed, died or left files pending in the last
-2 hours; a file pending for 2 hours; stuck or refused names), or a schedule off or missing.
+The verdict judges as deploy/prometheus/alerts.yml does (change a threshold in both): broken is
+what pages, at risk what opens a ticket (or a schedule off or missing).
 """
 
 from dataclasses import asdict, dataclass, field
@@ -15,7 +13,6 @@ from django.db.models import Count, Min
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from fmr.parsing import parse_minutes
 from jobs.models import Job
 
 from .. import storage
@@ -77,8 +74,7 @@ def check_storage() -> StorageProbe | None:
 
 
 def check_schedules(*, now: datetime | None = None) -> list[ScheduleState]:
-    """Each schedule the promise depends on, as the database has it (DatabaseError: unreadable);
-    with `now`, when each runs next and when its first run was due."""
+    """As the database has them (DatabaseError: unreadable); with `now`, next and first runs."""
     rows = PeriodicTask.objects.in_bulk([s.name for s in SCHEDULES], field_name="name")
     migrations = MigrationRecorder.Migration.objects.filter(app="cleanup")
     deployed = now and migrations.aggregate(at=Min("applied"))["at"]
@@ -164,12 +160,8 @@ class PurgeStatus:
 def purge_status(*, now: datetime | None = None, reach_storage: bool = False) -> PurgeStatus:
     """The facts a monitor needs; with `reach_storage`, whether storage answers (one listing)."""
     now = now or timezone.now()
-    refused = dict(
-        PendingFileDeletion.objects.refused()
-        .values_list("refused_reason")
-        .annotate(count=Count("pk"))
-        .order_by("refused_reason")
-    )
+    refused = PendingFileDeletion.objects.refused().values_list("refused_reason")
+    refused = dict(refused.annotate(count=Count("pk")).order_by("refused_reason"))
     last_run, last_success = last_purges()
     return PurgeStatus(
         now,
@@ -187,13 +179,8 @@ def purge_status(*, now: datetime | None = None, reach_storage: bool = False) ->
 def _names(kind: str, names, *, now: datetime) -> dict:
     """How many names, how long the oldest has waited, their last errors (most frequent first)."""
     found = names.aggregate(count=Count("pk"), oldest=Min("created_at"))
-    reasons = (
-        names.exclude(last_error="")
-        .values("last_error")
-        .annotate(n=Count("pk"))
-        .order_by("-n", "last_error")
-        .values_list("last_error", flat=True)
-    )
+    errors = names.exclude(last_error="").values("last_error").annotate(n=Count("pk"))
+    reasons = errors.order_by("-n", "last_error").values_list("last_error", flat=True)
     return {
         f"{kind}_files": found["count"],
         f"oldest_{kind}_seconds": seconds_since(found["oldest"], now=now),
@@ -201,8 +188,7 @@ def _names(kind: str, names, *, now: datetime) -> dict:
     }
 
 
-def storage_reach() -> dict:
-    """Can the configured storage be reached (local files need no network: they are there)?"""
+def storage_reach() -> dict:  # local files need no network: they are there
     configured, probe = configured_storage(), check_storage()
     return {
         "kind": configured.kind,
@@ -215,8 +201,7 @@ def storage_reach() -> dict:
 
 
 def retention_verdict(*, status: PurgeStatus, schedule: ScheduleState) -> dict:
-    """The facts the metrics export, judged as the alerts judge them: the state ("holding",
-    "at risk" or "broken") and its reasons."""
+    """The state ("holding", "at risk" or "broken") and its reasons."""
     now = status.checked_at
     broken, at_risk = [], []
     if (status.most_overdue_seconds or 0) > PROMISE_BROKEN_AFTER.total_seconds():
@@ -240,10 +225,6 @@ def retention_verdict(*, status: PurgeStatus, schedule: ScheduleState) -> dict:
         at_risk.append("stuck or refused file deletions need a person")
     state = "broken" if broken else "at risk" if at_risk else "holding"
     return {"state": state, "reasons": broken + at_risk}
-
-
-# `--max-overdue` / `?max_overdue=`: a timedelta, or ValueError (fmr.parsing.InvalidValue).
-overdue_limit = parse_minutes
 
 
 def count_expired_jobs(*, now: datetime | None = None) -> int:
