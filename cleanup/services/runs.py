@@ -82,7 +82,7 @@ def record_unsent(*, cutoff: str, batch_size: int | None, error: str, **fields) 
 
 def purge_facts(group: str | None) -> dict | None:
     """One purge (a group of runs) as operators see it: totals, outcome, and its runs."""
-    runs = list(PurgeRun.objects.filter(group=group).order_by("started_at", "pk"))
+    runs = list(PurgeRun.objects.filter(group=group).order_by("pk"))  # the first opened first
     if not runs:
         return None
     rows = Counter()
