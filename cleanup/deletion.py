@@ -1,10 +1,10 @@
-"""The purge's cascade as a delete plan from public model metadata: one DELETE per model down
-every reverse CASCADE from jobs.Job, children first, by foreign key (not growing with the batch),
-returning the file models' names. No signal is sent; what it cannot honour is in `problems`."""
+"""The purge's cascade from public model metadata: one DELETE per model per batch down every
+reverse CASCADE from jobs.Job, children first, returning file names, sending no signal."""
 
 import functools
 import json
-from dataclasses import dataclass, field
+from collections import namedtuple
+from dataclasses import dataclass
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, models, transaction
@@ -20,21 +20,9 @@ GENERIC = "a generic relation"
 UNDECLARED_FILES = "a file model not in CLEANUP_FILE_MODELS"
 SHAPE = "a cycle or a multi-table parent"
 
-
-@dataclass(frozen=True)
-class Step:
-    model: type[models.Model]
-    sql: str  # every %s in it is the batch's ids
-
-
-@dataclass
-class Cascade:
-    per_model: dict[str, int] = field(default_factory=dict)
-    file_names: list[str] = field(default_factory=list)  # of the deleted file rows, none empty
-
-    @property
-    def total(self) -> int:
-        return sum(self.per_model.values())
+Step = namedtuple("Step", "model sql")  # every %s in sql is the batch's ids
+# A batch's rows deleted per model and in all, and the deleted file rows' names (none empty).
+Cascade = namedtuple("Cascade", "per_model file_names total")
 
 
 @dataclass(frozen=True)
@@ -52,26 +40,24 @@ class Plan:
         self.refuse_problems()
         values = [self.steps[-1].model._meta.pk.get_db_prep_value(v, connection) for v in ids]
         batch = json.dumps(values) if connection.vendor == "sqlite" else values
-        cascade = Cascade()
+        per_model, names = {}, []
         with transaction.atomic(savepoint=False), connection.cursor() as cursor:
-            for step in self.steps:
-                cursor.execute(step.sql, [batch] * step.sql.count("%s"))
+            for model, sql in self.steps:
+                cursor.execute(sql, [batch] * sql.count("%s"))
                 rows = cursor.fetchall() if cursor.description else None  # RETURNING file names
-                cascade.file_names += [str(v) for row in rows or () for v in row if v]
-                count = cursor.rowcount if rows is None else len(rows)
-                cascade.per_model[step.model._meta.label] = count
-        return cascade
+                names += [str(v) for row in rows or () for v in row if v]
+                per_model[model._meta.label] = cursor.rowcount if rows is None else len(rows)
+        return Cascade(per_model, names, sum(per_model.values()))
 
 
-def purge_plan() -> Plan:
-    """The plan for jobs.Job and the declared file models (re-read: a test may override them)."""
-    return build_plan(Job, tuple(file_models()))
+def purge_plan(root=Job) -> Plan:
+    """The plan for `root` and the declared file models (re-read: a test may override them)."""
+    return build_plan(root, tuple(file_models()))
 
 
-def cascade_paths(root):
-    """Every model a purge of `root` deletes rows of, with its lookup path back to `root`."""
-    paths = build_plan(root, tuple(file_models())).paths
-    return [(model, lookup) for model, lookups in paths.items() for lookup in lookups]
+def cascade_paths(root=Job):
+    """(model, its lookup path back to `root`) for every model a purge deletes rows of."""
+    return [(model, up) for model, ups in purge_plan(root).paths.items() for up in ups]
 
 
 @functools.cache
@@ -105,11 +91,9 @@ def build_plan(root, declared_file_models=()) -> Plan:
     steps = []
     # Children first: each way up from a model is a way up from a parent, extended.
     for model in sorted(edges, key=lambda model: max(map(len, lookups(model))), reverse=True):
+        files = [quote(f.column) for f in file_fields(model) if model in declared_file_models]
         sql = f"DELETE FROM {quote(model._meta.db_table)} WHERE {where(model)}"
-        files = file_fields(model) if model in declared_file_models else []
-        if files:
-            sql += f" RETURNING {', '.join(quote(f.column) for f in files)}"
-        steps.append(Step(model, sql))
+        steps.append(Step(model, sql + (f" RETURNING {', '.join(files)}" if files else "")))
     return Plan(tuple(steps), {model: lookups(model) for model in edges}, tuple(problems))
 
 
@@ -125,8 +109,7 @@ def _walk(model, chain, edges, problems, declared_file_models):
             continue  # not a foreign key to `model` (a many-to-many's is its through model's)
         fk, child = f.field, f.related_model
         relation = f"{child._meta.label}.{fk.name} -> {label}"
-        on_delete = fk.remote_field.on_delete
-        if on_delete is not models.CASCADE:
+        if (on_delete := fk.remote_field.on_delete) is not models.CASCADE:
             name = getattr(on_delete, "__name__", on_delete)
             problems.append((NOT_CASCADE, f"{relation} (on_delete={name})"))
         elif child in chain:

@@ -1,5 +1,6 @@
-"""Celery tasks around cleanup.services: a run that does not succeed fails its task, once
-recorded, with its summary as the error (still acked)."""
+"""Celery tasks around the services: a run that does not succeed fails its task (still acked)."""
+
+from dataclasses import asdict
 
 from celery import shared_task
 
@@ -29,7 +30,7 @@ def delete_expired_jobs(self, batch_size=None, limit=None, trigger=BEAT, request
         # With no slot free, an earlier fan-out's tasks hold them all and take this backlog.
         kwargs = {"cutoff": plan.cutoff.isoformat(), "batch_size": plan.batch_size}
         _enqueue_chunks(self, plan.subtasks_started, {**kwargs, **run_fields})
-        return {**plan.as_dict(), "group": run_fields["group"]}
+        return {**asdict(plan), **kwargs, "group": run_fields["group"]}
     return _finished(
         self, services.purge_expired_jobs, batch_size=batch_size, limit=limit, **run_fields
     )
@@ -38,7 +39,7 @@ def delete_expired_jobs(self, batch_size=None, limit=None, trigger=BEAT, request
 @shared_task(name="delete_expired_jobs_chunk", bind=True)
 def delete_expired_jobs_chunk(self, cutoff, batch_size=None, **run_fields):
     """One time-bounded share of a fan-out; enqueues its successor while work remains."""
-    parsed = {"cutoff": services.parse_cutoff(cutoff), "batch_size": batch_size}
+    parsed = {"cutoff": services.purge_cutoff(cutoff), "batch_size": batch_size}
     result = _finished(self, services.purge_expired_chunk, **parsed, **run_fields)
     if result["status"] == PurgeRun.Status.HANDED_OVER:
         _enqueue_chunks(self, 1, {"cutoff": cutoff, "batch_size": batch_size, **run_fields})
@@ -46,8 +47,7 @@ def delete_expired_jobs_chunk(self, cutoff, batch_size=None, **run_fields):
 
 
 def _finished(task, purge, **kwargs) -> dict:
-    """The run's summary; FAILURE with it when the run did not succeed (handed_over is routine)
-    or raised once recorded (`purge_result`). Any other error fails the task as it is."""
+    """The run's summary, or PurgeRunFailed with it once recorded (handed_over is routine)."""
     try:
         run = purge(task_id=task.request.id or "", **kwargs)
     except Exception as exc:
@@ -62,11 +62,10 @@ def _finished(task, purge, **kwargs) -> dict:
 def _enqueue_chunks(task, count, kwargs):
     # Fan-out tasks stay on the queue the purge came from (and so on its workers).
     queue = (task.request.delivery_info or {}).get("routing_key")
+    expires = services.SUBTASK_EXPIRES_SECONDS
     try:
         for _ in range(count):
-            delete_expired_jobs_chunk.apply_async(
-                kwargs=kwargs, expires=services.SUBTASK_EXPIRES_SECONDS, queue=queue
-            )
+            delete_expired_jobs_chunk.apply_async(kwargs=kwargs, expires=expires, queue=queue)
     except Exception as exc:
         # The purge's history must not read as done: a failed run in its group says why.
         services.record_unsent(error=describe_error(exc), **kwargs)
@@ -80,9 +79,7 @@ def reconcile_storage_task(delete=False, grace_minutes=None, force=False, trigge
     grace = services.RECONCILE_GRACE if grace_minutes is None else parse_minutes(grace_minutes)
     if not isinstance(delete, bool) or not isinstance(force, bool):
         raise ValueError("delete and force must be true or false")
-    result = services.reconcile_storage(delete=delete, grace=grace, force=force, trigger=trigger)
-    if not result.ok:
-        raise services.ReconcileFailed(
-            f"reconcile run #{result.run_id} {result.status}: {result.error}"
-        )
-    return result.as_dict()
+    run = services.reconcile_storage(delete=delete, grace=grace, force=force, trigger=trigger)
+    if not run.ok:
+        raise services.ReconcileFailed(f"reconcile run #{run.run_id} {run.status}: {run.error}")
+    return run.as_dict()

@@ -3,7 +3,7 @@
 # ruff: noqa: F401 - these imports are the package's public names, re-exported.
 
 from .binding import bind_storage, binding_state, ensure_storage_bound, verify_storage
-from .clock import CutoffRefused, parse_cutoff
+from .clock import CutoffRefused, purge_cutoff
 from .errors import PurgeNotPossible, StorageNotVerified
 from .fanout import plan_purge, purge_expired_chunk
 from .files import delete_pending_files

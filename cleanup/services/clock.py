@@ -13,19 +13,19 @@ class CutoffRefused(ValueError):
     """A cutoff that could delete jobs early; nothing was read or deleted."""
 
 
-def purge_cutoff(now: datetime | None = None) -> datetime:
+def purge_cutoff(now: datetime | str | None = None) -> datetime:
     """The instant before which jobs count as expired for a purge: the earlier of the database's
-    clock and this process's, or of it and an aware `now` at most ALLOWED_AHEAD ahead of it."""
+    clock and this process's, or of it and an aware `now` (or ISO 8601 text, from the broker)."""
+    try:
+        now = datetime.fromisoformat(now) if isinstance(now, str) else now
+    except ValueError:
+        raise CutoffRefused("the cutoff must be ISO 8601 with a UTC offset") from None
     if now is not None and (not isinstance(now, datetime) or timezone.is_naive(now)):
-        raise CutoffRefused(
-            "now must be a datetime with a time zone (a naive one is read as Asia/Seoul, hours "
-            "off if meant as another zone), e.g. timezone.now(); nothing was deleted"
-        )
-    if connection.vendor == "sqlite":
-        database = timezone.now()  # an embedded database runs on this process's clock
-    elif connection.vendor != "postgresql":
+        raise CutoffRefused("now needs a time zone (naive is read as Asia/Seoul); nothing deleted")
+    if connection.vendor not in ("sqlite", "postgresql"):
         raise CutoffRefused(f"cannot read a {connection.vendor} database's clock; nothing deleted")
-    else:
+    database = timezone.now()  # SQLite: an embedded database runs on this process's clock
+    if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             # Not now(): in a caller's transaction that is when it began (safe, needlessly late).
             cursor.execute("SELECT statement_timestamp()")
@@ -34,11 +34,3 @@ def purge_cutoff(now: datetime | None = None) -> datetime:
         ahead = timedelta(seconds=round((now - database).total_seconds()))
         raise CutoffRefused(f"now is {ahead} ahead of the database clock; nothing was deleted")
     return min(database, timezone.now() if now is None else now)
-
-
-def parse_cutoff(text: str) -> datetime:
-    """A subtask's cutoff from the broker: ISO 8601 with its offset (then checked as any `now`)."""
-    try:
-        return datetime.fromisoformat(text)
-    except (TypeError, ValueError):
-        raise CutoffRefused("the cutoff must be ISO 8601 with a UTC offset") from None

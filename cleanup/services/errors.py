@@ -1,5 +1,3 @@
-"""What the services raise when a run cannot start: nothing was read from storage or deleted."""
-
 from django.core.exceptions import ImproperlyConfigured
 
 

@@ -4,7 +4,7 @@ taking its own batches, SKIP LOCKED) in the group of the request that started th
 import itertools
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -20,16 +20,13 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class PurgePlan:  # as_dict(): the task's result when it fans out
+class PurgePlan:  # asdict(): the task's result when it fans out
     fan_out: bool  # False: the scheduled run purges by itself (one batch takes it, or no parallel)
     cutoff: datetime
     batch_size: int
     backlog_at_least: int  # expired jobs, counted up to one batch more than the subtasks could take
     subtasks_running: int = 0  # their runs are open and recent
     subtasks_started: int = 0  # to start now
-
-    def as_dict(self) -> dict:
-        return asdict(self) | {"cutoff": self.cutoff.isoformat()}
 
 
 def plan_purge(*, batch_size: int | None = None, max_parallel: int | None = None) -> PurgePlan:
@@ -56,11 +53,10 @@ def plan_purge(*, batch_size: int | None = None, max_parallel: int | None = None
 def purge_expired_chunk(*, cutoff: datetime, seconds: float | None = None, **fields) -> PurgeRun:
     """A fan-out task's batches for `seconds`; out of time with jobs left, it ends handed_over."""
     deadline = time.monotonic() + (settings.CLEANUP_SUBTASK_SECONDS if seconds is None else seconds)
-    checks = itertools.count()
+    asked = itertools.count()
 
     def out_of_time():  # never before the first batch: every task makes some progress
-        late = next(checks) > 0 and time.monotonic() >= deadline
-        return late and Job.objects.expired(cutoff).exists()
+        return next(asked) and time.monotonic() >= deadline and Job.objects.expired(cutoff).exists()
 
     return purge_expired_jobs(
         now=cutoff, should_stop=out_of_time, stopped_status=PurgeRun.Status.HANDED_OVER, **fields

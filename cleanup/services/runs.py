@@ -2,7 +2,6 @@
 successors). No run settles another: a group's totals are its runs' sums, its outcome theirs."""
 
 import logging
-from collections import Counter
 from datetime import datetime
 
 from django.conf import settings
@@ -40,17 +39,11 @@ def measure_backlog(*, now: datetime) -> tuple[int, float | None]:
 
 def open_run(*, cutoff: datetime, dry_run: bool = False, **fields) -> PurgeRun:
     """A new run's record: the backlog at `cutoff` (no one can recompute it later), its method."""
-    expired, oldest_seconds = measure_backlog(now=cutoff)
-    if not fields.get("group"):
-        fields.pop("group", None)  # a run of its own: a group of its own
+    expired, oldest = measure_backlog(now=cutoff)
+    fields = {k: v for k, v in fields.items() if v or k != "group"}  # no group: one of its own
     fields.setdefault("method", destruction_method(dry_run=dry_run))
-    return PurgeRun.objects.create(
-        cutoff=cutoff,
-        dry_run=dry_run,
-        expired_at_start=expired,
-        oldest_expired_seconds_at_start=oldest_seconds,
-        **fields,
-    )
+    backlog = {"expired_at_start": expired, "oldest_expired_seconds_at_start": oldest}
+    return PurgeRun.objects.create(cutoff=cutoff, dry_run=dry_run, **backlog, **fields)
 
 
 def abandon_dead_runs():
@@ -60,8 +53,7 @@ def abandon_dead_runs():
     count = silent.filter(status=Status.RUNNING, seen__lt=now - stale).update(
         status=Status.ABANDONED,
         finished_at=now,
-        error=f"no batch for over {stale.total_seconds() // 60:.0f} min: the process died "
-        "(its committed batches stay purged, files it left pending go with later runs)",
+        error=f"no batch for over {stale.total_seconds() // 60:.0f} min: the process died",
     )
     if count:
         logger.warning("purge.abandoned", extra={"runs": count})
@@ -85,18 +77,15 @@ def purge_facts(group: str | None) -> dict | None:
     runs = list(PurgeRun.objects.filter(group=group).order_by("pk"))  # the first opened first
     if not runs:
         return None
-    rows = Counter()
-    for run in runs:
-        rows.update(run.rows_deleted)
+    labels = dict.fromkeys(label for run in runs for label in run.rows_deleted)
     ended = [run.finished_at for run in runs if run.finished_at]
-    outcome = [status for status in OUTCOME_ORDER if status in {run.status for run in runs}]
-    outcome = outcome or [max(runs, key=lambda run: (run.finished_at, run.pk)).status]
+    status = next((s for s in OUTCOME_ORDER if s in {run.status for run in runs}), None)
     data = [run.as_dict() for run in runs]
     return {
         **{name: data[0][name] for name in FIRST_RUN},
-        "status": outcome[0],
+        "status": status or max(runs, key=lambda run: (run.finished_at, run.pk)).status,
         "finished_at": max(ended).isoformat() if len(ended) == len(runs) else None,
-        "rows_deleted": dict(rows),
+        "rows_deleted": {k: sum(run.rows_deleted.get(k, 0) for run in runs) for k in labels},
         **{name: sum(run[name] for run in data) for name in SUMMED},
         "runs": [{name: run[name] for name in RUN_FIELDS} for run in data],
     }
