@@ -61,6 +61,5 @@ def status(request):
 
 @monitor_view
 def metrics(request):
-    """Gauges of the status and counters of the run history, for Prometheus."""
     body = render_metrics(status=purge_status(), totals=run_totals())
     return HttpResponse(body, content_type=CONTENT_TYPE)
