@@ -15,14 +15,13 @@ from django.views.decorators.http import require_POST
 from django_celery_beat.admin import PeriodicTaskAdmin, PeriodicTaskForm
 from django_celery_beat.models import PeriodicTask
 
+from jobs.admin import method_filter
+
 from . import charts, services
 from .models import PendingFileDeletion, PurgeRun, ReconcileRun, Retention, StorageBinding
 from .report import format_duration, local_time, retention_facts
 
 logger = logging.getLogger(__name__)
-
-# Sent by name: the admin imports no task module (an entry point does not call another).
-PURGE_TASK = "delete_expired_jobs"
 
 admin.site.site_header = admin.site.site_title = "fmr retention"
 admin.site.index_title = "The 24-hour promise: jobs, their purge and its schedule"
@@ -31,16 +30,11 @@ admin.site.site_url = reverse_lazy("admin:cleanup_retention_changelist")
 # The app list beside every page would cost the runs list a third of a laptop's width.
 admin.site.enable_nav_sidebar = False
 
-# The runs list's status colours: green done, grey routine, blue running, amber a person should
-# look, red the purge failed.
+# The runs list's status colours: amber when a person should look, red when the purge failed.
 _S = PurgeRun.Status
-SEVERITY = {
-    _S.SUCCEEDED: "#1b7a3a",
-    **dict.fromkeys([_S.DRY_RUN, _S.HANDED_OVER], "#5f6b7a"),
-    _S.RUNNING: "#1f5fa8",
-    **dict.fromkeys([_S.FILES_PENDING, _S.INTERRUPTED], "#a15c00"),
-    **dict.fromkeys([_S.FAILED, _S.ABANDONED], "#b3261e"),
-}
+SEVERITY = {_S.SUCCEEDED: "#1b7a3a", _S.RUNNING: "#1f5fa8", _S.DRY_RUN: "#5f6b7a"}
+SEVERITY |= {_S.HANDED_OVER: "#5f6b7a", _S.FILES_PENDING: "#a15c00", _S.INTERRUPTED: "#a15c00"}
+SEVERITY |= {_S.FAILED: "#b3261e", _S.ABANDONED: "#b3261e"}
 
 
 class ScheduleForm(PeriodicTaskForm):
@@ -63,13 +57,22 @@ class ReadOnlyAdmin(admin.ModelAdmin):
     has_change_permission = has_delete_permission = has_add_permission
 
 
+class RunAdmin(ReadOnlyAdmin):
+    date_hierarchy = "started_at"
+    ordering = ["-started_at", "-pk"]
+
+    @admin.display(description="error")
+    def short_error(self, run):
+        # An endpoint URL is one long word: let it break rather than widen the table.
+        short = Truncator(run.error).chars(60)
+        return format_html('<span style="overflow-wrap:anywhere">{}</span>', short) if short else ""
+
+
 @admin.register(PurgeRun)
-class PurgeRunAdmin(ReadOnlyAdmin):
+class PurgeRunAdmin(RunAdmin):
     list_display = ["id", "started_at", "took", "trigger", "coloured_status", "fan_out"]
     list_display += ["jobs_deleted", "rows_total", "files_deleted", "files_pending", "short_error"]
     list_filter = ["status", "trigger", "dry_run"]
-    date_hierarchy = "started_at"
-    ordering = ["-started_at", "-pk"]
     readonly_fields = ["took", "rows_table", "fan_out_runs", "oldest_expired_at_start"]
     # One number per run keeps each row one line; the run's page has the table per model.
     rows_total = admin.display(description="rows")(lambda self, run: run.rows_total)
@@ -111,13 +114,14 @@ class PurgeRunAdmin(ReadOnlyAdmin):
         asked = {"trigger": PurgeRun.Trigger.ADMIN, "requested_by": request.user.get_username()}
         retry = {"max_retries": 2, "interval_start": 0, "interval_step": 1}
         try:
-            sent = current_app.send_task(PURGE_TASK, kwargs=asked, retry_policy=retry)
+            # Sent by name: the admin imports no task module (an entry point calls no other).
+            sent = current_app.send_task("delete_expired_jobs", kwargs=asked, retry_policy=retry)
         except Exception as exc:  # noqa: BLE001 - any broker failure is reported, not raised
             logger.warning("purge.enqueue_failed", extra={"error": type(exc).__name__})
             said = f"Could not enqueue the purge ({type(exc).__name__}: {exc}): is the broker up?"
             self.message_user(request, said, messages.ERROR)
         else:
-            said = f"Enqueued {PURGE_TASK} (task {sent.id}): its run shows here as “Django admin”."
+            said = f"Enqueued delete_expired_jobs (task {sent.id}): listed here as “Django admin”."
             self.message_user(request, said, messages.SUCCESS)
         return HttpResponseRedirect(reverse("admin:cleanup_purgerun_changelist"))
 
@@ -127,12 +131,6 @@ class PurgeRunAdmin(ReadOnlyAdmin):
         label = " (dry run)" if run.dry_run and run.status != PurgeRun.Status.DRY_RUN else ""
         colour = SEVERITY.get(run.status, "inherit")
         return format_html('<strong style="color:{}">{}</strong>{}', colour, run.status, label)
-
-    @admin.display(description="error")
-    def short_error(self, run):
-        # An endpoint URL is one long word: let it break rather than widen the table.
-        short = Truncator(run.error).chars(60)
-        return format_html('<span style="overflow-wrap:anywhere">{}</span>', short) if short else ""
 
     @admin.display(description="fan-out", empty_value="")
     def fan_out(self, run):
@@ -161,31 +159,17 @@ class PurgeRunAdmin(ReadOnlyAdmin):
         return render_to_string("admin/cleanup/purgerun/fan_out_runs.html", {"runs": runs})
 
 
-class PendingStateFilter(admin.SimpleListFilter):
-    title = parameter_name = "state"
-    # value: the PendingFileDeletion queryset method that selects it (labelled by the value)
-    states = {"pending": "not_stuck"} | {state: state for state in ["stuck", "refused", "resolved"]}
-    labels = {}
-
-    def lookups(self, request, model_admin):
-        return [(value, self.labels.get(value, value)) for value in self.states]
-
-    def queryset(self, request, queryset):
-        method = self.states.get(self.value())
-        return getattr(queryset, method)() if method else queryset
-
-
-class RefusedFilter(PendingStateFilter):
-    title = parameter_name = "refused"
-    states = {"yes": "refused", "no": "waiting"}
-    labels = {"yes": "Refused (never sent to storage)", "no": "Waiting for storage"}
+# Each choice: its label, and the PendingFileDeletion queryset method that selects it.
+STATES = {"pending": ("pending", "not_stuck"), "stuck": ("stuck", "stuck")}
+STATES |= {"refused": ("refused", "refused"), "resolved": ("resolved", "resolved")}
+REFUSED = {"yes": ("Never sent to storage", "refused"), "no": ("Waiting for storage", "waiting")}
 
 
 @admin.register(PendingFileDeletion)
 class PendingFileDeletionAdmin(ReadOnlyAdmin):
     list_display = ["name", "state", "created_at", "attempts", "next_attempt", "last_error"]
     list_display += ["refused_reason"]
-    list_filter = [PendingStateFilter, RefusedFilter]
+    list_filter = [method_filter("state", STATES), method_filter("refused", REFUSED)]
     ordering = ["next_attempt_at", "pk"]
     actions = ["retry_now", "mark_resolved"]
 
@@ -225,11 +209,9 @@ class PendingFileDeletionAdmin(ReadOnlyAdmin):
             (outcome.failed, messages.WARNING, "{} file(s) still pending: {}", outcome.errors),
             (outcome.refused, messages.WARNING, refused, outcome.refused_reasons),
         ]
-        for count, level, text, reasons in said:
-            if count:
-                self.message_user(request, text.format(count, "; ".join(reasons[:3])), level)
-        if not any(count for count, *_ in said):
-            self.message_user(request, "Nothing was left to delete.", messages.INFO)
+        nothing = (0, messages.INFO, "Nothing was left to delete.", [])
+        for count, level, text, reasons in [row for row in said if row[0]] or [nothing]:
+            self.message_user(request, text.format(count, "; ".join(reasons[:3])), level)
 
     @admin.action(description="Mark resolved: dealt with by a person", permissions=["retry"])
     def mark_resolved(self, request, queryset):
@@ -245,13 +227,10 @@ class PendingFileDeletionAdmin(ReadOnlyAdmin):
 
 
 @admin.register(ReconcileRun)
-class ReconcileRunAdmin(ReadOnlyAdmin):
+class ReconcileRunAdmin(RunAdmin):
     list_display = ["id", "started_at", "finished_at", "trigger", "status", "delete", "forced"]
     list_display += ["scanned", "young", "held", "orphans", "deleted", "failed", "short_error"]
     list_filter = ["status", "trigger", "delete", "forced"]
-    date_hierarchy = "started_at"
-    ordering = ["-started_at", "-pk"]
-    short_error = PurgeRunAdmin.short_error
 
 
 # Changed only by `manage.py bind_storage --rebind` (README, "Safety").

@@ -1,5 +1,4 @@
-"""The Retention page's plots as server-side SVG (no JavaScript): this module places the marks;
-admin/cleanup/plot.svg colours them from the admin's CSS variables (light or dark theme)."""
+"""The Retention page's plots as SVG: marks placed here, coloured by the admin theme (plot.svg)."""
 
 import math
 from datetime import timedelta
@@ -10,21 +9,19 @@ from django.utils import timezone
 LEFT, TOP, PLOT_W, PLOT_H = 84, 12, 662, 154
 GEOMETRY = {"left": LEFT, "right": LEFT + PLOT_W, "bottom": TOP + PLOT_H}
 GEOMETRY |= {"middle": TOP + PLOT_H // 2, "center": LEFT + PLOT_W // 2}
-# Round durations for a plot's top: 2 min ... 1 day.
-_DURATIONS = [120, 600, 1800, 3600, 2 * 3600, 4 * 3600, 6 * 3600, 12 * 3600, 86400]
 
 
 def nice_ceiling(value: float) -> float:
     """The smallest 1, 2 or 5 times a power of ten >= `value`; 2 at least (a whole middle line)."""
-    if value <= 2:
-        return 2.0
+    value = max(value, 2)
     power = 10 ** math.floor(math.log10(value))
     return float(next(step * power for step in (1, 2, 5, 10) if value <= step * power))
 
 
 def nice_duration_ceiling(seconds: float) -> float:
     """The smallest round duration (seconds) at or above `seconds`: 2 min ... 1 day, then days."""
-    return float(next((s for s in _DURATIONS if seconds <= s), 86400 * math.ceil(seconds / 86400)))
+    steps = [120, 600, 1800, 3600, 2 * 3600, 4 * 3600, 6 * 3600, 12 * 3600, 86400]
+    return float(next((s for s in steps if seconds <= s), 86400 * math.ceil(seconds / 86400)))
 
 
 def time_series(points, *, since, until, label="{:,.0f}".format, ceiling=nice_ceiling, step=None):

@@ -1,5 +1,4 @@
-"""GET /cleanup/metrics: computed from the database on every request, so every web worker agrees
-and a restart loses nothing; counters come from the run records (they never go down)."""
+"""/cleanup/metrics from the database per scrape: every worker agrees, a restart loses nothing."""
 
 from datetime import datetime
 from types import SimpleNamespace
@@ -30,15 +29,11 @@ COUNTERS = [
 ]
 
 
-def _exposition(families) -> bytes:
-    # generate_latest() takes anything with collect(): no registry needed for one snapshot.
-    return generate_latest(SimpleNamespace(collect=lambda: iter(families)))
-
-
 def render_down(reason: str) -> bytes:
     """The database did not answer: the reason, and the up gauge at 0 (others would be guesses)."""
     up = GaugeMetricFamily("fmr_cleanup_up", GAUGES["fmr_cleanup_up"], value=0)
-    return f"# {reason}\n".encode() + _exposition([up])
+    # generate_latest() takes anything with collect(): no registry needed for one snapshot.
+    return f"# {reason}\n".encode() + generate_latest(SimpleNamespace(collect=lambda: [up]))
 
 
 def render_metrics(*, status, totals) -> bytes:
@@ -56,4 +51,4 @@ def render_metrics(*, status, totals) -> bytes:
         for total in totals:
             family.add_metric([total["status"]], total[attribute])
         families.append(family)
-    return _exposition(families)
+    return generate_latest(SimpleNamespace(collect=lambda: families))

@@ -25,13 +25,11 @@ def monitor_view(view):
     @require_GET
     @wraps(view)
     def answer(request):
-        # Both sides stripped: a token read from a secret file ends with a newline, and a
-        # monitor's header may carry one too.
+        # Both sides stripped: a secret file's token, or a monitor's header, may end in a newline.
         token = clean_secret(settings.CLEANUP_STATUS_TOKEN) or ""
         scheme, _, offered = request.headers.get("Authorization", "").partition(" ")
-        offered = offered.strip()
-        matches = hmac.compare_digest(offered.encode(), token.encode())
-        bearer = bool(token and offered) and scheme.lower() == "bearer" and matches
+        matches = hmac.compare_digest(offered.strip().encode(), token.encode())
+        bearer = bool(token) and scheme.lower() == "bearer" and matches
         try:
             if bearer or request.user.is_active and request.user.is_staff:
                 return view(request)
@@ -55,15 +53,13 @@ def status(request):
     data = facts.as_dict()
     if "max_overdue" in request.GET:
         try:
-            max_overdue = parse_minutes(request.GET["max_overdue"])
+            data["problems"] = facts.problems(max_overdue=parse_minutes(request.GET["max_overdue"]))
         except ValueError as exc:
             return JsonResponse({"error": str(exc)}, status=400)
-        data["problems"] = facts.problems(max_overdue=max_overdue)
     return JsonResponse(data, status=503 if data.get("problems") else 200)
 
 
 @monitor_view
 def metrics(request):
-    """Gauges of the status and counters of the run history, for Prometheus."""
     body = render_metrics(status=purge_status(), totals=run_totals())
     return HttpResponse(body, content_type=CONTENT_TYPE)

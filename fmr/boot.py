@@ -1,12 +1,14 @@
-"""Refusing to start on unusable settings (fmr/settings.py, cleanup/file_models.py) or without a
-database: one line, no traceback, in manage.py, the worker and beat, or gunicorn."""
+"""Refusing to start on unusable settings or without a database: one line, no traceback."""
 
+import os
 import sys
 
 import django
 from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
-from django.db import Error, connection
+
+# For the worker, beat and gunicorn, which import this module (and fmr) before any setting.
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fmr.settings")
 
 
 def one_line(exc) -> str:
@@ -32,16 +34,3 @@ def settings_problem() -> str:
 def settings_or_exit(program: str, code: int = 1):
     if problem := settings_problem():
         exit_with(program, f"configuration error: {problem}", code)
-
-
-def database_or_exit(program: str):
-    """Stop in one line when the database does not answer (the worker and beat at start)."""
-    opened_here = connection.connection is None
-    try:
-        connection.ensure_connection()
-    except Error as exc:
-        exit_with(program, f"database unreachable, stopping: {one_line(exc)}")
-    finally:
-        # A connection this check opened is not left to a forked worker; one in use stays.
-        if opened_here:
-            connection.close()

@@ -1,14 +1,12 @@
 import logging
-import os
 
 from celery import Celery
 from celery.signals import import_modules, setup_logging
 from django.conf import settings
+from django.db import Error, connection
 
-from .boot import database_or_exit, settings_or_exit
+from .boot import exit_with, one_line, settings_or_exit
 from .logconfig import configure
-
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fmr.settings")
 
 app = Celery("fmr")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -24,7 +22,15 @@ def refuse_unusable_settings(sender=None, **kwargs):
 @import_modules.connect
 def refuse_without_database(sender=None, **kwargs):
     # Before beat reads its schedule or the worker says ready: restarted until the database answers.
-    database_or_exit("celery")
+    opened_here = connection.connection is None
+    try:
+        connection.ensure_connection()
+    except Error as exc:
+        exit_with("celery", f"database unreachable, stopping: {one_line(exc)}")
+    finally:
+        # A connection this check opened is not left to a forked worker; one in use stays.
+        if opened_here:
+            connection.close()
 
 
 @setup_logging.connect

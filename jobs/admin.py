@@ -4,15 +4,21 @@ from django.utils import timezone
 from .models import Job, JobFile, Payment, PaymentFailure, PhoneVerificationAttempt, Report, SmsLog
 
 
-class ExpiryFilter(admin.SimpleListFilter):
-    title = parameter_name = "expiry"
+def method_filter(name: str, choices: dict) -> type:
+    """A list filter `?name=value` for choices {value: (label, queryset method that selects it)}."""
 
-    def lookups(self, request, model_admin):
-        return [("expired", "Expired"), ("live", "Live")]
+    class MethodFilter(admin.SimpleListFilter):
+        title = parameter_name = name
 
-    def queryset(self, request, queryset):  # JobQuerySet.expired() or .live()
-        chosen = self.value() in {"expired", "live"}
-        return getattr(queryset, self.value())() if chosen else queryset
+        def lookups(self, request, model_admin):
+            return [(value, label) for value, (label, _) in choices.items()]
+
+        def queryset(self, request, queryset):
+            # Only a listed value names a method (None: Django keeps the list unfiltered).
+            if self.value() in choices:
+                return getattr(queryset, choices[self.value()][1])()
+
+    return MethodFilter
 
 
 class JobFileInline(admin.TabularInline):
@@ -25,7 +31,8 @@ class JobFileInline(admin.TabularInline):
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
     list_display = ["id", "status", "created_at", "expires_at", "is_expired_now"]
-    list_filter = [ExpiryFilter, "status"]
+    expiry = {"expired": ("Expired", "expired"), "live": ("Live", "live")}
+    list_filter = [method_filter("expiry", expiry), "status"]
     readonly_fields = ["id", "created_at", "expires_at", "updated_at"]
     date_hierarchy = "created_at"
     inlines = [JobFileInline]
