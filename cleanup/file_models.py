@@ -27,23 +27,17 @@ def file_fields(model) -> list[models.FileField]:
 
 
 def names_of(instance) -> list[str]:
-    names = (getattr(instance, f.attname).name for f in file_fields(type(instance)))
-    return [name for name in names if name]
+    return [n for f in file_fields(type(instance)) if (n := getattr(instance, f.attname).name)]
 
 
 def upload_rule():
     """The one upload-name rule (as jobs.models.UploadName) the declared fields all validate."""
-    rules = [
-        v
-        for model in file_models()
-        for f in file_fields(model)
-        for v in f.validators
-        if callable(getattr(v, "problem", None)) and isinstance(getattr(v, "prefix", None), str)
-    ]
-    if not rules or any(rule != rules[0] for rule in rules):
+    found = [v for model in file_models() for f in file_fields(model) for v in f.validators]
+    rules = [v for v in found if callable(getattr(v, "problem", None))]
+    prefix = getattr(rules[0], "prefix", None) if rules else None
+    if not isinstance(prefix, str) or any(rule != rules[0] for rule in rules):
         raise ImproperlyConfigured(
-            "every field in CLEANUP_FILE_MODELS must validate its names with one upload-name "
-            "rule (a validator with `prefix` and `problem(name)`, as jobs.models.UploadName)"
+            "every field in CLEANUP_FILE_MODELS must validate names with one jobs.models.UploadName"
         )
     return rules[0]
 
@@ -57,13 +51,10 @@ def validate_file_models():
             f"['jobs.JobFile']; got {declared!r}"
         )
     for model in file_models():
-        if not file_fields(model):
-            raise ImproperlyConfigured(
-                f"CLEANUP_FILE_MODELS names {model._meta.label}, which has no FileField"
-            )
-        if own := [f.name for f in file_fields(model) if f.storage is not default_storage]:
-            raise ImproperlyConfigured(
-                f"{model._meta.label}.{own[0]} uses its own storage; the purge only deletes "
-                "files from the default storage"
-            )
+        fields, label = file_fields(model), model._meta.label
+        if not fields:
+            raise ImproperlyConfigured(f"CLEANUP_FILE_MODELS names {label}, which has no FileField")
+        if own := [f.name for f in fields if f.storage is not default_storage]:
+            why = "uses its own storage; the purge only deletes files from the default storage"
+            raise ImproperlyConfigured(f"{label}.{own[0]} {why}")
     upload_rule()

@@ -1,6 +1,5 @@
 """The declared file models' signals (the purge's plan sends none): post_delete records names in
-the deleting transaction, deleted after commit from the bound storage only; pre_save binds that
-storage on the first file and refuses a save into another."""
+the deleting transaction, deleted after commit; pre_save binds the storage on the first file."""
 
 import logging
 

@@ -23,57 +23,47 @@ class UploadName:
     (any other name one of them reads differently: an expired row could delete a live file)."""
 
     prefix: str
-    MAX_BYTES = 1024
-    _DISALLOWED = re.compile(r"[^A-Za-z0-9_./-]")
 
     def problem(self, name) -> str:
         """Why `name` breaks the rule, in fixed words (never the name); "" when it is allowed."""
         if not isinstance(name, str) or not name.startswith(self.prefix + "/"):
             return f"not under the upload prefix {self.prefix}/"
-        if self._DISALLOWED.search(name):
+        if re.search(r"[^A-Za-z0-9_./-]", name):
             return "a character outside the allow-list (ASCII letters, digits, - _ . /)"
         if {"", ".", ".."} & set(name.split("/")):
             return "an empty, '.' or '..' path segment"
-        if len(name) > self.MAX_BYTES:  # ASCII by now: one byte per character
-            return f"longer than {self.MAX_BYTES:,} bytes"
+        if len(name) > 1024:  # S3's key limit; ASCII by now: one byte per character
+            return "longer than 1,024 bytes"
         return ""
 
     def __call__(self, value):
         if problem := self.problem(getattr(value, "name", value)):
-            raise ValidationError(
-                "A stored file name is refused: %(problem)s.",
-                code="unsafe_name",
-                params={"problem": problem},
-            )
+            raise ValidationError(f"A stored file name is refused: {problem}.", code="unsafe_name")
 
 
 validate_upload_name = UploadName(UPLOAD_PREFIX)
 
 
-def is_expired_at(now) -> models.Q:
-    # Strictly past expires_at, so a job is never purged early.
-    return models.Q(expires_at__lt=now)
-
-
 class JobQuerySet(models.QuerySet):
     def expired(self, now=None):
-        return self.filter(is_expired_at(now or timezone.now()))
+        return self.filter(self.is_expired_at(now))
 
     def live(self, now=None):
-        return self.exclude(is_expired_at(now or timezone.now()))
+        return self.exclude(self.is_expired_at(now))
 
     def with_expired_flag(self, now=None):  # computed by the database from the same definition
-        return self.annotate(is_expired=is_expired_at(now or timezone.now()))
+        return self.annotate(is_expired=self.is_expired_at(now))
 
-    def bulk_create(self, objs, *args, **kwargs):
-        # bulk_create skips save(), which is where expiry is otherwise filled in.
+    @staticmethod
+    def is_expired_at(now) -> models.Q:  # strictly past expires_at: a job is never purged early
+        return models.Q(expires_at__lt=now or timezone.now())
+
+    def bulk_create(self, objs, *args, **kwargs):  # it skips save(), which fills in expiry
         return super().bulk_create([job.fill_expiry() for job in objs], *args, **kwargs)
 
 
 class Row(models.Model):
-    """Shown as its class and id, then the `shown` field's value in brackets when it names one."""
-
-    shown = ""
+    shown = ""  # the field whose value __str__ adds in brackets
 
     class Meta:
         abstract = True
@@ -154,8 +144,7 @@ def job_file_upload_to(instance, filename):
     if instance.kind not in JobFile.Kind.values:
         raise ValueError("a job file's kind must be one of JobFile.Kind")
     job = uuid.UUID(str(instance.job_id))  # a job id, nothing that could carry a path
-    name = f"{UPLOAD_PREFIX}/{job}/{instance.kind}-{uuid.uuid4().hex}"
-    name += f".{suffix}" if suffix else ""
+    name = f"{UPLOAD_PREFIX}/{job}/{instance.kind}-{uuid.uuid4().hex}.{suffix}".rstrip(".")
     validate_upload_name(name)
     return name
 
@@ -177,8 +166,7 @@ class JobFieldFile(FieldFile):
             when = timezone.localtime(expires_at).strftime("%Y-%m-%d %H:%M:%S %Z")
             state = "expired" if left < 0 else "expires"
             raise FileExpired(f"this file's job {state} at {when}: no link is handed out")
-        lifetime = getattr(self.storage, "querystring_expire", None)  # S3Storage's setting
-        if lifetime is None:
+        if (lifetime := getattr(self.storage, "querystring_expire", None)) is None:  # not S3
             return super().url
         return self.storage.url(self.name, expire=min(lifetime, int(left)))
 
@@ -230,9 +218,7 @@ class SmsLog(Row):
 
 
 class PhoneVerificationAttempt(Row):
-    job = models.ForeignKey(
-        Job, on_delete=models.CASCADE, related_name="phone_verification_attempts"
-    )
+    job = models.ForeignKey(Job, models.CASCADE, related_name="phone_verification_attempts")
     phone_number = models.CharField(max_length=20)
     code = models.CharField(max_length=8)
     verified = models.BooleanField(default=False)
