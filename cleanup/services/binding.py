@@ -17,9 +17,8 @@ from .errors import StorageNotVerified
 logger = logging.getLogger(__name__)
 
 HOW_TO_SWITCH = (
-    "If this process is misconfigured, fix its storage settings (AWS_STORAGE_BUCKET_NAME, "
-    "AWS_LOCATION, MEDIA_ROOT). If the files really were moved there, run "
-    '`python manage.py bind_storage --rebind` (README, "Safety").'
+    "Fix this process's storage settings (AWS_STORAGE_BUCKET_NAME, AWS_LOCATION, MEDIA_ROOT) or, "
+    'if the files were moved there, run `python manage.py bind_storage --rebind` (README "Safety").'
 )
 SAMPLE_SIZE = 10  # names the database holds, looked for in a storage before it is bound
 
@@ -47,17 +46,15 @@ def configured_storage() -> storage.StorageIdentity:
 
 def binding_state() -> BindingState:
     configured = configured_storage()
-    row = StorageBinding.objects.filter(pk=1).first()
-    if row is None:
+    if (row := StorageBinding.objects.filter(pk=1).first()) is None:
         return BindingState(configured, None)
     bound = storage.StorageIdentity(row.kind, row.bucket, row.location)
     return BindingState(configured, bound, row.bound_at, row.bound_by, row.previous)
 
 
 def verify_storage() -> storage.StorageIdentity:
-    """The configured storage, if it is the one the database's files live in; else refuse.
-    With nothing bound, it is bound once shown to hold the files the database names (rows
-    written without a file save: bulk inserts, loaddata); with none named, nothing is at risk."""
+    """The configured storage, if the database's files live in it; else refuse. With nothing bound
+    (rows loaded without a file save), it is bound once it holds the files the database names."""
     state = binding_state()
     if state.bound is None and _sample()[0]:
         _bind_verified(state.configured, by="verified: it holds the files the database names")
@@ -66,8 +63,7 @@ def verify_storage() -> storage.StorageIdentity:
 
 
 def ensure_storage_bound(*, by: str):
-    """Before a file row is saved: bind the configured storage if nothing is bound (verified when
-    the database names files); refuse another storage than the bound one (never purged)."""
+    """Before saving a file row: bind the configured storage if none is, refuse another one."""
     state = binding_state()
     if state.bound is None:
         _bind_verified(state.configured, by=by)
@@ -82,35 +78,27 @@ def _refuse_another(state: BindingState, what: str):
         )
 
 
-def _bind_verified(configured, *, by):
+def _bind_verified(configured, *, by, previous=None):
     _check_holds_files(configured)
-    _, created = StorageBinding.objects.get_or_create(pk=1, defaults=_fields(configured, by))
-    if created:
+    fields = {**dataclasses.asdict(configured), "bound_at": timezone.now(), "bound_by": by[:150]}
+    if previous is not None:  # bind_storage: over whatever was bound
+        StorageBinding.objects.update_or_create(pk=1, defaults={**fields, "previous": previous})
+    elif StorageBinding.objects.get_or_create(pk=1, defaults=fields)[1]:
         logger.debug("storage.bound", extra={"kind": configured.kind, "by": by[:40]})
     else:
         verify_storage()  # bound by someone else just now: it must be this storage
 
 
 def bind_storage(*, by: str) -> BindingState:
-    """Bind the configured storage (the files were moved there), recording who, when, and what
-    it replaced."""
+    """Rebind: the files were moved to the configured storage (recorded: who, when, what before)."""
     state = binding_state()
     if state.matches:
         return state
-    _check_holds_files(state.configured)
     previous = state.bound.describe() if state.bound else ""
-    StorageBinding.objects.update_or_create(
-        pk=1, defaults={**_fields(state.configured, by), "previous": previous}
-    )
-    logger.warning(
-        "storage.rebound",
-        extra={"kind": state.configured.kind, "previous_kind": state.bound and state.bound.kind},
-    )
+    _bind_verified(state.configured, by=by, previous=previous)
+    extra = {"kind": state.configured.kind, "previous_kind": state.bound and state.bound.kind}
+    logger.warning("storage.rebound", extra=extra)
     return dataclasses.replace(binding_state(), changed=True)
-
-
-def _fields(identity, by):
-    return {**dataclasses.asdict(identity), "bound_at": timezone.now(), "bound_by": by[:150]}
 
 
 def _sample() -> tuple[list[str], bool]:

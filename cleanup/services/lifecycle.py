@@ -1,9 +1,5 @@
-"""The lifecycle backstop: if every worker is down for days, S3 itself deletes the jobs' files.
-
-Two rules on the upload prefix, merged by ID into the bucket's others (docs/backstop.md): objects
-expire JOB_TTL + 1 day after upload, noncurrent versions and incomplete uploads after 1 day; lone
-delete markers by a rule of their own (S3 refuses ExpiredObjectDeleteMarker beside Days).
-"""
+"""The lifecycle backstop: if every worker is down for days, S3 itself deletes the jobs' files
+(docs/backstop.md). Lone delete markers have a rule of their own: S3 refuses them beside Days."""
 
 import math
 from dataclasses import dataclass, field
@@ -66,8 +62,7 @@ def plan_lifecycle(*, apply: bool = False) -> Lifecycle | None:
 
 
 def lifecycle_findings() -> Lifecycle | None:
-    """Whether the backstop is in place, and which rules would delete live jobs' files; None for
-    local files."""
+    """Whether the backstop is in place, and the rules that would delete live files; None: local."""
     s3 = storage.get_storage()
     if not storage.is_s3(s3):
         return None
@@ -81,14 +76,13 @@ def lifecycle_findings() -> Lifecycle | None:
     backstop = all({k: found.get(r["ID"], {}).get(k) for k in r} == r for r in ours)
     findings = Lifecycle(s3.bucket_name, prefix, rules, backstop)
     for rule in rules:
-        expiration = rule.get("Expiration") or {}
         where = rule.get("Filter") or {}
-        theirs = rule.get("Prefix") or where.get("Prefix") or (where.get("And") or {}).get("Prefix")
-        theirs = theirs or ""
+        where = where.get("And") or where  # a Filter holds one of Prefix, And, ...
+        theirs = rule.get("Prefix") or where.get("Prefix") or ""
         covers = prefix.startswith(theirs) or theirs.startswith(prefix)
         if rule.get("Status") != "Enabled" or not covers:
             continue
-        name = f"'{rule.get('ID', '(no ID)')}'"
+        name, expiration = f"'{rule.get('ID', '(no ID)')}'", rule.get("Expiration") or {}
         if "Date" in expiration:
             findings.too_short.append(f"{name} expires every object on {expiration['Date']:%F}")
         elif "Days" in expiration and expiration["Days"] * DAY < settings.JOB_TTL:

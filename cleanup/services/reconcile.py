@@ -1,13 +1,10 @@
-"""The orphan reconciler: stored objects no row or pending deletion names, deleted if asked.
-
-It cannot empty storage (docs/safety.md): a first pass counts; unless `force`d, it refuses with no
-job and no pending deletion, or with more orphans than CLEANUP_RECONCILE_MAX_ORPHAN_SHARE; a second
-pass re-checks each object and deletes at most the counted orphans. Keys breaking the upload-name
-rule become refused pending names; old multipart uploads without a live job are aborted.
+"""The orphan reconciler: stored objects no row or pending deletion names, deleted if asked. It
+cannot empty storage (docs/safety.md): it counts, may refuse, then deletes at most what it counted.
 """
 
 import logging
 import uuid
+from contextlib import suppress
 from datetime import datetime, timedelta
 from itertools import islice
 
@@ -29,6 +26,8 @@ logger = logging.getLogger(__name__)
 RECONCILE_GRACE = timedelta(minutes=60)
 RECONCILE_EXAMPLES = 5
 Status = ReconcileRun.Status
+# What the log line says of a run: counts, never a name.
+LOGGED = "status delete forced scanned young held orphans orphan_bytes deleted failed refused_keys"
 
 
 class ReconcileFailed(Exception):
@@ -62,16 +61,10 @@ def reconcile_storage(
         result.status = Status.FAILED if result.error else Status.SUCCEEDED
     result.finished_at = timezone.now()
     result.save()
-    extra = {"run": result.pk, **{name: getattr(result, name) for name in LOGGED}}
+    extra = {"run": result.pk, **{name: getattr(result, name) for name in LOGGED.split()}}
     extra.update(error=bool(result.error), duration_ms=int(result.duration_seconds * 1e3))
     logger.info("reconcile.run", extra=extra)
     return result
-
-
-# What the log line says of a run: counts, never a name.
-LOGGED = (
-    "status delete forced scanned young held orphans orphan_bytes deleted failed refused_keys"
-).split()
 
 
 def _passes(result: ReconcileRun, *, grace: timedelta):
@@ -79,24 +72,18 @@ def _passes(result: ReconcileRun, *, grace: timedelta):
     session = open_storage()
     _count(result, session)
     if result.delete and not result.error:
-        refusal = "" if result.forced else _refusal(result)
-        if refusal:
+        if not result.forced and (refusal := _refusal(result)):
             result.status, result.error = Status.REFUSED, refusal
         elif result.orphans and not _deleted_orphans(result, session):
             return  # the storage failed a delete: the rest would too; the next run finds them
     _settle_uploads(result, session, grace=grace, abort=result.delete and not result.refused)
 
 
-def _old_chunks(result: ReconcileRun, session, *, count: bool):
-    """The listing, streamed, in chunks of objects past the grace period (counting them all)."""
+def _old_chunks(result: ReconcileRun, session):
+    """The listing, streamed, by pages: each with its objects past the grace period."""
     listed = session.list_objects(f"{session.rule.prefix}/")
     while page := list(islice(listed, storage.S3_MAX_KEYS_PER_REQUEST)):
-        chunk = [obj for obj in page if obj.modified <= result.cutoff]
-        if count:
-            result.scanned += len(page)
-            result.scanned_bytes += sum(obj.size for obj in page)
-            result.young += len(page) - len(chunk)
-        yield chunk
+        yield page, [obj for obj in page if obj.modified <= result.cutoff]
 
 
 def _orphans_in(chunk, session) -> tuple[list[storage.StoredObject], dict[str, str]]:
@@ -112,10 +99,12 @@ def _orphans_in(chunk, session) -> tuple[list[storage.StoredObject], dict[str, s
 
 def _count(result: ReconcileRun, session):
     fits = PendingFileDeletion._meta.get_field("name").max_length
-    for chunk in _old_chunks(result, session, count=True):
+    for page, chunk in _old_chunks(result, session):
+        result.scanned += len(page)
+        result.scanned_bytes += sum(obj.size for obj in page)
+        result.young += len(page) - len(chunk)
         orphans, refused = _orphans_in(chunk, session)
-        # Refused keys become refused pending names, resolved by a person like stuck ones (and
-        # held by that row in later runs). A key too long for the column is only counted.
+        # Refused keys become refused pending names for a person (a key too long: only counted).
         result.refused_keys += len(refused)
         PendingFileDeletion.objects.bulk_create(
             PendingFileDeletion(name=name, refused_reason=reason[:200])
@@ -130,33 +119,31 @@ def _count(result: ReconcileRun, session):
 
 
 def _refusal(result: ReconcileRun) -> str:
-    past_grace = result.held + result.orphans
-    if not past_grace:
+    past_grace, share = result.held + result.orphans, settings.CLEANUP_RECONCILE_MAX_ORPHAN_SHARE
+    if past_grace and not Job.objects.exists() and not PendingFileDeletion.objects.exists():
+        why = (
+            "the database holds no job and no pending deletion, while storage holds "
+            f"{past_grace} object(s) past the grace period: the wrong or an empty database (is "
+            "DATABASE_URL the one that owns this storage?)"
+        )
+    elif result.orphans > share * past_grace:
+        why = (
+            f"{result.orphans} of the {past_grace} object(s) past the grace period look orphaned "
+            f"({result.orphans / past_grace:.0%}), more than CLEANUP_RECONCILE_MAX_ORPHAN_SHARE "
+            f"({share:.0%}): a wrong or half-restored database would look the same"
+        )
+    else:
         return ""
-    if not Job.objects.exists() and not PendingFileDeletion.objects.exists():
-        return (
-            "refusing to delete: the database holds no job and no pending deletion, while storage "
-            f"holds {past_grace} object(s) past the grace period: the wrong or an empty database "
-            "(is DATABASE_URL the one that owns this storage?). Nothing was deleted. If every one "
-            "of them really is an orphan, run again with --force after checking."
-        )
-    share = settings.CLEANUP_RECONCILE_MAX_ORPHAN_SHARE
-    if result.orphans > share * past_grace:
-        return (
-            f"refusing to delete {result.orphans} of the {past_grace} object(s) past the grace "
-            f"period ({result.orphans / past_grace:.0%}): more than "
-            f"CLEANUP_RECONCILE_MAX_ORPHAN_SHARE ({share:.0%}) look orphaned, which a wrong or "
-            "half-restored database would also explain. Nothing was deleted. Check the database "
-            "and the storage, then run again with --force to delete them."
-        )
-    return ""
+    return (
+        f"refusing to delete: {why}. Nothing was deleted. Check the database and the storage, then "
+        "run again with --force if every one of them really is an orphan."
+    )
 
 
 def _deleted_orphans(result: ReconcileRun, session) -> bool:
-    """Deletes the orphans; False when the storage failed (the rest left for the next run)."""
     # The counted orphans are the most this pass deletes: the share was decided on that count.
     room = result.orphans
-    for chunk in _old_chunks(result, session, count=False):
+    for _, chunk in _old_chunks(result, session):
         if room <= 0:
             break
         orphans = _orphans_in(chunk, session)[0][:room]
@@ -196,7 +183,5 @@ def _settle_uploads(result: ReconcileRun, session, *, grace: timedelta, abort: b
 
 def _job_id(name: str) -> uuid.UUID | None:
     # Uploads are named jobs/<job id>/...: anything else has no job.
-    try:
+    with suppress(IndexError, ValueError):
         return uuid.UUID(name.split("/")[1])
-    except (IndexError, ValueError):
-        return None

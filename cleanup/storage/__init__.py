@@ -1,7 +1,5 @@
 """Deleting and listing objects in S3 (s3.py) or local files (local.py); any other storage is
-refused. A name already gone counts as deleted, one not deleted comes back with its reason, one
-breaking the upload-name rule is never sent (refused); only the storage's own failure makes it
-unavailable. A run opens one session."""
+refused. A name breaking the upload-name rule is never sent (DeleteOutcome says what happened)."""
 
 # ruff: noqa: F401 - the imports below are the package's public names, re-exported.
 
@@ -18,8 +16,7 @@ from .s3 import S3_MAX_KEYS_PER_REQUEST, is_s3
 
 @dataclass(frozen=True)
 class StorageIdentity:
-    """What names a storage's files, not how it is reached: an S3 bucket and key prefix (not the
-    endpoint), or the MEDIA_ROOT directory with symlinks resolved."""
+    """A storage by what names its files (bucket, key prefix; real MEDIA_ROOT), not its endpoint."""
 
     kind: str  # "s3" or "local"
     bucket: str = ""

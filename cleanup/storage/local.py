@@ -1,5 +1,5 @@
 """Local file storage (FileSystemStorage under MEDIA_ROOT): one delete per name, failing alone
-unless the file system itself fails. A job's directory goes with its last file."""
+unless the file system itself fails."""
 
 import errno
 import os
@@ -8,13 +8,11 @@ from datetime import datetime, timezone
 from functools import cache
 
 from . import names as canonical
-from .outcome import DeleteOutcome, StoredObject, describe_error
+from .outcome import DeleteOutcome, StoredObject
 
 # Errors of the file system as a whole: every other name would fail the same way.
 _ERRNOS = "EROFS EIO ENODEV ENXIO ENOTCONN ESTALE ESHUTDOWN ETIMEDOUT ECONNREFUSED EHOSTDOWN"
-STORAGE_ERRNOS = {
-    getattr(errno, name) for name in f"{_ERRNOS} EHOSTUNREACH ENETDOWN ENETUNREACH".split()
-}
+STORAGE_ERRNOS = {getattr(errno, n) for n in f"{_ERRNOS} EHOSTUNREACH ENETDOWN ENETUNREACH".split()}
 
 
 class LocalSession:
@@ -35,16 +33,16 @@ class LocalSession:
                 outcome.requests += 1
                 try:
                     self.storage.delete(name)  # a name already gone is no error
-                except OSError as exc:
-                    reason = _describe(exc)
-                    if exc.errno in STORAGE_ERRNOS:
+                except Exception as exc:  # noqa: BLE001 - any error leaves this name pending
+                    # Not str(exc): it holds the path or the name (the job id, the file name).
+                    reason = f"{type(exc).__name__}: the name cannot be deleted here"
+                    if getattr(exc, "strerror", None):
+                        reason = f"{type(exc).__name__}: [Errno {exc.errno}] {exc.strerror}"
+                    if getattr(exc, "errno", None) in STORAGE_ERRNOS:
                         outcome.unavailable = reason
                         outcome.deferred.update(dict.fromkeys(names[index:], reason))
                         return outcome
                     outcome.failed[name] = reason
-                except Exception as exc:  # noqa: BLE001 - any other error leaves this name pending
-                    # Not the message: for a path outside MEDIA_ROOT it repeats the name.
-                    outcome.failed[name] = f"{type(exc).__name__}: the name cannot be deleted here"
                 else:
                     outcome.deleted.append(name)
                     folders.add(os.path.dirname(name))
@@ -59,11 +57,9 @@ class LocalSession:
                 path = os.path.join(folder, file)
                 found = os.lstat(path)
                 if stat.S_ISREG(found.st_mode):  # not a symlink: walk follows none
-                    yield StoredObject(
-                        name=os.path.relpath(path, root).replace(os.sep, "/"),
-                        size=found.st_size,
-                        modified=datetime.fromtimestamp(found.st_mtime, tz=timezone.utc),
-                    )
+                    name = os.path.relpath(path, root).replace(os.sep, "/")
+                    modified = datetime.fromtimestamp(found.st_mtime, tz=timezone.utc)
+                    yield StoredObject(name, found.st_size, modified)
 
 
 def _unless_gone(exc: OSError):
@@ -71,16 +67,8 @@ def _unless_gone(exc: OSError):
         raise exc
 
 
-def _describe(exc: OSError) -> str:
-    # str(OSError) ends with the path, which holds the job id and the file name.
-    if exc.errno is not None and exc.strerror:
-        return f"{type(exc).__name__}: [Errno {exc.errno}] {exc.strerror}"
-    return describe_error(exc)
-
-
 def _remove_empty_folders(storage, folders, prefix):
-    """Remove the folders deleted files left empty, deepest first, below the upload prefix (rmdir:
-    only empty directories, never through a symlink)."""
+    """A job's directory goes with its last file (rmdir: only empty ones, never through a link)."""
     top = storage.path(prefix)
     for folder in sorted(map(storage.path, folders), key=len, reverse=True):
         while folder.startswith(top + os.sep):
@@ -92,9 +80,8 @@ def _remove_empty_folders(storage, folders, prefix):
 
 
 def _symlinked_out(storage, prefix):
-    """Whether a directory (of names, under MEDIA_ROOT) leads out of MEDIA_ROOT/<prefix>/ through
-    a symlink (a file's own link is removed, not followed). One lstat per directory: realpath per
-    name cost as much as the deletes."""
+    """Whether a directory leads out of MEDIA_ROOT/<prefix>/ through a symlink (a file's own link
+    is removed, not followed), one lstat each: realpath per name cost as much as the deletes."""
     root = os.path.abspath(storage.location)
     inside = os.path.join(os.path.realpath(root), prefix)
 

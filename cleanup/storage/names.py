@@ -1,8 +1,6 @@
-"""The other spellings of a key: older rows may hold names storage normalises onto an allowed
-key (`jobs//A/p.png`, `/jobs/A/p.png`, `jobs/./A/p.png`, (S3) `jobs\\A\\p.png`), and such a live
-row must still protect it. Migration 0008's partial indexes import NON_CANONICAL_PATTERN: changing
-it needs a migration that rebuilds them.
-"""
+"""The other spellings of a key (`jobs//A/p.png`, `/jobs/A/p.png`, (S3) `jobs\\A\\p.png`): a live
+row holding one must still protect the key. Migration 0008's partial indexes import
+NON_CANONICAL_PATTERN: changing it needs a migration that rebuilds them."""
 
 import posixpath
 

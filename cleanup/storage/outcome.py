@@ -11,11 +11,9 @@ class UnsupportedStorage(Exception):
 @dataclass
 class DeleteOutcome:
     deleted: list[str] = field(default_factory=list)
-    # Name -> reason. failed: storage refused the name (an attempt against it); deferred: the
-    # storage's own trouble (counts nothing); refused: never sent (the reason holds no name).
-    failed: dict[str, str] = field(default_factory=dict)
-    deferred: dict[str, str] = field(default_factory=dict)
-    refused: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)  # name -> reason: storage refused it
+    deferred: dict[str, str] = field(default_factory=dict)  # the storage's trouble: no attempt
+    refused: dict[str, str] = field(default_factory=dict)  # never sent (reasons hold no name)
     requests: int = 0
     retries: int = 0  # requests the S3 client sent again (throttling, 5xx, connections)
     unavailable: str = ""  # set when the storage as a whole failed, not some keys in it

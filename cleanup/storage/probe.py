@@ -1,6 +1,5 @@
-"""Can the purge reach its bucket? One listing and one versioning request, read-only, each bounded
-by the client's timeouts and attempts (AWS_S3_CONNECT_TIMEOUT, _READ_TIMEOUT, _MAX_ATTEMPTS).
-`create_bucket` makes a missing one, private (the runbook's step 2 without the AWS CLI)."""
+"""Can the purge reach its bucket? One listing and one versioning request, read-only, bounded by
+the client's timeouts and attempts. `create_bucket` makes a missing one, private."""
 
 from dataclasses import dataclass
 
@@ -8,13 +7,11 @@ from botocore.exceptions import ClientError
 
 from .s3 import MISSING, REFUSED, STORAGE_KINDS, UNREACHABLE, WRONG_REGION, classify, explain, is_s3
 
-FAILED = "failed"  # what s3.classify does not name as the storage's own trouble
-__all__ = ["FAILED", "MISSING", "REFUSED", "UNREACHABLE", "WRONG_REGION", "probe_s3"]
+__all__ = ["MISSING", "REFUSED", "UNREACHABLE", "WRONG_REGION", "probe_s3"]
 
 # Every public-access switch on: neither an ACL nor a bucket policy can make an object public.
-ALL_BLOCKED = dict.fromkeys(
-    ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets"), True
-)
+_SWITCHES = "BlockPublicAcls IgnorePublicAcls BlockPublicPolicy RestrictPublicBuckets"
+ALL_BLOCKED = dict.fromkeys(_SWITCHES.split(), True)
 
 
 @dataclass(frozen=True)
@@ -36,16 +33,14 @@ def probe_s3(storage) -> StorageProbe | None:
     """The S3 bucket behind `storage`, probed; None for storage that is not S3 (local files)."""
     if not is_s3(storage):
         return None
-    region = getattr(storage, "region_name", None) or ""
-    endpoint = getattr(storage, "endpoint_url", None) or (
-        f"https://s3.{region}.amazonaws.com" if region else "https://s3.amazonaws.com"
-    )
+    region = storage.region_name or ""
+    endpoint = storage.endpoint_url or f"https://s3.{region}{'.' if region else ''}amazonaws.com"
     found = {"bucket": storage.bucket_name, "endpoint": endpoint, "region": region}
     try:
         client = storage.connection.meta.client
         client.list_objects_v2(Bucket=storage.bucket_name, MaxKeys=1)
     except Exception as exc:  # noqa: BLE001 - every failure is a finding, not a crash
-        problem = classify(exc) if classify(exc) in STORAGE_KINDS else FAILED
+        problem = classify(exc) if classify(exc) in STORAGE_KINDS else "failed"
         return StorageProbe(**found, problem=problem, reason=explain(exc, endpoint))
     try:
         status = client.get_bucket_versioning(Bucket=storage.bucket_name).get("Status", "")
@@ -59,33 +54,27 @@ class BucketNotCreated(Exception):
 
 
 def create_bucket(storage) -> str:
-    """Create the bucket behind `storage`, unless these credentials can already use it; returns
-    what was done, in one line."""
+    """Create the bucket behind `storage` unless these credentials can use it; what was done."""
     probe = probe_s3(storage)
     if probe is None:
-        raise BucketNotCreated(
-            "the default storage is local files (AWS_STORAGE_BUCKET_NAME is not set): "
-            "there is no bucket to create"
-        )
+        raise BucketNotCreated("local files (AWS_STORAGE_BUCKET_NAME not set): no bucket to create")
     where = f"bucket '{probe.bucket}' at {probe.endpoint}"
     if probe.ok:
         return f"{where} already exists and these credentials can use it: nothing to do"
     if probe.problem != MISSING:
         raise BucketNotCreated(f"cannot create {where}: {probe.problem}: {probe.reason}")
-    client = storage.connection.meta.client
+    s3 = storage.connection.meta.client
     request = {"Bucket": probe.bucket, "ACL": "private"}
     if probe.region and probe.region != "us-east-1":  # us-east-1 takes no location constraint
         request["CreateBucketConfiguration"] = {"LocationConstraint": probe.region}
     try:
-        client.create_bucket(**request)
+        s3.create_bucket(**request)
     except ClientError as exc:
         why = explain(exc, probe.endpoint)
         if not why.startswith("BucketAlreadyOwnedByYou"):  # another's name, or refused
             raise BucketNotCreated(f"cannot create {where}: {why}") from None
     try:
-        client.put_public_access_block(
-            Bucket=probe.bucket, PublicAccessBlockConfiguration=ALL_BLOCKED
-        )
+        s3.put_public_access_block(Bucket=probe.bucket, PublicAccessBlockConfiguration=ALL_BLOCKED)
     except ClientError as exc:  # a server without this API: the bucket stays private by its ACL
         why = explain(exc, probe.endpoint)
         return f"created {where}, private (ACL); public access block not set: {why}"
