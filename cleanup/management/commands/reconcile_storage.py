@@ -4,7 +4,7 @@ from cleanup.models import PurgeRun
 from cleanup.report import format_reconcile, show
 from cleanup.services import RECONCILE_GRACE, reconcile_storage
 from fmr.commands import StrictCommand, argument_type
-from fmr.parsing import parse_minutes
+from fmr.parsing import MAX_MINUTES, parse_minutes
 
 
 class Command(StrictCommand):
@@ -19,7 +19,9 @@ class Command(StrictCommand):
         parser.add_argument("--delete", action="store_true", help="Delete the orphans.")
         parser.add_argument(
             "--grace",
-            type=argument_type(parse_minutes),
+            type=argument_type(
+                parse_minutes, expected=f"a number of minutes (0 or more) up to {MAX_MINUTES}"
+            ),
             default=RECONCILE_GRACE,
             metavar="MINUTES",
             help="Leave younger objects alone, so uploads in flight are safe (default: "
