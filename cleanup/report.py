@@ -22,12 +22,10 @@ def local_time(moment) -> str:
 
 
 def _lines(label: str, *texts) -> list[str]:
-    """Lines of the terminal status: the label (if any) padded to one column, then continuations."""
     return [f"  {label + ':' if label and not n else '':<30}{text}" for n, text in enumerate(texts)]
 
 
 def format_reach(facts) -> str:
-    """Where the storage is, and whether purge_status could reach it."""
     where = facts["where"] + (f" at {facts['endpoint']}" if facts["endpoint"] else "")
     if facts["reachable"]:
         return f"reachable, {where}"
@@ -204,7 +202,7 @@ def format_reconcile(result, *, examples=False) -> str:
     return "\n".join(lines)
 
 
-def format_binding(state, changed: bool, *, rebind: bool) -> str:
+def format_binding(state, *, rebind: bool) -> str:
     bound = "nothing bound yet (the first file written binds its storage)"
     if state.bound:
         bound = f"{state.bound.describe()} (bound {local_time(state.bound_at)} by {state.bound_by})"
@@ -215,7 +213,7 @@ def format_binding(state, changed: bool, *, rebind: bool) -> str:
     if state.previous:
         lines.append(f"  {'before that:':<26}{state.previous}")
     if rebind:
-        lines.append("Rebound." if changed else "Already bound to the configured storage.")
+        lines.append("Rebound." if state.changed else "Already bound to the configured storage.")
     elif state.bound and state.matches:
         lines.append("They match.")
     return "\n".join(lines)

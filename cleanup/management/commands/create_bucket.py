@@ -6,11 +6,7 @@ from fmr.commands import StrictCommand
 
 
 class Command(StrictCommand):
-    help = (
-        "Create the configured S3 bucket (AWS_STORAGE_BUCKET_NAME, in AWS_S3_REGION_NAME at "
-        "AWS_S3_ENDPOINT_URL), private. A bucket these credentials can already use is left "
-        "as it is."
-    )
+    help = "Create the configured S3 bucket, private, unless these credentials can already use it."
 
     def handle(self, *args, **options):
         try:

@@ -10,38 +10,17 @@ from fmr.parsing import parse_day
 
 class Command(StrictCommand):
     help = (
-        "The destruction ledger: one line per purge run started from --since to --until (both "
-        "days included, Asia/Seoul, the project's TIME_ZONE): when, trigger, who asked, cutoff, "
-        "backlog at start, rows deleted per model, files, status, reason and method, each line "
-        "hash-chained to the one before; counts only. The runs of one purge share a group. "
-        "--verify FILE checks an exported file (either format) instead."
+        "The destruction ledger, counts only: one hash-chained line per purge run started from "
+        "--since to --until (days included, Asia/Seoul), as CSV or JSON Lines (--format json). "
+        "--verify FILE checks an exported file instead."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument(
-            "--since",
-            type=argument_type(parse_day),
-            metavar="YYYY-MM-DD",
-            help="First day (from 00:00 Asia/Seoul), included.",
-        )
-        parser.add_argument(
-            "--until",
-            type=argument_type(parse_day),
-            metavar="YYYY-MM-DD",
-            help="Last day (to 24:00 Asia/Seoul), included: --since D --until D is one day.",
-        )
-        parser.add_argument(
-            "--format",
-            choices=["csv", "json"],
-            default="csv",
-            help="csv (a header, then a line per run; default) or json (JSON Lines, same fields).",
-        )
-        parser.add_argument(
-            "--verify",
-            metavar="FILE",
-            help="Check an exported file's hash chain: exit 0 when intact, 1 naming the first "
-            "altered, removed or reordered line.",
-        )
+        day = argument_type(parse_day)
+        parser.add_argument("--since", type=day, metavar="YYYY-MM-DD", help="First day, included.")
+        parser.add_argument("--until", type=day, metavar="YYYY-MM-DD", help="Last day, included.")
+        parser.add_argument("--format", choices=["csv", "json"], default="csv")
+        parser.add_argument("--verify", metavar="FILE", help="Check an exported file's hash chain.")
 
     def handle(self, *args, **options):
         if options["verify"]:

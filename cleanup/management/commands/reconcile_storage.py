@@ -9,16 +9,14 @@ from fmr.parsing import MAX_MINUTES, parse_minutes
 
 class Command(StrictCommand):
     help = (
-        "Find objects under the jobs' upload prefix that no row and no pending deletion names "
-        "(orphans), older than the grace period; with --delete, delete them. Refuses to delete "
-        "when the database holds no job or more than CLEANUP_RECONCILE_MAX_ORPHAN_SHARE of the "
-        "objects look orphaned, unless --force."
+        "Report objects under the jobs' upload prefix, older than --grace, that no row and no "
+        "pending deletion names (orphans); --delete deletes them. Refuses when the database holds "
+        "no job or over CLEANUP_RECONCILE_MAX_ORPHAN_SHARE of the objects look orphaned: --force "
+        "overrides that, only after a person has checked the database and the storage."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument(
-            "--delete", action="store_true", help="Delete the orphans (default: only report)."
-        )
+        parser.add_argument("--delete", action="store_true", help="Delete the orphans.")
         parser.add_argument(
             "--grace",
             type=argument_type(
@@ -26,15 +24,10 @@ class Command(StrictCommand):
             ),
             default=RECONCILE_GRACE,
             metavar="MINUTES",
-            help="Leave objects younger than this alone, so uploads in flight are safe "
-            f"(default: {RECONCILE_GRACE.total_seconds() / 60:.0f}).",
+            help="Leave younger objects alone, so uploads in flight are safe (default: "
+            f"{RECONCILE_GRACE.total_seconds() / 60:.0f}).",
         )
-        parser.add_argument(
-            "--force",
-            action="store_true",
-            help="With --delete: delete even when the refusal above applies. Only after a person "
-            "has checked the database and the storage.",
-        )
+        parser.add_argument("--force", action="store_true", help="Delete despite the refusal.")
         parser.add_argument("--json", action="store_true", help="Print the summary as JSON.")
 
     def handle(self, *args, delete, grace, force, **options):

@@ -35,24 +35,22 @@ class Command(StrictCommand):
                 # Each job is saved in one transaction: the failed one left no row.
                 created = f"{done} of {len(created_at)} job(s) created."
                 raise CommandError(f"{storage_problem(exc)} {created}") from None
-        self.stdout.write(f"Created {expired} expired and {live} live demo job(s).")
+        return f"Created {expired} expired and {live} live demo job(s)."
 
 
 def storage_problem(exc) -> str:
     if isinstance(exc, ImproperlyConfigured):
         return str(exc)  # not the storage this database's files live in: the message names both
     # Codes and types only: botocore's messages and OSError's filename carry the key (a job id).
+    reason = ": ".join(filter(None, [type(exc).__name__, getattr(exc, "strerror", None)]))
     if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        reason = f"{error.get('Code', 'Error')} ({exc.operation_name}): {error.get('Message', '')}"
-    else:
-        reason = f"{type(exc).__name__}: {exc.strerror}" if getattr(exc, "strerror", None) else ""
+        reason = f"{exc.response.get('Error', {}).get('Code', 'Error')} ({exc.operation_name})"
     if bucket := getattr(default_storage, "bucket_name", None):
-        where = f"bucket '{bucket}' at {getattr(default_storage, 'endpoint_url', None) or 'AWS S3'}"
+        where = f"bucket '{bucket}' at {default_storage.endpoint_url or 'AWS S3'}"
     else:
-        where = f"local storage at {getattr(default_storage, 'location', settings.MEDIA_ROOT)}"
+        where = f"local storage at {settings.MEDIA_ROOT}"
     return (
-        f"could not store a demo file in {where}: {reason or type(exc).__name__}. Create the "
-        "bucket first (README, 'Running it in production') or fix the storage settings; "
-        "`python manage.py check` tests the storage."
+        f"could not store a demo file in {where}: {reason}. Create the bucket first (README, "
+        "'Running it in production') or fix the storage settings; `python manage.py check` tests "
+        "the storage."
     )
