@@ -3,8 +3,7 @@
 import functools
 import uuid
 from concurrent.futures import Future
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
@@ -34,50 +33,36 @@ class FileDeletion:
     refused_reasons: list[str] = field(default_factory=list)
 
     def add(self, other: "FileDeletion") -> "FileDeletion":
-        for name in ("deleted", "failed", "stuck", "requests", "retries", "refused"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.unavailable = self.unavailable or other.unavailable
-        for name in ("errors", "refused_reasons"):
-            mine = getattr(self, name)
-            mine.extend(e for e in getattr(other, name) if e not in mine)
+        for name in (f.name for f in fields(self)):
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if isinstance(mine, list):
+                mine.extend(e for e in theirs if e not in mine)
+            else:  # counts add up; the first reason storage was unavailable stays
+                setattr(self, name, mine + theirs if isinstance(mine, int) else mine or theirs)
         return self
 
 
 def delete_pending_files(
-    *,
-    names: list[str] | None = None,
-    due_before: datetime | None = None,
-    session=None,
-    storage_verified: bool = False,
-    recorded_as: uuid.UUID | None = None,
+    *, names=None, due_before=None, session=None, storage_verified=False, recorded_as=None
 ) -> FileDeletion:
-    """Delete pending files from storage and forget the ones that are gone: `names` (as
-    record() wrote them, `recorded_as` its token), or else every name due at `due_before`.
-    A name a row still references (in any spelling) is never deleted, one breaking the upload-name
-    rule never sent; StorageNotVerified unless the storage is the bound one."""
+    """Delete pending files and forget the ones gone: `names` (`recorded_as` record()'s token), else
+    every name due at `due_before`. One a row still references (in any spelling) is never deleted,
+    one breaking the upload-name rule never sent; StorageNotVerified but on the bound storage."""
     if not storage_verified:
         verify_storage()
     session = session or open_storage()
     if names is not None:  # one pass: the queries do not grow with the names
-        return finish_batch_files(start_batch_files(names, recorded_as, session))
-    return _sweep(due_before or timezone.now(), session)
-
-
-def _sweep(due_before, session) -> FileDeletion:
+        return finish_deleting(start_deleting(names, recorded_as, session))
     # The due rows in key order, each read once; only storage being unavailable stops it.
-    result, after = FileDeletion(), 0
+    result, after, size = FileDeletion(), 0, storage.S3_MAX_KEYS_PER_REQUEST
+    due = PendingFileDeletion.objects.due(due_before or timezone.now()).order_by("pk")
     while not result.unavailable:
-        rows = list(
-            PendingFileDeletion.objects.due(due_before)
-            .filter(pk__gt=after)
-            .order_by("pk")
-            .values_list("pk", "name")[: storage.S3_MAX_KEYS_PER_REQUEST]
-        )
+        rows = list(due.filter(pk__gt=after).values_list("pk", "name")[:size])
         if not rows:
             break
         after = rows[-1][0]
-        chunk = start_batch_files([name for _, name in rows], None, session, rows=rows)
-        result.add(finish_batch_files(chunk))
+        chunk = start_deleting([name for _, name in rows], None, session, rows=rows)
+        result.add(finish_deleting(chunk))
     return result
 
 
@@ -87,9 +72,7 @@ def open_storage():
 
 
 @dataclass
-class BatchFiles:
-    """Names whose storage step is under way (in another thread for a purge batch)."""
-
+class BatchFiles:  # names whose storage step is under way (in a thread, for a purge batch)
     names: list[str]
     recorded_as: uuid.UUID | None
     started: datetime
@@ -97,7 +80,7 @@ class BatchFiles:
     rows: list | None = None  # the sweep's (pk, name) rows of these names
 
 
-def start_batch_files(names, recorded_as, session, thread=None, *, rows=None) -> BatchFiles:
+def start_deleting(names, recorded_as, session, thread=None, *, rows=None) -> BatchFiles:
     """Start deleting names from storage, in `thread` (an executor) if given. Referenced names
     are left out here: the storage thread never touches the database."""
     referenced = referenced_names(names)
@@ -106,26 +89,21 @@ def start_batch_files(names, recorded_as, session, thread=None, *, rows=None) ->
     return BatchFiles(names, recorded_as, timezone.now(), outcome, rows)
 
 
-def finish_batch_files(batch: BatchFiles) -> FileDeletion:
+def finish_deleting(batch: BatchFiles) -> FileDeletion:
     """Wait for the storage step, then forget the names that are gone and mark the others."""
     outcome = batch.outcome.result() if isinstance(batch.outcome, Future) else batch.outcome
-    kept = {*outcome.failed, *outcome.deferred, *outcome.refused}
+    waiting = {**outcome.deferred, **outcome.failed}
+    kept = waiting.keys() | outcome.refused.keys()
     if batch.recorded_as is not None:
         deleted = _forget_recorded(batch.recorded_as, keep=kept)
     else:
-        rows = batch.rows
-        if rows is None:
-            rows = PendingFileDeletion.objects.unresolved().filter(among("name", batch.names))
-            rows = rows.values_list("pk", "name")
+        unresolved = PendingFileDeletion.objects.unresolved()
+        rows = batch.rows or unresolved.filter(among("name", batch.names)).values_list("pk", "name")
         deleted = _forget_unowned([pk for pk, name in rows if name not in kept])
-    waiting = {**outcome.deferred, **outcome.failed}
-    stuck = _mark_failed(outcome.failed, batch.started, storage_failed=False)
-    _mark_failed(outcome.deferred, batch.started, storage_failed=True)
-    _mark_refused(outcome.refused)  # no query when none was refused
     return FileDeletion(
         deleted=min(deleted, len(outcome.deleted)),
         failed=len(waiting),
-        stuck=stuck,
+        stuck=_mark(outcome, waiting, batch.started),
         requests=outcome.requests,
         retries=outcome.retries,
         unavailable=outcome.unavailable,
@@ -157,12 +135,8 @@ def _forget_unowned(pks) -> int:
     removed = 0
     for part in _param_chunks(pks):
         with transaction.atomic():
-            mine = list(
-                PendingFileDeletion.objects.filter(among("pk", part))
-                .select_for_update(skip_locked=True)
-                .order_by()
-                .values_list("pk", flat=True)
-            )
+            rows = PendingFileDeletion.objects.filter(among("pk", part)).order_by()
+            mine = list(rows.select_for_update(skip_locked=True).values_list("pk", flat=True))
             if mine:
                 removed += PendingFileDeletion.objects.filter(among("pk", mine)).delete()[0]
     return removed
@@ -170,11 +144,8 @@ def _forget_unowned(pks) -> int:
 
 def referenced_names(names) -> set[str]:
     """The names among `names` that a row still references, in any spelling (`jobs//A/p.png`)."""
-    referenced = set()
-    for model in file_models():
-        for f in file_fields(model):
-            referenced |= _names_matching(model._default_manager, f.attname, names)
-    return referenced
+    fields = [(model, f) for model in file_models() for f in file_fields(model)]
+    return set().union(*(_names_matching(m._default_manager, f.attname, names) for m, f in fields))
 
 
 def pending_names(names) -> set[str]:
@@ -191,26 +162,19 @@ def _names_matching(manager, column, names) -> set[str]:
         if index == 0:
             # One query: each half uses its own index (an OR of the two would scan the table).
             exact = exact.union(odd.values_list(column, flat=True), all=True)
-        with _through_indexes():
-            found = list(exact)
-        for value in found:
-            if value in wanted:
-                held.add(value)
-            else:
-                held |= storage.names.addresses(value) & wanted
+        for value in _through_indexes(exact):
+            held |= {value} if value in wanted else storage.names.addresses(value) & wanted
     return held
 
 
-@contextmanager
-def _through_indexes():
+def _through_indexes(query) -> list:
     """Through the indexes: the planner scanned 400,000 rows for 20,000 names (124 vs 67 ms)."""
     if connection.vendor != "postgresql":
-        yield
-        return
+        return list(query)
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")
         try:
-            yield
+            return list(query)
         finally:
             cursor.execute("SET LOCAL enable_seqscan = DEFAULT")
 
@@ -221,32 +185,26 @@ def _param_chunks(values):
     return [values[start : start + size] for start in range(0, len(values), size)]
 
 
-def _mark_refused(refused: dict[str, str]):
+def _mark(outcome, waiting, now) -> int:
+    """Record why names stay; returns how many are now stuck. Storage's own failure (deferred)
+    counts no attempt against the names."""
+    unresolved = PendingFileDeletion.objects.unresolved()
     # A handful at most (legacy or crafted names): one UPDATE per reason.
-    for reason in set(refused.values()):
-        names = [name for name, why in refused.items() if why == reason]
-        PendingFileDeletion.objects.unresolved().filter(name__in=names).update(
-            refused_reason=reason
-        )
-
-
-def _mark_failed(failed: dict[str, str], now, *, storage_failed: bool) -> int:
-    """Record the failures; returns how many are now stuck. Storage's own failure counts no
-    attempt against the names."""
-    if not failed:
-        return 0
-    rows = list(PendingFileDeletion.objects.unresolved().filter(name__in=failed))
+    for reason in set(outcome.refused.values()):
+        names = [name for name, why in outcome.refused.items() if why == reason]
+        unresolved.filter(name__in=names).update(refused_reason=reason)
+    rows = list(unresolved.filter(name__in=waiting))
     for row in rows:
-        row.last_error = failed[row.name]
-        row.attempts += 0 if storage_failed else 1
+        charged = row.name in outcome.failed
+        row.last_error = waiting[row.name]
+        row.attempts += 1 if charged else 0
         backoff = min(RETRY_BASE * 2 ** (row.attempts - 1), RETRY_MAX)
-        row.next_attempt_at = now if storage_failed else now + backoff
+        row.next_attempt_at = now + backoff if charged else now
     PendingFileDeletion.objects.bulk_update(
         rows, ["attempts", "last_error", "next_attempt_at"], batch_size=500
     )
-    if storage_failed:
-        return 0
-    return PendingFileDeletion.objects.filter(pk__in=[row.pk for row in rows]).stuck().count()
+    charged = [row.pk for row in rows if row.name in outcome.failed]
+    return PendingFileDeletion.objects.filter(pk__in=charged).stuck().count()
 
 
 class AnyOf(Lookup):
@@ -256,17 +214,13 @@ class AnyOf(Lookup):
     lookup_name = "any_of"  # used directly, never registered on a field
     prepare_rhs = False
 
-    def get_prep_lookup(self):
-        return list(self.rhs)
-
     def as_sql(self, compiler, connection):
         lhs, lhs_params = self.process_lhs(compiler, connection)
         field = self.lhs.output_field
         values = self.rhs
         # Values as the ORM returned them need no preparing (tens of thousands a batch).
-        native = _NATIVE.get(
-            (field.target_field if field.is_relation else field).get_internal_type()
-        )
+        target = field.target_field if field.is_relation else field
+        native = _NATIVE.get(target.get_internal_type())
         if not all(type(value) is native for value in values):
             values = [field.get_db_prep_value(value, connection) for value in values]
         return f"{lhs} = ANY(%s::{field.cast_db_type(connection)}[])", (*lhs_params, values)

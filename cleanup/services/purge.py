@@ -3,8 +3,8 @@
 import collections
 import contextlib
 import functools
-import importlib
 import logging
+import os
 import pkgutil
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -29,14 +29,7 @@ from ..models import PendingFileDeletion, PurgeRun
 from .binding import verify_storage
 from .clock import purge_cutoff
 from .errors import PurgeNotPossible
-from .files import (
-    BatchFiles,
-    FileDeletion,
-    delete_pending_files,
-    finish_batch_files,
-    open_storage,
-    start_batch_files,
-)
+from .files import FileDeletion, delete_pending_files, finish_deleting, open_storage, start_deleting
 from .runs import abandon_dead_runs, open_run
 
 NOTHING_DELETED = "none: the run deleted nothing (refused or failed before its first batch)"
@@ -80,7 +73,14 @@ def _purge(run, progress, should_stop, on_batch):
     purge_plan().refuse_problems()
     verify_storage()
     if run.dry_run:
-        _count_expired(run.cutoff, run.limit, progress)
+        chosen = _expired_ids(run.cutoff, run.limit, lock=False)
+        for model, path in cascade_paths(Job):
+            rows = model._default_manager.filter(**{f"{path}pk__in": chosen})
+            progress.rows[model._meta.label] = rows.count()
+            if model in file_models():
+                for f in file_fields(model):
+                    progress.files_to_delete += rows.exclude(**{f.name: ""}).count()
+        progress.jobs = progress.rows[Job._meta.label]
         return
     session = open_storage()
     _delete_expired(run, progress, should_stop, on_batch, session)
@@ -113,12 +113,6 @@ class _Progress:
         jobs = self.jobs + per_model.get(Job._meta.label, 0)
         return replace(self, rows=rows, jobs=jobs, batches=self.batches + 1)
 
-    def left(self) -> tuple[int, int]:
-        """(pending, stuck): this run's names still in the table and the sweep's it left."""
-        mine = PendingFileDeletion.objects.filter(batch__in=self.tokens)
-        stuck = mine.stuck().count() + self.sweep.stuck
-        return mine.not_stuck().count() + self.sweep.failed - self.sweep.stuck, stuck
-
 
 def check_positive(name, value):
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SIZE:
@@ -133,22 +127,10 @@ def _expired_ids(cutoff, size, *, lock):
     return expired.values_list("pk", flat=True)[:size]
 
 
-def _count_expired(cutoff, limit, progress):
-    chosen = _expired_ids(cutoff, limit, lock=False)
-    for model, path in cascade_paths(Job):
-        rows = model._default_manager.filter(**{f"{path}pk__in": chosen})
-        progress.rows[model._meta.label] = rows.count()
-        if model in file_models():
-            for f in file_fields(model):
-                progress.files_to_delete += rows.exclude(**{f.name: ""}).count()
-    progress.jobs = progress.rows[Job._meta.label]
-
-
 def _delete_expired(run, progress, should_stop, on_batch, session):
-    # The storage steps of the last STORAGE_STEPS batches run in `threads` (sharing the session's
-    # window of requests) while the next batch's rows are deleted here (only this thread touches
-    # the database). Their names are in the outbox, committed, before they start: if the run
-    # dies, their outcome is never recorded and the next run's sweep finishes them.
+    # Up to STORAGE_STEPS batches' storage steps run in `threads` (one window of requests) while
+    # this thread, the only one touching the database, deletes the next batch's rows. Their names
+    # are in the committed outbox first: if the run dies, the next run's sweep finishes them.
     limit, in_flight = run.limit, collections.deque()
     with ThreadPoolExecutor(STORAGE_STEPS, thread_name_prefix="purge-storage") as threads:
         while limit is None or progress.jobs < limit:
@@ -160,16 +142,19 @@ def _delete_expired(run, progress, should_stop, on_batch, session):
             if batch is None:
                 break
             if len(in_flight) == STORAGE_STEPS:
-                _finish_batch(in_flight.popleft(), progress)
-            if not progress.files.unavailable:
-                batch.files = start_batch_files(batch.names, batch.token, session, threads)
-            in_flight.append(batch)
-            if batch.log["jobs"] < size:
+                _finish_batch(*in_flight.popleft(), progress)
+            log, started, names, token = batch
+            if progress.files.unavailable:  # storage is down: don't spend every batch timing out
+                files = FileDeletion(failed=len(names), errors=[progress.files.unavailable])
+            else:
+                files = start_deleting(names, token, session, threads)
+            in_flight.append((log, started, files))
+            if log["jobs"] < size:
                 break  # the backlog is done (or held by a purge beside this one): no empty SELECT
             if on_batch is not None:
                 on_batch(progress.jobs)
         while in_flight:
-            _finish_batch(in_flight.popleft(), progress)
+            _finish_batch(*in_flight.popleft(), progress)
 
 
 # A batch of 1,000 jobs is 4 DeleteObjects: three batches' keep CLEANUP_S3_CONCURRENCY's 8 busy
@@ -177,16 +162,7 @@ def _delete_expired(run, progress, should_stop, on_batch, session):
 STORAGE_STEPS = 3
 
 
-@dataclass
-class _Batch:
-    log: dict  # purge.batch's first fields
-    names: list[str]
-    token: object  # record()'s, on the batch's pending rows
-    started: float  # time.monotonic()
-    files: BatchFiles | None = None  # None when storage was already down
-
-
-def _delete_batch(run, size, progress) -> _Batch | None:
+def _delete_batch(run, size, progress):
     """One batch's rows in one transaction, with its outbox; None when nothing is left."""
     started = time.monotonic()
     # durable: its files are deleted next, so it must commit here, not in a caller's transaction.
@@ -197,47 +173,50 @@ def _delete_batch(run, size, progress) -> _Batch | None:
         cascade = purge_plan().delete(ids)
         token = PendingFileDeletion.objects.record(cascade.file_names)  # the outbox
         after = progress.with_batch(cascade.per_model)
-        _heartbeat(run, after)  # the record commits with the batch: exact if the process dies
+        # The record commits with the batch: exact if the process dies. Only while it runs: a run
+        # a later purge marked abandoned keeps what that purge wrote.
+        PurgeRun.objects.filter(pk=run.pk, status=PurgeRun.Status.RUNNING).update(
+            heartbeat_at=timezone.now(),
+            batches=after.batches,
+            jobs_deleted=after.jobs,
+            rows_deleted=after.rows,
+            files_deleted=after.files.deleted,
+            files_pending=after.files.failed,
+        )
     progress.rows, progress.jobs, progress.batches = after.rows, after.jobs, after.batches
     progress.tokens.append(token)
     log = {"run": run.pk, "batch": after.batches, "jobs": len(ids), "rows": cascade.total}
-    return _Batch(log, cascade.file_names, token, started)
+    return log, started, cascade.file_names, token
 
 
-def _finish_batch(batch, progress):
-    if batch.files is None:
-        # Storage is down: don't spend every batch timing out; the names are safely pending.
-        files = FileDeletion(failed=len(batch.names), errors=[progress.files.unavailable])
-    else:
-        files = finish_batch_files(batch.files)
+def _finish_batch(log, started, files, progress):
+    if not isinstance(files, FileDeletion):
+        files = finish_deleting(files)
     progress.files.add(files)
-    duration_ms = int((time.monotonic() - batch.started) * 1000)
+    duration_ms = int((time.monotonic() - started) * 1000)
     extra = {"files_deleted": files.deleted, "files_pending": files.failed}
-    logger.info("purge.batch", extra={**batch.log, **extra, "duration_ms": duration_ms})
-
-
-def _heartbeat(run, progress):
-    # Only while it runs: a run a later purge marked abandoned keeps what that purge wrote.
-    PurgeRun.objects.filter(pk=run.pk, status=PurgeRun.Status.RUNNING).update(
-        heartbeat_at=timezone.now(),
-        batches=progress.batches,
-        jobs_deleted=progress.jobs,
-        rows_deleted=progress.rows,
-        files_deleted=progress.files.deleted,
-        files_pending=progress.files.failed,
-    )
+    logger.info("purge.batch", extra={**log, **extra, "duration_ms": duration_ms})
 
 
 def _finish(run, progress, status=None, error=None) -> PurgeRun:
     """Write the run's end; a run a later purge marked abandoned takes its late work as counts."""
-    pending, stuck = progress.left()
+    # This run's names still in the table, and the sweep's it left.
+    left, sweep = PendingFileDeletion.objects.filter(batch__in=progress.tokens), progress.sweep
+    stuck = left.stuck().count() + sweep.stuck
+    pending = left.not_stuck().count() + sweep.failed - sweep.stuck
     files = FileDeletion().add(progress.files).add(progress.sweep)
-    counts = _counts(run, progress, files, pending, stuck)
-    if status is None and run.dry_run:
-        status = PurgeRun.Status.DRY_RUN
-    elif status is None:  # not every file known to be gone: never a clean success
+    counts = {"batches": progress.batches, "files_refused": files.refused, "files_stuck": stuck}
+    counts["storage_retries"] = files.retries
+    if run.dry_run:  # nothing was deleted, and the record says so
+        status = status or PurgeRun.Status.DRY_RUN
+        counts |= {"would_delete_jobs": progress.jobs, "would_delete_rows": progress.rows}
+        counts |= {"would_delete_files": progress.files_to_delete}
+        counts["rows_deleted"] = dict.fromkeys(progress.rows, 0)
+    else:  # not every file known to be gone: never a clean success
         failed = pending or files.refused
-        status = PurgeRun.Status.FILES_PENDING if failed else PurgeRun.Status.SUCCEEDED
+        status = status or (PurgeRun.Status.FILES_PENDING if failed else PurgeRun.Status.SUCCEEDED)
+        counts |= {"jobs_deleted": progress.jobs, "rows_deleted": progress.rows}
+        counts |= {"files_deleted": files.deleted, "files_pending": pending}
     now = timezone.now()
     mine = PurgeRun.objects.filter(pk=run.pk)
     ended = mine.filter(status=PurgeRun.Status.RUNNING).update(
@@ -257,26 +236,20 @@ def _finish(run, progress, status=None, error=None) -> PurgeRun:
     return run
 
 
-def _counts(run, progress, files, pending, stuck) -> dict:
-    counts = {
-        "batches": progress.batches,
-        "files_refused": files.refused,
-        "files_stuck": stuck,
-        "storage_retries": files.retries,
-    }
-    if run.dry_run:  # nothing was deleted, and the record says so
-        return counts | {
-            "would_delete_jobs": progress.jobs,
-            "would_delete_rows": progress.rows,
-            "would_delete_files": progress.files_to_delete,
-            "rows_deleted": dict.fromkeys(progress.rows, 0),
-        }
-    return counts | {
-        "jobs_deleted": progress.jobs,
-        "rows_deleted": progress.rows,
-        "files_deleted": files.deleted,
-        "files_pending": pending,
-    }
+def _log(run):
+    fields = {"run": run.pk, "trigger": run.trigger, "status": run.status, "dry_run": run.dry_run}
+    if run.dry_run:
+        fields["would_delete_jobs"] = run.would_delete_jobs
+        fields["would_delete_rows"] = run.would_delete_rows_total
+        fields["would_delete_files"] = run.would_delete_files
+    else:
+        fields |= {"jobs": run.jobs_deleted, "rows": run.rows_total}
+        fields |= {n: getattr(run, n) for n in _RUN_FILE_COUNTS}
+    fields["duration_ms"] = int(run.duration.total_seconds() * 1000)
+    logger.info("purge.run", extra=fields)
+
+
+_RUN_FILE_COUNTS = ("files_deleted", "files_pending", "files_stuck", "files_refused", "batches")
 
 
 def _problems(pending, stuck, files) -> str:
@@ -292,29 +265,12 @@ def _problems(pending, stuck, files) -> str:
     return "; ".join(problems)
 
 
-def _log(run):
-    fields = {"run": run.pk, "trigger": run.trigger, "status": run.status, "dry_run": run.dry_run}
-    if run.dry_run:
-        fields["would_delete_jobs"] = run.would_delete_jobs
-        fields["would_delete_rows"] = run.would_delete_rows_total
-        fields["would_delete_files"] = run.would_delete_files
-    else:
-        fields |= {"jobs": run.jobs_deleted, "rows": run.rows_total}
-        fields |= {n: getattr(run, n) for n in _RUN_FILE_COUNTS}
-    fields["duration_ms"] = int(run.duration.total_seconds() * 1000)
-    logger.info("purge.run", extra=fields)
-
-
-_RUN_FILE_COUNTS = ("files_deleted", "files_pending", "files_stuck", "files_refused", "batches")
-PURGE_APPS = ("jobs", "cleanup")
-
-
 def check_database_ready():
-    """Refuse a database behind the migrations on disk (by module name: importing them costs a
-    fresh process ~30 ms)."""
+    """Refuse a database behind the migrations on disk (by module name: importing costs ~30 ms)."""
     recorder = MigrationRecorder(connection)
     applied = set(recorder.applied_migrations()) if recorder.has_table() else set()
-    missing = {(app, name) for app in PURGE_APPS for name in _migrations_on_disk(app)} - applied
+    on_disk = {(app, name) for app in ("jobs", "cleanup") for name in _migrations_on_disk(app)}
+    missing = on_disk - applied
     if missing:
         apps = ", ".join(sorted({app for app, _ in missing}))
         raise PurgeNotPossible(
@@ -326,24 +282,19 @@ def check_database_ready():
 
 @functools.cache
 def _migrations_on_disk(app_label) -> tuple[str, ...]:
-    package = importlib.import_module(f"{apps.get_app_config(app_label).name}.migrations")
-    return tuple(
-        name
-        for _, name, is_package in pkgutil.iter_modules(package.__path__)
-        if not is_package and name[0] not in "_~"
-    )
+    found = pkgutil.iter_modules([os.path.join(apps.get_app_config(app_label).path, "migrations")])
+    return tuple(name for _, name, is_package in found if not is_package and name[0] not in "_~")
 
 
 def _record_failure(run, progress, exc):
     """Record the run that `exc` ended, in an operator's words, as `exc.purge_result`."""
     interrupted = isinstance(exc, KeyboardInterrupt)
     status = PurgeRun.Status.INTERRUPTED if interrupted else PurgeRun.Status.FAILED
+    error = storage.describe_error(exc)
     if isinstance(exc, PurgeNotPossible):  # only verify_storage()'s, in words for operators
         error = f"Never started: refused before its first row. {exc}"
-    elif progress.batches or progress.files.deleted:
-        error = storage.describe_error(exc)
-    else:
-        error = f"Nothing was deleted: {storage.describe_error(exc)}"
+    elif not progress.batches and not progress.files.deleted:
+        error = f"Nothing was deleted: {error}"
     recorded = None
     for attempt in range(2):
         try:
@@ -355,10 +306,8 @@ def _record_failure(run, progress, exc):
         except DatabaseError as failure:
             if attempt or connection.in_atomic_block:
                 # A caller's transaction owns the connection; the record goes wherever it goes.
-                logger.error(
-                    "purge.unrecorded",
-                    extra={"run": run.pk, "error": storage.describe_error(failure)},
-                )
+                reason = storage.describe_error(failure)
+                logger.error("purge.unrecorded", extra={"run": run.pk, "error": reason})
                 break
             connection.close()  # the connection itself failed: worth one fresh connection
     with contextlib.suppress(AttributeError):  # an exception that takes no attributes

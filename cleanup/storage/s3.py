@@ -1,18 +1,17 @@
 """S3 (django-storages' S3Storage): bulk DeleteObjects, several at once (CLEANUP_S3_CONCURRENCY,
 an AIMD window); on a versioned bucket every version and delete marker of each key. One table
 (`classify`) sorts every answer: the storage's trouble leaves every name pending, uncharged; only
-an answer about one key, or a request rejected for what it carried (then halved), charges names.
-"""
+an answer about one key, or a request rejected for what it carried (then halved), charges names."""
 
 import re
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from itertools import chain, groupby
 from operator import itemgetter
+from typing import NamedTuple
 
 import botocore.exceptions as boto
 from django.conf import settings
@@ -33,8 +32,7 @@ GONE = "gone"  # a key or version already gone: the delete has nothing left to d
 # The answers about the storage, not about what was sent: every request would get the same.
 STORAGE_KINDS = {UNREACHABLE, MISSING, REFUSED, WRONG_REGION}
 
-# S3 error codes win over the HTTP status (some servers throttle with a 4xx); any other 5xx is
-# UNREACHABLE.
+# Codes win over the HTTP status (some servers throttle with a 4xx); any other 5xx: UNREACHABLE.
 _CODES = {
     UNREACHABLE: "SlowDown ServiceUnavailable InternalError RequestTimeout Throttling "
     "ThrottlingException TooManyRequests RequestLimitExceeded BandwidthLimitExceeded "
@@ -53,11 +51,8 @@ STATUSES |= {401: REFUSED, 403: REFUSED, 408: UNREACHABLE, 429: UNREACHABLE}
 
 
 def classify_answer(status: int | None, code: str = "") -> str:
-    if code in CODES:
-        return CODES[code]
-    if status in STATUSES:
-        return STATUSES[status]
-    return UNREACHABLE if status and status >= 500 else REJECTED
+    otherwise = UNREACHABLE if status and status >= 500 else REJECTED
+    return CODES.get(code, STATUSES.get(status, otherwise))
 
 
 def classify(exc: BaseException) -> str:
@@ -74,15 +69,14 @@ def classify(exc: BaseException) -> str:
 
 def explain(exc: BaseException, endpoint: str) -> str:
     """The failure in an operator's words, with no key in it."""
+    unreachable = classify(exc) == UNREACHABLE
     if isinstance(exc, boto.ClientError):
         error = exc.response.get("Error", {})
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         code, message = str(error.get("Code", "")), str(error.get("Message", "")).strip()
         said = f"{code}: {message}" if message else code or f"HTTP {status}"
-        if classify(exc) == UNREACHABLE:
-            return f"storage unavailable at {endpoint}: {said} (HTTP {status})"
-        return said
-    if classify(exc) == UNREACHABLE:
+        return f"storage unavailable at {endpoint}: {said} (HTTP {status})" if unreachable else said
+    if unreachable:
         return f"storage unreachable at {endpoint} ({type(exc).__name__})"
     # A connection error quotes the URL, whose query string can hold a key: drop the query.
     return re.sub(r"\?[^\s\"']*", "", describe_error(exc))
@@ -117,10 +111,8 @@ class S3Session:
     """One run's dealings with the bucket; what it learns of the bucket it asks only once."""
 
     def __init__(self, storage, rule):
-        self.storage = storage
-        self.rule = rule  # the upload-name rule (cleanup.file_models.upload_rule())
-        self.bucket = storage.bucket_name
-        self.key_prefix = key_prefix(storage, "")
+        self.storage, self.rule = storage, rule  # the upload-name rule (file_models.upload_rule())
+        self.bucket, self.key_prefix = storage.bucket_name, key_prefix(storage, "")
         self._versioned = None
         # Set once the storage fails a request: the session (one run, its batches' calls side by
         # side) sends no more, and every name it is given stays pending, uncharged.
@@ -130,16 +122,13 @@ class S3Session:
         # Shared with the request threads (boto3 clients are thread-safe); hooks once per client.
         self.client = storage.connection.meta.client
         self.endpoint = self.client.meta.endpoint_url
-        events = self.client.meta.events
-        events.register("after-call.s3", _count_retries, unique_id="fmr-retries")
-        events.register("after-call-error.s3", _count_retries, unique_id="fmr-retries-error")
+        for event in ("after-call.s3", "after-call-error.s3"):
+            self.client.meta.events.register(event, _count_retries, unique_id=f"fmr-{event}")
 
     def delete_names(self, names) -> DeleteOutcome:
         keys = {name: self.key_prefix + name for name in names}
-        sent = DeleteOutcome()  # by key
+        sent = DeleteOutcome()  # by key, until it is returned
         try:
-            if self.unavailable:  # an outage costs a run one failed request, not one per batch
-                raise StorageUnavailable(self.unavailable)
             if self._is_versioned(sent):
                 objects = self._versions_of(sorted(set(keys.values())), sent)
             else:
@@ -150,16 +139,11 @@ class S3Session:
         except StorageUnavailable as exc:  # the versioning state or a listing: nothing was sent
             self.unavailable = sent.unavailable = str(exc)
             sent.deferred.update(dict.fromkeys(keys.values(), sent.unavailable))
-        outcome = DeleteOutcome(requests=sent.requests, retries=sent.retries)
-        outcome.unavailable = sent.unavailable
-        for name, key in keys.items():
-            if key in sent.deferred:
-                outcome.deferred[name] = sent.deferred[key]
-            elif key in sent.failed:
-                outcome.failed[name] = sent.failed[key]
-            else:
-                outcome.deleted.append(name)
-        return outcome
+        kept, start = sent.deferred.keys() | sent.failed.keys(), len(self.key_prefix)
+        sent.deleted = [name for name, key in keys.items() if key not in kept]
+        sent.failed = {k[start:]: why for k, why in sent.failed.items() if k not in sent.deferred}
+        sent.deferred = {key[start:]: why for key, why in sent.deferred.items()}
+        return sent
 
     def _in_parallel(self, task, items) -> list:
         with ThreadPoolExecutor(self.window.most) as pool:
@@ -197,15 +181,14 @@ class S3Session:
                 continue
             if error.get("Key") not in keys:
                 # An error not about a key we sent: trust nothing in this answer, charge no key.
-                for key in keys:
-                    sent.deferred.setdefault(key, reason)
+                sent.deferred.update(dict.fromkeys(keys - sent.deferred.keys(), reason))
                 return
             # An InternalError or SlowDown about one key is still the storage's trouble.
             (sent.deferred if kind == UNREACHABLE else sent.failed).setdefault(error["Key"], reason)
 
     def _is_versioned(self, sent) -> bool:
         with self._asking:  # once per session, though its batches' calls run side by side
-            if self.unavailable:
+            if self.unavailable:  # an outage costs a run one failed request, not one per batch
                 raise StorageUnavailable(self.unavailable)
             if self._versioned is None:
                 try:
@@ -224,17 +207,14 @@ class S3Session:
         for key in keys:
             # A job's files share a folder: one listing for all (a top-level key: its own name).
             folders.setdefault(key[: key.rfind("/") + 1] or key, []).append(key)
-        plans = [
-            (f, names) if len(names) > 1 else (names[0], names) for f, names in folders.items()
-        ]
-        listed = self._in_parallel(lambda plan: self._list_plan(*plan, sent), plans)
+        listed = self._in_parallel(lambda plan: self._list_plan(*plan, sent), folders.items())
         if self.unavailable:
             raise StorageUnavailable(self.unavailable)
         return [obj for found in listed for obj in found]
 
     def _list_plan(self, prefix, wanted, sent) -> list[dict]:
-        try:
-            return self._list_versions(prefix, wanted, sent)
+        try:  # a folder of one key: that key's own listing
+            return self._list_versions(prefix if len(wanted) > 1 else wanted[0], wanted, sent)
         except StorageUnavailable as exc:
             self.unavailable = self.unavailable or str(exc)
         except _RequestRejected as exc:
@@ -245,8 +225,7 @@ class S3Session:
         return []
 
     def _list_versions(self, prefix, wanted, sent) -> list[dict]:
-        wanted_set, last = set(wanted), max(wanted)
-        found = []
+        wanted_set, last, found = set(wanted), max(wanted), []
         kwargs = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": S3_MAX_KEYS_PER_REQUEST}
         while True:
             page = self._call("list_object_versions", sent, **kwargs)
@@ -300,13 +279,11 @@ class S3Session:
 
 
 class _Window:
-    """Requests in flight, at most `most`, AIMD: a retried request halves the limit, each answered
-    at the first try adds one back."""
+    """In-flight requests, AIMD up to `most`: a retry halves the limit, a clean answer adds one."""
 
     def __init__(self, most: int):
         self.most = self.limit = most
-        self.busy = 0
-        self._changed = threading.Condition()
+        self.busy, self._changed = 0, threading.Condition()
 
     @contextmanager
     def slot(self):
@@ -329,8 +306,7 @@ class _Window:
 # Besides objects: lifecycle rules and incomplete multipart uploads (bytes no listing shows).
 
 
-@dataclass(frozen=True)
-class Upload:
+class Upload(NamedTuple):
     name: str
     upload_id: str
     initiated: datetime  # aware, UTC
@@ -342,16 +318,23 @@ def key_prefix(storage, name: str) -> str:
     return f"{location}/{name}" if location else name
 
 
+@contextmanager
+def _unless(code: str):
+    """S3's `code` answer is no error here: there is nothing to do."""
+    try:
+        yield
+    except boto.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != code:
+            raise
+
+
 def read_lifecycle(storage) -> list[dict]:
     """The bucket's lifecycle rules as S3 returns them; none when it has no configuration."""
     client = storage.connection.meta.client
-    try:
+    with _unless("NoSuchLifecycleConfiguration"):
         answer = client.get_bucket_lifecycle_configuration(Bucket=storage.bucket_name)
-    except boto.ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "NoSuchLifecycleConfiguration":
-            raise
-        return []
-    return answer.get("Rules", [])
+        return answer.get("Rules", [])
+    return []
 
 
 def write_lifecycle(storage, rules: list[dict]):
@@ -361,30 +344,18 @@ def write_lifecycle(storage, rules: list[dict]):
 
 
 def list_uploads(storage, prefix: str) -> Iterator[Upload]:
-    """Every incomplete multipart upload under `prefix` (the declared upload prefix and its
-    slash), paged (1,000 per request)."""
-    start = len(key_prefix(storage, ""))
-    pages = storage.connection.meta.client.get_paginator("list_multipart_uploads").paginate(
-        Bucket=storage.bucket_name,
-        Prefix=key_prefix(storage, prefix),
-        PaginationConfig={"PageSize": 1000},
+    """Every incomplete multipart upload under `prefix` (the upload prefix and its slash)."""
+    start, client = len(key_prefix(storage, "")), storage.connection.meta.client
+    pages = client.get_paginator("list_multipart_uploads").paginate(
+        Bucket=storage.bucket_name, Prefix=key_prefix(storage, prefix), MaxUploads=1000
     )
-    try:
-        for page in pages:
-            for upload in page.get("Uploads", []):
-                yield Upload(upload["Key"][start:], upload["UploadId"], upload["Initiated"])
-    except boto.ClientError as exc:  # s3rver has no such call: the rest of a reconcile runs
-        if exc.response.get("Error", {}).get("Code") != "NotImplemented":
-            raise
+    with _unless("NotImplemented"):  # s3rver has no such call: the rest of a reconcile runs
+        for upload in chain.from_iterable(page.get("Uploads", []) for page in pages):
+            yield Upload(upload["Key"][start:], upload["UploadId"], upload["Initiated"])
 
 
 def abort_upload(storage, upload: Upload):
     """Its parts are deleted; an upload already gone (completed or aborted) counts as done."""
-    try:
-        key = key_prefix(storage, upload.name)
-        storage.connection.meta.client.abort_multipart_upload(
-            Bucket=storage.bucket_name, Key=key, UploadId=upload.upload_id
-        )
-    except boto.ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
-            raise
+    key, s3 = key_prefix(storage, upload.name), storage.connection.meta.client
+    with _unless("NoSuchUpload"):
+        s3.abort_multipart_upload(Bucket=storage.bucket_name, Key=key, UploadId=upload.upload_id)
