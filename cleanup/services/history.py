@@ -11,7 +11,8 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from contextlib import suppress
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
+from datetime import timezone as dt_timezone
 
 from django.core.files.storage import FileSystemStorage
 from django.db import connection
@@ -85,7 +86,7 @@ def retention_history(*, now: datetime | None = None, days: int = 7) -> dict:
     hours = int((hour - since).total_seconds() // 3600) + 1
     per_hour = dict.fromkeys((since + timedelta(hours=h) for h in range(hours)), 0)
     # A run's jobs count in the hour it last reported them (finished, or its last heartbeat).
-    at = TruncHour(Coalesce("finished_at", "heartbeat_at", "started_at"), tzinfo=UTC)
+    at = TruncHour(Coalesce("finished_at", "heartbeat_at", "started_at"), tzinfo=dt_timezone.utc)
     purged = counted_runs().filter(dry_run=False).annotate(at=at).filter(at__range=(since, hour))
     per_hour |= dict(purged.values_list("at").annotate(Sum("jobs_deleted")))
     return {
