@@ -157,7 +157,7 @@ def _delete_expired(run, progress, should_stop, on_batch, session):
             _finish_batch(*in_flight.popleft(), progress)
 
 
-# A batch of 1,000 jobs is 4 DeleteObjects: three batches' keep CLEANUP_S3_CONCURRENCY's 8 busy
+# A batch of 1,000 jobs is 4 DeleteObjects: three batches keep CLEANUP_S3_CONCURRENCY's 8 busy
 # while the oldest is being finished.
 STORAGE_STEPS = 3
 
