@@ -62,18 +62,22 @@ def set_versioning(bucket, status):
 
 
 class RequestCounter:
-    """The HTTP requests the storage's boto3 client sends, per operation (retries included)."""
+    """The calls the storage's boto3 client makes, per operation.
+
+    Calls, not HTTP attempts: moto's threaded server can answer a 500 while another thread
+    changes the bucket, and botocore's retry of it is a second attempt of the same call.
+    """
 
     def __init__(self):
         self.client = storage.get_storage().connection.meta.client
         self.sent = Counter()
-        self.client.meta.events.register("before-send.s3", self._count)
+        self.client.meta.events.register("before-call.s3", self._count)
 
     def _count(self, event_name, **kwargs):
         self.sent[event_name.rsplit(".", 1)[-1]] += 1
 
     def close(self):
-        self.client.meta.events.unregister("before-send.s3", self._count)
+        self.client.meta.events.unregister("before-call.s3", self._count)
 
 
 @pytest.fixture
