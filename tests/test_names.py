@@ -100,6 +100,20 @@ def test_a_live_row_spelled_otherwise_keeps_its_file_when_the_canonical_row_expi
     assert result.files_deleted == 0
 
 
+def test_a_live_row_with_the_very_same_name_keeps_the_file_when_the_other_row_expires(any_storage):
+    name = put(f"jobs/{uuid.uuid4().hex}/p.png")
+    keep = job_with_file(name, expired=False)
+    gone = job_with_file(name, expired=True)
+    other = expired_job()  # a batch of several jobs: the other names still go
+
+    result = purge_expired_jobs()
+
+    assert stored([name]) == [name]
+    assert rows_of(gone.pk) == NO_ROWS and Job.objects.filter(pk=keep.pk).exists()
+    assert stored(file_names(other)) == [] and result.files_deleted == 4
+    assert not PendingFileDeletion.objects.exists()  # the live row owns the name now
+
+
 @pytest.mark.parametrize("name,lands", list(ESCAPES.items()))
 def test_a_name_that_leaves_the_upload_prefix_is_never_sent_to_storage(
     any_storage, name, lands, media_root, tmp_path

@@ -2,7 +2,7 @@
 
 Admins own the row afterwards: if it exists (even edited or disabled) it is left exactly as is.
 The values are written out, not imported, so this migration means the same forever; where each
-comes from is said next to it. cleanup/services/readiness.py (SCHEDULES) describes the row too,
+comes from is said next to it. cleanup/services/verdict.py (SCHEDULES) describes the row too,
 for `manage.py check`: change them together.
 """
 

@@ -5,7 +5,7 @@ report-only default would break the 24-hour promise until someone read the repor
 under the upload prefix that nothing names and that are older than the grace period go.
 Admins own the row afterwards: if it exists (even edited or disabled) it is left exactly as is.
 The values are written out, not imported, so this migration means the same forever; where each
-comes from is said next to it. cleanup/services/readiness.py (SCHEDULES) describes the row too,
+comes from is said next to it. cleanup/services/verdict.py (SCHEDULES) describes the row too,
 for `manage.py check`: change them together.
 """
 

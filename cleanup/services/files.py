@@ -80,10 +80,11 @@ class BatchFiles:  # names whose storage step is under way (in a thread, for a p
     rows: list | None = None  # the sweep's (pk, name) rows of these names
 
 
-def start_deleting(names, recorded_as, session, thread=None, *, rows=None) -> BatchFiles:
-    """Start deleting names from storage, in `thread` (an executor) if given. Referenced names
-    are left out here: the storage thread never touches the database."""
-    referenced = referenced_names(names)
+def start_deleting(names, recorded_as, session, thread=None, *, rows=None, held=None) -> BatchFiles:
+    """Start deleting names from storage, in `thread` (an executor) if given. Names a row still
+    references (`held`, if the caller found them) are left out here: the storage thread never
+    touches the database."""
+    referenced = referenced_names(names) if held is None else held
     send = functools.partial(_send, [n for n in names if n not in referenced], session)
     outcome = thread.submit(send) if thread else send()
     return BatchFiles(names, recorded_as, timezone.now(), outcome, rows)
@@ -142,10 +143,13 @@ def _forget_unowned(pks) -> int:
     return removed
 
 
-def referenced_names(names) -> set[str]:
-    """The names among `names` that a row still references, in any spelling (`jobs//A/p.png`)."""
+def referenced_names(names, recorded_as=None) -> set[str]:
+    """The names among `names` that a row still references, in any spelling (`jobs//A/p.png`).
+    `recorded_as`: record()'s token of exactly these names, to match them in the outbox."""
     fields = [(model, f) for model in file_models() for f in file_fields(model)]
-    return set().union(*(_names_matching(m._default_manager, f.attname, names) for m, f in fields))
+    return set().union(
+        *(_names_matching(m._default_manager, f.attname, names, recorded_as) for m, f in fields)
+    )
 
 
 def pending_names(names) -> set[str]:
@@ -153,12 +157,18 @@ def pending_names(names) -> set[str]:
     return _names_matching(PendingFileDeletion.objects, "name", names)
 
 
-def _names_matching(manager, column, names) -> set[str]:
+def _names_matching(manager, column, names, recorded_as=None) -> set[str]:
     wanted, held = set(names), set()
     # The rows spelled otherwise: few, found by a partial index on this condition (migration 0008).
     odd = manager.filter(**{f"{column}__regex": storage.names.NON_CANONICAL_PATTERN}).order_by()
-    for index, part in enumerate(_param_chunks(list(names))):
-        exact = manager.filter(among(column, part)).order_by().values_list(column, flat=True)
+    if recorded_as is not None and names:
+        # Joined in the database: a batch's 4,000 names sent back as a parameter cost ~10 ms.
+        outbox = PendingFileDeletion.objects.filter(batch=recorded_as).values("name")
+        parts = [Q(**{f"{column}__in": outbox})]
+    else:
+        parts = [among(column, part) for part in _param_chunks(list(names))]
+    for index, part in enumerate(parts):
+        exact = manager.filter(part).order_by().values_list(column, flat=True)
         if index == 0:
             # One query: each half uses its own index (an OR of the two would scan the table).
             exact = exact.union(odd.values_list(column, flat=True), all=True)
@@ -171,7 +181,8 @@ def _through_indexes(query) -> list:
     """Through the indexes: the planner scanned 400,000 rows for 20,000 names (124 vs 67 ms)."""
     if connection.vendor != "postgresql":
         return list(query)
-    with transaction.atomic(), connection.cursor() as cursor:
+    # No savepoint inside a purge batch's transaction: SET LOCAL is undone below either way.
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")
         try:
             return list(query)

@@ -29,7 +29,14 @@ from ..models import PendingFileDeletion, PurgeRun
 from .binding import verify_storage
 from .clock import purge_cutoff
 from .errors import PurgeNotPossible
-from .files import FileDeletion, delete_pending_files, finish_deleting, open_storage, start_deleting
+from .files import (
+    FileDeletion,
+    delete_pending_files,
+    finish_deleting,
+    open_storage,
+    referenced_names,
+    start_deleting,
+)
 from .runs import abandon_dead_runs, open_run
 
 NOTHING_DELETED = "none: the run deleted nothing (refused or failed before its first batch)"
@@ -143,11 +150,11 @@ def _delete_expired(run, progress, should_stop, on_batch, session):
                 break
             if len(in_flight) == STORAGE_STEPS:
                 _finish_batch(*in_flight.popleft(), progress)
-            log, started, names, token = batch
+            log, started, names, token, held = batch
             if progress.files.unavailable:  # storage is down: don't spend every batch timing out
                 files = FileDeletion(failed=len(names), errors=[progress.files.unavailable])
             else:
-                files = start_deleting(names, token, session, threads)
+                files = start_deleting(names, token, session, threads, held=held)
             in_flight.append((log, started, files))
             if log["jobs"] < size:
                 break  # the backlog is done (or held by a purge beside this one): no empty SELECT
@@ -172,6 +179,8 @@ def _delete_batch(run, size, progress):
             return None
         cascade = purge_plan().delete(ids)
         token = PendingFileDeletion.objects.record(cascade.file_names)  # the outbox
+        # Before commit, while its outbox rows are this batch's alone (no sweep beside it has them).
+        held = referenced_names(cascade.file_names, recorded_as=token)
         after = progress.with_batch(cascade.per_model)
         # The record commits with the batch: exact if the process dies. Only while it runs: a run
         # a later purge marked abandoned keeps what that purge wrote.
@@ -186,7 +195,7 @@ def _delete_batch(run, size, progress):
     progress.rows, progress.jobs, progress.batches = after.rows, after.jobs, after.batches
     progress.tokens.append(token)
     log = {"run": run.pk, "batch": after.batches, "jobs": len(ids), "rows": cascade.total}
-    return log, started, cascade.file_names, token
+    return log, started, cascade.file_names, token, held
 
 
 def _finish_batch(log, started, files, progress):
