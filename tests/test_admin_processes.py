@@ -80,4 +80,6 @@ def test_a_running_beat_follows_an_admin_edit_without_a_restart(
             45,
             message="beat to send the task after the admin's edit",
         )
+        # Beat logs "Sending due task" before it publishes: wait for the message itself.
+        wait_until(default_queue, 15, message="the task to reach the broker")
     assert default_queue()[0] == "delete_expired_jobs"
