@@ -290,23 +290,19 @@ def run_project(batch_size, timer):
 
 
 def run_floor(batch_size, timer):
-    import psycopg
-    from django.db import connection, transaction
+    from django.db import transaction
 
     from cleanup import storage
+    from cleanup.deletion import binding_cursor
     from cleanup.services.files import open_storage
 
-    connection.ensure_connection()
     jobs = rows = batches = 0
     per_batch = []
     while True:
         before = timer.count
         # The ids bound on the server, one binary array each, as the project sends them: the
         # two differ in the order of their work, not in how the driver quotes 1,000 ids.
-        with (
-            transaction.atomic(),
-            connection.make_cursor(psycopg.Cursor(connection.connection)) as cursor,
-        ):
+        with transaction.atomic(), binding_cursor() as cursor:
             cursor.execute(
                 "SELECT id FROM jobs_job WHERE expires_at < %s ORDER BY expires_at LIMIT %s "
                 "FOR UPDATE SKIP LOCKED",

@@ -42,7 +42,7 @@ class Plan:
         values = [self.steps[-1].model._meta.pk.get_db_prep_value(v, connection) for v in ids]
         batch = json.dumps(values) if connection.vendor == "sqlite" else values
         per_model, names = {}, []
-        with transaction.atomic(savepoint=False), _binding_cursor() as cursor:
+        with transaction.atomic(savepoint=False), binding_cursor() as cursor:
             for model, sql in self.steps:
                 cursor.execute(sql, {"ids": batch})
                 rows = cursor.fetchall() if cursor.description else None  # RETURNING file names
@@ -51,7 +51,7 @@ class Plan:
         return Cascade(per_model, names, sum(per_model.values()))
 
 
-def _binding_cursor():
+def binding_cursor():
     """On PostgreSQL, a cursor binding parameters on the server: the ids go as one binary array,
     not as 1,000 quoted literals in each statement's text (Django's default, client-side binding:
     measured, 15% of a batch's time). Wrapped as Django's own, so query logs and wrappers see it."""
