@@ -293,16 +293,17 @@ def run_floor(batch_size, timer):
     from django.db import transaction
 
     from cleanup import storage
-    from cleanup.deletion import binding_cursor
+    from cleanup.deletion import binding_cursor, through_indexes
     from cleanup.services.files import open_storage
 
     jobs = rows = batches = 0
     per_batch = []
     while True:
         before = timer.count
-        # The ids bound on the server, one binary array each, as the project sends them: the
-        # two differ in the order of their work, not in how the driver quotes 1,000 ids.
-        with transaction.atomic(), binding_cursor() as cursor:
+        # The ids bound on the server, one binary array each, and the statements through the
+        # indexes, as the project runs them: the two differ in the order of their work, not in
+        # how the driver quotes 1,000 ids or how PostgreSQL finds their rows.
+        with transaction.atomic(), through_indexes(), binding_cursor() as cursor:
             cursor.execute(
                 "SELECT id FROM jobs_job WHERE expires_at < %s ORDER BY expires_at LIMIT %s "
                 "FOR UPDATE SKIP LOCKED",
@@ -314,8 +315,8 @@ def run_floor(batch_size, timer):
             cursor.execute("SELECT file FROM jobs_jobfile WHERE job_id = ANY(%b)", [ids])
             names = [row[0] for row in cursor.fetchall() if row[0]]
             cursor.execute(
-                "DELETE FROM jobs_reportknowledge WHERE report_id IN "
-                "(SELECT id FROM jobs_report WHERE job_id = ANY(%b))",
+                "DELETE FROM jobs_reportknowledge WHERE report_id = "
+                "ANY(ARRAY(SELECT id FROM jobs_report WHERE job_id = ANY(%b)))",
                 [ids],
             )
             rows += cursor.rowcount

@@ -1,6 +1,7 @@
 """The purge's cascade from public model metadata: one DELETE per model per batch down every
 reverse CASCADE from jobs.Job, children first, returning file names, sending no signal."""
 
+import contextlib
 import functools
 import json
 from collections import namedtuple
@@ -64,6 +65,21 @@ def binding_cursor():
     return wrap(raw)
 
 
+@contextlib.contextmanager
+def through_indexes():
+    """On PostgreSQL, the statements inside take the indexes wherever there is one: with its
+    default costs (a random read 4x a sequential one, for a disk), PostgreSQL planned a batch's
+    deletes as whole-table scans, 18 rows read per row deleted at 20,000 jobs, so each batch cost
+    more as the tables grew. Undone at the end; a failure rolls the setting back with the rest."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        yield
+        cursor.execute("SET LOCAL enable_seqscan = DEFAULT")
+
+
 def purge_plan(root=Job) -> Plan:
     """The plan for `root` and the declared file models (re-read: a test may override them)."""
     return build_plan(root, tuple(file_models()))
@@ -79,10 +95,7 @@ def build_plan(root, declared_file_models=()) -> Plan:
     edges, problems = {root: []}, []
     _walk(root, (root,), edges, problems, declared_file_models)
     quote = connection.ops.quote_name
-    if connection.vendor == "sqlite":
-        in_batch = "{} IN (SELECT value FROM json_each(%(ids)s))"
-    else:  # one binary array, cast to the key's type (psycopg sends small ints as int2[])
-        in_batch = f"{{}} = ANY(%(ids)b::{root._meta.pk.cast_db_type(connection)}[])"
+    in_batch, in_parents = _conditions(root)
 
     @functools.cache
     def where(model) -> str:  # a model reached through several relations: any of them
@@ -91,8 +104,12 @@ def build_plan(root, declared_file_models=()) -> Plan:
         return " OR ".join(
             in_batch.format(quote(fk.column))
             if parent is root and fk.target_field.primary_key
-            else f"{quote(fk.column)} IN (SELECT {quote(fk.target_field.column)} "
-            f"FROM {quote(parent._meta.db_table)} WHERE {where(parent)})"
+            else in_parents.format(
+                quote(fk.column),
+                quote(fk.target_field.column),
+                quote(parent._meta.db_table),
+                where(parent),
+            )
             for fk, parent in edges[model]
         )
 
@@ -109,6 +126,17 @@ def build_plan(root, declared_file_models=()) -> Plan:
         sql = f"DELETE FROM {quote(model._meta.db_table)} WHERE {where(model)}"
         steps.append(Step(model, sql + (f" RETURNING {', '.join(files)}" if files else "")))
     return Plan(tuple(steps), {model: lookups(model) for model in edges}, tuple(problems))
+
+
+def _conditions(root) -> tuple[str, str]:
+    """A column among the batch's ids; a column among the keys of a parent table's rows (the
+    parent's condition last), as this database runs them fastest."""
+    if connection.vendor == "sqlite":
+        return "{} IN (SELECT value FROM json_each(%(ids)s))", "{} IN (SELECT {} FROM {} WHERE {})"
+    # One binary array, cast to the key's type (psycopg sends small ints as int2[]); a parent's
+    # keys as one array first: `IN (SELECT …)` walked the parent's whole primary key instead.
+    in_batch = f"{{}} = ANY(%(ids)b::{root._meta.pk.cast_db_type(connection)}[])"
+    return in_batch, "{} = ANY(ARRAY(SELECT {} FROM {} WHERE {}))"
 
 
 def _walk(model, chain, edges, problems, declared_file_models):

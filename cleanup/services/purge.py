@@ -23,7 +23,7 @@ from fmr.parsing import MAX_SIZE
 from jobs.models import Job
 
 from .. import storage
-from ..deletion import cascade_paths, purge_plan
+from ..deletion import cascade_paths, purge_plan, through_indexes
 from ..file_models import file_fields, file_models
 from ..models import PendingFileDeletion, PurgeRun
 from .binding import verify_storage
@@ -173,7 +173,7 @@ def _delete_batch(run, size, progress):
     """One batch's rows in one transaction, with its outbox; None when nothing is left."""
     started = time.monotonic()
     # durable: its files are deleted next, so it must commit here, not in a caller's transaction.
-    with transaction.atomic(durable=True):
+    with transaction.atomic(durable=True), through_indexes():
         ids = list(_expired_ids(run.cutoff, size, lock=True))
         if not ids:
             return None
