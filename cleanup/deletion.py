@@ -71,11 +71,8 @@ _THROUGH_INDEXES = contextvars.ContextVar("through_indexes", default=False)
 
 @contextlib.contextmanager
 def through_indexes():
-    """On PostgreSQL, the statements inside take the indexes wherever there is one: with its
-    default costs (a random read 4x a sequential one, for a disk), PostgreSQL planned a batch's
-    deletes as whole-table scans, 18 rows read per row deleted at 20,000 jobs, so each batch cost
-    more as the tables grew. Undone at the end; a failure rolls the setting back with the rest.
-    Inside another (the reference check inside a batch) it sends nothing."""
+    """On PostgreSQL, statements take the indexes: default costs planned whole-table scans (18 rows
+    read per row deleted at 20,000 jobs). Undone at the end or by rollback; nested: sends none."""
     if connection.vendor != "postgresql" or _THROUGH_INDEXES.get():
         yield
         return
@@ -142,8 +139,7 @@ def _conditions(root) -> tuple[str, str]:
     parent's condition last), as this database runs them fastest."""
     if connection.vendor == "sqlite":
         return "{} IN (SELECT value FROM json_each(%(ids)s))", "{} IN (SELECT {} FROM {} WHERE {})"
-    # One binary array, cast to the key's type (psycopg sends small ints as int2[]); a parent's
-    # keys as one array first: `IN (SELECT …)` walked the parent's whole primary key instead.
+    # Arrays cast to the key's type (psycopg sends int2[]); parents' keys too: IN walked their pkey.
     in_batch = f"{{}} = ANY(%(ids)b::{root._meta.pk.cast_db_type(connection)}[])"
     return in_batch, "{} = ANY(ARRAY(SELECT {} FROM {} WHERE {}))"
 
