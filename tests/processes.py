@@ -89,10 +89,28 @@ def manage(*args, env=None, stdout=subprocess.PIPE, stderr=subprocess.PIPE):
     )
 
 
-def kill(process):
-    """SIGKILL, as the OOM killer or a lost node would: no handler, no cleanup."""
+def kill(process, application_name):
+    """SIGKILL, as the OOM killer or a lost node would: no handler, no cleanup. The crash is
+    over only once PostgreSQL has ended the sessions the process opened as `application_name`:
+    a COMMIT it sent just before it died still lands after its death, and a check made before
+    then sees a batch change under it."""
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(20)
+    wait_until(
+        lambda: not backend_pids(application_name),
+        30,
+        interval=0.05,
+        message="the killed process's database sessions to end",
+    )
+
+
+def backend_pids(application_name) -> list[int]:
+    """The PostgreSQL backends of the sessions opened under this application_name."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s", [application_name]
+        )
+        return [row[0] for row in cursor.fetchall()]
 
 
 def database_url_with(**options) -> str:

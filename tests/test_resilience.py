@@ -27,7 +27,15 @@ from tests.helpers import (
     stored,
     stored_job_files,
 )
-from tests.processes import celery, child_env, database_url_with, kill, manage, wait_until
+from tests.processes import (
+    backend_pids,
+    celery,
+    child_env,
+    database_url_with,
+    kill,
+    manage,
+    wait_until,
+)
 
 pytestmark = [
     pytest.mark.postgres,
@@ -36,6 +44,13 @@ pytestmark = [
 ]
 
 SLOW = {"DJANGO_SETTINGS_MODULE": "tests.slow_settings", "FMR_TEST_STORAGE_DELAY": "0.05"}
+
+
+def slow_purge(*args):
+    """`purge_expired_jobs <args>` on slowed storage; returns it and its database sessions' name."""
+    name = f"fmr-purge-{uuid.uuid4().hex[:8]}"
+    env = child_env(**SLOW, DATABASE_URL=database_url_with(application_name=name))
+    return manage("purge_expired_jobs", *args, env=env), name
 
 
 def backlog(expired=40, live=3):
@@ -76,7 +91,7 @@ def test_a_purge_killed_mid_run_half_deletes_nothing_and_the_next_run_finishes(s
     gone, kept = backlog()
     kept_names = names_of_jobs(kept)
 
-    purge = manage("purge_expired_jobs", "--batch-size", "5", env=child_env(**SLOW))
+    purge, name = slow_purge("--batch-size", "5")
     wait_until(
         lambda: purge.poll() is not None or mid_run(len(gone)),
         90,
@@ -84,7 +99,7 @@ def test_a_purge_killed_mid_run_half_deletes_nothing_and_the_next_run_finishes(s
         message="the purge to be mid-run",
     )
     assert purge.poll() is None, "the purge finished before it could be killed"
-    kill(purge)
+    kill(purge, name)
 
     # Right after the crash: whole jobs or no job, live files untouched, the rest pending.
     assert_whole_after_a_crash(kept_names)
@@ -127,7 +142,7 @@ def test_a_purge_killed_again_and_again_never_orphans_or_half_deletes():
         # committed every batch it was given, and a moment needs expired jobs left to reach.
         backlog(expired=20, live=0)
         runs, left = PurgeRun.objects.count(), Job.objects.expired().count()
-        purge = manage("purge_expired_jobs", "--batch-size", "5", env=child_env(**SLOW))
+        purge, name = slow_purge("--batch-size", "5")
         wait_until(
             lambda: purge.poll() is not None or reached(runs, left),  # noqa: B023
             90,
@@ -135,21 +150,13 @@ def test_a_purge_killed_again_and_again_never_orphans_or_half_deletes():
             message=moment,
         )
         assert purge.poll() is None, f"the purge finished before {moment}"
-        kill(purge)
+        kill(purge, name)
         assert_whole_after_a_crash(kept_names)
 
     result = purge_expired_jobs()
 
     assert result.ok
     assert_nothing_lost_and_nothing_left(kept, kept_names)
-
-
-def backend_pids(application_name) -> list[int]:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = %s", [application_name]
-        )
-        return [row[0] for row in cursor.fetchall()]
 
 
 def terminate(pids):
@@ -161,10 +168,7 @@ def terminate(pids):
 def test_a_purge_whose_database_connection_is_cut_fails_clearly_and_the_next_run_completes():
     gone, kept = backlog()
     kept_names = names_of_jobs(kept)
-    name = f"fmr-purge-{uuid.uuid4().hex[:8]}"
-    env = child_env(**SLOW, DATABASE_URL=database_url_with(application_name=name))
-
-    purge = manage("purge_expired_jobs", "--batch-size", "5", env=env)
+    purge, name = slow_purge("--batch-size", "5")
     wait_until(
         lambda: purge.poll() is not None or mid_run(len(gone)),
         90,
