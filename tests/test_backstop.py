@@ -307,10 +307,13 @@ def test_a_link_fetched_after_its_job_expired_is_refused(refusing_bucket):
     job = live_job()
     # Seconds left from now, however long the uploads took: enough for the first fetch to come
     # before expiry on a loaded machine (CI runs four test workers on two CPUs).
-    Job.objects.filter(pk=job.pk).update(expires_at=timezone.now() + timedelta(seconds=6))
+    seconds_left = 6
+    Job.objects.filter(pk=job.pk).update(
+        expires_at=timezone.now() + timedelta(seconds=seconds_left)
+    )
     job.refresh_from_db()
     url = job.files.first().file.url
-    assert link_lifetime(url) <= 6
+    assert link_lifetime(url) <= seconds_left
     assert urllib.request.urlopen(url).status == 200
     time.sleep(max(0, (job.expires_at - timezone.now()).total_seconds()) + 1.5)
     with pytest.raises(urllib.error.HTTPError) as refused:
